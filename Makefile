@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make sweep` and `make test`. Each installs what it needs first.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+# torch first, pinned: it is a local CPU wheel here; an unpinned torch pulls a CUDA build of several GB.
+TORCH   ?= torch==2.13.0
+HOST    ?= 127.0.0.1
+PORT    ?= 5000
+STORAGE ?= runs
+
+.PHONY: install sweep test lint ui clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+sweep: install
+	$(BIN)/hpo sweep experiment=sst2_minilm $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check hpo trainers tests bench
+
+ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(STORAGE))/mlflow.db --host $(HOST) --port $(PORT)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

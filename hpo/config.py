@@ -1,0 +1,252 @@
+"""Turning the composed Hydra config into a validated :class:`StudySpec`, before anything runs.
+
+Every check raises :class:`~hpo.errors.ConfigError` naming the key and the fix, so a typo costs
+a second, not a cluster start. Example::
+
+    cfg = compose(["experiment=sst2_minilm", "study.num_samples=2"])
+    spec = build_spec(cfg)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from hpo.errors import ConfigError
+from hpo.resolvers import CONFIG_DIR, register
+from hpo.search_space import SearchSpace
+from trainers.config import TrainConfig
+from trainers.loop import VALIDATION_METRICS
+from trainers.modeling import POOLINGS, UnsupportedArchitecture, num_encoder_blocks
+
+_STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_TRAINER_KEYS = ("max_epochs", "max_length", "eval_batch_size", "grad_clip", "early_stopping_patience")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    train_path: Path
+    validation_path: Path
+    text_column: str
+    label_column: str
+    train_limit: int | None
+    validation_limit: int | None
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """Everything a study run needs, checked."""
+
+    name: str
+    metric: str
+    mode: str
+    num_samples: int
+    max_concurrent: int
+    time_budget_s: float | None
+    seed: int
+    storage_root: Path
+    tracking_uri: str
+    register_best: bool
+    model_path: str
+    num_layers: int
+    data: DataSpec
+    space: SearchSpace
+    trainer: dict[str, Any]  # the fixed TrainConfig fields every trial shares
+    cpu: float
+    gpu: float
+    sampler: Any
+    scheduler: Any
+    ray_address: str | None
+    ray_num_cpus: int | None
+    ray_verbose: bool
+    config_yaml: str
+
+    @property
+    def study_dir(self) -> Path:
+        return self.storage_root / self.name
+
+    @property
+    def optuna_url(self) -> str:
+        return f"sqlite:///{self.study_dir / 'optuna.db'}"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.storage_root / "cache"
+
+
+def compose(overrides: Sequence[str] = ()) -> DictConfig:
+    """The composed config, as ``hpo sweep OVERRIDES`` would see it (for tests and notebooks)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
+
+
+def _get(cfg: DictConfig, key: str) -> Any:
+    try:
+        value = OmegaConf.select(cfg, key, throw_on_missing=True)
+    except OmegaConfBaseException as err:
+        raise ConfigError(key, f"{str(err).splitlines()[0]}; set it on the command line ({key}=...)") from None
+    return value
+
+
+def _number(cfg: DictConfig, key: str, *, minimum: float, integer: bool = False, optional: bool = False):
+    value = _get(cfg, key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and int(value) != value):
+        raise ConfigError(key, f"must be {'an integer' if integer else 'a number'} >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ConfigError(key, f"must be >= {minimum}, got {value!r}")
+    return int(value) if integer else value
+
+
+def build_spec(cfg: DictConfig) -> StudySpec:
+    """Validates ``cfg`` in the order a user would fix it: study, resources, model, data, search."""
+    try:
+        config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "config"
+        raise ConfigError(str(key), str(err).splitlines()[0]) from None
+
+    name = str(_get(cfg, "study.name"))
+    if not _STUDY_NAME.match(name):
+        raise ConfigError("study.name", f"{name!r} must be letters, digits, '_', '.' or '-' (used in paths and MLflow)")
+    metric, mode = _get(cfg, "study.metric"), _get(cfg, "study.mode")
+    if metric not in VALIDATION_METRICS:
+        raise ConfigError("study.metric", f"{metric!r} is not reported; choose one of {list(VALIDATION_METRICS)}")
+    if mode not in ("min", "max"):
+        raise ConfigError("study.mode", f"must be 'min' or 'max', got {mode!r}")
+    if (metric == "val_loss") != (mode == "min"):
+        raise ConfigError("study.mode", f"{metric} should be {'minimized' if metric == 'val_loss' else 'maximized'}")
+
+    storage_root = Path(str(_get(cfg, "storage.root"))).expanduser().resolve()
+    tracking_uri = _get(cfg, "tracking.uri") or f"sqlite:///{storage_root / 'mlflow.db'}"
+
+    model_path, num_layers = _resolve_model(cfg)
+    pooling = _get(cfg, "model.pooling")
+    if pooling not in POOLINGS:
+        raise ConfigError("model.pooling", f"must be one of {list(POOLINGS)}, got {pooling!r}")
+
+    data = _data_spec(cfg)
+    search = _get(cfg, "search")
+    if not isinstance(search, DictConfig):
+        raise ConfigError("search", "must be a mapping of hyperparameter -> range, choices or value")
+    space = SearchSpace.from_config(OmegaConf.to_container(search, resolve=True), num_layers)
+
+    trainer = {key: _get(cfg, f"trainer.{key}") for key in _TRAINER_KEYS}
+    _number(cfg, "trainer.max_epochs", minimum=1, integer=True)
+    _number(cfg, "trainer.max_length", minimum=8, integer=True)
+    _number(cfg, "trainer.eval_batch_size", minimum=1, integer=True)
+    _number(cfg, "trainer.early_stopping_patience", minimum=1, integer=True, optional=True)
+    trainer.update(model_name_or_path=model_path, pooling=pooling, metric=metric, mode=mode,
+                   seed=_number(cfg, "study.seed", minimum=0, integer=True))
+    try:
+        TrainConfig.from_mapping({**trainer, **space.fixed})
+    except (TypeError, ValueError) as err:
+        raise ConfigError("trainer", str(err)) from None
+
+    cpu = _number(cfg, "resources.cpu", minimum=0.01)
+    sampler = _instantiate(cfg, "sampler", space)
+    scheduler = _instantiate(cfg, "scheduler", space)
+    return StudySpec(
+        name=name, metric=metric, mode=mode,
+        num_samples=_number(cfg, "study.num_samples", minimum=1, integer=True),
+        max_concurrent=_number(cfg, "study.max_concurrent", minimum=1, integer=True),
+        time_budget_s=_number(cfg, "study.time_budget_s", minimum=1, optional=True),
+        seed=trainer["seed"], storage_root=storage_root, tracking_uri=tracking_uri,
+        register_best=bool(_get(cfg, "tracking.register_best")),
+        model_path=model_path, num_layers=num_layers, data=data, space=space, trainer=trainer,
+        cpu=cpu, gpu=_number(cfg, "resources.gpu", minimum=0),
+        sampler=sampler, scheduler=scheduler,
+        ray_address=_get(cfg, "ray.address"),
+        ray_num_cpus=_number(cfg, "ray.num_cpus", minimum=1, integer=True, optional=True),
+        ray_verbose=bool(_get(cfg, "ray.verbose")),
+        config_yaml=config_yaml,
+    )
+
+
+def _resolve_model(cfg: DictConfig) -> tuple[str, int]:
+    """Finds the model (building the tiny test model if asked) and counts its encoder blocks."""
+    raw = str(_get(cfg, "model.name_or_path"))
+    builder = OmegaConf.select(cfg, "model.build_if_missing")
+    if builder == "tiny_bert":
+        from trainers.tiny import build_tiny_bert
+
+        build_tiny_bert(Path(raw).expanduser().resolve())
+    elif builder is not None:
+        raise ConfigError("model.build_if_missing", f"unknown builder {builder!r}; the only one is 'tiny_bert'")
+
+    local = Path(raw).expanduser()
+    looks_local = local.exists() or raw.startswith(("/", ".", "~")) or raw.count("/") > 1
+    if looks_local and not (local / "config.json").is_file():
+        raise ConfigError(
+            "model.name_or_path",
+            f"{raw!r} is not a model folder (no config.json there); give a folder written by "
+            "save_pretrained, or a hub name such as 'bert-base-uncased'",
+        )
+    name_or_path = str(local.resolve()) if looks_local else raw
+    try:
+        import torch
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        config = AutoConfig.from_pretrained(name_or_path)
+        with torch.device("meta"):  # the architecture, without allocating weights
+            model = AutoModelForSequenceClassification.from_config(config)
+        return name_or_path, num_encoder_blocks(model)
+    except UnsupportedArchitecture as err:
+        raise ConfigError("model.name_or_path", str(err)) from None
+    except (OSError, ValueError, KeyError) as err:
+        raise ConfigError("model.name_or_path", f"cannot load {raw!r}: {str(err).splitlines()[0]}") from None
+
+
+def _data_spec(cfg: DictConfig) -> DataSpec:
+    from trainers.data import DataError, read_header
+
+    paths = {}
+    for split in ("train_path", "validation_path"):
+        key = f"data.{split}"
+        path = Path(str(_get(cfg, key))).expanduser().resolve()
+        if not path.is_file():
+            hint = " (or set HPO_DATA_DIR to the SST-2 folder)" if "sst2" in str(path) else ""
+            raise ConfigError(key, f"{path} does not exist; point it at a CSV file{hint}")
+        paths[split] = path
+    text_column, label_column = _get(cfg, "data.text_column"), _get(cfg, "data.label_column")
+    for split, path in paths.items():
+        try:
+            columns = read_header(path)
+        except DataError as err:
+            raise ConfigError(f"data.{split}", str(err)) from None
+        for key, column in (("data.text_column", text_column), ("data.label_column", label_column)):
+            if column not in columns:
+                raise ConfigError(key, f"{path.name} has no column {column!r}; its columns are {columns}")
+    return DataSpec(
+        train_path=paths["train_path"], validation_path=paths["validation_path"],
+        text_column=text_column, label_column=label_column,
+        train_limit=_number(cfg, "data.train_limit", minimum=2, integer=True, optional=True),
+        validation_limit=_number(cfg, "data.validation_limit", minimum=2, integer=True, optional=True),
+    )
+
+
+def _instantiate(cfg: DictConfig, group: str, space: SearchSpace) -> Any:
+    """Builds the sampler or scheduler now, so a bad ``_target_`` or argument fails before Ray starts."""
+    from hydra.utils import instantiate
+
+    node = _get(cfg, group)
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        raise ConfigError(group, f"needs a `_target_`; pick one of the {group}/ configs, e.g. {group}=tpe")
+    kwargs = {}
+    if group == "sampler" and "search_space" in node:
+        kwargs["search_space"] = space.grid_space()
+    try:
+        return instantiate(node, **kwargs)
+    except Exception as err:  # hydra wraps import and argument errors alike
+        message = str(err).splitlines()[0]
+        raise ConfigError(group, f"cannot build {node['_target_']}: {message}") from None

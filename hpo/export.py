@@ -1,0 +1,36 @@
+"""The study's best model as an MLflow pyfunc: text in, label and class probabilities out.
+
+A pyfunc (not the transformers flavor) because the head may read mean-pooled states, which
+only :class:`trainers.TextClassifier` reproduces. Example::
+
+    model = mlflow.pyfunc.load_model("models:/sst2_minilm/1")
+    model.predict(pd.DataFrame({"text": ["a gorgeous film", "a dull mess"]}))
+"""
+
+from __future__ import annotations
+
+import mlflow.pyfunc
+
+
+class TextClassifierModel(mlflow.pyfunc.PythonModel):
+    def load_context(self, context) -> None:
+        from transformers import AutoTokenizer
+
+        from trainers import TextClassifier
+
+        path = context.artifacts["checkpoint"]
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.classifier = TextClassifier.from_checkpoint(path).eval()
+
+    def predict(self, context, model_input, params=None):
+        import pandas as pd
+        import torch
+
+        texts = model_input["text"].tolist() if hasattr(model_input, "columns") else list(model_input)
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=512, return_tensors="pt")
+        with torch.no_grad():
+            probs = torch.softmax(self.classifier(batch["input_ids"], batch["attention_mask"]), -1)
+        id2label = self.classifier.config.id2label
+        out = pd.DataFrame(probs.numpy(), columns=[f"p_{id2label[i]}" for i in range(probs.shape[1])])
+        out.insert(0, "label", [id2label[i] for i in probs.argmax(-1).tolist()])
+        return out

@@ -1,0 +1,21 @@
+"""OmegaConf resolvers used by ``conf/``: where the project and packaged models live."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = PROJECT_ROOT / "conf"
+
+
+def package_model(package: str) -> str:
+    """The model folder shipped inside a Python package exposing ``get_model_path()``."""
+    return str(importlib.import_module(package).get_model_path())
+
+
+def register() -> None:
+    OmegaConf.register_new_resolver("hpo.project_root", lambda: str(PROJECT_ROOT), replace=True)
+    OmegaConf.register_new_resolver("hpo.package_model", package_model, replace=True)

@@ -1,0 +1,137 @@
+"""The search space: declared in YAML (``conf/search/``), translated to Optuna distributions.
+
+Example::
+
+    >>> space = SearchSpace.from_config(
+    ...     {"learning_rate": {"low": 1e-5, "high": 1e-3, "log": True},
+    ...      "freeze_depth": {"low": 0, "high": "auto"}, "dropout": 0.1},
+    ...     num_layers=6)
+    >>> space.distributions["freeze_depth"]
+    IntDistribution(high=6, log=False, low=0, step=1)
+    >>> space.fixed
+    {'dropout': 0.1}
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from hpo.errors import ConfigError
+
+# What a trial may sample, with the values that make sense for each.
+_BOUNDS: dict[str, tuple[type, float, float, str]] = {
+    "learning_rate": (float, 0.0, 1.0, "a small positive number such as 3e-5"),
+    "batch_size": (int, 1, math.inf, "a positive integer"),
+    "freeze_depth": (int, 0, math.inf, "0 (full fine-tuning) up to the number of encoder blocks"),
+    "weight_decay": (float, 0.0, math.inf, ">= 0"),
+    "dropout": (float, 0.0, 0.999, "in [0, 1)"),
+    "layer_lr_decay": (float, 1e-9, 1.0, "in (0, 1]; 1 = the same LR for every layer"),
+    "warmup_ratio": (float, 0.0, 1.0, "in [0, 1]"),
+}
+HYPERPARAMETERS = tuple(_BOUNDS)
+_RANGE_KEYS = {"low", "high", "log", "step", "type", "grid"}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    distributions: dict[str, BaseDistribution] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    grids: dict[str, list] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, node: Mapping[str, Any], num_layers: int) -> "SearchSpace":
+        distributions, fixed, grids = {}, {}, {}
+        for name, spec in node.items():
+            key = f"search.{name}"
+            if name not in _BOUNDS:
+                raise ConfigError(key, f"unknown hyperparameter; searchable ones are {list(HYPERPARAMETERS)}")
+            if isinstance(spec, Mapping):
+                distributions[name], grid = _distribution(key, name, dict(spec), num_layers)
+                if grid is not None:
+                    grids[name] = grid
+            else:
+                fixed[name] = _checked_value(key, name, spec, num_layers)
+        if not distributions:
+            raise ConfigError("search", "nothing to search: every hyperparameter is fixed; make one a range")
+        return cls(distributions, fixed, grids)
+
+    def grid_space(self) -> dict[str, list]:
+        """The finite value lists that ``optuna.samplers.GridSampler`` needs, one per searched dimension."""
+        space = {}
+        for name, dist in self.distributions.items():
+            if isinstance(dist, CategoricalDistribution):
+                space[name] = list(dist.choices)
+            elif name in self.grids:
+                space[name] = self.grids[name]
+            else:
+                raise ConfigError(
+                    f"search.{name}", "sampler=grid needs a finite set: give `grid: [v1, v2, ...]` or `choices`"
+                )
+        return space
+
+    def describe(self) -> dict[str, str]:
+        """Human-readable form, for the study's MLflow run."""
+        return {**{k: repr(v) for k, v in self.distributions.items()}, **{k: f"fixed={v!r}" for k, v in self.fixed.items()}}
+
+
+def _distribution(key: str, name: str, spec: dict, num_layers: int) -> tuple[BaseDistribution, list | None]:
+    if "choices" in spec:
+        extra = set(spec) - {"choices"}
+        if extra:
+            raise ConfigError(key, f"a categorical takes only `choices`, not {sorted(extra)}")
+        choices = spec["choices"]
+        if not isinstance(choices, (list, tuple)) or not choices:
+            raise ConfigError(key + ".choices", "must be a non-empty list")
+        return CategoricalDistribution([_checked_value(key + ".choices", name, c, num_layers) for c in choices]), None
+
+    unknown = set(spec) - _RANGE_KEYS
+    if unknown:
+        raise ConfigError(key, f"unknown field(s) {sorted(unknown)}; a range takes {sorted(_RANGE_KEYS)}")
+    for bound in ("low", "high"):
+        if bound not in spec:
+            raise ConfigError(key, f"missing `{bound}`; write {{low: ..., high: ...}} or {{choices: [...]}}")
+    if spec["high"] == "auto":
+        spec["high"] = num_layers
+    low = _checked_value(key + ".low", name, spec["low"], num_layers)
+    high = _checked_value(key + ".high", name, spec["high"], num_layers)
+    if low > high:
+        raise ConfigError(key, f"low ({low}) is above high ({high})")
+    log, step = bool(spec.get("log", False)), spec.get("step")
+    if log and low <= 0:
+        raise ConfigError(key + ".low", f"must be > 0 for a log-uniform range, got {low}")
+    kind = spec.get("type") or ("int" if _BOUNDS[name][0] is int else "float")
+    if kind not in ("int", "float"):
+        raise ConfigError(key + ".type", f"must be int or float, got {kind!r}")
+    grid = spec.get("grid")
+    if grid is not None:
+        grid = [_checked_value(key + ".grid", name, v, num_layers) for v in grid]
+        if any(not low <= v <= high for v in grid):
+            raise ConfigError(key + ".grid", f"every value must lie in [{low}, {high}]")
+    if kind == "int":
+        if int(low) != low or int(high) != high:
+            raise ConfigError(key, f"an int range needs whole bounds, got {low}..{high}")
+        return IntDistribution(int(low), int(high), log=log, step=int(step or 1)), grid
+    return FloatDistribution(float(low), float(high), log=log, step=step), grid
+
+
+def _checked_value(key: str, name: str, value: Any, num_layers: int) -> Any:
+    kind, low, high, hint = _BOUNDS[name]
+    if name == "freeze_depth":
+        high = num_layers
+        hint = f"0..{num_layers} (this model has {num_layers} encoder blocks; `auto` = {num_layers})"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(key, f"must be a number ({hint}), got {value!r}")
+    if kind is int and int(value) != value:
+        raise ConfigError(key, f"must be an integer ({hint}), got {value!r}")
+    if not low <= value <= high or (name == "learning_rate" and value <= 0):
+        raise ConfigError(key, f"{value!r} is out of range: {hint}")
+    return int(value) if kind is int else value

@@ -1,0 +1,54 @@
+"""One trial's training settings: the sampled hyperparameters plus the fixed ones."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything :func:`trainers.fine_tune` needs besides the data.
+
+    The first block is what a search samples; the rest is fixed per study.
+    ``freeze_depth`` counts encoder blocks frozen from the bottom (0 = full fine-tuning); the
+    embeddings are frozen whenever ``freeze_depth > 0``.
+    """
+
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    freeze_depth: int = 0
+    weight_decay: float = 0.01
+    dropout: float = 0.1
+    layer_lr_decay: float = 1.0
+    warmup_ratio: float = 0.1
+
+    model_name_or_path: str = ""
+    pooling: str = "cls"
+    max_epochs: int = 3
+    max_length: int = 128
+    eval_batch_size: int = 128
+    grad_clip: float = 1.0
+    early_stopping_patience: int | None = None
+    metric: str = "val_accuracy"
+    mode: str = "max"
+    seed: int = 0
+    num_threads: int | None = None
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "TrainConfig":
+        """Builds a config from a flat mapping, rejecting unknown keys so a typo never goes unnoticed."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(values))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def improved(self, value: float, best: float | None) -> bool:
+        """Whether ``value`` beats ``best`` in this config's metric direction."""
+        if best is None:
+            return True
+        return value > best if self.mode == "max" else value < best

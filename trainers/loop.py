@@ -1,0 +1,126 @@
+"""The fine-tuning loop: one call trains one configuration and reports every epoch."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from trainers.config import TrainConfig
+from trainers.data import PreparedData, TokenizedSplit, batches
+from trainers.metrics import classification_metrics
+from trainers.modeling import TextClassifier, freeze, load_classifier
+from trainers.optim import param_groups, warmup_then_linear_decay
+from trainers.reporting import Reporter
+
+VALIDATION_METRICS = ("val_loss", "val_accuracy", "val_f1_macro", "val_auc")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on GPUs that support it; full precision elsewhere."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(
+    classifier: TextClassifier, split: TokenizedSplit, pad_token_id: int, batch_size: int, device: torch.device
+) -> dict[str, float]:
+    classifier.eval()
+    all_logits, all_labels = [], []
+    for batch in batches(split, batch_size, pad_token_id):
+        with autocast_for(device):
+            logits = classifier(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        all_logits.append(logits.float().cpu())
+        all_labels.append(batch["labels"])
+    logits, labels = torch.cat(all_logits), torch.cat(all_labels)
+    return {"val_loss": float(F.cross_entropy(logits, labels)), **classification_metrics(logits, labels)}
+
+
+def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[str, float]:
+    """Trains ``cfg`` on ``data`` for up to ``cfg.max_epochs`` epochs; returns the best epoch's metrics.
+
+    Each epoch ends with a validation pass and one ``reporter.report`` call, with a checkpoint
+    folder (model + tokenizer, ``from_pretrained``-loadable) when the metric improved. A caller
+    that stops listening (a scheduler pruning the trial) simply ends the process or raises.
+    """
+    from transformers import AutoTokenizer
+
+    seed_everything(cfg.seed)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = pick_device()
+
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model_name_or_path)
+    classifier = load_classifier(cfg.model_name_or_path, data.label_names, pooling=cfg.pooling, dropout=cfg.dropout)
+    freeze(classifier.model, cfg.freeze_depth)
+    classifier.to(device)
+
+    optimizer = torch.optim.AdamW(
+        param_groups(classifier.model, cfg.learning_rate, cfg.weight_decay, cfg.layer_lr_decay),
+        lr=cfg.learning_rate,
+        fused=device.type == "cuda",
+    )
+    steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+    scheduler = warmup_then_linear_decay(optimizer, steps_per_epoch * cfg.max_epochs, cfg.warmup_ratio)
+
+    best: dict[str, float] | None = None
+    epochs_without_improvement = 0
+    for epoch in range(1, cfg.max_epochs + 1):
+        classifier.train()
+        started, loss_sum, seen = time.perf_counter(), 0.0, 0
+        for batch in batches(data.train, cfg.batch_size, data.pad_token_id, shuffle_seed=cfg.seed * 1000 + epoch):
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with autocast_for(device):
+                logits = classifier(batch["input_ids"], batch["attention_mask"])
+            loss = F.cross_entropy(logits.float(), batch["labels"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(classifier.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            loss_sum += float(loss) * len(batch["labels"])
+            seen += len(batch["labels"])
+        train_seconds = time.perf_counter() - started
+
+        metrics = evaluate(classifier, data.validation, data.pad_token_id, cfg.eval_batch_size, device)
+        metrics.update(
+            epoch=epoch,
+            train_loss=loss_sum / max(seen, 1),
+            train_examples_per_s=seen / train_seconds,
+            lr=scheduler.get_last_lr()[-1],
+        )
+        improved = cfg.improved(metrics[cfg.metric], best[cfg.metric] if best else None)
+        epochs_without_improvement = 0 if improved else epochs_without_improvement + 1
+        patience = cfg.early_stopping_patience
+        if patience and epochs_without_improvement >= patience and epoch < cfg.max_epochs:
+            metrics["early_stopped"] = 1.0  # tells the caller this short run was the trainer's choice
+        if improved:
+            best = metrics
+            with tempfile.TemporaryDirectory(prefix="hpo-ckpt-") as tmp:
+                reporter.report(metrics, classifier.save(Path(tmp), tokenizer))
+        else:
+            reporter.report(metrics, None)
+        if "early_stopped" in metrics:
+            break
+    assert best is not None
+    return best

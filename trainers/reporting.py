@@ -1,0 +1,33 @@
+"""The narrow interface through which a training run tells the outside world how it goes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Protocol
+
+
+class Reporter(Protocol):
+    """Receives one call per epoch; ``checkpoint_dir`` is set when the epoch improved the metric.
+
+    The directory is only valid during the call: a reporter that wants to keep it copies it.
+    """
+
+    def report(self, metrics: Mapping[str, float], checkpoint_dir: Path | None) -> None: ...
+
+
+class ConsoleReporter:
+    """Prints each epoch's metrics and keeps a copy of the best checkpoint when ``keep_dir`` is given."""
+
+    def __init__(self, keep_dir: str | Path | None = None) -> None:
+        self.keep_dir = Path(keep_dir) if keep_dir else None
+        self.history: list[dict[str, float]] = []
+
+    def report(self, metrics: Mapping[str, float], checkpoint_dir: Path | None) -> None:
+        self.history.append(dict(metrics))
+        shown = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        print(shown + ("  [best]" if checkpoint_dir else ""), flush=True)
+        if checkpoint_dir and self.keep_dir:
+            import shutil
+
+            shutil.rmtree(self.keep_dir, ignore_errors=True)
+            shutil.copytree(checkpoint_dir, self.keep_dir)
