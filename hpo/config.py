@@ -10,9 +10,10 @@ a second, not a cluster start. Example::
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -247,6 +248,6 @@ def _instantiate(cfg: DictConfig, group: str, space: SearchSpace) -> Any:
         kwargs["search_space"] = space.grid_space()
     try:
         return instantiate(node, **kwargs)
-    except Exception as err:  # hydra wraps import and argument errors alike
+    except Exception as err:  # noqa: BLE001 (hydra wraps import and argument errors alike)
         message = str(err).splitlines()[0]
         raise ConfigError(group, f"cannot build {node['_target_']}: {message}") from None

@@ -4,7 +4,7 @@ A pyfunc (not the transformers flavor) because the head may read mean-pooled sta
 only :class:`trainers.TextClassifier` reproduces. Example::
 
     model = mlflow.pyfunc.load_model("models:/sst2_minilm/1")
-    model.predict(pd.DataFrame({"text": ["a gorgeous film", "a dull mess"]}))
+    model.predict(["a gorgeous film", "a dull mess"])   # -> label, p_0, p_1
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.classifier = TextClassifier.from_checkpoint(path).eval()
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: list[str], params=None):
+        """Texts in (a list, or a one-column DataFrame); a DataFrame of label and p_<label> out."""
         import pandas as pd
         import torch
 
-        texts = model_input["text"].tolist() if hasattr(model_input, "columns") else list(model_input)
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=512, return_tensors="pt")
+        batch = self.tokenizer(list(model_input), padding=True, truncation=True, max_length=512, return_tensors="pt")
         with torch.no_grad():
             probs = torch.softmax(self.classifier(batch["input_ids"], batch["attention_mask"]), -1)
         id2label = self.classifier.config.id2label

@@ -15,8 +15,9 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from optuna.distributions import (
     BaseDistribution,
@@ -48,7 +49,7 @@ class SearchSpace:
     grids: dict[str, list] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, node: Mapping[str, Any], num_layers: int) -> "SearchSpace":
+    def from_config(cls, node: Mapping[str, Any], num_layers: int) -> SearchSpace:
         distributions, fixed, grids = {}, {}, {}
         for name, spec in node.items():
             key = f"search.{name}"
@@ -80,7 +81,8 @@ class SearchSpace:
 
     def describe(self) -> dict[str, str]:
         """Human-readable form, for the study's MLflow run."""
-        return {**{k: repr(v) for k, v in self.distributions.items()}, **{k: f"fixed={v!r}" for k, v in self.fixed.items()}}
+        searched = {k: repr(v) for k, v in self.distributions.items()}
+        return searched | {k: f"fixed={v!r}" for k, v in self.fixed.items()}
 
 
 def _distribution(key: str, name: str, spec: dict, num_layers: int) -> tuple[BaseDistribution, list | None]:

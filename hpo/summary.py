@@ -10,7 +10,8 @@ def format_summary(o: StudyOutcome, metric: str) -> str:
     if o.best_value is not None:
         lines.append(f"best {metric}: {o.best_value:.4f}  (trial {o.best_trial_id})")
         lines.append("best params:")
-        lines += [f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}" for k, v in sorted(o.best_params.items())]
+        lines += [f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}"
+                  for k, v in sorted(o.best_params.items())]
     lines.append("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(o.trial_status.items())))
     if o.epochs_used:
         saved = 1 - o.epochs_used / o.epochs_max

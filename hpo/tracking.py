@@ -55,7 +55,7 @@ class StudyRun:
                               "sampler": type(spec.sampler).__name__, "scheduler": type(spec.scheduler).__name__}),
         )
 
-    def trial_callback(self) -> "TrialRuns":
+    def trial_callback(self) -> TrialRuns:
         return TrialRuns(self)
 
     def finish(self, best: dict[str, Any] | None, status: str = "FINISHED") -> None:
@@ -88,6 +88,8 @@ class StudyRun:
                 registered_model_name=self.spec.name if self.spec.register_best else None,
                 pip_requirements=["torch==2.13.0", "transformers==5.23.0", "pandas", "hpo"],
             )
+        if info.registered_model_version is not None:
+            return f"models:/{self.spec.name}/{info.registered_model_version}"
         return info.model_uri
 
     def log_optuna_plots(self, study) -> None:
@@ -133,8 +135,8 @@ class TrialRuns(tune.Callback):
         metrics = [Metric(k, float(result[k]), now, step) for k in _LOGGED_METRICS if k in result]
         self.client.log_batch(run_id, metrics=metrics)
         metric = self.study.spec.metric
-        print(f"[{self.study.spec.name}] trial {trial.trial_id} epoch {step}: {metric}={result.get(metric, float('nan')):.4f}",
-              flush=True)
+        value = result.get(metric, float("nan"))
+        print(f"[{self.study.spec.name}] trial {trial.trial_id} epoch {step}: {metric}={value:.4f}", flush=True)
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
         self.checkpoints[trial.trial_id] = checkpoint  # the trainer only checkpoints improvements

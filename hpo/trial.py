@@ -6,8 +6,9 @@ report into ``ray.tune.report``, with a checkpoint when the metric improved.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ray import tune
 

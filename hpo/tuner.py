@@ -15,18 +15,19 @@ from typing import Any
 # Trials checkpoint only on improvement; Ray's warning about frequent snapshots is noise here.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our callback prints one line per epoch instead
 
-import optuna  # noqa: E402
-import ray  # noqa: E402
-from ray import tune  # noqa: E402
-from ray.tune.search import ConcurrencyLimiter  # noqa: E402
-from ray.tune.search.optuna import OptunaSearch  # noqa: E402
+import optuna
+import ray
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
 
-from hpo.config import StudySpec  # noqa: E402
-from hpo.errors import ConfigError  # noqa: E402
-from hpo.tracking import StudyRun  # noqa: E402
-from hpo.trial import run_trial  # noqa: E402
-from trainers.data import DataError, PreparedData, prepare_data  # noqa: E402
+from hpo.config import StudySpec
+from hpo.errors import ConfigError
+from hpo.tracking import StudyRun
+from hpo.trial import run_trial
+from trainers.data import DataError, PreparedData, prepare_data
 
 
 @dataclass
@@ -132,6 +133,7 @@ def _prepare(spec: StudySpec) -> PreparedData:
 
 def _start_ray(spec: StudySpec) -> bool:
     """Starts a local Ray (or joins ``ray.address``) unless one is already up; True if we started it."""
+    optuna.logging.set_verbosity(optuna.logging.INFO if spec.ray_verbose else optuna.logging.WARNING)
     if ray.is_initialized():
         return False
     ray.init(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class TrainConfig:
     num_threads: int | None = None
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "TrainConfig":
+    def from_mapping(cls, values: Mapping[str, Any]) -> TrainConfig:
         """Builds a config from a flat mapping, rejecting unknown keys so a typo never goes unnoticed."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 
@@ -166,7 +166,7 @@ def batches(
     Evaluation: rows sorted by length (the order does not matter for metrics).
     """
     order = list(range(len(split)))
-    length = lambda i: len(split.input_ids[i])  # noqa: E731
+    length = lambda i: len(split.input_ids[i])
     if shuffle_seed is None:
         groups = _chunks(sorted(order, key=length), batch_size)
     else:

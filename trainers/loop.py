@@ -98,7 +98,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
                 torch.nn.utils.clip_grad_norm_(classifier.parameters(), cfg.grad_clip)
             optimizer.step()
             scheduler.step()
-            loss_sum += float(loss) * len(batch["labels"])
+            loss_sum += float(loss.detach()) * len(batch["labels"])
             seen += len(batch["labels"])
         train_seconds = time.perf_counter() - started
 

@@ -11,7 +11,9 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, prefix: s
     y, p = labels.cpu().numpy(), preds.cpu().numpy()
     out = {
         f"{prefix}accuracy": float((preds == labels).float().mean()),
-        f"{prefix}f1_macro": float(f1_score(y, p, average="macro", labels=list(range(logits.shape[-1])), zero_division=0)),
+        f"{prefix}f1_macro": float(
+            f1_score(y, p, average="macro", labels=list(range(logits.shape[-1])), zero_division=0)
+        ),
     }
     if logits.shape[-1] == 2 and len(set(y.tolist())) == 2:
         scores = torch.softmax(logits.float(), -1)[:, 1].cpu().numpy()

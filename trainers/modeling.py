@@ -8,8 +8,8 @@ states instead; ``"cls"`` uses the model's own head.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -70,7 +70,7 @@ class TextClassifier(nn.Module):
         return directory
 
     @classmethod
-    def from_checkpoint(cls, directory: str | Path) -> "TextClassifier":
+    def from_checkpoint(cls, directory: str | Path) -> TextClassifier:
         """Reloads a folder written by :meth:`save` with the pooling it was trained with."""
         from transformers import AutoModelForSequenceClassification
 

@@ -1,0 +1,100 @@
+"""Shared fixtures: real data, a locally built tiny BERT, a real local Ray, a real `mlflow server`.
+
+Every process a fixture starts is stopped by PID at the end of the session.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from hpo.resolvers import PROJECT_ROOT
+from trainers.tiny import build_tiny_bert
+
+SST2_DIR = Path(os.environ.get("HPO_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data" / "sst2"))
+
+
+@pytest.fixture(scope="session")
+def sst2_dir() -> Path:
+    assert (SST2_DIR / "train.csv").is_file(), f"real SST-2 not found at {SST2_DIR}: set HPO_DATA_DIR"
+    return SST2_DIR
+
+
+@pytest.fixture(scope="session")
+def small_sst2(sst2_dir: Path, tmp_path_factory) -> dict[str, Path]:
+    """The first 300 train and 100 dev rows of the real SST-2, as their own CSVs."""
+    out = tmp_path_factory.mktemp("sst2_small")
+    paths = {}
+    for split, rows in (("train", 300), ("dev", 100)):
+        with (sst2_dir / f"{split}.csv").open(encoding="utf-8", newline="") as src:
+            reader = csv.reader(src)
+            lines = [next(reader) for _ in range(rows + 1)]
+        paths[split] = out / f"{split}.csv"
+        with paths[split].open("w", encoding="utf-8", newline="") as dst:
+            csv.writer(dst, lineterminator="\n").writerows(lines)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("models") / "tiny_bert")
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on 127.0.0.1 with a SQLite store and proxied artifacts."""
+    root = tmp_path_factory.mktemp("mlflow_server")
+    port = _free_port()
+    log = (root / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
+         "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield uri
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()

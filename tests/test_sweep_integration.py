@@ -1,0 +1,88 @@
+"""A real sweep: tiny BERT on real SST-2 rows, a local Ray, ASHA, Optuna, a real `mlflow server`."""
+
+import mlflow
+import optuna
+import pytest
+from mlflow import MlflowClient
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from hpo.config import build_spec, compose
+from hpo.errors import ConfigError
+from hpo.tracking import STATUS_TAG, TRIAL_ID_TAG
+from hpo.tuner import run_study
+
+NUM_TRIALS, EPOCHS = 6, 3
+
+
+@pytest.fixture(scope="module")
+def finished_study(small_sst2, tiny_bert, local_ray, mlflow_server, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    cfg = compose([
+        "model=hf", f"model.name_or_path={tiny_bert}", "data=csv",
+        f"data.train_path={small_sst2['train']}", f"data.validation_path={small_sst2['dev']}",
+        "study.name=it_sweep", f"study.num_samples={NUM_TRIALS}", "study.max_concurrent=2",
+        f"trainer.max_epochs={EPOCHS}", "scheduler=asha", f"tracking.uri={mlflow_server}", f"storage.root={root}",
+        "search.learning_rate.high=1e-2",
+    ])
+    spec = build_spec(cfg)
+    return spec, run_study(spec), MlflowClient(mlflow_server)
+
+
+def test_mlflow_has_one_parent_and_a_nested_run_per_trial(finished_study):
+    spec, outcome, client = finished_study
+    experiment = client.get_experiment_by_name(spec.name)
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get("hpo.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == outcome.parent_run_id]
+    assert len(parents) == 1 and len(runs) == 1 + NUM_TRIALS and len(children) == NUM_TRIALS
+    assert len({c.data.tags[TRIAL_ID_TAG] for c in children}) == NUM_TRIALS
+
+    for child in children:
+        assert {"learning_rate", "batch_size", "freeze_depth", "weight_decay", "dropout"} <= set(child.data.params)
+        history = client.get_metric_history(child.info.run_id, "val_accuracy")
+        assert [m.step for m in history] == list(range(1, len(history) + 1))
+        status = child.data.tags[STATUS_TAG]
+        assert status == ("completed" if len(history) == EPOCHS else "pruned")
+        assert child.info.status == "FINISHED"
+    assert any(c.data.tags[STATUS_TAG] == "pruned" for c in children), "ASHA stopped no trial"
+
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics[f"best_{spec.metric}"] == pytest.approx(outcome.best_value)
+    assert {f"best.{k}" for k in outcome.best_params} <= set(parent.data.params)
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"study_config.yaml", "search_space.json", "plots"} <= artifacts
+
+
+def test_best_checkpoint_downloads_and_loads_with_from_pretrained(finished_study, tmp_path):
+    spec, outcome, client = finished_study
+    parent = client.get_run(outcome.parent_run_id)
+    best_run_id = parent.data.tags["hpo.best_run_id"]
+    local = client.download_artifacts(best_run_id, "checkpoint", str(tmp_path))
+    model = AutoModelForSequenceClassification.from_pretrained(local)
+    tokenizer = AutoTokenizer.from_pretrained(local)
+    assert model.config.num_labels == 2 and tokenizer("a fine film")["input_ids"]
+
+
+def test_best_model_is_registered_and_predicts(finished_study, mlflow_server):
+    spec, outcome, client = finished_study
+    versions = client.search_model_versions(f"name='{spec.name}'")
+    assert len(versions) == 1 and versions[0].run_id == outcome.parent_run_id
+    assert outcome.model_uri == f"models:/{spec.name}/1"
+    mlflow.set_tracking_uri(mlflow_server)
+    predictions = mlflow.pyfunc.load_model(outcome.model_uri).predict(["a gorgeous film", "a dull mess"])
+    assert list(predictions.columns) == ["label", "p_0", "p_1"] and len(predictions) == 2
+
+
+def test_optuna_study_holds_every_trial(finished_study):
+    spec, outcome, _ = finished_study
+    study = optuna.load_study(study_name=spec.name, storage=spec.optuna_url)
+    assert len(study.trials) == NUM_TRIALS
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert outcome.trial_status.get("completed", 0) + outcome.trial_status.get("pruned", 0) == NUM_TRIALS
+
+
+def test_a_second_sweep_with_the_same_name_is_refused(finished_study):
+    spec, _, _ = finished_study
+    with pytest.raises(ConfigError, match="already exists"):
+        run_study(spec)
