@@ -1,23 +1,44 @@
-"""The ``hpo`` command. ``hpo sweep [HYDRA OVERRIDES]`` composes ``conf/`` and runs a study.
+"""The ``hpo`` command.
 
-    hpo sweep experiment=sst2_minilm
-    hpo sweep experiment=sst2_minilm sampler=random scheduler=fifo study.num_samples=2
-    hpo sweep --cfg job            # print the composed config and exit
+    hpo sweep experiment=sst2_minilm            # compose conf/ with Hydra overrides, run a study
+    hpo sweep --cfg job                         # print the composed config and exit
+    hpo list                                    # every study in the registry
+    hpo status NAME                             # one study, trial by trial
+    hpo stop NAME                               # graceful stop, from any shell
+    hpo resume NAME                             # continue a crashed or stopped study
+    hpo best NAME [--format text|yaml|overrides]
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+from datetime import datetime
 
 from hpo.errors import ConfigError
+from hpo.registry import Registry, RegistryError, StudyRecord, utcnow
 from hpo.resolvers import CONFIG_DIR, register
 
-USAGE = """usage: hpo COMMAND [ARGS]
 
-commands:
-  sweep [OVERRIDES]   compose conf/ with Hydra overrides and run the study
-                      (hpo sweep --help lists the config groups; --cfg job prints the config)
-"""
+def _fail(message: str, code: int = 2) -> None:
+    print(f"hpo: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _run(spec, resume: bool) -> None:
+    from hpo.summary import format_summary
+    from hpo.tuner import run_study
+
+    try:
+        outcome = run_study(spec, resume=resume)
+    except ConfigError as err:
+        _fail(f"config error: {err}")
+    except RegistryError as err:
+        _fail(str(err))
+    print(format_summary(outcome, spec.metric), flush=True)
+    if outcome.best_value is None:
+        sys.exit(1)
 
 
 def _sweep_task(cfg) -> None:
@@ -26,19 +47,8 @@ def _sweep_task(cfg) -> None:
     try:
         spec = build_spec(cfg)
     except ConfigError as err:
-        print(f"hpo: config error: {err}", file=sys.stderr)
-        sys.exit(2)
-    from hpo.summary import format_summary
-    from hpo.tuner import run_study
-
-    try:
-        outcome = run_study(spec)
-    except ConfigError as err:
-        print(f"hpo: config error: {err}", file=sys.stderr)
-        sys.exit(2)
-    print(format_summary(outcome, spec.metric), flush=True)
-    if outcome.best_value is None:
-        sys.exit(1)
+        _fail(f"config error: {err}")
+    _run(spec, resume=False)
 
 
 def sweep(args: list[str]) -> None:
@@ -50,14 +60,158 @@ def sweep(args: list[str]) -> None:
     task()
 
 
+# --- registry commands -------------------------------------------------------------------------
+
+
+def _registry(args) -> Registry:
+    root = os.path.abspath(args.storage_root)
+    url = args.registry or f"sqlite:///{root}/registry.db"
+    if url.startswith("sqlite:///") and not os.path.exists(url.removeprefix("sqlite:///")):
+        _fail(f"no study registry at {url}: run `hpo sweep` first, or pass --storage-root / --registry")
+    return Registry.open(url)
+
+
+def _require(registry: Registry, name: str) -> StudyRecord:
+    try:
+        return registry.require(name)
+    except RegistryError as err:
+        _fail(str(err))
+
+
+def _age(when: datetime | None) -> str:
+    if when is None:
+        return "-"
+    seconds = (utcnow() - when).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _shown_status(registry: Registry, study: StudyRecord, stale_after_s: float) -> str:
+    if study.status in ("running", "stopping") and not registry.driver_alive(study, stale_after_s):
+        return f"{study.status} (driver gone: hpo resume {study.name})"
+    return study.status
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def cmd_list(args) -> None:
+    registry = _registry(args)
+    rows = [["STUDY", "STATUS", "TRIALS", "BEST", "AGE"]]
+    for s in registry.list_studies():
+        done = sum(t.state in ("completed", "pruned", "failed") for t in registry.trials(s.name))
+        best = f"{s.metric}={s.best_metric:.4f}" if s.best_metric is not None else "-"
+        rows.append([s.name, _shown_status(registry, s, args.stale_after_s), f"{done}/{s.num_samples}", best,
+                     _age(s.created_at)])
+    print(_table(rows) if len(rows) > 1 else "no studies yet")
+
+
+def cmd_status(args) -> None:
+    registry = _registry(args)
+    s = _require(registry, args.name)
+    print(f"study {s.name}: {_shown_status(registry, s, args.stale_after_s)}"
+          + (f" ({s.stop_reason})" if s.stop_reason else ""))
+    print(f"  driver: pid {s.driver_pid} on {s.driver_host}, heartbeat {_age(s.heartbeat_at)} ago"
+          if s.driver_pid else "  driver: none")
+    print(f"  MLflow experiment {s.mlflow_experiment_id}, study run {s.mlflow_parent_run_id}")
+    rows = [["TRIAL", "STATE", "EPOCHS", f"BEST {s.metric}", "MLFLOW RUN", "PARAMS"]]
+    for t in registry.trials(s.name):
+        params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
+        metric = f"{t.best_metric:.4f}" if t.best_metric is not None else "-"
+        rows.append([str(t.number), t.state, str(t.epochs), metric, t.mlflow_run_id or "-", params])
+    print(_table(rows))
+
+
+def cmd_stop(args) -> None:
+    import time
+
+    registry = _registry(args)
+    s = _require(registry, args.name)
+    if s.status not in ("running", "stopping") or not registry.driver_alive(s, args.stale_after_s):
+        _fail(f"study {s.name!r} has no running driver ({s.status}); nothing to stop", code=1)
+    registry.update(s.name, status="stopping")
+    print(f"stopping {s.name}: running trials end at their latest checkpoint; `hpo resume {s.name}` continues")
+    deadline = time.time() + args.wait
+    while time.time() < deadline:
+        if registry.require(s.name).status != "stopping":
+            print(f"{s.name}: {registry.require(s.name).status}")
+            return
+        time.sleep(1)
+
+
+def cmd_resume(args) -> None:
+    from omegaconf import OmegaConf
+
+    from hpo.config import build_spec
+
+    registry = _registry(args)
+    s = _require(registry, args.name)
+    if s.status == "completed":
+        print(f"study {s.name} already completed ({s.stop_reason}); nothing to resume")
+        return
+    register()
+    try:
+        spec = build_spec(OmegaConf.create(s.config_yaml))
+    except ConfigError as err:
+        _fail(f"config error in the stored config of {s.name}: {err}")
+    if spec.registry_url != registry.url:
+        _fail(f"study {s.name} was recorded with registry {spec.registry_url}, not {registry.url}")
+    _run(spec, resume=True)
+
+
+def cmd_best(args) -> None:
+    import yaml
+
+    registry = _registry(args)
+    s = _require(registry, args.name)
+    if s.best_params is None:
+        _fail(f"study {s.name!r} has no finished trial yet", code=1)
+    if args.format == "overrides":
+        print(" ".join(f"search.{k}={v!r}" for k, v in sorted(s.best_params.items())))
+    elif args.format == "yaml":
+        print(f"# trial {s.best_trial_number} of {s.name}: {s.metric}={s.best_metric:.4f}\n"
+              f"# reproduce: hpo sweep $(hpo best {s.name} --format overrides) study.name=...")
+        print(yaml.safe_dump({"search": dict(sorted(s.best_params.items()))}, sort_keys=False), end="")
+    else:
+        print(f"study {s.name}: best {s.metric}={s.best_metric:.4f} (trial {s.best_trial_number})")
+        for k, v in sorted(s.best_params.items()):
+            print(f"  {k}: {v}")
+        print(f"checkpoint: {s.best_checkpoint}\nmodel: {s.best_model_uri or '-'}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hpo", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--storage-root", default=os.environ.get("HPO_STORAGE_ROOT", "runs"),
+                        help="the sweep's storage.root (default: ./runs or $HPO_STORAGE_ROOT)")
+    parser.add_argument("--registry", help="the registry URL, when not sqlite under --storage-root")
+    parser.add_argument("--stale-after-s", type=float, default=30.0, help="a silent driver counts as gone after this")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("sweep", help="run a study: hpo sweep [HYDRA OVERRIDES]")
+    commands.add_parser("list", help="list studies").set_defaults(func=cmd_list)
+    for name, func, text in (("status", cmd_status, "one study, trial by trial"),
+                             ("resume", cmd_resume, "continue a crashed or stopped study")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("name")
+        sub.set_defaults(func=func)
+    stop = commands.add_parser("stop", help="stop a running study gracefully")
+    stop.add_argument("name")
+    stop.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the driver to stop")
+    stop.set_defaults(func=cmd_stop)
+    best = commands.add_parser("best", help="the best trial of a study")
+    best.add_argument("name")
+    best.add_argument("--format", choices=("text", "yaml", "overrides"), default="text")
+    best.set_defaults(func=cmd_best)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+    if argv and argv[0] == "sweep":
+        sweep(argv[1:])
         return
-    command, rest = argv[0], argv[1:]
-    if command == "sweep":
-        sweep(rest)
-    else:
-        print(f"hpo: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
-        sys.exit(2)
+    args = _parser().parse_args(argv)
+    args.func(args)

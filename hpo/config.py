@@ -66,6 +66,14 @@ class StudySpec:
     ray_num_cpus: int | None
     ray_verbose: bool
     config_yaml: str
+    registry_url: str
+    heartbeat_s: float
+    stale_after_s: float
+    stop_target: float | None
+    stop_patience: int | None
+    stop_min_delta: float
+    warm_start_from: str | None
+    warm_start_top_k: int
 
     @property
     def study_dir(self) -> Path:
@@ -154,6 +162,9 @@ def build_spec(cfg: DictConfig) -> StudySpec:
     except (TypeError, ValueError) as err:
         raise ConfigError("trainer", str(err)) from None
 
+    warm_start_from = _get(cfg, "warm_start.from")
+    if warm_start_from is not None and warm_start_from == name:
+        raise ConfigError("warm_start.from", "a study cannot warm-start from itself; name another study")
     cpu = _number(cfg, "resources.cpu", minimum=0.01)
     sampler = _instantiate(cfg, "sampler", space)
     scheduler = _instantiate(cfg, "scheduler", space)
@@ -171,6 +182,14 @@ def build_spec(cfg: DictConfig) -> StudySpec:
         ray_num_cpus=_number(cfg, "ray.num_cpus", minimum=1, integer=True, optional=True),
         ray_verbose=bool(_get(cfg, "ray.verbose")),
         config_yaml=config_yaml,
+        registry_url=_get(cfg, "registry.url") or f"sqlite:///{storage_root / 'registry.db'}",
+        heartbeat_s=_number(cfg, "registry.heartbeat_s", minimum=0.1),
+        stale_after_s=_number(cfg, "registry.stale_after_s", minimum=1),
+        stop_target=_number(cfg, "study.stop.target", minimum=-1e30, optional=True),
+        stop_patience=_number(cfg, "study.stop.patience", minimum=1, integer=True, optional=True),
+        stop_min_delta=_number(cfg, "study.stop.min_delta", minimum=0),
+        warm_start_from=warm_start_from,
+        warm_start_top_k=_number(cfg, "warm_start.top_k", minimum=1, integer=True),
     )
 
 

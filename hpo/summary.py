@@ -1,4 +1,4 @@
-"""The end-of-study report printed by ``hpo sweep``."""
+"""The end-of-study report printed by ``hpo sweep`` and ``hpo resume``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from hpo.tuner import StudyOutcome
 
 
 def format_summary(o: StudyOutcome, metric: str) -> str:
-    lines = [f"\n=== study {o.name}: done in {o.wall_s / 60:.1f} min ==="]
+    lines = [f"\n=== study {o.name}: {o.status} in {o.wall_s / 60:.1f} min ==="]
+    if o.stop_reason:
+        lines.append(f"reason: {o.stop_reason}")
     if o.best_value is not None:
-        lines.append(f"best {metric}: {o.best_value:.4f}  (trial {o.best_trial_id})")
+        lines.append(f"best {metric}: {o.best_value:.4f}  (trial {o.best_trial_number})")
         lines.append("best params:")
         lines += [f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}"
                   for k, v in sorted(o.best_params.items())]

@@ -1,25 +1,32 @@
 """MLflow tracking: one experiment per study, a parent run for the study, a nested run per trial.
 
 Trials are logged from the driver by a Ray Tune callback, so trial processes need no MLflow
-access. Each child run carries the tag ``hpo.ray_trial_id``: the trial -> run mapping can be
-recovered from MLflow alone (a resumed study finds its runs instead of creating new ones).
+access. A trial's identity is its Optuna trial number: the registry maps it to exactly one MLflow
+run (also tagged ``hpo.optuna_trial_number``), so a resumed trial continues its run instead of
+opening a second one.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param
 from ray import tune
 
 from hpo.config import StudySpec
+from hpo.registry import Registry
+from hpo.search_space import HYPERPARAMETERS
+from hpo.stopping import StudyStopper
+from hpo.trial import TRIAL_NUMBER_KEY
 
 TRIAL_ID_TAG = "hpo.ray_trial_id"
-STATUS_TAG = "hpo.trial_status"  # completed | pruned | failed
+TRIAL_NUMBER_TAG = "hpo.optuna_trial_number"
+STATUS_TAG = "hpo.trial_status"  # completed | pruned | failed | interrupted
 _LOGGED_METRICS = ("val_loss", "val_accuracy", "val_f1_macro", "val_auc", "train_loss", "lr",
                    "train_examples_per_s", "time_this_iter_s")
 
@@ -28,10 +35,14 @@ def _params(values: dict[str, Any]) -> list[Param]:
     return [Param(k, str(v)[:6000]) for k, v in sorted(values.items())]
 
 
-class StudyRun:
-    """The study's MLflow experiment and parent run."""
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
-    def __init__(self, spec: StudySpec) -> None:
+
+class StudyRun:
+    """The study's MLflow experiment and parent run (reopened, not recreated, on resume)."""
+
+    def __init__(self, spec: StudySpec, parent_run_id: str | None = None) -> None:
         self.spec = spec
         self.client = MlflowClient(tracking_uri=spec.tracking_uri)
         experiment = self.client.get_experiment_by_name(spec.name)
@@ -42,6 +53,10 @@ class StudyRun:
             if spec.tracking_uri.startswith("sqlite:"):  # a local store: keep artifacts beside it
                 location = (spec.storage_root / "mlartifacts" / spec.name).as_uri()
             self.experiment_id = self.client.create_experiment(spec.name, artifact_location=location)
+        if parent_run_id is not None:
+            self.run_id = parent_run_id
+            self.client.update_run(parent_run_id, status="RUNNING")
+            return
         run = self.client.create_run(
             self.experiment_id, run_name=spec.name, tags={"hpo.study": spec.name, "hpo.role": "study"}
         )
@@ -55,20 +70,19 @@ class StudyRun:
                               "sampler": type(spec.sampler).__name__, "scheduler": type(spec.scheduler).__name__}),
         )
 
-    def trial_callback(self) -> TrialRuns:
-        return TrialRuns(self)
-
-    def finish(self, best: dict[str, Any] | None, status: str = "FINISHED") -> None:
-        """Records the best trial on the parent run and closes it."""
+    def finish(self, best: dict[str, Any] | None, status: str, stop_reason: str | None) -> None:
+        """Records the best trial and why the study ended on the parent run, and closes it."""
         if best is not None:
             self.client.log_batch(
                 self.run_id,
-                metrics=[Metric(f"best_{self.spec.metric}", best["value"], int(time.time() * 1000), 0)],
-                params=_params({f"best.{k}": v for k, v in best["params"].items()}),
-                tags=[],
+                metrics=[Metric(f"best_{self.spec.metric}", best["value"], _now_ms(), 0)],
+                params=[p for p in _params({f"best.{k}": v for k, v in best["params"].items()})
+                        if p.key not in self.client.get_run(self.run_id).data.params],
             )
-            self.client.set_tag(self.run_id, "hpo.best_trial_id", best["trial_id"])
-            self.client.set_tag(self.run_id, "hpo.best_run_id", best.get("run_id", ""))
+            self.client.set_tag(self.run_id, "hpo.best_trial_number", str(best["number"]))
+            self.client.set_tag(self.run_id, "hpo.best_run_id", best.get("run_id") or "")
+        if stop_reason:
+            self.client.set_tag(self.run_id, "hpo.stop_reason", stop_reason)
         self.client.set_terminated(self.run_id, status)
 
     def log_best_model(self, checkpoint_dir: Path) -> str:
@@ -101,67 +115,121 @@ class StudyRun:
             plots["param_importances"] = vis.plot_param_importances
         for name, plot in plots.items():
             try:
-                html = plot(study).to_html(include_plotlyjs="cdn")
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # importances on few, equal trials: a warning, not news
+                    html = plot(study).to_html(include_plotlyjs="cdn")
             except (ValueError, RuntimeError):  # too few completed trials for importances
                 continue
             self.client.log_text(self.run_id, html, f"plots/{name}.html")
 
+    def find_trial_run(self, number: int) -> str | None:
+        """The child run of Optuna trial ``number``, if MLflow already has one."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{TRIAL_NUMBER_TAG}` = '{number}' and tags.`mlflow.parentRunId` = '{self.run_id}'",
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def close_trial_run(self, run_id: str, status: str, checkpoint: str | None) -> None:
+        """Tags the trial's outcome, uploads its best model (``checkpoint/``) and ends the run."""
+        self.client.set_tag(run_id, STATUS_TAG, status)
+        if checkpoint and (Path(checkpoint) / "best").is_dir():
+            if not self.client.list_artifacts(run_id, "checkpoint"):
+                self.client.log_artifacts(run_id, str(Path(checkpoint) / "best"), "checkpoint")
+        run_status = {"failed": "FAILED", "interrupted": "KILLED"}.get(status, "FINISHED")
+        self.client.set_terminated(run_id, run_status)
+
 
 class TrialRuns(tune.Callback):
-    """A Ray Tune callback: one nested MLflow run per trial, per-epoch metrics, best checkpoint."""
+    """A Ray Tune callback: one nested MLflow run per trial, per-epoch metrics, registry bookkeeping."""
 
-    def __init__(self, study: StudyRun) -> None:
-        self.study = study
+    def __init__(self, study: StudyRun, registry: Registry, stopper: StudyStopper) -> None:
+        self.study, self.registry, self.stopper = study, registry, stopper
+        self.spec = study.spec
         self.client = study.client
-        self.run_ids: dict[str, str] = {}
-        self.checkpoints: dict[str, tune.Checkpoint] = {}
+        self.numbers: dict[str, int] = {}  # ray trial id -> Optuna trial number
+        self.run_ids: dict[int, str] = {}
+        self.epochs: dict[int, int] = {}
+        self.bests: dict[int, float] = {}
+        self.checkpoints: dict[int, str] = {}
+
+    def __getstate__(self) -> dict:
+        """Ray pickles its run config into tuner.pkl (hpo resumes from its own stores, never from that)."""
+        return {}
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        spec = self.study.spec
-        run = self.client.create_run(
-            self.study.experiment_id,
-            run_name=f"trial_{trial.trial_id}",
-            tags={"mlflow.parentRunId": self.study.run_id, TRIAL_ID_TAG: trial.trial_id, "hpo.study": spec.name},
-        )
-        self.run_ids[trial.trial_id] = run.info.run_id
-        fixed = {k: v for k, v in spec.trainer.items() if k not in ("model_name_or_path",)}
-        self.client.log_batch(run.info.run_id, params=_params({**fixed, **spec.space.fixed, **trial.config}))
-        print(f"[{spec.name}] trial {trial.trial_id} started: {_short(trial.config)}", flush=True)
+        number = int(trial.config[TRIAL_NUMBER_KEY])
+        self.numbers[trial.trial_id] = number
+        record = self.registry.trial(self.spec.name, number)
+        run_id = (record.mlflow_run_id if record else None) or self.study.find_trial_run(number)
+        params = {k: v for k, v in trial.config.items() if k in HYPERPARAMETERS}
+        if run_id is None:
+            run = self.client.create_run(
+                self.study.experiment_id,
+                run_name=f"trial_{number:04d}",
+                tags={"mlflow.parentRunId": self.study.run_id, TRIAL_NUMBER_TAG: str(number),
+                      TRIAL_ID_TAG: trial.trial_id, "hpo.study": self.spec.name},
+            )
+            run_id = run.info.run_id
+            fixed = {k: v for k, v in self.spec.trainer.items() if k != "model_name_or_path"}
+            self.client.log_batch(run_id, params=_params({**fixed, **self.spec.space.fixed, **params}))
+            verb = "started"
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+            self.client.set_tag(run_id, TRIAL_ID_TAG, trial.trial_id)
+            self.client.set_tag(run_id, "hpo.resumed_after_epoch", str(record.epochs if record else 0))
+            verb = f"resumed after epoch {record.epochs if record else 0}"
+        self.run_ids[number] = run_id
+        self.epochs[number] = record.epochs if record else 0
+        if record and record.best_metric is not None:
+            self.bests[number] = record.best_metric
+        if record and record.checkpoint:
+            self.checkpoints[number] = record.checkpoint
+        self.registry.upsert_trial(self.spec.name, number, state="running", params=params,
+                                   ray_trial_id=trial.trial_id, mlflow_run_id=run_id)
+        print(f"[{self.spec.name}] trial {number} {verb}: {_short(params)}", flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        run_id = self.run_ids[trial.trial_id]
-        step = int(result.get("epoch", result.get("training_iteration", 0)))
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, float(result[k]), now, step) for k in _LOGGED_METRICS if k in result]
-        self.client.log_batch(run_id, metrics=metrics)
-        metric = self.study.spec.metric
-        value = result.get(metric, float("nan"))
-        print(f"[{self.study.spec.name}] trial {trial.trial_id} epoch {step}: {metric}={value:.4f}", flush=True)
+        number = self.numbers[trial.trial_id]
+        epoch = int(result.get("epoch", 0))
+        if epoch <= self.epochs.get(number, 0):
+            return  # already logged before an interruption: never log an epoch twice
+        metrics = [Metric(k, float(result[k]), _now_ms(), epoch) for k in _LOGGED_METRICS if k in result]
+        self.client.log_batch(self.run_ids[number], metrics=metrics)
+        value = result.get(self.spec.metric)
+        best = self.bests.get(number)
+        if value is not None and (best is None or (value > best if self.spec.mode == "max" else value < best)):
+            self.bests[number] = best = value
+        self.epochs[number] = epoch
+        self.registry.upsert_trial(self.spec.name, number, epochs=epoch, last_metric=value, best_metric=best)
+        print(f"[{self.spec.name}] trial {number} epoch {epoch}: {self.spec.metric}={value:.4f}", flush=True)
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
-        self.checkpoints[trial.trial_id] = checkpoint  # the trainer only checkpoints improvements
+        number = self.numbers[trial.trial_id]
+        self.checkpoints[number] = checkpoint.path
+        self.registry.upsert_trial(self.spec.name, number, checkpoint=checkpoint.path)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        number = self.numbers[trial.trial_id]
         last = trial.last_result or {}
-        finished = last.get("epoch", 0) >= self.study.spec.trainer["max_epochs"] or last.get("early_stopped")
-        status = "completed" if finished else "pruned"
-        self._close(trial, status, RunStatus.to_string(RunStatus.FINISHED))
+        if self.stopper.user_stop.is_set():
+            status = "interrupted"
+        elif self.epochs.get(number, 0) >= self.spec.trainer["max_epochs"] or last.get("early_stopped"):
+            status = "completed"
+        else:
+            status = "pruned"
+        self._close(number, status)
+        if status != "interrupted":
+            self.stopper.trial_finished(self.bests.get(number))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._close(trial, "failed", RunStatus.to_string(RunStatus.FAILED))
+        self._close(self.numbers[trial.trial_id], "failed")
 
-    def _close(self, trial, status: str, run_status: str) -> None:
-        run_id = self.run_ids.get(trial.trial_id)
-        if run_id is None:
-            return
-        self.client.set_tag(run_id, STATUS_TAG, status)
-        checkpoint = self.checkpoints.get(trial.trial_id)
-        if checkpoint is not None:
-            with checkpoint.as_directory() as local:
-                self.client.log_artifacts(run_id, local, "checkpoint")
-        self.client.set_terminated(run_id, run_status)
-        epochs = (trial.last_result or {}).get("training_iteration", 0)
-        print(f"[{self.study.spec.name}] trial {trial.trial_id} {status} after {epochs} epoch(s)", flush=True)
+    def _close(self, number: int, status: str) -> None:
+        self.study.close_trial_run(self.run_ids[number], status, self.checkpoints.get(number))
+        self.registry.upsert_trial(self.spec.name, number, state=status)
+        print(f"[{self.spec.name}] trial {number} {status} after {self.epochs.get(number, 0)} epoch(s)", flush=True)
 
 
 def _short(params: dict[str, Any]) -> str:

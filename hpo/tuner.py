@@ -1,41 +1,54 @@
-"""Running one study: data -> Optuna searcher + scheduler -> Ray Tune trials -> MLflow.
+"""Running one study: data -> Optuna searcher + scheduler -> Ray Tune trials -> MLflow + registry.
 
-Reading order: :func:`run_study` is the whole story; the helpers below it each build one part.
+Reading order: :func:`run_study` is the whole story, from claiming the study in the registry to
+recording its best model; the helpers below it each build one part. ``resume=True`` continues a
+study that crashed or was stopped: finished trials stay as they are, interrupted ones continue
+from their latest checkpoint in their own Optuna trial and MLflow run, and new trials fill the
+study up to ``num_samples``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Trials checkpoint only on improvement; Ray's warning about frequent snapshots is noise here.
+# Trials checkpoint every epoch; Ray's warning about frequent snapshots is noise here.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our callback prints one line per epoch instead
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C stops the study like `hpo stop`
 
-import optuna
-import ray
-from ray import tune
-from ray.tune.search import ConcurrencyLimiter
-from ray.tune.search.optuna import OptunaSearch
+import optuna  # noqa: E402
+import ray  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune.search import ConcurrencyLimiter  # noqa: E402
 
-from hpo.config import StudySpec
-from hpo.errors import ConfigError
-from hpo.tracking import StudyRun
-from hpo.trial import run_trial
-from trainers.data import DataError, PreparedData, prepare_data
+from hpo.config import StudySpec  # noqa: E402
+from hpo.errors import ConfigError  # noqa: E402
+from hpo.registry import Registry, RegistryError, StudyRecord  # noqa: E402
+from hpo.searcher import Resume, StudySearch  # noqa: E402
+from hpo.stopping import StudyStopper  # noqa: E402
+from hpo.tracking import StudyRun, TrialRuns  # noqa: E402
+from hpo.trial import run_trial  # noqa: E402
+from trainers.data import DataError, PreparedData, prepare_data  # noqa: E402
+
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 @dataclass
 class StudyOutcome:
     name: str
+    status: str
+    stop_reason: str | None
     best_value: float | None
     best_params: dict[str, Any]
-    best_trial_id: str | None
+    best_trial_number: int | None
     best_checkpoint: str | None
     model_uri: str | None
     trial_status: dict[str, int]
@@ -49,66 +62,112 @@ class StudyOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-def run_study(spec: StudySpec) -> StudyOutcome:
-    """Runs the study to the end (``num_samples`` trials or the time budget) and records it."""
+def run_study(spec: StudySpec, *, resume: bool = False) -> StudyOutcome:
+    """Runs the study until ``num_samples`` trials have finished or a stop rule fires, and records it."""
     started = time.time()
-    _refuse_existing_study(spec)
+    registry = Registry.open(spec.registry_url)
+    record = _check_can_drive(spec, registry, resume)
     data = _prepare(spec)
-    study_run = StudyRun(spec)
-    started_ray = _start_ray(spec)
-    best, status = None, "FAILED"
+    warm_points = [] if resume else _warm_start_points(spec, registry)
+
+    if record is None:
+        registry.create(spec.name, spec.config_yaml, spec.num_samples, spec.metric, spec.mode,
+                        optuna_url=spec.optuna_url)
+    registry.claim(spec.name, spec.stale_after_s)
+    record = registry.require(spec.name)
+    study_run = StudyRun(spec, parent_run_id=record.mlflow_parent_run_id)
+    registry.update(spec.name, mlflow_experiment_id=study_run.experiment_id, mlflow_parent_run_id=study_run.run_id)
+
+    spec.study_dir.mkdir(parents=True, exist_ok=True)
+    optuna_study = optuna.create_study(study_name=spec.name, storage=spec.optuna_url, load_if_exists=True,
+                                       direction="maximize" if spec.mode == "max" else "minimize")
+    resumes = _interrupted_trials(spec, registry, optuna_study)
+    finished = len(optuna_study.get_trials(deepcopy=False, states=FINISHED_STATES))
+    to_run = len(resumes) + max(0, spec.num_samples - finished - len(resumes))
+    stopper = StudyStopper(
+        spec.metric, spec.mode, time_budget_s=spec.time_budget_s, elapsed_before_s=record.elapsed_s,
+        target=spec.stop_target, patience=spec.stop_patience, min_delta=spec.stop_min_delta,
+        finished_bests=[t.best_metric for t in registry.trials(spec.name)
+                        if t.state in ("completed", "pruned") and t.best_metric is not None],
+    )
+    if resume:
+        spec.sampler.reseed_rng()  # a seeded sampler would otherwise replay its first run's draws
+        print(f"[{spec.name}] resuming: {finished} trial(s) finished, {len(resumes)} to continue, "
+              f"{to_run - len(resumes)} new", flush=True)
+
+    clock_start = started - record.elapsed_s  # driver time counts over all attempts (time budget)
+    heartbeat = _Heartbeat(registry, spec, stopper, clock_start)
+    started_ray = False
+    status, reason = "failed", None
     try:
-        callback = study_run.trial_callback()
-        tuner = tune.Tuner(
-            tune.with_resources(
-                tune.with_parameters(run_trial, data=data, fixed=spec.trainer | spec.space.fixed),
-                {"cpu": spec.cpu, "gpu": spec.gpu},
-            ),
-            tune_config=tune.TuneConfig(
-                search_alg=_searcher(spec),
-                scheduler=spec.scheduler,
-                metric=spec.metric,
-                mode=spec.mode,
-                num_samples=spec.num_samples,
-                time_budget_s=spec.time_budget_s,
-                trial_name_creator=lambda trial: f"trial_{trial.trial_id}",
-                trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
-            ),
-            run_config=tune.RunConfig(
-                name=spec.name,
-                storage_path=str(spec.study_dir / "tune"),
-                checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=1, checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode
+        if to_run:
+            started_ray = _start_ray(spec)
+            searcher = _searcher(spec, resumes, warm_points)
+            heartbeat.searcher = searcher
+            heartbeat.start()
+            callback = TrialRuns(study_run, registry, stopper)
+            attempt = 1 + len(list((spec.study_dir / "tune").glob("attempt_*")))
+            registry.update(spec.name, ray_path=str(spec.study_dir / "tune" / f"attempt_{attempt}"))
+            tune.Tuner(
+                tune.with_resources(
+                    tune.with_parameters(run_trial, data=data, fixed=spec.trainer | spec.space.fixed),
+                    {"cpu": spec.cpu, "gpu": spec.gpu},
                 ),
-                failure_config=tune.FailureConfig(max_failures=0),
-                callbacks=[callback],
-                verbose=1 if spec.ray_verbose else 0,
-            ),
-        )
-        results = tuner.fit()
-        outcome = _outcome(spec, results, callback, study_run, started)
-        if outcome.best_trial_id is not None:
-            best = {"value": outcome.best_value, "params": outcome.best_params,
-                    "trial_id": outcome.best_trial_id, "run_id": callback.run_ids.get(outcome.best_trial_id)}
-        status = "FINISHED"
-        return outcome
+                tune_config=tune.TuneConfig(
+                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent),
+                    scheduler=spec.scheduler,
+                    metric=spec.metric,
+                    mode=spec.mode,
+                    num_samples=to_run,
+                    trial_name_creator=lambda trial: f"trial_{trial.trial_id}",
+                    trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+                ),
+                run_config=tune.RunConfig(
+                    name=f"attempt_{attempt}",
+                    storage_path=str(spec.study_dir / "tune"),
+                    stop=stopper,
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the latest: resume state + best/
+                    failure_config=tune.FailureConfig(max_failures=0),
+                    callbacks=[callback],
+                    verbose=1 if spec.ray_verbose else 0,
+                ),
+            ).fit()
+        reason = stopper.reason
+        if stopper.user_stop.is_set():
+            status = "stopped"
+        else:
+            status = "completed"
+            reason = reason or f"{spec.num_samples} trials finished"
+    except KeyboardInterrupt:
+        status, reason = "stopped", "interrupted (Ctrl-C)"
+        raise
     finally:
-        study_run.finish(best, status)
+        heartbeat.stop()
         if started_ray:
             ray.shutdown()
+        outcome = _finish(spec, registry, study_run, status, reason, started, clock_start)
+    return outcome
 
 
-def _refuse_existing_study(spec: StudySpec) -> None:
-    """Never append to, or overwrite, a study that already holds trials."""
-    if not (spec.study_dir / "optuna.db").is_file():
-        return
-    storage = optuna.storages.RDBStorage(spec.optuna_url)
-    if any(s.study_name == spec.name and s.n_trials for s in optuna.get_all_study_summaries(storage)):
-        raise ConfigError(
-            "study.name",
-            f"a study named {spec.name!r} already exists in {spec.study_dir}; choose another study.name "
-            "or delete that folder to start over",
+def _check_can_drive(spec: StudySpec, registry: Registry, resume: bool) -> StudyRecord | None:
+    """Refuses a new sweep over an existing study and a resume of a study with a live driver."""
+    record = registry.get(spec.name)
+    if record is not None and registry.driver_alive(record, spec.stale_after_s):
+        raise RegistryError(
+            f"study {spec.name!r} is being driven by pid {record.driver_pid} on {record.driver_host}; "
+            f"stop it with `hpo stop {spec.name}` or wait for it to finish"
         )
+    if not resume and record is not None:
+        raise ConfigError("study.name", f"a study named {spec.name!r} already exists ({record.status}); "
+                          f"continue it with `hpo resume {spec.name}` or choose another study.name")
+    if not resume and (spec.study_dir / "optuna.db").is_file():
+        storage = optuna.storages.RDBStorage(spec.optuna_url)
+        if any(s.study_name == spec.name and s.n_trials for s in optuna.get_all_study_summaries(storage)):
+            raise ConfigError("study.name", f"{spec.study_dir} already holds a study named {spec.name!r}; "
+                              "choose another study.name or delete that folder to start over")
+    if resume and record is None:
+        registry.require(spec.name)
+    return record
 
 
 def _prepare(spec: StudySpec) -> PreparedData:
@@ -131,6 +190,59 @@ def _prepare(spec: StudySpec) -> PreparedData:
     return data
 
 
+def _warm_start_points(spec: StudySpec, registry: Registry) -> list[dict[str, Any]]:
+    """The source study's best distinct configs that lie inside this study's space, best first."""
+    if spec.warm_start_from is None:
+        return []
+    source = registry.get(spec.warm_start_from)
+    if source is None or source.optuna_url is None:
+        known = [s.name for s in registry.list_studies()]
+        raise ConfigError("warm_start.from", f"no study named {spec.warm_start_from!r} (studies: {known or 'none'})")
+    bests = {t.number: t.best_metric for t in registry.trials(source.name) if t.best_metric is not None}
+    trials = optuna.load_study(study_name=source.name, storage=source.optuna_url).get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE,))
+    sign = 1.0 if source.mode == "max" else -1.0
+    ranked = sorted(trials, key=lambda t: -sign * bests.get(t.number, t.value))
+    points: list[dict[str, Any]] = []
+    for trial in ranked:
+        point = {name: trial.params.get(name) for name in spec.space.distributions}
+        if point not in points and all(_inside(dist, point[name]) for name, dist in spec.space.distributions.items()):
+            points.append(point)
+        if len(points) == spec.warm_start_top_k:
+            break
+    print(f"[{spec.name}] warm start: {len(points)} config(s) from {source.name}", flush=True)
+    return points
+
+
+def _inside(distribution, value) -> bool:
+    if value is None:
+        return False
+    try:
+        return distribution._contains(distribution.to_internal_repr(value))
+    except (ValueError, TypeError):
+        return False
+
+
+def _interrupted_trials(spec: StudySpec, registry: Registry, study: optuna.Study) -> list[Resume]:
+    """Optuna trials left RUNNING by a crash or a stop, each with its latest checkpoint on disk."""
+    resumes = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        record = registry.trial(spec.name, trial.number)
+        checkpoint = _latest_checkpoint(record.checkpoint if record else None)
+        resumes.append(Resume(trial.number, trial._trial_id, dict(trial.params), checkpoint))
+    return resumes
+
+
+def _latest_checkpoint(recorded: str | None) -> str | None:
+    """The recorded checkpoint, or the newest complete one beside it if Ray replaced it meanwhile."""
+    if recorded is None:
+        return None
+    path = Path(recorded)
+    candidates = sorted(path.parent.glob("checkpoint_*")) if path.parent.is_dir() else []
+    complete = [c for c in candidates if (c / "trainer_state.pt").is_file() and (c / "best").is_dir()]
+    return str(complete[-1]) if complete else None
+
+
 def _start_ray(spec: StudySpec) -> bool:
     """Starts a local Ray (or joins ``ray.address``) unless one is already up; True if we started it."""
     optuna.logging.set_verbosity(optuna.logging.INFO if spec.ray_verbose else optuna.logging.WARNING)
@@ -146,57 +258,82 @@ def _start_ray(spec: StudySpec) -> bool:
     return True
 
 
-def _searcher(spec: StudySpec) -> ConcurrencyLimiter:
+def _searcher(spec: StudySpec, resumes: list[Resume], warm_points: list[dict]) -> StudySearch:
     """Optuna's sampler behind Ray's searcher API; the Optuna study persists in the study folder."""
-    spec.study_dir.mkdir(parents=True, exist_ok=True)
-    search = OptunaSearch(
+    return StudySearch(
         space=spec.space.distributions,
         metric=spec.metric,
         mode=spec.mode,
         sampler=spec.sampler,
         study_name=spec.name,
         storage=optuna.storages.RDBStorage(spec.optuna_url),
+        points_to_evaluate=warm_points or None,
+        resumes=resumes,
     )
-    return ConcurrencyLimiter(search, max_concurrent=spec.max_concurrent)
 
 
-def _outcome(spec: StudySpec, results, callback, study_run: StudyRun, started: float) -> StudyOutcome:
-    statuses: dict[str, int] = {}
-    epochs_used = 0
-    for result in results:
-        epochs_used += int((result.metrics or {}).get("training_iteration", 0))
-    for trial_status in _trial_statuses(study_run, callback):
-        statuses[trial_status] = statuses.get(trial_status, 0) + 1
+class _Heartbeat(threading.Thread):
+    """Proves this driver alive every ``heartbeat_s``; turns ``hpo stop`` into a graceful stop."""
 
-    best_value = best_trial = best_checkpoint = model_uri = None
-    best_params: dict[str, Any] = {}
-    notes = []
-    completed = [r for r in results if r.error is None and r.metrics_dataframe is not None
-                 and spec.metric in r.metrics_dataframe]
-    if completed:
-        best = results.get_best_result(spec.metric, spec.mode, scope="all")
-        column = best.metrics_dataframe[spec.metric]
-        best_value = float(column.max() if spec.mode == "max" else column.min())
-        best_trial = best.metrics.get("trial_id")
-        best_params = {**spec.space.fixed, **best.config}
-        checkpoint = best.get_best_checkpoint(spec.metric, spec.mode)
-        best_checkpoint = checkpoint.path
-        with checkpoint.as_directory() as local:
-            model_uri = study_run.log_best_model(Path(local))
-    else:
+    def __init__(self, registry: Registry, spec: StudySpec, stopper: StudyStopper, epoch_start: float) -> None:
+        super().__init__(daemon=True, name="hpo-heartbeat")
+        self.registry, self.spec, self.stopper, self.epoch_start = registry, spec, stopper, epoch_start
+        self.searcher: StudySearch | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.spec.heartbeat_s):
+            status = self.registry.heartbeat(self.spec.name, time.time() - self.epoch_start)
+            if status == "stopping" and not self.stopper.user_stop.is_set():
+                if self.searcher is not None:
+                    self.searcher.interrupted = True
+                self.stopper.user_stop.set()
+                print(f"[{self.spec.name}] stop requested: ending running trials at their checkpoints", flush=True)
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.is_alive():
+            self.join()
+
+
+def _finish(spec: StudySpec, registry: Registry, study_run: StudyRun, status: str, reason: str | None,
+            started: float, clock_start: float) -> StudyOutcome:
+    """Records the best trial over all attempts, registers its model, and closes the study."""
+    trials = registry.trials(spec.name)
+    scored = [t for t in trials if t.best_metric is not None]
+    best = None
+    if scored:
+        best = max(scored, key=lambda t: t.best_metric if spec.mode == "max" else -t.best_metric)
+    notes, model_uri, best_checkpoint = [], None, None
+    if best is not None and best.checkpoint:
+        best_checkpoint = str(Path(_latest_checkpoint(best.checkpoint) or best.checkpoint) / "best")
+    if status == "completed" and best_checkpoint and Path(best_checkpoint).is_dir():
+        model_uri = study_run.log_best_model(Path(best_checkpoint))
+    if not scored:
         notes.append("no trial reported a result: see the failed trials' errors in MLflow and Ray's logs")
     study_run.log_optuna_plots(optuna.load_study(study_name=spec.name, storage=spec.optuna_url))
-    return StudyOutcome(
-        name=spec.name, best_value=best_value, best_params=best_params, best_trial_id=best_trial,
-        best_checkpoint=best_checkpoint, model_uri=model_uri, trial_status=statuses,
-        epochs_used=epochs_used, epochs_max=spec.num_samples * spec.trainer["max_epochs"],
-        wall_s=time.time() - started, tracking_uri=spec.tracking_uri, experiment_id=study_run.experiment_id,
-        parent_run_id=study_run.run_id, optuna_url=spec.optuna_url, notes=notes,
+    best_info = None if best is None else {
+        "value": best.best_metric, "params": {**spec.space.fixed, **best.params},
+        "number": best.number, "run_id": best.mlflow_run_id}
+    run_status = {"completed": "FINISHED", "stopped": "KILLED"}.get(status, "FAILED")
+    study_run.finish(best_info, run_status, reason)
+    record = registry.require(spec.name)
+    registry.update(
+        spec.name, status=status, stop_reason=reason, driver_pid=None, heartbeat_at=None,
+        elapsed_s=time.time() - clock_start,
+        best_trial_number=best.number if best else None, best_metric=best.best_metric if best else None,
+        best_params=best_info["params"] if best_info else None, best_checkpoint=best_checkpoint,
+        best_model_uri=model_uri or record.best_model_uri,
     )
-
-
-def _trial_statuses(study_run: StudyRun, callback) -> list[str]:
-    from hpo.tracking import STATUS_TAG
-
-    return [study_run.client.get_run(run_id).data.tags.get(STATUS_TAG, "unknown")
-            for run_id in callback.run_ids.values()]
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state] = counts.get(t.state, 0) + 1
+    return StudyOutcome(
+        name=spec.name, status=status, stop_reason=reason,
+        best_value=best.best_metric if best else None, best_params=best_info["params"] if best_info else {},
+        best_trial_number=best.number if best else None, best_checkpoint=best_checkpoint, model_uri=model_uri,
+        trial_status=counts, epochs_used=sum(t.epochs for t in trials),
+        epochs_max=spec.num_samples * spec.trainer["max_epochs"], wall_s=time.time() - started,
+        tracking_uri=spec.tracking_uri, experiment_id=study_run.experiment_id, parent_run_id=study_run.run_id,
+        optuna_url=spec.optuna_url, notes=notes,
+    )

@@ -1,5 +1,9 @@
 """The trainer on its own: no Ray, no MLflow, a tiny BERT and real SST-2 rows."""
 
+import dataclasses
+import shutil
+
+import pytest
 import torch
 
 from trainers import ConsoleReporter, TextClassifier, TrainConfig, fine_tune, prepare_data
@@ -32,3 +36,30 @@ def test_early_stopping_patience_ends_the_run(small_sst2, tiny_bert):
     fine_tune(config, data, reporter)
     assert len(reporter.history) < 6
     assert reporter.history[-1].get("early_stopped") == 1.0
+
+
+class _KeepEpoch:
+    """Records every epoch and keeps a copy of one epoch's checkpoint."""
+
+    def __init__(self, epoch: int, dest) -> None:
+        self.epoch, self.dest, self.history = epoch, dest, []
+
+    def report(self, metrics, checkpoint_dir) -> None:
+        self.history.append(dict(metrics))
+        if metrics["epoch"] == self.epoch:
+            shutil.copytree(checkpoint_dir, self.dest)
+
+
+def test_resume_continues_exactly_where_the_checkpoint_left_off(small_sst2, tiny_bert, tmp_path):
+    data = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert)
+    config = TrainConfig(model_name_or_path=str(tiny_bert), max_epochs=3, learning_rate=2e-3, batch_size=32,
+                         dropout=0.2, num_threads=1)
+    straight = _KeepEpoch(1, tmp_path / "epoch1")
+    fine_tune(config, data, straight)
+
+    resumed = _KeepEpoch(0, None)
+    fine_tune(dataclasses.replace(config, resume_from=str(tmp_path / "epoch1")), data, resumed)
+    assert [m["epoch"] for m in resumed.history] == [2, 3]
+    for a, b in zip(straight.history[1:], resumed.history, strict=True):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)

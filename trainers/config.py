@@ -35,6 +35,7 @@ class TrainConfig:
     mode: str = "max"
     seed: int = 0
     num_threads: int | None = None
+    resume_from: str | None = None  # a checkpoint folder written by fine_tune: continue after its epoch
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TrainConfig:

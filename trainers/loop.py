@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -58,9 +60,10 @@ def evaluate(
 def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[str, float]:
     """Trains ``cfg`` on ``data`` for up to ``cfg.max_epochs`` epochs; returns the best epoch's metrics.
 
-    Each epoch ends with a validation pass and one ``reporter.report`` call, with a checkpoint
-    folder (model + tokenizer, ``from_pretrained``-loadable) when the metric improved. A caller
-    that stops listening (a scheduler pruning the trial) simply ends the process or raises.
+    Each epoch ends with a validation pass and one ``reporter.report`` call with a checkpoint
+    folder (see :class:`~trainers.reporting.Reporter`). With ``cfg.resume_from`` set to such a
+    folder, training continues after that folder's epoch with the optimizer, LR schedule, RNG and
+    best-so-far restored, as if it had never stopped.
     """
     from transformers import AutoTokenizer
 
@@ -70,7 +73,10 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     device = pick_device()
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.model_name_or_path)
-    classifier = load_classifier(cfg.model_name_or_path, data.label_names, pooling=cfg.pooling, dropout=cfg.dropout)
+    if cfg.resume_from:
+        classifier = TextClassifier.from_checkpoint(cfg.resume_from)
+    else:
+        classifier = load_classifier(cfg.model_name_or_path, data.label_names, pooling=cfg.pooling, dropout=cfg.dropout)
     freeze(classifier.model, cfg.freeze_depth)
     classifier.to(device)
 
@@ -82,45 +88,87 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     scheduler = warmup_then_linear_decay(optimizer, steps_per_epoch * cfg.max_epochs, cfg.warmup_ratio)
 
-    best: dict[str, float] | None = None
-    epochs_without_improvement = 0
-    for epoch in range(1, cfg.max_epochs + 1):
-        classifier.train()
-        started, loss_sum, seen = time.perf_counter(), 0.0, 0
-        for batch in batches(data.train, cfg.batch_size, data.pad_token_id, shuffle_seed=cfg.seed * 1000 + epoch):
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with autocast_for(device):
-                logits = classifier(batch["input_ids"], batch["attention_mask"])
-            loss = F.cross_entropy(logits.float(), batch["labels"])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(classifier.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += float(loss.detach()) * len(batch["labels"])
-            seen += len(batch["labels"])
-        train_seconds = time.perf_counter() - started
+    work = Path(tempfile.mkdtemp(prefix="hpo-trial-"))
+    best_dir = work / "best"
+    state = {"epoch": 0, "best": None, "epochs_without_improvement": 0}
+    if cfg.resume_from:
+        state = _restore(Path(cfg.resume_from), optimizer, scheduler, best_dir)
+    best: dict[str, float] | None = state["best"]
+    epochs_without_improvement: int = state["epochs_without_improvement"]
+    try:
+        for epoch in range(state["epoch"] + 1, cfg.max_epochs + 1):
+            classifier.train()
+            started, loss_sum, seen = time.perf_counter(), 0.0, 0
+            for batch in batches(data.train, cfg.batch_size, data.pad_token_id, shuffle_seed=cfg.seed * 1000 + epoch):
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                with autocast_for(device):
+                    logits = classifier(batch["input_ids"], batch["attention_mask"])
+                loss = F.cross_entropy(logits.float(), batch["labels"])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(classifier.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                loss_sum += float(loss.detach()) * len(batch["labels"])
+                seen += len(batch["labels"])
+            train_seconds = time.perf_counter() - started
 
-        metrics = evaluate(classifier, data.validation, data.pad_token_id, cfg.eval_batch_size, device)
-        metrics.update(
-            epoch=epoch,
-            train_loss=loss_sum / max(seen, 1),
-            train_examples_per_s=seen / train_seconds,
-            lr=scheduler.get_last_lr()[-1],
-        )
-        improved = cfg.improved(metrics[cfg.metric], best[cfg.metric] if best else None)
-        epochs_without_improvement = 0 if improved else epochs_without_improvement + 1
-        patience = cfg.early_stopping_patience
-        if patience and epochs_without_improvement >= patience and epoch < cfg.max_epochs:
-            metrics["early_stopped"] = 1.0  # tells the caller this short run was the trainer's choice
-        if improved:
-            best = metrics
+            metrics = evaluate(classifier, data.validation, data.pad_token_id, cfg.eval_batch_size, device)
+            metrics.update(
+                epoch=epoch,
+                train_loss=loss_sum / max(seen, 1),
+                train_examples_per_s=seen / train_seconds,
+                lr=scheduler.get_last_lr()[-1],
+            )
+            improved = cfg.improved(metrics[cfg.metric], best[cfg.metric] if best else None)
+            metrics["improved"] = float(improved)
+            epochs_without_improvement = 0 if improved else epochs_without_improvement + 1
+            patience = cfg.early_stopping_patience
+            if patience and epochs_without_improvement >= patience and epoch < cfg.max_epochs:
+                metrics["early_stopped"] = 1.0  # tells the caller this short run was the trainer's choice
+            if improved:
+                best = metrics
+                shutil.rmtree(best_dir, ignore_errors=True)
+                classifier.save(best_dir, tokenizer)
+            state = {"epoch": epoch, "best": best, "epochs_without_improvement": epochs_without_improvement}
             with tempfile.TemporaryDirectory(prefix="hpo-ckpt-") as tmp:
-                reporter.report(metrics, classifier.save(Path(tmp), tokenizer))
-        else:
-            reporter.report(metrics, None)
-        if "early_stopped" in metrics:
-            break
+                reporter.report(metrics, _checkpoint(Path(tmp), classifier, tokenizer, optimizer, scheduler,
+                                                     state, best_dir))
+            if "early_stopped" in metrics:
+                break
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     assert best is not None
     return best
+
+
+TRAINER_STATE = "trainer_state.pt"
+
+
+def _checkpoint(directory: Path, classifier, tokenizer, optimizer, scheduler, state: dict, best_dir: Path) -> Path:
+    """Latest weights + everything needed to resume, and ``best/`` (hard-linked, not copied)."""
+    classifier.save(directory, tokenizer)
+    torch.save(
+        {**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+         "torch_rng": torch.get_rng_state()},
+        directory / TRAINER_STATE,
+    )
+    shutil.copytree(best_dir, directory / "best", copy_function=_link_or_copy)
+    return directory
+
+
+def _restore(checkpoint: Path, optimizer, scheduler, best_dir: Path) -> dict:
+    state = torch.load(checkpoint / TRAINER_STATE, weights_only=False)
+    optimizer.load_state_dict(state.pop("optimizer"))
+    scheduler.load_state_dict(state.pop("scheduler"))
+    torch.set_rng_state(state.pop("torch_rng"))
+    shutil.copytree(checkpoint / "best", best_dir)
+    return state
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

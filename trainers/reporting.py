@@ -8,9 +8,12 @@ from typing import Protocol
 
 
 class Reporter(Protocol):
-    """Receives one call per epoch; ``checkpoint_dir`` is set when the epoch improved the metric.
+    """Receives one call per epoch with that epoch's checkpoint folder.
 
-    The directory is only valid during the call: a reporter that wants to keep it copies it.
+    The folder holds the latest weights plus ``trainer_state.pt`` (enough to resume exactly) and
+    ``best/``, the best model so far (``from_pretrained``-loadable). It is only valid during the
+    call: a reporter that wants to keep it copies it. ``metrics["improved"]`` is 1.0 when this
+    epoch is the new best.
     """
 
     def report(self, metrics: Mapping[str, float], checkpoint_dir: Path | None) -> None: ...
@@ -25,10 +28,9 @@ class ConsoleReporter:
 
     def report(self, metrics: Mapping[str, float], checkpoint_dir: Path | None) -> None:
         self.history.append(dict(metrics))
-        shown = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-        print(shown + ("  [best]" if checkpoint_dir else ""), flush=True)
-        if checkpoint_dir and self.keep_dir:
+        print("  ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+        if checkpoint_dir and self.keep_dir and metrics.get("improved"):
             import shutil
 
             shutil.rmtree(self.keep_dir, ignore_errors=True)
-            shutil.copytree(checkpoint_dir, self.keep_dir)
+            shutil.copytree(checkpoint_dir / "best", self.keep_dir)
