@@ -8,6 +8,7 @@ opening a second one.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import warnings
@@ -22,7 +23,8 @@ from hpo.config import StudySpec
 from hpo.registry import Registry
 from hpo.search_space import HYPERPARAMETERS
 from hpo.stopping import StudyStopper
-from hpo.trial import TRIAL_NUMBER_KEY
+from hpo.trial import RESUME_KEY, TRIAL_NUMBER_KEY
+from trainers.loop import EPOCH_SUMMARY
 
 TRIAL_ID_TAG = "hpo.ray_trial_id"
 TRIAL_NUMBER_TAG = "hpo.optuna_trial_number"
@@ -164,7 +166,8 @@ class TrialRuns(tune.Callback):
         record = self.registry.trial(self.spec.name, number)
         run_id = (record.mlflow_run_id if record else None) or self.study.find_trial_run(number)
         params = {k: v for k, v in trial.config.items() if k in HYPERPARAMETERS}
-        if run_id is None:
+        reopened = run_id is not None
+        if not reopened:
             run = self.client.create_run(
                 self.study.experiment_id,
                 run_name=f"trial_{number:04d}",
@@ -174,27 +177,43 @@ class TrialRuns(tune.Callback):
             run_id = run.info.run_id
             fixed = {k: v for k, v in self.spec.trainer.items() if k != "model_name_or_path"}
             self.client.log_batch(run_id, params=_params({**fixed, **self.spec.space.fixed, **params}))
-            verb = "started"
-        else:
-            self.client.update_run(run_id, status="RUNNING")
-            self.client.set_tag(run_id, TRIAL_ID_TAG, trial.trial_id)
-            self.client.set_tag(run_id, "hpo.resumed_after_epoch", str(record.epochs if record else 0))
-            verb = f"resumed after epoch {record.epochs if record else 0}"
         self.run_ids[number] = run_id
-        self.epochs[number] = record.epochs if record else 0
+        self.epochs[number] = 0
         if record and record.best_metric is not None:
             self.bests[number] = record.best_metric
-        if record and record.checkpoint:
-            self.checkpoints[number] = record.checkpoint
         self.registry.upsert_trial(self.spec.name, number, state="running", params=params,
                                    ray_trial_id=trial.trial_id, mlflow_run_id=run_id)
+        verb = self._reopen(number, run_id, trial) if reopened else "started"
         print(f"[{self.spec.name}] trial {number} {verb}: {_short(params)}", flush=True)
 
+    def _reopen(self, number: int, run_id: str, trial) -> str:
+        """Continues an interrupted trial's run: MLflow's own history says which epochs are logged, and
+        the epoch of the checkpoint it resumes from is logged from that checkpoint if the crash beat it."""
+        self.client.update_run(run_id, status="RUNNING")
+        self.client.set_tag(run_id, TRIAL_ID_TAG, trial.trial_id)
+        history = self.client.get_metric_history(run_id, self.spec.metric)
+        self.epochs[number] = max((m.step for m in history), default=0)
+        checkpoint = trial.config.get(RESUME_KEY)
+        resumed_after = 0
+        if checkpoint:
+            self.checkpoints[number] = checkpoint
+            summary = json.loads((Path(checkpoint) / EPOCH_SUMMARY).read_text())
+            resumed_after = summary["epoch"]
+            self._record_epoch(number, summary["metrics"], resumed_after)
+        self.client.set_tag(run_id, "hpo.resumed_after_epoch", str(resumed_after))
+        return f"resumed after epoch {resumed_after}"
+
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        number = self.numbers[trial.trial_id]
-        epoch = int(result.get("epoch", 0))
+        number = self.numbers.get(trial.trial_id)
+        if number is not None and self._record_epoch(number, result, int(result.get("epoch", 0))):
+            value = result.get(self.spec.metric, float("nan"))
+            print(f"[{self.spec.name}] trial {number} epoch {int(result['epoch'])}: {self.spec.metric}={value:.4f}",
+                  flush=True)
+
+    def _record_epoch(self, number: int, result: dict, epoch: int) -> bool:
+        """Logs one epoch's metrics once; an epoch logged before an interruption is never logged again."""
         if epoch <= self.epochs.get(number, 0):
-            return  # already logged before an interruption: never log an epoch twice
+            return False
         metrics = [Metric(k, float(result[k]), _now_ms(), epoch) for k in _LOGGED_METRICS if k in result]
         self.client.log_batch(self.run_ids[number], metrics=metrics)
         value = result.get(self.spec.metric)
@@ -203,15 +222,19 @@ class TrialRuns(tune.Callback):
             self.bests[number] = best = value
         self.epochs[number] = epoch
         self.registry.upsert_trial(self.spec.name, number, epochs=epoch, last_metric=value, best_metric=best)
-        print(f"[{self.spec.name}] trial {number} epoch {epoch}: {self.spec.metric}={value:.4f}", flush=True)
+        return True
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
-        number = self.numbers[trial.trial_id]
+        number = self.numbers.get(trial.trial_id)
+        if number is None:
+            return
         self.checkpoints[number] = checkpoint.path
         self.registry.upsert_trial(self.spec.name, number, checkpoint=checkpoint.path)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        number = self.numbers[trial.trial_id]
+        number = self.numbers.get(trial.trial_id)
+        if number is None:
+            return  # stopped before it started: nothing was logged
         last = trial.last_result or {}
         if self.stopper.user_stop.is_set():
             status = "interrupted"
@@ -224,7 +247,8 @@ class TrialRuns(tune.Callback):
             self.stopper.trial_finished(self.bests.get(number))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._close(self.numbers[trial.trial_id], "failed")
+        if trial.trial_id in self.numbers:
+            self._close(self.numbers[trial.trial_id], "failed")
 
     def _close(self, number: int, status: str) -> None:
         self.study.close_trial_run(self.run_ids[number], status, self.checkpoints.get(number))

@@ -296,9 +296,27 @@ class _Heartbeat(threading.Thread):
             self.join()
 
 
+def _close_open_trials(spec: StudySpec, registry: Registry, study_run: StudyRun, status: str) -> None:
+    """Trials still open when the study ends: a stopped study keeps them resumable (``interrupted``);
+    a study ended by a stop rule prunes them, so no Optuna trial or MLflow run stays RUNNING."""
+    if status not in ("stopped", "completed"):
+        return  # a failed driver leaves everything for `hpo resume`
+    state = "interrupted" if status == "stopped" else "pruned"
+    for trial in registry.trials(spec.name):
+        if trial.state == "running":
+            if trial.mlflow_run_id:
+                study_run.close_trial_run(trial.mlflow_run_id, state, _latest_checkpoint(trial.checkpoint))
+            registry.upsert_trial(spec.name, trial.number, state=state)
+    if status == "completed":
+        study = optuna.load_study(study_name=spec.name, storage=spec.optuna_url)
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study.tell(trial.number, state=TrialState.PRUNED)
+
+
 def _finish(spec: StudySpec, registry: Registry, study_run: StudyRun, status: str, reason: str | None,
             started: float, clock_start: float) -> StudyOutcome:
     """Records the best trial over all attempts, registers its model, and closes the study."""
+    _close_open_trials(spec, registry, study_run, status)
     trials = registry.trials(spec.name)
     scored = [t for t in trials if t.best_metric is not None]
     best = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import random
@@ -134,7 +135,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
             state = {"epoch": epoch, "best": best, "epochs_without_improvement": epochs_without_improvement}
             with tempfile.TemporaryDirectory(prefix="hpo-ckpt-") as tmp:
                 reporter.report(metrics, _checkpoint(Path(tmp), classifier, tokenizer, optimizer, scheduler,
-                                                     state, best_dir))
+                                                     state, best_dir, metrics))
             if "early_stopped" in metrics:
                 break
     finally:
@@ -144,11 +145,14 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
 
 
 TRAINER_STATE = "trainer_state.pt"
+EPOCH_SUMMARY = "trainer_state.json"  # the checkpoint's epoch and metrics, small enough for any reader
 
 
-def _checkpoint(directory: Path, classifier, tokenizer, optimizer, scheduler, state: dict, best_dir: Path) -> Path:
+def _checkpoint(directory: Path, classifier, tokenizer, optimizer, scheduler, state: dict, best_dir: Path,
+                metrics: dict[str, float]) -> Path:
     """Latest weights + everything needed to resume, and ``best/`` (hard-linked, not copied)."""
     classifier.save(directory, tokenizer)
+    (directory / EPOCH_SUMMARY).write_text(json.dumps({"epoch": state["epoch"], "metrics": metrics}))
     torch.save(
         {**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
          "torch_rng": torch.get_rng_state()},

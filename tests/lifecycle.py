@@ -1,0 +1,120 @@
+"""Helpers for study-lifecycle tests: drive `hpo` subprocesses, watch the registry, kill by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import psutil
+from mlflow import MlflowClient
+
+from hpo.registry import Registry, TrialRecord
+
+TINY_SWEEP = [
+    "model=tiny_bert", "data.train_limit=2000", "data.validation_limit=200", "trainer.max_epochs=4",
+    "study.max_concurrent=1", "scheduler=fifo", "ray.num_cpus=2", "registry.heartbeat_s=1",
+    "search.learning_rate.high=1e-3",
+]
+
+
+class Driver:
+    """An `hpo` subprocess (the study's driver) and every process it starts, stopped by PID."""
+
+    def __init__(self, args: list[str], root: Path, sst2_dir: Path) -> None:
+        env = {**os.environ, "HPO_DATA_DIR": str(sst2_dir), "HPO_STORAGE_ROOT": str(root)}
+        self.log = (root / f"driver-{time.time_ns()}.log").open("w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "hpo", *args], cwd=root, env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.family: set[int] = set()
+
+    def remember_children(self) -> None:
+        try:
+            self.family |= {p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)}
+        except psutil.NoSuchProcess:
+            pass
+
+    def sigkill(self) -> None:
+        """A crash: SIGKILL to the driver alone, then reap whatever it left behind."""
+        self.remember_children()
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.reap()
+
+    def wait(self, timeout: float = 300) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self.reap()
+
+    def reap(self) -> None:
+        deadline = time.time() + 15
+        alive = [pid for pid in self.family if psutil.pid_exists(pid)]
+        while alive and time.time() < deadline:  # Ray's processes share the driver's fate; give them a moment
+            time.sleep(0.5)
+            alive = [pid for pid in alive if _running(pid)]
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.log.close()
+
+    def output(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return Path(self.log.name).read_text()
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def hpo(args: list[str], root: Path, sst2_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HPO_DATA_DIR": str(sst2_dir), "HPO_STORAGE_ROOT": str(root)}
+    return subprocess.run([sys.executable, "-m", "hpo", *args], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def wait_for(driver: Driver, registry_url: str, name: str, condition: Callable[[list[TrialRecord]], bool],
+             timeout: float = 240) -> list[TrialRecord]:
+    """Polls the registry until ``condition(trials)`` holds, noting the driver's children meanwhile."""
+    deadline = time.time() + timeout
+    registry = None
+    while time.time() < deadline:
+        driver.remember_children()
+        if driver.proc.poll() is not None:
+            raise AssertionError(f"driver exited early:\n{driver.output()[-3000:]}")
+        if registry is None and Path(registry_url.removeprefix("sqlite:///")).exists():
+            registry = Registry(registry_url)
+        trials = registry.trials(name) if registry else []
+        if trials and condition(trials):
+            return trials
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting on the registry:\n{driver.output()[-3000:]}")
+
+
+def study_counts(root: Path, name: str) -> dict:
+    """What the three stores hold for study ``name``."""
+    registry = Registry(f"sqlite:///{root}/registry.db")
+    record = registry.require(name)
+    study = optuna.load_study(study_name=name, storage=record.optuna_url)
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    runs = client.search_runs([record.mlflow_experiment_id], max_results=1000)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == record.mlflow_parent_run_id]
+    return {
+        "record": record,
+        "registry_trials": registry.trials(name),
+        "optuna_trials": study.trials,
+        "mlflow_parents": [r for r in runs if r.data.tags.get("hpo.role") == "study"],
+        "mlflow_children": children,
+        "client": client,
+    }

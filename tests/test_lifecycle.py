@@ -1,0 +1,123 @@
+"""Study lifecycle with real processes: SIGKILL the driver and resume, stop from another shell,
+one driver per study. Every driver is an `hpo` subprocess with its own local Ray."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from lifecycle import TINY_SWEEP, Driver, hpo, study_counts, wait_for
+
+NUM_TRIALS, EPOCHS = 4, 4
+
+
+def _assert_study_whole(root, name):
+    c = study_counts(root, name)
+    numbers = sorted(int(r.data.tags["hpo.optuna_trial_number"]) for r in c["mlflow_children"])
+    assert numbers == list(range(NUM_TRIALS)), "every trial has exactly one MLflow run"
+    assert len(c["optuna_trials"]) == NUM_TRIALS and len(c["registry_trials"]) == NUM_TRIALS
+    assert len(c["mlflow_parents"]) == 1, "the same parent run is reused"
+    assert not [t for t in c["optuna_trials"] if t.state == optuna.trial.TrialState.RUNNING]
+    assert {r.info.status for r in c["mlflow_children"] + c["mlflow_parents"]} == {"FINISHED"}
+    assert c["record"].status == "completed"
+    for run in c["mlflow_children"]:
+        steps = [m.step for m in c["client"].get_metric_history(run.info.run_id, "val_accuracy")]
+        assert steps == list(range(1, EPOCHS + 1)), f"epochs logged once each, in order: {steps}"
+    return c
+
+
+def test_sigkill_mid_trial_and_between_trials_then_resume(tmp_path, sst2_dir, capsys):
+    name, url = "killed", f"sqlite:///{tmp_path}/registry.db"
+    sweep = Driver(["sweep", *TINY_SWEEP, f"study.name={name}", f"study.num_samples={NUM_TRIALS}",
+                    f"storage.root={tmp_path}"], tmp_path, sst2_dir)
+    mid = wait_for(sweep, url, name, lambda ts: any(t.state == "running" and 1 <= t.epochs < EPOCHS for t in ts))
+    sweep.sigkill()
+    interrupted = next(t for t in mid if t.state == "running" and t.epochs >= 1)
+
+    resume = Driver(["resume", name], tmp_path, sst2_dir)
+    done_before = sum(t.state == "completed" for t in mid)
+
+    def between_trials(ts):
+        finished = sum(t.state == "completed" for t in ts)
+        return finished > done_before + 0 and all(t.epochs == 0 for t in ts if t.state == "running") \
+            and finished < NUM_TRIALS
+
+    between = wait_for(resume, url, name, between_trials)
+    resume.sigkill()
+    assert "resuming:" in resume.output()
+
+    final = Driver(["resume", name], tmp_path, sst2_dir)
+    assert final.wait() == 0, final.output()[-3000:]
+    c = _assert_study_whole(tmp_path, name)
+
+    run = next(r for r in c["mlflow_children"] if r.data.tags["hpo.optuna_trial_number"] == str(interrupted.number))
+    assert int(run.data.tags["hpo.resumed_after_epoch"]) >= 1, "the interrupted trial continued, not restarted"
+    with capsys.disabled():
+        print(f"\n[kill test] mid-trial kill: {len(mid)} trial(s) started, {done_before} finished, trial "
+              f"{interrupted.number} at epoch {interrupted.epochs}; between-trials kill: "
+              f"{sum(t.state == 'completed' for t in between)} finished; after resume: "
+              f"{len(c['optuna_trials'])} Optuna trials, {len(c['registry_trials'])} registry trials, "
+              f"{len(c['mlflow_children'])} MLflow child runs + {len(c['mlflow_parents'])} parent")
+
+
+def test_stop_from_another_process_then_resume(tmp_path, sst2_dir):
+    name, url = "stopped", f"sqlite:///{tmp_path}/registry.db"
+    sweep = Driver(["sweep", *TINY_SWEEP, f"study.name={name}", f"study.num_samples={NUM_TRIALS}",
+                    f"storage.root={tmp_path}"], tmp_path, sst2_dir)
+    wait_for(sweep, url, name, lambda ts: any(t.state == "running" and t.epochs >= 1 for t in ts))
+    stop = hpo(["stop", name, "--wait", "120"], tmp_path, sst2_dir)
+    assert stop.returncode == 0, stop.stderr
+    assert sweep.wait(timeout=120) == 0, sweep.output()[-3000:]
+    c = study_counts(tmp_path, name)
+    assert c["record"].status == "stopped" and "hpo stop" in c["record"].stop_reason
+    assert [t.state for t in c["registry_trials"]].count("interrupted") == 1
+    assert c["mlflow_parents"][0].data.tags["hpo.stop_reason"] == c["record"].stop_reason
+
+    final = Driver(["resume", name], tmp_path, sst2_dir)
+    assert final.wait() == 0, final.output()[-3000:]
+    _assert_study_whole(tmp_path, name)
+    status = hpo(["status", name], tmp_path, sst2_dir)
+    assert status.returncode == 0 and status.stdout.count("completed") >= NUM_TRIALS
+
+
+def test_one_driver_per_study_and_stale_takeover(tmp_path, sst2_dir):
+    name, url = "guarded", f"sqlite:///{tmp_path}/registry.db"
+    sweep = Driver(["sweep", *TINY_SWEEP, f"study.name={name}", "study.num_samples=2",
+                    f"storage.root={tmp_path}"], tmp_path, sst2_dir)
+    try:
+        wait_for(sweep, url, name, lambda ts: any(t.state == "running" for t in ts))
+        second = hpo(["resume", name], tmp_path, sst2_dir)
+        assert second.returncode == 2 and f"pid {sweep.proc.pid}" in second.stderr, second.stderr
+        again = hpo(["sweep", *TINY_SWEEP, f"study.name={name}", f"storage.root={tmp_path}"], tmp_path, sst2_dir)
+        assert again.returncode == 2 and "being driven by" in again.stderr, again.stderr
+    finally:
+        sweep.sigkill()
+    listing = hpo(["list"], tmp_path, sst2_dir)
+    assert "driver gone" in listing.stdout
+    takeover = Driver(["resume", name], tmp_path, sst2_dir)
+    assert takeover.wait() == 0, takeover.output()[-3000:]
+    assert study_counts(tmp_path, name)["record"].status == "completed"
+
+
+def test_stale_heartbeat_from_another_host_is_taken_over(tmp_path):
+    from datetime import timedelta
+
+    from hpo.registry import Registry, RegistryError, utcnow
+
+    registry = Registry.open(f"sqlite:///{tmp_path}/registry.db")
+    registry.create("s", "{}", 1, "val_accuracy", "max")
+    registry.update("s", driver_host="elsewhere", driver_pid=1, heartbeat_at=utcnow())
+    with pytest.raises(RegistryError, match="being driven by pid 1 on elsewhere"):
+        registry.claim("s", stale_after_s=30)
+    registry.update("s", heartbeat_at=utcnow() - timedelta(seconds=31))
+    registry.claim("s", stale_after_s=30)
+    assert registry.require("s").driver_host != "elsewhere"
+
+
+def test_registry_refuses_a_newer_schema(tmp_path):
+    from hpo.registry import Registry, RegistryError, SchemaInfo
+
+    url = f"sqlite:///{tmp_path}/registry.db"
+    with Registry.open(url).session() as s:
+        s.get(SchemaInfo, 1).version = 99
+    with pytest.raises(RegistryError, match="newer than this hpo"):
+        Registry.open(url)
