@@ -84,7 +84,8 @@ class TrialRecord(Base):
     epochs: Mapped[int] = mapped_column(Integer, default=0)
     last_metric: Mapped[float | None] = mapped_column(Float)
     best_metric: Mapped[float | None] = mapped_column(Float)
-    checkpoint: Mapped[str | None] = mapped_column(Text)  # the latest resumable checkpoint
+    checkpoint: Mapped[str | None] = mapped_column(Text)  # the latest resumable checkpoint recorded
+    ray_trial_dir: Mapped[str | None] = mapped_column(Text)  # where the latest attempt writes checkpoints
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     study: Mapped[StudyRecord] = relationship(back_populates="trials")
 

@@ -182,7 +182,7 @@ class TrialRuns(tune.Callback):
         if record and record.best_metric is not None:
             self.bests[number] = record.best_metric
         self.registry.upsert_trial(self.spec.name, number, state="running", params=params,
-                                   ray_trial_id=trial.trial_id, mlflow_run_id=run_id)
+                                   ray_trial_id=trial.trial_id, mlflow_run_id=run_id, ray_trial_dir=trial.path)
         verb = self._reopen(number, run_id, trial) if reopened else "started"
         print(f"[{self.spec.name}] trial {number} {verb}: {_short(params)}", flush=True)
 

@@ -9,6 +9,7 @@ study up to ``num_samples``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -31,12 +32,13 @@ from ray.tune.search import ConcurrencyLimiter  # noqa: E402
 
 from hpo.config import StudySpec  # noqa: E402
 from hpo.errors import ConfigError  # noqa: E402
-from hpo.registry import Registry, RegistryError, StudyRecord  # noqa: E402
+from hpo.registry import Registry, RegistryError, StudyRecord, TrialRecord  # noqa: E402
 from hpo.searcher import Resume, StudySearch  # noqa: E402
 from hpo.stopping import StudyStopper  # noqa: E402
 from hpo.tracking import StudyRun, TrialRuns  # noqa: E402
 from hpo.trial import run_trial  # noqa: E402
 from trainers.data import DataError, PreparedData, prepare_data  # noqa: E402
+from trainers.loop import EPOCH_SUMMARY  # noqa: E402
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -228,19 +230,21 @@ def _interrupted_trials(spec: StudySpec, registry: Registry, study: optuna.Study
     resumes = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         record = registry.trial(spec.name, trial.number)
-        checkpoint = _latest_checkpoint(record.checkpoint if record else None)
+        checkpoint = _latest_checkpoint(record) if record else None
         resumes.append(Resume(trial.number, trial._trial_id, dict(trial.params), checkpoint))
     return resumes
 
 
-def _latest_checkpoint(recorded: str | None) -> str | None:
-    """The recorded checkpoint, or the newest complete one beside it if Ray replaced it meanwhile."""
-    if recorded is None:
+def _latest_checkpoint(record: TrialRecord) -> str | None:
+    """The trial's newest complete checkpoint on disk: the driver may have died after Ray wrote one and
+    before the registry heard of it, so the trial's Ray folders are searched, not only the record."""
+    folders = {Path(p) for p in (record.ray_trial_dir, record.checkpoint and Path(record.checkpoint).parent) if p}
+    candidates = [c for folder in folders if folder.is_dir() for c in folder.glob("checkpoint_*")]
+    complete = [c for c in candidates
+                if (c / "trainer_state.pt").is_file() and (c / "best").is_dir() and (c / EPOCH_SUMMARY).is_file()]
+    if not complete:
         return None
-    path = Path(recorded)
-    candidates = sorted(path.parent.glob("checkpoint_*")) if path.parent.is_dir() else []
-    complete = [c for c in candidates if (c / "trainer_state.pt").is_file() and (c / "best").is_dir()]
-    return str(complete[-1]) if complete else None
+    return str(max(complete, key=lambda c: json.loads((c / EPOCH_SUMMARY).read_text())["epoch"]))
 
 
 def _start_ray(spec: StudySpec) -> bool:
@@ -305,7 +309,7 @@ def _close_open_trials(spec: StudySpec, registry: Registry, study_run: StudyRun,
     for trial in registry.trials(spec.name):
         if trial.state == "running":
             if trial.mlflow_run_id:
-                study_run.close_trial_run(trial.mlflow_run_id, state, _latest_checkpoint(trial.checkpoint))
+                study_run.close_trial_run(trial.mlflow_run_id, state, _latest_checkpoint(trial))
             registry.upsert_trial(spec.name, trial.number, state=state)
     if status == "completed":
         study = optuna.load_study(study_name=spec.name, storage=spec.optuna_url)
@@ -323,8 +327,9 @@ def _finish(spec: StudySpec, registry: Registry, study_run: StudyRun, status: st
     if scored:
         best = max(scored, key=lambda t: t.best_metric if spec.mode == "max" else -t.best_metric)
     notes, model_uri, best_checkpoint = [], None, None
-    if best is not None and best.checkpoint:
-        best_checkpoint = str(Path(_latest_checkpoint(best.checkpoint) or best.checkpoint) / "best")
+    latest = _latest_checkpoint(best) if best is not None else None
+    if latest:
+        best_checkpoint = str(Path(latest) / "best")
     if status == "completed" and best_checkpoint and Path(best_checkpoint).is_dir():
         model_uri = study_run.log_best_model(Path(best_checkpoint))
     if not scored:

@@ -3,11 +3,13 @@ one driver per study. Every driver is an `hpo` subprocess with its own local Ray
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import optuna
 import pytest
 from lifecycle import TINY_SWEEP, Driver, hpo, study_counts, wait_for
 
-NUM_TRIALS, EPOCHS = 4, 4
+NUM_TRIALS, EPOCHS = 4, 3
 
 
 def _assert_study_whole(root, name):
@@ -81,13 +83,17 @@ def test_stop_from_another_process_then_resume(tmp_path, sst2_dir):
 
 def test_one_driver_per_study_and_stale_takeover(tmp_path, sst2_dir):
     name, url = "guarded", f"sqlite:///{tmp_path}/registry.db"
-    sweep = Driver(["sweep", *TINY_SWEEP, f"study.name={name}", "study.num_samples=2",
+    sweep = Driver(["sweep", *TINY_SWEEP, f"study.name={name}", "study.num_samples=3",
                     f"storage.root={tmp_path}"], tmp_path, sst2_dir)
     try:
         wait_for(sweep, url, name, lambda ts: any(t.state == "running" for t in ts))
-        second = hpo(["resume", name], tmp_path, sst2_dir)
+        with ThreadPoolExecutor(2) as pool:  # both while the first driver is surely alive
+            second = pool.submit(hpo, ["resume", name], tmp_path, sst2_dir)
+            again = pool.submit(hpo, ["sweep", *TINY_SWEEP, f"study.name={name}", f"storage.root={tmp_path}"],
+                                tmp_path, sst2_dir)
+            second, again = second.result(), again.result()
+        assert sweep.proc.poll() is None, "the first driver must still be running for this test to mean anything"
         assert second.returncode == 2 and f"pid {sweep.proc.pid}" in second.stderr, second.stderr
-        again = hpo(["sweep", *TINY_SWEEP, f"study.name={name}", f"storage.root={tmp_path}"], tmp_path, sst2_dir)
         assert again.returncode == 2 and "being driven by" in again.stderr, again.stderr
     finally:
         sweep.sigkill()

@@ -63,3 +63,13 @@ def test_resume_continues_exactly_where_the_checkpoint_left_off(small_sst2, tiny
     for a, b in zip(straight.history[1:], resumed.history, strict=True):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+
+
+def test_resuming_a_finished_run_reports_its_last_epoch_again(small_sst2, tiny_bert, tmp_path):
+    data = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert, train_limit=64)
+    config = TrainConfig(model_name_or_path=str(tiny_bert), max_epochs=1, num_threads=1)
+    first = _KeepEpoch(1, tmp_path / "last")
+    fine_tune(config, data, first)
+    again = _KeepEpoch(0, None)
+    fine_tune(dataclasses.replace(config, resume_from=str(tmp_path / "last")), data, again)
+    assert again.history == first.history

@@ -33,14 +33,31 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The GPU when there is one, with TF32 matmuls allowed (fp32 work at tensor-core speed)."""
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def half_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 where the GPU has it, fp16 on older GPUs (with loss scaling), None on the CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on GPUs that support it; full precision elsewhere."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    dtype = half_dtype(device)
+    return torch.autocast("cuda", dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Pinned host memory and asynchronous copies on a GPU, so the copy overlaps compute."""
+    if device.type != "cuda":
+        return batch
+    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
 
 
 @torch.no_grad()
@@ -50,10 +67,11 @@ def evaluate(
     classifier.eval()
     all_logits, all_labels = [], []
     for batch in batches(split, batch_size, pad_token_id):
-        with autocast_for(device):
-            logits = classifier(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-        all_logits.append(logits.float().cpu())
         all_labels.append(batch["labels"])
+        batch = to_device(batch, device)
+        with autocast_for(device):
+            logits = classifier(batch["input_ids"], batch["attention_mask"])
+        all_logits.append(logits.float().cpu())
     logits, labels = torch.cat(all_logits), torch.cat(all_labels)
     return {"val_loss": float(F.cross_entropy(logits, labels)), **classification_metrics(logits, labels)}
 
@@ -86,6 +104,8 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
         lr=cfg.learning_rate,
         fused=device.type == "cuda",
     )
+    # fp16 needs loss scaling to keep small gradients; bf16 and fp32 do not (the scaler is then a no-op).
+    scaler = torch.amp.GradScaler("cuda", enabled=half_dtype(device) == torch.float16)
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     scheduler = warmup_then_linear_decay(optimizer, steps_per_epoch * cfg.max_epochs, cfg.warmup_ratio)
 
@@ -96,29 +116,38 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
         state = _restore(Path(cfg.resume_from), optimizer, scheduler, best_dir)
     best: dict[str, float] | None = state["best"]
     epochs_without_improvement: int = state["epochs_without_improvement"]
+    if cfg.resume_from and _finished(cfg, state):
+        # Interrupted after its last epoch: report that epoch again so the caller sees the run end.
+        shutil.rmtree(work, ignore_errors=True)
+        summary = json.loads((Path(cfg.resume_from) / EPOCH_SUMMARY).read_text())
+        reporter.report(summary["metrics"], Path(cfg.resume_from))
+        return best
     try:
         for epoch in range(state["epoch"] + 1, cfg.max_epochs + 1):
             classifier.train()
-            started, loss_sum, seen = time.perf_counter(), 0.0, 0
+            started, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
             for batch in batches(data.train, cfg.batch_size, data.pad_token_id, shuffle_seed=cfg.seed * 1000 + epoch):
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                batch = to_device(batch, device)
                 with autocast_for(device):
                     logits = classifier(batch["input_ids"], batch["attention_mask"])
                 loss = F.cross_entropy(logits.float(), batch["labels"])
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                scaler.scale(loss).backward()
                 if cfg.grad_clip:
+                    scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(classifier.parameters(), cfg.grad_clip)
-                optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
                 scheduler.step()
-                loss_sum += float(loss.detach()) * len(batch["labels"])
+                loss_sum += loss.detach() * len(batch["labels"])  # on the device: no sync per step
                 seen += len(batch["labels"])
+            train_loss = float(loss_sum) / max(seen, 1)  # the epoch's one sync
             train_seconds = time.perf_counter() - started
 
             metrics = evaluate(classifier, data.validation, data.pad_token_id, cfg.eval_batch_size, device)
             metrics.update(
                 epoch=epoch,
-                train_loss=loss_sum / max(seen, 1),
+                train_loss=train_loss,
                 train_examples_per_s=seen / train_seconds,
                 lr=scheduler.get_last_lr()[-1],
             )
@@ -140,6 +169,9 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
                 break
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        del classifier, optimizer, scheduler  # the next trial in this worker starts from a clean GPU
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     assert best is not None
     return best
 
@@ -169,6 +201,11 @@ def _restore(checkpoint: Path, optimizer, scheduler, best_dir: Path) -> dict:
     torch.set_rng_state(state.pop("torch_rng"))
     shutil.copytree(checkpoint / "best", best_dir)
     return state
+
+
+def _finished(cfg: TrainConfig, state: dict) -> bool:
+    patience = cfg.early_stopping_patience
+    return state["epoch"] >= cfg.max_epochs or bool(patience and state["epochs_without_improvement"] >= patience)
 
 
 def _link_or_copy(src: str, dst: str) -> None:
