@@ -3,7 +3,8 @@
 Three measurements on one device, all in this run (ratios, not absolute claims):
   1. ``trainer``: ``trainers.fine_tune`` (what every trial runs: bucketed dynamic padding, layer-wise
      param groups, clipping, LR schedule, per-epoch checkpoint), steady-state epoch examples/s;
-  2. ``bare``: the same model, batches and precision in a minimal forward/backward/step loop;
+  2. ``bare``: the same model, batches, precision and optimizer groups in a minimal
+     forward/backward/step loop;
      ratio = trainer / bare (goal >= 0.95);
   3. aggregate examples/s with 1, 2 and 4 trials training at once on the same device.
 Plus the memory check: three trials in a row in one worker each end at the worker's baseline
@@ -35,6 +36,7 @@ from trainers import TrainConfig, fine_tune, prepare_data  # noqa: E402
 from trainers.data import batches  # noqa: E402
 from trainers.loop import autocast_for, pick_device, to_device  # noqa: E402
 from trainers.modeling import freeze, load_classifier  # noqa: E402
+from trainers.optim import param_groups  # noqa: E402
 
 
 class _Rates:
@@ -57,11 +59,14 @@ def trainer_rate(args, model: str, data) -> float:
 
 
 def bare_rate(args, model: str, data) -> float:
-    """The floor: same model, batches, precision and optimizer, nothing else."""
+    """The floor: same model, batches, precision and optimizer (the same layer-wise parameter groups),
+    and nothing else: no on-the-fly batching, clipping, LR schedule, evaluation or checkpoints."""
     device = pick_device()
-    classifier = load_classifier(model, data.label_names, pooling="mean").to(device)
+    config = _config(args, model)
+    classifier = load_classifier(model, data.label_names, pooling="mean", dropout=config.dropout).to(device)
     freeze(classifier.model, 0)
-    optimizer = torch.optim.AdamW(classifier.parameters(), lr=5e-5, fused=device.type == "cuda")
+    groups = param_groups(classifier.model, config.learning_rate, config.weight_decay, config.layer_lr_decay)
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type == "cuda")
     prepared = [list(batches(data.train, args.batch_size, data.pad_token_id, shuffle_seed=epoch))
                 for epoch in range(1, args.epochs + 1)]
     rate = 0.0
