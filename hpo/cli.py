@@ -64,7 +64,7 @@ def sweep(args: list[str]) -> None:
 
 
 def _registry(args) -> Registry:
-    root = os.path.abspath(args.storage_root)
+    root = os.path.realpath(args.storage_root)  # as the sweep resolved storage.root
     url = args.registry or f"sqlite:///{root}/registry.db"
     if url.startswith("sqlite:///") and not os.path.exists(url.removeprefix("sqlite:///")):
         _fail(f"no study registry at {url}: run `hpo sweep` first, or pass --storage-root / --registry")

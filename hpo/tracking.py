@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from ray import tune
 
 from hpo.config import StudySpec
@@ -74,15 +74,14 @@ class StudyRun:
 
     def finish(self, best: dict[str, Any] | None, status: str, stop_reason: str | None) -> None:
         """Records the best trial and why the study ended on the parent run, and closes it."""
-        if best is not None:
+        if best is not None:  # tags, not params: a resumed study may find a new best, and params are immutable
+            tags = {f"best.{k}": str(v) for k, v in best["params"].items()}
+            tags |= {"hpo.best_trial_number": str(best["number"]), "hpo.best_run_id": best.get("run_id") or ""}
             self.client.log_batch(
                 self.run_id,
                 metrics=[Metric(f"best_{self.spec.metric}", best["value"], _now_ms(), 0)],
-                params=[p for p in _params({f"best.{k}": v for k, v in best["params"].items()})
-                        if p.key not in self.client.get_run(self.run_id).data.params],
+                tags=[RunTag(k, v) for k, v in tags.items()],
             )
-            self.client.set_tag(self.run_id, "hpo.best_trial_number", str(best["number"]))
-            self.client.set_tag(self.run_id, "hpo.best_run_id", best.get("run_id") or "")
         if stop_reason:
             self.client.set_tag(self.run_id, "hpo.stop_reason", stop_reason)
         self.client.set_terminated(self.run_id, status)

@@ -49,7 +49,7 @@ def test_mlflow_has_one_parent_and_a_nested_run_per_trial(finished_study):
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics[f"best_{spec.metric}"] == pytest.approx(outcome.best_value)
-    assert {f"best.{k}" for k in outcome.best_params} <= set(parent.data.params)
+    assert {f"best.{k}": str(v) for k, v in outcome.best_params.items()}.items() <= parent.data.tags.items()
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"study_config.yaml", "search_space.json", "plots"} <= artifacts
 
