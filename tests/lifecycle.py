@@ -23,6 +23,12 @@ TINY_SWEEP = [
 ]
 
 
+def with_overrides(base: list[str], *overrides: str) -> list[str]:
+    """``base`` with each ``key=value`` in ``overrides`` replacing the same key (Hydra refuses duplicates)."""
+    keys = {o.split("=", 1)[0] for o in overrides}
+    return [o for o in base if o.split("=", 1)[0] not in keys] + list(overrides)
+
+
 class Driver:
     """An `hpo` subprocess (the study's driver) and every process it starts, stopped by PID."""
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import optuna
 import pytest
-from lifecycle import TINY_SWEEP, Driver, hpo, study_counts, wait_for
+from lifecycle import TINY_SWEEP, Driver, hpo, study_counts, wait_for, with_overrides
 
 NUM_TRIALS, EPOCHS = 4, 3
 
@@ -63,7 +63,8 @@ def test_sigkill_mid_trial_and_between_trials_then_resume(tmp_path, sst2_dir, ca
 
 def test_stop_from_another_process_then_resume(tmp_path, sst2_dir):
     name, url = "stopped", f"sqlite:///{tmp_path}/registry.db"
-    sweep = Driver(["sweep", *TINY_SWEEP, f"study.name={name}", "study.num_samples=3",
+    slower = with_overrides(TINY_SWEEP, "data.train_limit=4000")  # a trial still runs when the stop lands
+    sweep = Driver(["sweep", *slower, f"study.name={name}", "study.num_samples=3",
                     f"storage.root={tmp_path}"], tmp_path, sst2_dir)
     wait_for(sweep, url, name, lambda ts: any(t.state == "running" and t.epochs >= 1 for t in ts))
     stop = hpo(["stop", name, "--wait", "120"], tmp_path, sst2_dir)
