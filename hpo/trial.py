@@ -6,6 +6,7 @@ report into ``ray.tune.report`` with that epoch's checkpoint (Ray keeps the late
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,16 +34,9 @@ def run_trial(config: dict[str, Any], *, data: PreparedData, fixed: dict[str, An
     num_threads = max(1, int(context.get_trial_resources().required_resources.get("CPU", 1)))
     params = {k: v for k, v in config.items() if k in HYPERPARAMETERS}
     restored = tune.get_checkpoint()  # Ray restarted this trial (FailureConfig): its own latest checkpoint
-    with restored.as_directory() if restored else _nothing() as restored_dir:
+    with restored.as_directory() if restored else contextlib.nullcontext() as restored_dir:
         resume_from = restored_dir or config.get(RESUME_KEY)
         train_config = TrainConfig.from_mapping({**fixed, **params, "num_threads": num_threads,
                                                  "resume_from": resume_from})
         fine_tune(train_config, data, RayReporter())
 
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc) -> None:
-        return None
