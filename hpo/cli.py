@@ -2,10 +2,12 @@
 
     hpo sweep experiment=sst2_minilm            # compose conf/ with Hydra overrides, run a study
     hpo sweep --cfg job                         # print the composed config and exit
+    hpo launch [--follow] cluster=ray ...       # submit the study's driver to a Ray cluster as a job
+    hpo run study.yaml                          # run a composed config (what a launched job runs)
     hpo list                                    # every study in the registry
     hpo status NAME                             # one study, trial by trial
     hpo stop NAME                               # graceful stop, from any shell
-    hpo resume NAME                             # continue a crashed or stopped study
+    hpo resume NAME [--launch]                  # continue a crashed or stopped study (on the cluster)
     hpo best NAME [--format text|yaml|overrides]
 """
 
@@ -58,6 +60,46 @@ def sweep(args: list[str]) -> None:
     task = hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")(_sweep_task)
     sys.argv = ["hpo sweep", *args]
     task()
+
+
+def launch(args: list[str]) -> None:
+    """``hpo launch [--follow] [--no-local-check] OVERRIDES``: the study's driver as a Ray Job."""
+    from hpo.config import compose
+    from hpo.launch import follow, launch_study
+
+    flags = {a for a in args if a.startswith("--")}
+    unknown = flags - {"--follow", "--no-local-check"}
+    if unknown:
+        _fail(f"unknown option(s) {sorted(unknown)}; hpo launch [--follow] [--no-local-check] OVERRIDES")
+    try:
+        cfg = compose([a for a in args if not a.startswith("--")])
+        dashboard_url, job_id = launch_study(cfg, check_locally="--no-local-check" not in flags)
+    except ConfigError as err:
+        _fail(f"config error: {err}")
+    name = cfg.study.name
+    print(f"launched study {name} as Ray job {job_id} on {dashboard_url}\n"
+          f"  logs:   ray job logs --address {dashboard_url} --follow {job_id}\n"
+          f"  status: hpo --registry '<registry.url>' status {name}", flush=True)
+    if "--follow" in flags:
+        status = follow(dashboard_url, job_id)
+        print(f"job {job_id}: {status}")
+        sys.exit(0 if status == "SUCCEEDED" else 1)
+
+
+def cmd_run(args) -> None:
+    from omegaconf import OmegaConf
+
+    from hpo.config import build_spec
+
+    register()
+    try:
+        spec = build_spec(OmegaConf.load(args.config))
+    except ConfigError as err:
+        _fail(f"config error: {err}")
+    # A launched job starts in Ray's unpacked working dir, which Ray may reclaim while the study runs.
+    spec.storage_root.mkdir(parents=True, exist_ok=True)
+    os.chdir(spec.storage_root)
+    _run(spec, resume=False)
 
 
 # --- registry commands -------------------------------------------------------------------------
@@ -117,12 +159,15 @@ def cmd_status(args) -> None:
           + (f" ({s.stop_reason})" if s.stop_reason else ""))
     print(f"  driver: pid {s.driver_pid} on {s.driver_host}, heartbeat {_age(s.heartbeat_at)} ago"
           if s.driver_pid else "  driver: none")
+    if s.ray_job_id:
+        print(f"  Ray job: {s.ray_job_id}")
     print(f"  MLflow experiment {s.mlflow_experiment_id}, study run {s.mlflow_parent_run_id}")
     rows = [["TRIAL", "STATE", "EPOCHS", f"BEST {s.metric}", "MLFLOW RUN", "PARAMS"]]
     for t in registry.trials(s.name):
         params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
         metric = f"{t.best_metric:.4f}" if t.best_metric is not None else "-"
-        rows.append([str(t.number), t.state, str(t.epochs), metric, t.mlflow_run_id or "-", params])
+        state = f"{t.state} ({t.fail_reason})" if t.fail_reason else t.state
+        rows.append([str(t.number), state, str(t.epochs), metric, t.mlflow_run_id or "-", params])
     print(_table(rows))
 
 
@@ -154,6 +199,15 @@ def cmd_resume(args) -> None:
         print(f"study {s.name} already completed ({s.stop_reason}); nothing to resume")
         return
     register()
+    if args.launch:
+        from hpo.launch import launch_resume
+
+        dashboard_url = args.dashboard_url or OmegaConf.create(s.config_yaml).cluster.get("dashboard_url")
+        if not dashboard_url:
+            _fail(f"study {s.name} has no cluster.dashboard_url; pass --dashboard-url http://HEAD:8265")
+        job_id = launch_resume(s.name, registry.url, dashboard_url)
+        print(f"resuming study {s.name} as Ray job {job_id} on {dashboard_url}")
+        return
     try:
         spec = build_spec(OmegaConf.create(s.config_yaml))
     except ConfigError as err:
@@ -192,11 +246,18 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("sweep", help="run a study: hpo sweep [HYDRA OVERRIDES]")
     commands.add_parser("list", help="list studies").set_defaults(func=cmd_list)
-    for name, func, text in (("status", cmd_status, "one study, trial by trial"),
-                             ("resume", cmd_resume, "continue a crashed or stopped study")):
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument("name")
-        sub.set_defaults(func=func)
+    commands.add_parser("launch", help="submit a study to a Ray cluster: hpo launch [--follow] [OVERRIDES]")
+    run = commands.add_parser("run", help="run a study from a composed config file (what `hpo launch` submits)")
+    run.add_argument("config")
+    run.set_defaults(func=cmd_run)
+    status = commands.add_parser("status", help="one study, trial by trial")
+    status.add_argument("name")
+    status.set_defaults(func=cmd_status)
+    resume = commands.add_parser("resume", help="continue a crashed or stopped study")
+    resume.add_argument("name")
+    resume.add_argument("--launch", action="store_true", help="resume it on the cluster as a Ray job")
+    resume.add_argument("--dashboard-url", help="the cluster's job server (default: the study's cluster.dashboard_url)")
+    resume.set_defaults(func=cmd_resume)
     stop = commands.add_parser("stop", help="stop a running study gracefully")
     stop.add_argument("name")
     stop.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the driver to stop")
@@ -210,8 +271,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "sweep":
-        sweep(argv[1:])
+    if argv and argv[0] in ("sweep", "launch"):
+        (sweep if argv[0] == "sweep" else launch)(argv[1:])
         return
     args = _parser().parse_args(argv)
     args.func(args)

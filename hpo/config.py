@@ -26,7 +26,8 @@ from trainers.loop import VALIDATION_METRICS
 from trainers.modeling import POOLINGS, UnsupportedArchitecture, num_encoder_blocks
 
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-_TRAINER_KEYS = ("max_epochs", "max_length", "eval_batch_size", "grad_clip", "early_stopping_patience")
+_TRAINER_KEYS = ("max_epochs", "max_length", "eval_batch_size", "grad_clip", "early_stopping_patience",
+                 "min_micro_batch_size")
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class StudySpec:
     metric: str
     mode: str
     num_samples: int
-    max_concurrent: int
+    max_concurrent: int | None  # None: as many trials as the cluster holds at once
     time_budget_s: float | None
     seed: int
     storage_root: Path
@@ -64,9 +65,12 @@ class StudySpec:
     scheduler: Any
     ray_address: str | None
     ray_num_cpus: int | None
+    ray_num_gpus: int | None
+    dashboard_url: str | None
     ray_verbose: bool
     config_yaml: str
     registry_url: str
+    optuna_storage_url: str | None
     heartbeat_s: float
     stale_after_s: float
     stop_target: float | None
@@ -81,7 +85,7 @@ class StudySpec:
 
     @property
     def optuna_url(self) -> str:
-        return f"sqlite:///{self.study_dir / 'optuna.db'}"
+        return self.optuna_storage_url or f"sqlite:///{self.study_dir / 'optuna.db'}"
 
     @property
     def cache_dir(self) -> Path:
@@ -136,6 +140,9 @@ def build_spec(cfg: DictConfig) -> StudySpec:
     if (metric == "val_loss") != (mode == "min"):
         raise ConfigError("study.mode", f"{metric} should be {'minimized' if metric == 'val_loss' else 'maximized'}")
 
+    if "://" in str(_get(cfg, "storage.root")):
+        raise ConfigError("storage.root", "must be a folder path; on a cluster, a shared filesystem mounted at the "
+                                          "same path on every node (NFS, EFS, Filestore, a FUSE-mounted bucket)")
     storage_root = Path(str(_get(cfg, "storage.root"))).expanduser().resolve()
     tracking_uri = _get(cfg, "tracking.uri") or f"sqlite:///{storage_root / 'mlflow.db'}"
 
@@ -154,6 +161,7 @@ def build_spec(cfg: DictConfig) -> StudySpec:
     _number(cfg, "trainer.max_epochs", minimum=1, integer=True)
     _number(cfg, "trainer.max_length", minimum=8, integer=True)
     _number(cfg, "trainer.eval_batch_size", minimum=1, integer=True)
+    _number(cfg, "trainer.min_micro_batch_size", minimum=1, integer=True)
     _number(cfg, "trainer.early_stopping_patience", minimum=1, integer=True, optional=True)
     trainer.update(model_name_or_path=model_path, pooling=pooling, metric=metric, mode=mode,
                    seed=_number(cfg, "study.seed", minimum=0, integer=True))
@@ -166,23 +174,35 @@ def build_spec(cfg: DictConfig) -> StudySpec:
     if warm_start_from is not None and warm_start_from == name:
         raise ConfigError("warm_start.from", "a study cannot warm-start from itself; name another study")
     cpu = _number(cfg, "resources.cpu", minimum=0.01)
+    gpu = _number(cfg, "resources.gpu", minimum=0)
+    if gpu > 1 and int(gpu) != gpu:
+        raise ConfigError("resources.gpu", f"{gpu} GPUs per trial: above 1 it must be a whole number (Ray's rule); "
+                                           "use a fraction below 1 to pack trials onto one GPU")
+    ray_address = _get(cfg, "cluster.address")
+    if isinstance(ray_address, str) and ray_address.startswith("ray://"):
+        raise ConfigError("cluster.address", f"{ray_address}: Ray Client would run the study's driver loop remotely "
+                                             "and end it when your connection drops; submit the study with "
+                                             "`hpo launch ... cluster=ray` (a Ray Job on the cluster) instead")
     sampler = _instantiate(cfg, "sampler", space)
     scheduler = _instantiate(cfg, "scheduler", space)
     return StudySpec(
         name=name, metric=metric, mode=mode,
         num_samples=_number(cfg, "study.num_samples", minimum=1, integer=True),
-        max_concurrent=_number(cfg, "study.max_concurrent", minimum=1, integer=True),
+        max_concurrent=_number(cfg, "study.max_concurrent", minimum=1, integer=True, optional=True),
         time_budget_s=_number(cfg, "study.time_budget_s", minimum=1, optional=True),
         seed=trainer["seed"], storage_root=storage_root, tracking_uri=tracking_uri,
         register_best=bool(_get(cfg, "tracking.register_best")),
         model_path=model_path, num_layers=num_layers, data=data, space=space, trainer=trainer,
-        cpu=cpu, gpu=_number(cfg, "resources.gpu", minimum=0),
+        cpu=cpu, gpu=gpu,
         sampler=sampler, scheduler=scheduler,
-        ray_address=_get(cfg, "ray.address"),
-        ray_num_cpus=_number(cfg, "ray.num_cpus", minimum=1, integer=True, optional=True),
-        ray_verbose=bool(_get(cfg, "ray.verbose")),
+        ray_address=ray_address,
+        ray_num_cpus=_number(cfg, "cluster.num_cpus", minimum=1, integer=True, optional=True),
+        ray_num_gpus=_number(cfg, "cluster.num_gpus", minimum=0, integer=True, optional=True),
+        dashboard_url=_get(cfg, "cluster.dashboard_url"),
+        ray_verbose=bool(_get(cfg, "cluster.verbose")),
         config_yaml=config_yaml,
         registry_url=_get(cfg, "registry.url") or f"sqlite:///{storage_root / 'registry.db'}",
+        optuna_storage_url=_get(cfg, "storage.optuna_url"),
         heartbeat_s=_number(cfg, "registry.heartbeat_s", minimum=0.1),
         stale_after_s=_number(cfg, "registry.stale_after_s", minimum=1),
         stop_target=_number(cfg, "study.stop.target", minimum=-1e30, optional=True),

@@ -20,10 +20,25 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, select
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
-SCHEMA_VERSION = 1
+# v2: tables prefixed hpo_ (Optuna's own are `studies`, `trials`); trials.fail_reason; studies.ray_job_id
+SCHEMA_VERSION = 2
 STUDY_STATUSES = ("running", "stopping", "stopped", "completed", "failed")
 
 
@@ -42,7 +57,7 @@ class SchemaInfo(Base):
 
 
 class StudyRecord(Base):
-    __tablename__ = "studies"
+    __tablename__ = "hpo_studies"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     config_yaml: Mapped[str] = mapped_column(Text)
@@ -58,6 +73,7 @@ class StudyRecord(Base):
     driver_pid: Mapped[int | None] = mapped_column(Integer)
     elapsed_s: Mapped[float] = mapped_column(Float, default=0.0)  # driver time over all attempts
     ray_path: Mapped[str | None] = mapped_column(Text)
+    ray_job_id: Mapped[str | None] = mapped_column(String(128))  # set when `hpo launch` runs the driver
     optuna_url: Mapped[str | None] = mapped_column(Text)
     mlflow_experiment_id: Mapped[str | None] = mapped_column(String(64))
     mlflow_parent_run_id: Mapped[str | None] = mapped_column(String(64))
@@ -72,12 +88,13 @@ class StudyRecord(Base):
 class TrialRecord(Base):
     """One Optuna trial number <-> its MLflow run <-> the Ray trials that ran it (one per attempt)."""
 
-    __tablename__ = "trials"
+    __tablename__ = "hpo_trials"
     __table_args__ = (UniqueConstraint("study_id", "number"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    study_id: Mapped[int] = mapped_column(ForeignKey("hpo_studies.id"))
     number: Mapped[int] = mapped_column(Integer)  # the Optuna trial number
     state: Mapped[str] = mapped_column(String(16), default="running")  # running|completed|pruned|failed
+    fail_reason: Mapped[str | None] = mapped_column(String(16))  # failed trials: oom | error
     params: Mapped[dict] = mapped_column(JSON, default=dict)
     ray_trial_id: Mapped[str | None] = mapped_column(String(64))
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
@@ -115,17 +132,25 @@ class Registry:
         return registry
 
     def _migrate(self) -> None:
+        """Upgrades an older store in place, one step per version, then creates what is missing."""
+        with self.engine.begin() as conn:
+            version = None
+            if inspect(conn).has_table(SchemaInfo.__tablename__):
+                version = conn.scalar(select(SchemaInfo.version).where(SchemaInfo.id == 1))
+            if version is not None and version > SCHEMA_VERSION:
+                raise RegistryError(
+                    f"{self.url}: registry schema v{version} is newer than this hpo (v{SCHEMA_VERSION}); upgrade hpo"
+                )
+            if version == 1:  # v1 -> v2: out of the way of Optuna's tables when both share one database
+                conn.execute(text("ALTER TABLE studies RENAME TO hpo_studies"))
+                conn.execute(text("ALTER TABLE trials RENAME TO hpo_trials"))
+                conn.execute(text("ALTER TABLE hpo_trials ADD COLUMN fail_reason VARCHAR(16)"))
+                conn.execute(text("ALTER TABLE hpo_studies ADD COLUMN ray_job_id VARCHAR(128)"))
+                conn.execute(update(SchemaInfo.__table__).where(SchemaInfo.id == 1).values(version=2))
         Base.metadata.create_all(self.engine)
         with self.session() as s:
-            info = s.get(SchemaInfo, 1)
-            if info is None:
+            if s.get(SchemaInfo, 1) is None:
                 s.add(SchemaInfo(id=1, version=SCHEMA_VERSION))
-            elif info.version > SCHEMA_VERSION:
-                raise RegistryError(
-                    f"{self.url}: registry schema v{info.version} is newer than this hpo (v{SCHEMA_VERSION}); "
-                    "upgrade hpo"
-                )
-            # Upgrades from older versions go here, one step per version.
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -3,7 +3,11 @@
 On top of OptunaSearch it (1) stamps each suggestion with its Optuna trial number, the identity
 that MLflow runs and registry rows hang on; (2) hands out interrupted trials first, reopening the
 same Optuna trial with its params and a checkpoint to continue from; (3) leaves trials cut short
-by ``hpo stop`` open, so ``hpo resume`` continues them instead of recording a partial result.
+by ``hpo stop`` open, so ``hpo resume`` continues them instead of recording a partial result;
+(4) teaches the sampler that a config ran out of GPU memory: the trial is told as PRUNED with the
+constraint ``oom`` violated (user attr ``fail_reason=oom``). A FAILED trial would be ignored by
+TPE and GP, which would then propose the same batch size again; an infeasible one ranks below
+every feasible trial.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from typing import Any
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
-from hpo.trial import RESUME_KEY, TRIAL_NUMBER_KEY
+from hpo.trial import OOM_KEY, RESUME_KEY, TRIAL_NUMBER_KEY
+
+FAIL_REASON_ATTR = "fail_reason"
 
 
 @dataclass(frozen=True)
@@ -56,4 +62,8 @@ class StudySearch(OptunaSearch):
         if self.interrupted:
             self._ot_trials.pop(trial_id, None)  # stays RUNNING in Optuna: `hpo resume` continues it
             return
+        if result and result.get(OOM_KEY) and trial_id in self._ot_trials:
+            ot_trial = self._ot_trials[trial_id]
+            ot_trial.set_user_attr(FAIL_REASON_ATTR, "oom")
+            ot_trial.set_constraint("oom", 1.0)
         super().on_trial_complete(trial_id, result=result, error=error)

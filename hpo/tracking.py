@@ -23,14 +23,16 @@ from hpo.config import StudySpec
 from hpo.registry import Registry
 from hpo.search_space import HYPERPARAMETERS
 from hpo.stopping import StudyStopper
-from hpo.trial import RESUME_KEY, TRIAL_NUMBER_KEY
+from hpo.trial import NODE_KEY, OOM_KEY, RESUME_KEY, TRIAL_NUMBER_KEY
 from trainers.loop import EPOCH_SUMMARY
 
 TRIAL_ID_TAG = "hpo.ray_trial_id"
 TRIAL_NUMBER_TAG = "hpo.optuna_trial_number"
+NODE_TAG = "hpo.ray_node_id"  # where the trial's latest attempt ran (with hpo.node_ip)
 STATUS_TAG = "hpo.trial_status"  # completed | pruned | failed | interrupted
+FAIL_REASON_TAG = "hpo.fail_reason"  # oom | error
 _LOGGED_METRICS = ("val_loss", "val_accuracy", "val_f1_macro", "val_auc", "train_loss", "lr",
-                   "train_examples_per_s", "time_this_iter_s")
+                   "train_examples_per_s", "time_this_iter_s", "micro_batch_size", "grad_accumulation")
 
 
 def _params(values: dict[str, Any]) -> list[Param]:
@@ -132,9 +134,11 @@ class StudyRun:
         )
         return runs[0].info.run_id if runs else None
 
-    def close_trial_run(self, run_id: str, status: str, checkpoint: str | None) -> None:
+    def close_trial_run(self, run_id: str, status: str, checkpoint: str | None, reason: str | None = None) -> None:
         """Tags the trial's outcome, uploads its best model (``checkpoint/``) and ends the run."""
         self.client.set_tag(run_id, STATUS_TAG, status)
+        if reason:
+            self.client.set_tag(run_id, FAIL_REASON_TAG, reason)
         if checkpoint and (Path(checkpoint) / "best").is_dir():
             if not self.client.list_artifacts(run_id, "checkpoint"):
                 self.client.log_artifacts(run_id, str(Path(checkpoint) / "best"), "checkpoint")
@@ -154,6 +158,7 @@ class TrialRuns(tune.Callback):
         self.epochs: dict[int, int] = {}
         self.bests: dict[int, float] = {}
         self.checkpoints: dict[int, str] = {}
+        self.placed: set[str] = set()  # ray trial ids whose node is tagged
 
     def __getstate__(self) -> dict:
         """Ray pickles its run config into tuner.pkl (hpo resumes from its own stores, never from that)."""
@@ -204,6 +209,10 @@ class TrialRuns(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         number = self.numbers.get(trial.trial_id)
+        if number is not None and trial.trial_id not in self.placed and NODE_KEY in result:
+            self.placed.add(trial.trial_id)
+            self.client.log_batch(self.run_ids[number], tags=[RunTag(NODE_TAG, str(result[NODE_KEY])),
+                                                              RunTag("hpo.node_ip", str(result.get("node_ip")))])
         if number is not None and self._record_epoch(number, result, int(result.get("epoch", 0))):
             value = result.get(self.spec.metric, float("nan"))
             print(f"[{self.spec.name}] trial {number} epoch {int(result['epoch'])}: {self.spec.metric}={value:.4f}",
@@ -235,6 +244,9 @@ class TrialRuns(tune.Callback):
         if number is None:
             return  # stopped before it started: nothing was logged
         last = trial.last_result or {}
+        if last.get(OOM_KEY):
+            self._close(number, "failed", reason="oom")
+            return
         if self.stopper.user_stop.is_set():
             status = "interrupted"
         elif self.epochs.get(number, 0) >= self.spec.trainer["max_epochs"] or last.get("early_stopped"):
@@ -247,12 +259,14 @@ class TrialRuns(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         if trial.trial_id in self.numbers:
-            self._close(self.numbers[trial.trial_id], "failed")
+            self._close(self.numbers[trial.trial_id], "failed", reason="error")
 
-    def _close(self, number: int, status: str) -> None:
-        self.study.close_trial_run(self.run_ids[number], status, self.checkpoints.get(number))
-        self.registry.upsert_trial(self.spec.name, number, state=status)
-        print(f"[{self.spec.name}] trial {number} {status} after {self.epochs.get(number, 0)} epoch(s)", flush=True)
+    def _close(self, number: int, status: str, reason: str | None = None) -> None:
+        self.study.close_trial_run(self.run_ids[number], status, self.checkpoints.get(number), reason)
+        self.registry.upsert_trial(self.spec.name, number, state=status, fail_reason=reason)
+        why = f" ({reason})" if reason else ""
+        print(f"[{self.spec.name}] trial {number} {status}{why} after {self.epochs.get(number, 0)} epoch(s)",
+              flush=True)
 
 
 def _short(params: dict[str, Any]) -> str:

@@ -23,6 +23,8 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our callback prints one line per epoch instead
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C stops the study like `hpo stop`
+# A trial's out-of-memory result carries no metric (trainers report it on every epoch otherwise).
+os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 
 import optuna  # noqa: E402
 import ray  # noqa: E402
@@ -32,6 +34,7 @@ from ray.tune.search import ConcurrencyLimiter  # noqa: E402
 
 from hpo.config import StudySpec  # noqa: E402
 from hpo.errors import ConfigError  # noqa: E402
+from hpo.launch import JOB_ID_ENV  # noqa: E402
 from hpo.registry import Registry, RegistryError, StudyRecord, TrialRecord  # noqa: E402
 from hpo.searcher import Resume, StudySearch  # noqa: E402
 from hpo.stopping import StudyStopper  # noqa: E402
@@ -71,11 +74,23 @@ def run_study(spec: StudySpec, *, resume: bool = False) -> StudyOutcome:
     record = _check_can_drive(spec, registry, resume)
     data = _prepare(spec)
     warm_points = [] if resume else _warm_start_points(spec, registry)
+    started_ray = _start_ray(spec)
+    try:
+        max_concurrent = _fit_to_cluster(spec)  # before anything is recorded: a bad fit costs nothing
+        return _drive(spec, registry, record, data, warm_points, max_concurrent, started, resume)
+    finally:
+        if started_ray:
+            ray.shutdown()
 
+
+def _drive(spec: StudySpec, registry: Registry, record: StudyRecord | None, data: PreparedData,
+           warm_points: list[dict], max_concurrent: int, started: float, resume: bool) -> StudyOutcome:
     if record is None:
         registry.create(spec.name, spec.config_yaml, spec.num_samples, spec.metric, spec.mode,
                         optuna_url=spec.optuna_url)
     registry.claim(spec.name, spec.stale_after_s)
+    if os.environ.get(JOB_ID_ENV):
+        registry.update(spec.name, ray_job_id=os.environ[JOB_ID_ENV])
     record = registry.require(spec.name)
     study_run = StudyRun(spec, parent_run_id=record.mlflow_parent_run_id)
     registry.update(spec.name, mlflow_experiment_id=study_run.experiment_id, mlflow_parent_run_id=study_run.run_id)
@@ -99,11 +114,9 @@ def run_study(spec: StudySpec, *, resume: bool = False) -> StudyOutcome:
 
     clock_start = started - record.elapsed_s  # driver time counts over all attempts (time budget)
     heartbeat = _Heartbeat(registry, spec, stopper, clock_start)
-    started_ray = False
     status, reason = "failed", None
     try:
         if to_run:
-            started_ray = _start_ray(spec)
             searcher = _searcher(spec, resumes, warm_points)
             heartbeat.searcher = searcher
             heartbeat.start()
@@ -116,7 +129,7 @@ def run_study(spec: StudySpec, *, resume: bool = False) -> StudyOutcome:
                     {"cpu": spec.cpu, "gpu": spec.gpu},
                 ),
                 tune_config=tune.TuneConfig(
-                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent),
+                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
                     scheduler=spec.scheduler,
                     metric=spec.metric,
                     mode=spec.mode,
@@ -126,7 +139,7 @@ def run_study(spec: StudySpec, *, resume: bool = False) -> StudyOutcome:
                 ),
                 run_config=tune.RunConfig(
                     name=f"attempt_{attempt}",
-                    storage_path=str(spec.study_dir / "tune"),
+                    storage_path=str(spec.study_dir / "tune"),  # a shared path on a multi-node cluster
                     stop=stopper,
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the latest: resume state + best/
                     failure_config=tune.FailureConfig(max_failures=0),
@@ -145,8 +158,6 @@ def run_study(spec: StudySpec, *, resume: bool = False) -> StudyOutcome:
         raise
     finally:
         heartbeat.stop()
-        if started_ray:
-            ray.shutdown()
         outcome = _finish(spec, registry, study_run, status, reason, started, clock_start)
     return outcome
 
@@ -162,14 +173,21 @@ def _check_can_drive(spec: StudySpec, registry: Registry, resume: bool) -> Study
     if not resume and record is not None:
         raise ConfigError("study.name", f"a study named {spec.name!r} already exists ({record.status}); "
                           f"continue it with `hpo resume {spec.name}` or choose another study.name")
-    if not resume and (spec.study_dir / "optuna.db").is_file():
-        storage = optuna.storages.RDBStorage(spec.optuna_url)
-        if any(s.study_name == spec.name and s.n_trials for s in optuna.get_all_study_summaries(storage)):
-            raise ConfigError("study.name", f"{spec.study_dir} already holds a study named {spec.name!r}; "
-                              "choose another study.name or delete that folder to start over")
+    if not resume and _optuna_has_trials(spec):
+        raise ConfigError("study.name", f"{spec.optuna_url} already holds a study named {spec.name!r}; "
+                          "choose another study.name or delete that study to start over")
     if resume and record is None:
         registry.require(spec.name)
     return record
+
+
+def _optuna_has_trials(spec: StudySpec) -> bool:
+    """Whether Optuna's storage already has trials under this study's name (never creates a store)."""
+    url = spec.optuna_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return False
+    storage = optuna.storages.RDBStorage(url)
+    return any(s.study_name == spec.name and s.n_trials for s in optuna.get_all_study_summaries(storage))
 
 
 def _prepare(spec: StudySpec) -> PreparedData:
@@ -248,18 +266,42 @@ def _latest_checkpoint(record: TrialRecord) -> str | None:
 
 
 def _start_ray(spec: StudySpec) -> bool:
-    """Starts a local Ray (or joins ``ray.address``) unless one is already up; True if we started it."""
+    """Starts a local Ray (or joins ``cluster.address``) unless one is already up; True if we started it."""
     optuna.logging.set_verbosity(optuna.logging.INFO if spec.ray_verbose else optuna.logging.WARNING)
     if ray.is_initialized():
         return False
+    local = spec.ray_address is None
     ray.init(
         address=spec.ray_address,
-        num_cpus=spec.ray_num_cpus if spec.ray_address is None else None,
-        include_dashboard=False,
+        num_cpus=spec.ray_num_cpus if local else None,
+        num_gpus=spec.ray_num_gpus if local else None,
+        include_dashboard=False if local else None,
         logging_level=logging.INFO if spec.ray_verbose else logging.WARNING,
         log_to_driver=spec.ray_verbose,
     )
     return True
+
+
+def _fit_to_cluster(spec: StudySpec) -> int:
+    """How many trials run at once: ``study.max_concurrent``, or as many as the live nodes hold.
+
+    Counted per node (a trial never spans nodes), so four 0.25-GPU trials fit a one-GPU node and
+    two 0.5-CPU trials do not fit two half-free nodes as one. A trial no node can hold is a config
+    error now, not a study that waits forever.
+    """
+    need = {"CPU": spec.cpu, "GPU": spec.gpu}
+    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    per_node = [min(int(res.get(k, 0) / v + 1e-9) for k, v in need.items() if v) for res in nodes]
+    capacity = sum(per_node)
+    if capacity == 0:
+        largest = {k: max((res.get(k, 0) for res in nodes), default=0) for k in need}
+        key = "resources.gpu" if spec.gpu > largest["GPU"] else "resources.cpu"
+        raise ConfigError(key, f"a trial needs {spec.cpu:g} CPU and {spec.gpu:g} GPU but the largest node has "
+                               f"{largest['CPU']:g} CPU and {largest['GPU']:g} GPU; lower {key} or add bigger nodes")
+    max_concurrent = spec.max_concurrent or capacity
+    print(f"[{spec.name}] cluster: {len(nodes)} node(s), room for {capacity} trial(s) at "
+          f"{spec.cpu:g} CPU + {spec.gpu:g} GPU each; running up to {max_concurrent} at once", flush=True)
+    return max_concurrent
 
 
 def _searcher(spec: StudySpec, resumes: list[Resume], warm_points: list[dict]) -> StudySearch:

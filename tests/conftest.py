@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -98,3 +100,76 @@ def mlflow_server(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+def _postgres_bin() -> Path | None:
+    """The folder of Debian's (or any) PostgreSQL server binaries, or None."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return versions[-1].parent if versions else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server on 127.0.0.1 in a throwaway data folder; yields its base URL.
+
+    Skipped where no server is installed, unless HPO_REQUIRE_POSTGRES=1 (set by .ci/run), which
+    turns a missing server into a failure. As root, the server runs as the `postgres` user.
+    """
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        message = "PostgreSQL server binaries (initdb, postgres) not found; install Debian's `postgresql`"
+        if os.environ.get("HPO_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    user = {}
+    data = Path(tempfile.mkdtemp(prefix="hpo-pg-"))
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        user = {"user": "postgres", "group": "postgres"}
+        shutil.chown(data, "postgres", "postgres")
+    subprocess.run([bin_dir / "initdb", "-D", data / "db", "-U", "hpo", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True, **user)
+    port = _free_port()
+    log = (data / "server.log").open("w")
+    proc = subprocess.Popen(
+        [bin_dir / "postgres", "-D", data / "db", "-h", "127.0.0.1", "-p", str(port), "-k", data,
+         "-c", "fsync=off", "-c", "max_connections=200"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **user,
+    )
+    url = f"postgresql+psycopg://hpo@127.0.0.1:{port}"
+    try:
+        import psycopg
+
+        deadline = time.time() + 60
+        while True:
+            try:
+                psycopg.connect(f"postgresql://hpo@127.0.0.1:{port}/postgres", connect_timeout=2).close()
+                break
+            except psycopg.OperationalError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"postgres did not start: {(data / 'server.log').read_text()[-2000:]}") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # fast shutdown
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_db(postgres_server, request) -> str:
+    """A fresh database on the PostgreSQL server for one test; its SQLAlchemy URL."""
+    import psycopg
+
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    with psycopg.connect(postgres_server.replace("+psycopg", "") + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{postgres_server}/{name}"

@@ -18,7 +18,7 @@ from hpo.registry import Registry, TrialRecord
 
 TINY_SWEEP = [
     "model=tiny_bert", "data.train_limit=1000", "data.validation_limit=200", "trainer.max_epochs=3",
-    "study.max_concurrent=1", "scheduler=fifo", "ray.num_cpus=2", "registry.heartbeat_s=1",
+    "study.max_concurrent=1", "scheduler=fifo", "cluster.num_cpus=2", "registry.heartbeat_s=1",
     "search.learning_rate.high=1e-3",
 ]
 

@@ -22,7 +22,7 @@ def test_sweep_with_overrides_runs_a_study(tmp_path, sst2_dir):
     proc = _run([
         "sweep", "experiment=sst2_minilm", "model=tiny_bert", "sampler=random", "scheduler=fifo",
         "study.num_samples=2", "study.name=cli_study", "data.train_limit=200", "data.validation_limit=100",
-        "trainer.max_epochs=1", "storage.root=runs", "ray.num_cpus=2",
+        "trainer.max_epochs=1", "storage.root=runs", "cluster.num_cpus=2",
     ], tmp_path, sst2_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "=== study cli_study" in proc.stdout

@@ -6,7 +6,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import optuna
-import pytest
 from lifecycle import TINY_SWEEP, Driver, hpo, study_counts, wait_for, with_overrides
 
 NUM_TRIALS, EPOCHS = 4, 3
@@ -103,28 +102,3 @@ def test_one_driver_per_study_and_stale_takeover(tmp_path, sst2_dir):
     takeover = Driver(["resume", name], tmp_path, sst2_dir)
     assert takeover.wait() == 0, takeover.output()[-3000:]
     assert study_counts(tmp_path, name)["record"].status == "completed"
-
-
-def test_stale_heartbeat_from_another_host_is_taken_over(tmp_path):
-    from datetime import timedelta
-
-    from hpo.registry import Registry, RegistryError, utcnow
-
-    registry = Registry.open(f"sqlite:///{tmp_path}/registry.db")
-    registry.create("s", "{}", 1, "val_accuracy", "max")
-    registry.update("s", driver_host="elsewhere", driver_pid=1, heartbeat_at=utcnow())
-    with pytest.raises(RegistryError, match="being driven by pid 1 on elsewhere"):
-        registry.claim("s", stale_after_s=30)
-    registry.update("s", heartbeat_at=utcnow() - timedelta(seconds=31))
-    registry.claim("s", stale_after_s=30)
-    assert registry.require("s").driver_host != "elsewhere"
-
-
-def test_registry_refuses_a_newer_schema(tmp_path):
-    from hpo.registry import Registry, RegistryError, SchemaInfo
-
-    url = f"sqlite:///{tmp_path}/registry.db"
-    with Registry.open(url).session() as s:
-        s.get(SchemaInfo, 1).version = 99
-    with pytest.raises(RegistryError, match="newer than this hpo"):
-        Registry.open(url)

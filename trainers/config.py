@@ -30,6 +30,7 @@ class TrainConfig:
     max_length: int = 128
     eval_batch_size: int = 128
     grad_clip: float = 1.0
+    min_micro_batch_size: int = 1  # CUDA OOM halves the micro-batch (accumulating gradients) down to this
     early_stopping_patience: int | None = None
     metric: str = "val_accuracy"
     mode: str = "max"

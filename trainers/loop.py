@@ -20,6 +20,7 @@ from trainers.config import TrainConfig
 from trainers.data import PreparedData, TokenizedSplit, batches
 from trainers.metrics import classification_metrics
 from trainers.modeling import TextClassifier, freeze, load_classifier
+from trainers.oom import MicroBatching, release_cuda_memory
 from trainers.optim import param_groups, warmup_then_linear_decay
 from trainers.reporting import Reporter
 
@@ -82,7 +83,9 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     Each epoch ends with a validation pass and one ``reporter.report`` call with a checkpoint
     folder (see :class:`~trainers.reporting.Reporter`). With ``cfg.resume_from`` set to such a
     folder, training continues after that folder's epoch with the optimizer, LR schedule, RNG and
-    best-so-far restored, as if it had never stopped.
+    best-so-far restored, as if it had never stopped. A CUDA out-of-memory error shrinks the
+    micro-batch and keeps the effective batch size (:mod:`trainers.oom`); below
+    ``cfg.min_micro_batch_size`` it raises :class:`~trainers.oom.TrainingOutOfMemory`.
     """
     from transformers import AutoTokenizer
 
@@ -115,6 +118,9 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     if cfg.resume_from:
         state = _restore(Path(cfg.resume_from), optimizer, scheduler, best_dir)
     best: dict[str, float] | None = state["best"]
+    # A resumed run keeps the micro-batch its OOMs taught it, instead of hitting them again.
+    micro = MicroBatching(cfg.batch_size, cfg.min_micro_batch_size, state.get("micro_batch_size"))
+    eval_micro = MicroBatching(cfg.eval_batch_size, 1, state.get("eval_batch_size"))
     epochs_without_improvement: int = state["epochs_without_improvement"]
     if cfg.resume_from and _finished(cfg, state):
         # Interrupted after its last epoch: report that epoch again so the caller sees the run end.
@@ -128,28 +134,21 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
             started, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
             for batch in batches(data.train, cfg.batch_size, data.pad_token_id, shuffle_seed=cfg.seed * 1000 + epoch):
                 batch = to_device(batch, device)
-                with autocast_for(device):
-                    logits = classifier(batch["input_ids"], batch["attention_mask"])
-                loss = F.cross_entropy(logits.float(), batch["labels"])
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(classifier.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
+                loss = _train_step(classifier, batch, micro, optimizer, scaler, cfg.grad_clip, device)
                 scheduler.step()
-                loss_sum += loss.detach() * len(batch["labels"])  # on the device: no sync per step
+                loss_sum += loss * len(batch["labels"])  # on the device: no sync per step
                 seen += len(batch["labels"])
             train_loss = float(loss_sum) / max(seen, 1)  # the epoch's one sync
             train_seconds = time.perf_counter() - started
 
-            metrics = evaluate(classifier, data.validation, data.pad_token_id, cfg.eval_batch_size, device)
+            metrics = _evaluate_within_memory(classifier, data, eval_micro, device)
             metrics.update(
                 epoch=epoch,
                 train_loss=train_loss,
                 train_examples_per_s=seen / train_seconds,
                 lr=scheduler.get_last_lr()[-1],
+                micro_batch_size=micro.size,
+                grad_accumulation=micro.accumulation,
             )
             improved = cfg.improved(metrics[cfg.metric], best[cfg.metric] if best else None)
             metrics["improved"] = float(improved)
@@ -161,7 +160,8 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
                 best = metrics
                 shutil.rmtree(best_dir, ignore_errors=True)
                 classifier.save(best_dir, tokenizer)
-            state = {"epoch": epoch, "best": best, "epochs_without_improvement": epochs_without_improvement}
+            state = {"epoch": epoch, "best": best, "epochs_without_improvement": epochs_without_improvement,
+                     "micro_batch_size": micro.size, "eval_batch_size": eval_micro.size}
             with tempfile.TemporaryDirectory(prefix="hpo-ckpt-") as tmp:
                 reporter.report(metrics, _checkpoint(Path(tmp), classifier, tokenizer, optimizer, scheduler,
                                                      state, best_dir, metrics))
@@ -174,6 +174,57 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
             torch.cuda.empty_cache()
     assert best is not None
     return best
+
+
+def _train_step(classifier: TextClassifier, batch: dict[str, torch.Tensor], micro: MicroBatching, optimizer,
+                scaler: torch.amp.GradScaler, grad_clip: float, device: torch.device) -> torch.Tensor:
+    """One optimizer step over ``batch``, in micro-batches whose gradients sum to the whole batch's.
+
+    On CUDA out-of-memory the step is redone from scratch with half the micro-batch (see
+    :mod:`trainers.oom`); returns the batch's mean loss, still on the device.
+    """
+    while True:
+        try:
+            loss = _accumulate_gradients(classifier, batch, micro, scaler, device)
+            break
+        except torch.OutOfMemoryError:
+            optimizer.zero_grad(set_to_none=True)
+        # Outside the handler: the exception's frames (and their activations) are gone by now.
+        micro.shrink()
+        release_cuda_memory(device)
+    if grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(classifier.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+def _accumulate_gradients(classifier: TextClassifier, batch: dict[str, torch.Tensor], micro: MicroBatching,
+                          scaler: torch.amp.GradScaler, device: torch.device) -> torch.Tensor:
+    rows = len(batch["labels"])
+    total = torch.zeros((), device=device)
+    for part in micro.split(batch):
+        with autocast_for(device):
+            logits = classifier(part["input_ids"], part["attention_mask"])
+        # Summed over the part, divided by the whole batch: the parts' gradients add up to the batch mean's.
+        loss = F.cross_entropy(logits.float(), part["labels"], reduction="sum") / rows
+        scaler.scale(loss).backward()
+        total += loss.detach()
+    return total
+
+
+def _evaluate_within_memory(classifier: TextClassifier, data: PreparedData, eval_micro: MicroBatching,
+                            device: torch.device) -> dict[str, float]:
+    """Validation, redone with half the batch on CUDA out-of-memory (evaluation has no state to undo)."""
+    while True:
+        try:
+            return evaluate(classifier, data.validation, data.pad_token_id, eval_micro.size, device)
+        except torch.OutOfMemoryError:
+            pass
+        eval_micro.shrink()
+        release_cuda_memory(device)
 
 
 TRAINER_STATE = "trainer_state.pt"

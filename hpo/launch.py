@@ -1,0 +1,96 @@
+"""Running a study's driver on the cluster as a Ray Job, so the study outlives the submitting shell.
+
+``hpo launch OVERRIDES`` composes the config here (and validates it, unless the data or model only
+exist on the cluster), then submits ``python -m hpo run study.yaml`` to the cluster's job server with
+the composed config as the job's working dir and this checkout's ``hpo`` and ``trainers`` packages
+as its ``py_modules``, so trials run the code you launched. Interpolations (``${oc.env:...}``,
+the model's package path) resolve on the cluster. The driver joins the cluster it runs on
+(``cluster.address=auto``) and records the job id in the registry, which ``hpo status``, ``hpo stop``
+and ``hpo resume --launch`` use from anywhere that reaches the registry. Example::
+
+    hpo launch experiment=sst2_minilm cluster=ray cluster.dashboard_url=http://head:8265 \\
+        storage.root=/shared/hpo registry.url=postgresql+psycopg://hpo@db/hpo --follow
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from hpo.errors import ConfigError
+
+PACKAGES = [Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent / "trainers"]
+JOB_ID_ENV = "HPO_RAY_JOB_ID"  # the driver records it in the registry
+TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+def launch_study(cfg: DictConfig, *, check_locally: bool = True) -> tuple[str, str]:
+    """Submits a new study; returns (dashboard URL, job id). Raises ConfigError before submitting."""
+    dashboard_url = _dashboard_url(cfg)
+    root = str(OmegaConf.select(cfg, "storage.root"))
+    if not Path(root).expanduser().is_absolute():
+        raise ConfigError("storage.root", f"{root!r} is relative: a launched driver runs in a throwaway folder; "
+                                          "give a shared absolute path, e.g. storage.root=/shared/hpo")
+    cfg = copy.deepcopy(cfg)
+    cfg.cluster.address = "auto"  # the driver joins the cluster it runs on
+    if check_locally:
+        from hpo.config import build_spec
+
+        build_spec(cfg)
+    name = str(OmegaConf.select(cfg, "study.name"))
+    with tempfile.TemporaryDirectory(prefix="hpo-launch-") as staging:
+        (Path(staging) / "study.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=False))
+        return dashboard_url, _submit(dashboard_url, name, "python -m hpo run study.yaml", staging)
+
+
+def launch_resume(name: str, registry_url: str, dashboard_url: str) -> str:
+    """Submits ``hpo resume NAME`` as a job: the study continues on the cluster."""
+    with tempfile.TemporaryDirectory(prefix="hpo-launch-") as staging:
+        return _submit(dashboard_url, name, f"python -m hpo --registry '{registry_url}' resume {name}", staging)
+
+
+def follow(dashboard_url: str, job_id: str, poll_s: float = 2.0) -> str:
+    """Prints the job's log as it grows until the job ends; returns its final status."""
+    client = _client(dashboard_url)
+    printed = 0
+    while True:
+        status = str(client.get_job_status(job_id).value)
+        logs = client.get_job_logs(job_id)
+        sys.stdout.write(logs[printed:])
+        sys.stdout.flush()
+        printed = len(logs)
+        if status in TERMINAL:
+            return status
+        time.sleep(poll_s)
+
+
+def _submit(dashboard_url: str, name: str, entrypoint: str, working_dir: str) -> str:
+    job_id = f"hpo-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    _client(dashboard_url).submit_job(
+        entrypoint=entrypoint,
+        submission_id=job_id,
+        runtime_env={"working_dir": working_dir, "py_modules": [str(p) for p in PACKAGES],
+                     "env_vars": {JOB_ID_ENV: job_id}},
+        metadata={"hpo.study": name},
+        entrypoint_num_cpus=0,  # the driver only schedules; trials get the CPUs
+    )
+    return job_id
+
+
+def _client(dashboard_url: str):
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(dashboard_url)
+
+
+def _dashboard_url(cfg: DictConfig) -> str:
+    url = OmegaConf.select(cfg, "cluster.dashboard_url")
+    if not url:
+        raise ConfigError("cluster.dashboard_url", "hpo launch submits to a running cluster's job server; "
+                                                   "add cluster=ray cluster.dashboard_url=http://HEAD:8265")
+    return str(url)

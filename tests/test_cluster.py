@@ -1,0 +1,123 @@
+"""Studies on a real multi-node Ray cluster: a head and two worker nodes started with `ray start`.
+
+GPU capacity is logical here: each worker node advertises one GPU as a Ray resource (`--num-gpus 1`)
+and the head none, so Ray places and packs trials exactly as on a GPU cluster, but no GPU exists and
+trials train on the CPU. Storage is a folder every node sees (as a shared filesystem would be),
+tracking goes over HTTP to a real `mlflow server`, and the registry and Optuna live on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from raycluster import LocalCluster, start_cluster
+
+from hpo.registry import Registry
+from hpo.tracking import NODE_TAG, STATUS_TAG
+
+WORKERS = [{"CPU": 2, "GPU": 1}, {"CPU": 2, "GPU": 1}]
+
+
+def _listen_port() -> int:
+    """A free port below the ephemeral range (32768+), where outgoing connections never land."""
+    while True:
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> LocalCluster:
+    root = tmp_path_factory.mktemp("ray_cluster")
+    cluster = start_cluster(root, WORKERS, head_cpus=1, free_port=_listen_port)
+    yield cluster
+    cluster.stop()
+
+
+def _overrides(name: str, small_sst2, tiny_bert, mlflow_server: str, pg: str, root: Path, *extra: str) -> list[str]:
+    return [
+        "model=hf", f"model.name_or_path={tiny_bert}", "data=csv", f"data.train_path={small_sst2['train']}",
+        f"data.validation_path={small_sst2['dev']}", f"study.name={name}", "scheduler=fifo",
+        "search.learning_rate.high=1e-3", f"tracking.uri={mlflow_server}", f"registry.url={pg}",
+        f"storage.optuna_url={pg}", f"storage.root={root}", "cluster=ray", *extra,
+    ]
+
+
+def _hpo(args: list[str], cluster: LocalCluster, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hpo", *args], env=cluster.env, cwd=cluster.root,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _max_overlap(intervals: list[tuple[int, int]]) -> int:
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = best = 0
+    for _, step in events:
+        running += step
+        best = max(best, running)
+    return best
+
+
+def test_fractional_gpus_pack_two_trials_per_worker_node(cluster, small_sst2, tiny_bert, mlflow_server,
+                                                         postgres_db, tmp_path):
+    name, trials = "packed", 6
+    sweep = _hpo(["sweep", *_overrides(
+        name, small_sst2, tiny_bert, mlflow_server, postgres_db, tmp_path / "shared",
+        f"study.num_samples={trials}", "trainer.max_epochs=2", "resources.cpu=0.5", "resources.gpu=0.5",
+        f"cluster.address={cluster.gcs_address}")], cluster)
+    assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
+    # max_concurrent was left to the cluster: two workers x (1 GPU / 0.5) = 4; the GPU-less head holds none.
+    assert "3 node(s), room for 4 trial(s)" in sweep.stdout
+
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name(name)
+    runs = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+    assert len(runs) == trials
+    workers = set(cluster.nodes()) - {cluster.head_node_id()}
+    by_node: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for run in runs:
+        node = run.data.tags[NODE_TAG]
+        assert node in workers, f"trial ran on {node}, not on a worker node"
+        by_node[node].append((run.info.start_time, run.info.end_time))
+        # The checkpoint written on the worker node reached MLflow, and loads.
+        assert run.data.tags[STATUS_TAG] == "completed"
+        assert {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")} >= {
+            "checkpoint/config.json", "checkpoint/model.safetensors"}
+    assert set(by_node) == workers, "both worker nodes ran trials"
+    assert max(_max_overlap(spans) for spans in by_node.values()) == 2  # packed two per GPU, never three
+    assert client.search_model_versions(f"name='{name}'"), "the study's best model was registered"
+
+    registry = Registry.open(postgres_db)
+    assert [t.state for t in registry.trials(name)] == ["completed"] * trials
+    study = optuna.load_study(study_name=name, storage=postgres_db)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * trials
+
+
+def test_launch_runs_the_study_as_a_ray_job(cluster, small_sst2, tiny_bert, mlflow_server, postgres_db, tmp_path):
+    name = "launched"
+    launched = _hpo(["launch", "--follow", *_overrides(
+        name, small_sst2, tiny_bert, mlflow_server, postgres_db, tmp_path / "shared",
+        "study.num_samples=2", "trainer.max_epochs=1", "resources.cpu=1", "resources.gpu=0.5",
+        f"cluster.dashboard_url={cluster.dashboard_url}")], cluster)
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
+    job_id = launched.stdout.split("as Ray job ", 1)[1].split()[0]
+
+    status = _hpo(["--registry", postgres_db, "status", name], cluster)
+    assert status.returncode == 0, status.stderr
+    assert f"study {name}: completed" in status.stdout and f"Ray job: {job_id}" in status.stdout
+    record = Registry.open(postgres_db).require(name)
+    assert record.driver_host is not None and record.ray_job_id == job_id
+    assert [t.state for t in Registry.open(postgres_db).trials(name)] == ["completed", "completed"]
+    job = cluster.get(f"/api/jobs/{job_id}")  # the job server's own record of it
+    assert job["status"] == "SUCCEEDED" and job["metadata"]["hpo.study"] == name

@@ -1,0 +1,82 @@
+"""CUDA out-of-memory recovery, on the CPU: the real ``torch.OutOfMemoryError`` is raised from the
+model's forward pass whenever it is handed more rows than a threshold, as a GPU too small for that
+micro-batch would. (A stand-in for a GPU, which this machine does not have.)"""
+
+import pytest
+import torch
+
+from trainers import TextClassifier, TrainConfig, fine_tune, prepare_data
+from trainers.oom import MicroBatching, TrainingOutOfMemory
+
+
+@pytest.fixture
+def oom_above(monkeypatch):
+    """Makes every forward pass with more than ``rows`` rows run out of memory; records the sizes seen."""
+    seen: list[int] = []
+    original = TextClassifier.forward
+
+    def install(rows: int) -> list[int]:
+        def forward(self, input_ids, attention_mask):
+            if self.training and len(input_ids) > rows:
+                raise torch.OutOfMemoryError(f"CUDA out of memory (injected above {rows} rows)")
+            if self.training:
+                seen.append(len(input_ids))
+            return original(self, input_ids, attention_mask)
+
+        monkeypatch.setattr(TextClassifier, "forward", forward)
+        return seen
+
+    return install
+
+
+class _Record:
+    def __init__(self) -> None:
+        self.history = []
+
+    def report(self, metrics, checkpoint_dir) -> None:
+        self.history.append(dict(metrics))
+
+
+def _config(tiny_bert, **overrides) -> TrainConfig:
+    # No dropout, so the split and unsplit runs draw no random masks and can be compared number for number.
+    return TrainConfig(model_name_or_path=str(tiny_bert), max_epochs=2, learning_rate=1e-3, batch_size=32,
+                       dropout=0.0, warmup_ratio=0.0, num_threads=1, **overrides)
+
+
+def test_oom_halves_the_micro_batch_and_keeps_the_effective_batch(small_sst2, tiny_bert, oom_above):
+    data = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert, train_limit=128)
+    unsplit = _Record()
+    fine_tune(_config(tiny_bert), data, unsplit)
+
+    seen = oom_above(10)
+    recovered = _Record()
+    fine_tune(_config(tiny_bert), data, recovered)
+
+    assert max(seen) == 8  # 32 -> 16 -> 8 rows per forward pass
+    assert [m["micro_batch_size"] for m in recovered.history] == [8, 8]
+    assert [m["grad_accumulation"] for m in recovered.history] == [4, 4]  # 4 x 8 = the batch_size of 32
+    assert len(recovered.history) == 2  # the trial finished
+    # Same batches, same optimizer steps and LR schedule: the same model, up to float summation order.
+    for before, after in zip(unsplit.history, recovered.history, strict=True):
+        assert after["train_loss"] == pytest.approx(before["train_loss"], rel=1e-4)
+        assert after["val_loss"] == pytest.approx(before["val_loss"], rel=1e-4)
+        assert after["lr"] == before["lr"]
+
+
+def test_oom_below_the_floor_ends_the_run_as_out_of_memory(small_sst2, tiny_bert, oom_above):
+    data = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert, train_limit=64)
+    oom_above(3)
+    with pytest.raises(TrainingOutOfMemory, match="micro-batch 4 .*floor 4"):
+        fine_tune(_config(tiny_bert, min_micro_batch_size=4), data, _Record())
+
+
+def test_micro_batching_halves_down_to_the_floor():
+    micro = MicroBatching(batch_size=24, floor=2)
+    sizes = []
+    with pytest.raises(TrainingOutOfMemory):
+        while True:
+            micro.shrink()
+            sizes.append((micro.size, micro.accumulation))
+    assert sizes == [(12, 2), (6, 4), (3, 8), (2, 12)]
+    batch = {"labels": torch.arange(5), "input_ids": torch.zeros(5, 3)}
+    assert [len(part["labels"]) for part in MicroBatching(5, 1, 2).split(batch)] == [2, 2, 1]
