@@ -272,7 +272,7 @@ def _start_ray(spec: StudySpec) -> bool:
         return False
     local = spec.ray_address is None
     ray.init(
-        address=spec.ray_address,
+        address=spec.ray_address or "local",  # a new local Ray, even if another one runs on this machine
         num_cpus=spec.ray_num_cpus if local else None,
         num_gpus=spec.ray_num_gpus if local else None,
         include_dashboard=False if local else None,

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -66,12 +68,15 @@ class LocalCluster:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        shutil.rmtree(self.env["RAY_TMPDIR"], ignore_errors=True)
 
 
-def ray_env() -> dict[str, str]:
-    """The environment every node and driver shares: this venv's tools first on PATH, token auth on."""
+def ray_env(temp_dir: str) -> dict[str, str]:
+    """The environment every node and driver shares: this venv's tools first on PATH, token auth on, and
+    Ray's temp dir (sessions, logs, the "current cluster" file) of its own, so no later `ray.init()`
+    on this machine mistakes this cluster for its own."""
     venv_bin = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+    return {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "RAY_TMPDIR": temp_dir,
             "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
 
@@ -84,7 +89,7 @@ def start_cluster(root: Path, workers: list[dict[str, float]], head_cpus: int, f
     """
     port, dashboard_port = free_port(), free_port()
     ray = str(Path(sys.executable).parent / "ray")
-    env = ray_env()
+    env = ray_env(tempfile.mkdtemp(prefix="hpo-ray-"))  # short: Ray's socket paths must fit 107 bytes
     def common() -> list[str]:
         ports = [(flag, str(free_port())) for flag in (
             "--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",

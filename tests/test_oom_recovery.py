@@ -80,3 +80,23 @@ def test_micro_batching_halves_down_to_the_floor():
     assert sizes == [(12, 2), (6, 4), (3, 8), (2, 12)]
     batch = {"labels": torch.arange(5), "input_ids": torch.zeros(5, 3)}
     assert [len(part["labels"]) for part in MicroBatching(5, 1, 2).split(batch)] == [2, 2, 1]
+
+
+def test_an_oom_trial_is_failed_for_oom_and_infeasible_for_the_sampler(tmp_path):
+    """TPE and GP skip FAILED trials (and would propose the same batch size again); an infeasible one
+    ranks below every feasible trial."""
+    import optuna
+
+    from hpo.searcher import FAIL_REASON_ATTR, StudySearch
+    from hpo.trial import OOM_KEY
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    search = StudySearch(space={"batch_size": optuna.distributions.CategoricalDistribution([16, 64])},
+                         metric="val_accuracy", mode="max", sampler=optuna.samplers.TPESampler(seed=0),
+                         study_name="oom", storage=optuna.storages.RDBStorage(url))
+    search.suggest("ray-trial-a")
+    search.on_trial_complete("ray-trial-a", {OOM_KEY: 1.0, "micro_batch_size": 1})
+
+    (trial,) = optuna.load_study(study_name="oom", storage=url).trials
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert trial.constraints == {"oom": 1.0} and trial.user_attrs[FAIL_REASON_ATTR] == "oom"

@@ -63,7 +63,7 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 @torch.no_grad()
 def evaluate(
-    classifier: TextClassifier, split: TokenizedSplit, pad_token_id: int, batch_size: int, device: torch.device
+    classifier: torch.nn.Module, split: TokenizedSplit, pad_token_id: int, batch_size: int, device: torch.device
 ) -> dict[str, float]:
     classifier.eval()
     all_logits, all_labels = [], []
@@ -101,6 +101,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
         classifier = load_classifier(cfg.model_name_or_path, data.label_names, pooling=cfg.pooling, dropout=cfg.dropout)
     freeze(classifier.model, cfg.freeze_depth)
     classifier.to(device)
+    model = _data_parallel(classifier, device)
 
     optimizer = torch.optim.AdamW(
         param_groups(classifier.model, cfg.learning_rate, cfg.weight_decay, cfg.layer_lr_decay),
@@ -130,18 +131,18 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
         return best
     try:
         for epoch in range(state["epoch"] + 1, cfg.max_epochs + 1):
-            classifier.train()
+            model.train()
             started, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
             for batch in batches(data.train, cfg.batch_size, data.pad_token_id, shuffle_seed=cfg.seed * 1000 + epoch):
                 batch = to_device(batch, device)
-                loss = _train_step(classifier, batch, micro, optimizer, scaler, cfg.grad_clip, device)
+                loss = _train_step(model, batch, micro, optimizer, scaler, cfg.grad_clip, device)
                 scheduler.step()
                 loss_sum += loss * len(batch["labels"])  # on the device: no sync per step
                 seen += len(batch["labels"])
             train_loss = float(loss_sum) / max(seen, 1)  # the epoch's one sync
             train_seconds = time.perf_counter() - started
 
-            metrics = _evaluate_within_memory(classifier, data, eval_micro, device)
+            metrics = _evaluate_within_memory(model, data, eval_micro, device)
             metrics.update(
                 epoch=epoch,
                 train_loss=train_loss,
@@ -169,14 +170,21 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
                 break
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        del classifier, optimizer, scheduler  # the next trial in this worker starts from a clean GPU
+        del model, classifier, optimizer, scheduler  # the next trial in this worker starts from a clean GPU
         if device.type == "cuda":
             torch.cuda.empty_cache()
     assert best is not None
     return best
 
 
-def _train_step(classifier: TextClassifier, batch: dict[str, torch.Tensor], micro: MicroBatching, optimizer,
+def _data_parallel(classifier: TextClassifier, device: torch.device) -> torch.nn.Module:
+    """All the GPUs Ray gave this trial (``resources.gpu`` > 1): each batch is split across them."""
+    if device.type == "cuda" and torch.cuda.device_count() > 1:
+        return torch.nn.DataParallel(classifier)
+    return classifier
+
+
+def _train_step(classifier: torch.nn.Module, batch: dict[str, torch.Tensor], micro: MicroBatching, optimizer,
                 scaler: torch.amp.GradScaler, grad_clip: float, device: torch.device) -> torch.Tensor:
     """One optimizer step over ``batch``, in micro-batches whose gradients sum to the whole batch's.
 
@@ -201,7 +209,7 @@ def _train_step(classifier: TextClassifier, batch: dict[str, torch.Tensor], micr
     return loss
 
 
-def _accumulate_gradients(classifier: TextClassifier, batch: dict[str, torch.Tensor], micro: MicroBatching,
+def _accumulate_gradients(classifier: torch.nn.Module, batch: dict[str, torch.Tensor], micro: MicroBatching,
                           scaler: torch.amp.GradScaler, device: torch.device) -> torch.Tensor:
     rows = len(batch["labels"])
     total = torch.zeros((), device=device)
@@ -215,7 +223,7 @@ def _accumulate_gradients(classifier: TextClassifier, batch: dict[str, torch.Ten
     return total
 
 
-def _evaluate_within_memory(classifier: TextClassifier, data: PreparedData, eval_micro: MicroBatching,
+def _evaluate_within_memory(classifier: torch.nn.Module, data: PreparedData, eval_micro: MicroBatching,
                             device: torch.device) -> dict[str, float]:
     """Validation, redone with half the batch on CUDA out-of-memory (evaluation has no state to undo)."""
     while True:
