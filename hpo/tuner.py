@@ -134,6 +134,9 @@ def _drive(spec: StudySpec, registry: Registry, record: StudyRecord | None, data
                     metric=spec.metric,
                     mode=spec.mode,
                     num_samples=to_run,
+                    # A finished trial's worker process runs the next trial: no new process importing
+                    # torch and transformers per trial (the trainer frees its memory between trials).
+                    reuse_actors=True,
                     trial_name_creator=lambda trial: f"trial_{trial.trial_id}",
                     trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
                 ),
@@ -271,14 +274,19 @@ def _start_ray(spec: StudySpec) -> bool:
     if ray.is_initialized():
         return False
     local = spec.ray_address is None
-    ray.init(
-        address=spec.ray_address or "local",  # a new local Ray, even if another one runs on this machine
-        num_cpus=spec.ray_num_cpus if local else None,
-        num_gpus=spec.ray_num_gpus if local else None,
-        include_dashboard=False if local else None,
-        logging_level=logging.INFO if spec.ray_verbose else logging.WARNING,
-        log_to_driver=spec.ray_verbose,
-    )
+    try:
+        ray.init(
+            address=spec.ray_address or "local",  # a new local Ray, even if another one runs on this machine
+            num_cpus=spec.ray_num_cpus if local else None,
+            num_gpus=spec.ray_num_gpus if local else None,
+            include_dashboard=False if local else None,
+            logging_level=logging.INFO if spec.ray_verbose else logging.WARNING,
+            log_to_driver=spec.ray_verbose,
+        )
+    except ConnectionError as err:
+        raise ConfigError("cluster.address", f"cannot join the Ray cluster at {spec.ray_address!r} "
+                                             f"({str(err).splitlines()[0]}); start it (`ray start --head`), "
+                                             "fix the address, or run locally with cluster=local") from None
     return True
 
 

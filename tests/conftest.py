@@ -60,6 +60,16 @@ def local_ray():
     ray.shutdown()
 
 
+def _stop_group(proc: subprocess.Popen, sig: signal.Signals, timeout: float = 30) -> None:
+    """Stops a server started in its own session: ``sig`` to its process group, SIGKILL if it lingers."""
+    os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -93,12 +103,7 @@ def mlflow_server(tmp_path_factory):
             time.sleep(0.5)
         yield uri
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop_group(proc, signal.SIGTERM)
         log.close()
 
 
@@ -153,12 +158,7 @@ def postgres_server():
                 time.sleep(0.3)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # fast shutdown
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop_group(proc, signal.SIGINT)  # postgres' fast shutdown
         log.close()
         shutil.rmtree(data, ignore_errors=True)
 

@@ -74,7 +74,7 @@ def test_fractional_gpus_pack_two_trials_per_worker_node(cluster, small_sst2, ti
     name, trials = "packed", 6
     sweep = _hpo(["sweep", *_overrides(
         name, small_sst2, tiny_bert, mlflow_server, postgres_db, tmp_path / "shared",
-        f"study.num_samples={trials}", "trainer.max_epochs=2", "resources.cpu=0.5", "resources.gpu=0.5",
+        f"study.num_samples={trials}", "trainer.max_epochs=1", "resources.cpu=0.5", "resources.gpu=0.5",
         f"cluster.address={cluster.gcs_address}")], cluster)
     assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
     # max_concurrent was left to the cluster: two workers x (1 GPU / 0.5) = 4; the GPU-less head holds none.

@@ -46,10 +46,10 @@ def test_stop_rule_ends_the_study_and_records_why(overrides, reason_start, max_t
 
 @pytest.fixture(scope="module")
 def source_study(tmp_path_factory, small_sst2, tiny_bert, local_ray):
-    """A finished 4-trial study (random sampler, val_loss) to warm-start from."""
+    """A finished 3-trial, 1-epoch study (random sampler, val_loss) to warm-start from."""
     root = tmp_path_factory.mktemp("warm")
-    spec = _spec(root, small_sst2, tiny_bert, "source", "study.num_samples=4", "study.metric=val_loss",
-                 "study.mode=min", "sampler=random")
+    spec = _spec(root, small_sst2, tiny_bert, "source", "study.num_samples=3", "study.metric=val_loss",
+                 "study.mode=min", "sampler=random", "trainer.max_epochs=1")
     run_study(spec)
     bests = {t.number: t.best_metric for t in Registry(spec.registry_url).trials("source")}
     trials = optuna.load_study(study_name="source", storage=spec.optuna_url).trials
