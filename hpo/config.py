@@ -61,6 +61,7 @@ class StudySpec:
     trainer: dict[str, Any]  # the fixed TrainConfig fields every trial shares
     cpu: float
     gpu: float
+    reuse_workers: bool
     sampler: Any
     scheduler: Any
     ray_address: str | None
@@ -193,7 +194,7 @@ def build_spec(cfg: DictConfig) -> StudySpec:
         seed=trainer["seed"], storage_root=storage_root, tracking_uri=tracking_uri,
         register_best=bool(_get(cfg, "tracking.register_best")),
         model_path=model_path, num_layers=num_layers, data=data, space=space, trainer=trainer,
-        cpu=cpu, gpu=gpu,
+        cpu=cpu, gpu=gpu, reuse_workers=bool(_get(cfg, "resources.reuse_workers")),
         sampler=sampler, scheduler=scheduler,
         ray_address=ray_address,
         ray_num_cpus=_number(cfg, "cluster.num_cpus", minimum=1, integer=True, optional=True),

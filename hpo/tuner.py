@@ -136,7 +136,7 @@ def _drive(spec: StudySpec, registry: Registry, record: StudyRecord | None, data
                     num_samples=to_run,
                     # A finished trial's worker process runs the next trial: no new process importing
                     # torch and transformers per trial (the trainer frees its memory between trials).
-                    reuse_actors=True,
+                    reuse_actors=spec.reuse_workers,
                     trial_name_creator=lambda trial: f"trial_{trial.trial_id}",
                     trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
                 ),
