@@ -100,3 +100,62 @@ def test_an_oom_trial_is_failed_for_oom_and_infeasible_for_the_sampler(tmp_path)
     (trial,) = optuna.load_study(study_name="oom", storage=url).trials
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert trial.constraints == {"oom": 1.0} and trial.user_attrs[FAIL_REASON_ATTR] == "oom"
+
+
+def _trial_that_runs_out_of_memory_above_10_rows(config, *, data, fixed):
+    """The real trainable, in a Ray worker whose "GPU" holds at most 10 rows per forward pass."""
+    import torch
+
+    from hpo.trial import run_trial
+    from trainers.modeling import TextClassifier
+
+    original = TextClassifier.forward
+
+    def forward(self, input_ids, attention_mask):
+        if self.training and len(input_ids) > 10:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected above 10 rows)")
+        return original(self, input_ids, attention_mask)
+
+    TextClassifier.forward = forward
+    try:
+        run_trial(config, data=data, fixed=fixed)
+    finally:
+        TextClassifier.forward = original
+
+
+def test_a_study_records_an_oom_trial_as_failed_and_goes_on(small_sst2, tiny_bert, local_ray, tmp_path, monkeypatch):
+    """Grid over batch_size 8 and 32 with a micro-batch floor of 16: 8 fits; 32 -> 16 still runs out -> `oom`."""
+    import sys
+
+    import optuna
+    import ray.cloudpickle
+    from mlflow import MlflowClient
+
+    from hpo.config import build_spec, compose
+    from hpo.registry import Registry
+    from hpo.tracking import FAIL_REASON_TAG, STATUS_TAG
+    from hpo.tuner import run_study
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the wrapper travels to the worker
+    monkeypatch.setattr("hpo.tuner.run_trial", _trial_that_runs_out_of_memory_above_10_rows)
+    fixed = [f"search.{k}={v}" for k, v in (("learning_rate", 1e-3), ("freeze_depth", 0), ("weight_decay", 0.0),
+                                            ("dropout", 0.0), ("layer_lr_decay", 1.0), ("warmup_ratio", 0.0))]
+    spec = build_spec(compose([
+        "model=hf", f"model.name_or_path={tiny_bert}", "data=csv", f"data.train_path={small_sst2['train']}",
+        f"data.validation_path={small_sst2['dev']}", "study.name=oom", "study.num_samples=2", "sampler=grid",
+        "scheduler=fifo", "search.batch_size.choices=[8,32]", *fixed, "trainer.max_epochs=1",
+        "trainer.min_micro_batch_size=16", f"storage.root={tmp_path}", "tracking.register_best=false",
+    ]))
+    outcome = run_study(spec)
+
+    assert outcome.status == "completed" and outcome.best_params["batch_size"] == 8
+    trials = {t.params["batch_size"]: t for t in Registry(spec.registry_url).trials("oom")}
+    assert (trials[8].state, trials[8].fail_reason) == ("completed", None)
+    assert (trials[32].state, trials[32].fail_reason) == ("failed", "oom")
+    run = MlflowClient(spec.tracking_uri).get_run(trials[32].mlflow_run_id)
+    assert run.info.status == "FAILED" and run.data.tags[STATUS_TAG] == "failed"
+    assert run.data.tags[FAIL_REASON_TAG] == "oom"
+    optuna_trials = {t.params["batch_size"]: t for t in optuna.load_study(study_name="oom",
+                                                                          storage=spec.optuna_url).trials}
+    assert optuna_trials[32].state == optuna.trial.TrialState.PRUNED and optuna_trials[32].constraints == {"oom": 1.0}
+    assert optuna_trials[8].state == optuna.trial.TrialState.COMPLETE
