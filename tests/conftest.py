@@ -15,6 +15,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -76,15 +78,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` on 127.0.0.1 with a SQLite store and proxied artifacts."""
-    root = tmp_path_factory.mktemp("mlflow_server")
+@contextmanager
+def _mlflow_server(root: Path, backend_store_uri: str) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 over ``backend_store_uri``, artifacts proxied into ``root``."""
     port = _free_port()
     log = (root / "server.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
+         "--backend-store-uri", backend_store_uri, "--artifacts-destination", str(root / "artifacts"),
          "--workers", "1"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
@@ -105,6 +106,26 @@ def mlflow_server(tmp_path_factory):
     finally:
         _stop_group(proc, signal.SIGTERM)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> Iterator[str]:
+    """A real `mlflow server` with a SQLite store."""
+    root = tmp_path_factory.mktemp("mlflow_server")
+    with _mlflow_server(root, f"sqlite:///{root / 'mlflow.db'}") as uri:
+        yield uri
+
+
+@pytest.fixture(scope="module")
+def mlflow_server_on_postgres(postgres_server, tmp_path_factory) -> Iterator[str]:
+    """A real `mlflow server` whose backend store is a PostgreSQL database (as in docker/)."""
+    import psycopg
+
+    with psycopg.connect(postgres_server.replace("+psycopg", "") + "/postgres", autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS mlflow_store")
+        conn.execute("CREATE DATABASE mlflow_store")
+    with _mlflow_server(tmp_path_factory.mktemp("mlflow_pg"), f"{postgres_server}/mlflow_store") as uri:
+        yield uri
 
 
 def _postgres_bin() -> Path | None:

@@ -3,7 +3,8 @@
 GPU capacity is logical here: each worker node advertises one GPU as a Ray resource (`--num-gpus 1`)
 and the head none, so Ray places and packs trials exactly as on a GPU cluster, but no GPU exists and
 trials train on the CPU. Storage is a folder every node sees (as a shared filesystem would be),
-tracking goes over HTTP to a real `mlflow server`, and the registry and Optuna live on PostgreSQL.
+tracking goes over HTTP to a real `mlflow server` whose store is PostgreSQL (as in docker/), and the
+registry and Optuna live on PostgreSQL too.
 """
 
 from __future__ import annotations
@@ -46,11 +47,11 @@ def cluster(tmp_path_factory) -> LocalCluster:
     cluster.stop()
 
 
-def _overrides(name: str, small_sst2, tiny_bert, mlflow_server: str, pg: str, root: Path, *extra: str) -> list[str]:
+def _overrides(name: str, small_sst2, tiny_bert, tracking_uri: str, pg: str, root: Path, *extra: str) -> list[str]:
     return [
         "model=hf", f"model.name_or_path={tiny_bert}", "data=csv", f"data.train_path={small_sst2['train']}",
         f"data.validation_path={small_sst2['dev']}", f"study.name={name}", "scheduler=fifo",
-        "search.learning_rate.high=1e-3", f"tracking.uri={mlflow_server}", f"registry.url={pg}",
+        "search.learning_rate.high=1e-3", f"tracking.uri={tracking_uri}", f"registry.url={pg}",
         f"storage.optuna_url={pg}", f"storage.root={root}", "cluster=ray", *extra,
     ]
 
@@ -69,18 +70,18 @@ def _max_overlap(intervals: list[tuple[int, int]]) -> int:
     return best
 
 
-def test_fractional_gpus_pack_two_trials_per_worker_node(cluster, small_sst2, tiny_bert, mlflow_server,
+def test_fractional_gpus_pack_two_trials_per_worker_node(cluster, small_sst2, tiny_bert, mlflow_server_on_postgres,
                                                          postgres_db, tmp_path):
     name, trials = "packed", 6
     sweep = _hpo(["sweep", *_overrides(
-        name, small_sst2, tiny_bert, mlflow_server, postgres_db, tmp_path / "shared",
+        name, small_sst2, tiny_bert, mlflow_server_on_postgres, postgres_db, tmp_path / "shared",
         f"study.num_samples={trials}", "trainer.max_epochs=1", "resources.cpu=0.5", "resources.gpu=0.5",
         f"cluster.address={cluster.gcs_address}")], cluster)
     assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
     # max_concurrent was left to the cluster: two workers x (1 GPU / 0.5) = 4; the GPU-less head holds none.
     assert "3 node(s), room for 4 trial(s)" in sweep.stdout
 
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server_on_postgres)
     experiment = client.get_experiment_by_name(name)
     runs = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
     assert len(runs) == trials
@@ -104,10 +105,11 @@ def test_fractional_gpus_pack_two_trials_per_worker_node(cluster, small_sst2, ti
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * trials
 
 
-def test_launch_runs_the_study_as_a_ray_job(cluster, small_sst2, tiny_bert, mlflow_server, postgres_db, tmp_path):
+def test_launch_runs_the_study_as_a_ray_job(cluster, small_sst2, tiny_bert, mlflow_server_on_postgres, postgres_db,
+                                            tmp_path):
     name = "launched"
     launched = _hpo(["launch", "--follow", *_overrides(
-        name, small_sst2, tiny_bert, mlflow_server, postgres_db, tmp_path / "shared",
+        name, small_sst2, tiny_bert, mlflow_server_on_postgres, postgres_db, tmp_path / "shared",
         "study.num_samples=2", "trainer.max_epochs=1", "resources.cpu=1", "resources.gpu=0.5",
         f"cluster.dashboard_url={cluster.dashboard_url}")], cluster)
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
