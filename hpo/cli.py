@@ -7,7 +7,7 @@
     hpo list                                    # every study in the registry
     hpo status NAME                             # one study, trial by trial
     hpo stop NAME                               # graceful stop, from any shell
-    hpo resume NAME [--launch]                  # continue a crashed or stopped study (on the cluster)
+    hpo resume NAME [--launch [--follow]]       # continue a crashed or stopped study (on the cluster)
     hpo best NAME [--format text|yaml|overrides]
 """
 
@@ -29,8 +29,14 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _run(spec, resume: bool) -> None:
+    from hpo.launch import JOB_ID_ENV
     from hpo.summary import format_summary
     from hpo.tuner import run_study
+
+    if os.environ.get(JOB_ID_ENV):
+        # A launched job starts in Ray's unpacked working dir, which Ray may reclaim while the study runs.
+        spec.storage_root.mkdir(parents=True, exist_ok=True)
+        os.chdir(spec.storage_root)
 
     try:
         outcome = run_study(spec, resume=resume)
@@ -65,7 +71,7 @@ def sweep(args: list[str]) -> None:
 def launch(args: list[str]) -> None:
     """``hpo launch [--follow] [--no-local-check] OVERRIDES``: the study's driver as a Ray Job."""
     from hpo.config import compose
-    from hpo.launch import follow, launch_study
+    from hpo.launch import launch_study
 
     flags = {a for a in args if a.startswith("--")}
     unknown = flags - {"--follow", "--no-local-check"}
@@ -81,9 +87,16 @@ def launch(args: list[str]) -> None:
           f"  logs:   ray job logs --address {dashboard_url} --follow {job_id}\n"
           f"  status: hpo --registry '<registry.url>' status {name}", flush=True)
     if "--follow" in flags:
-        status = follow(dashboard_url, job_id)
-        print(f"job {job_id}: {status}")
-        sys.exit(0 if status == "SUCCEEDED" else 1)
+        _follow(dashboard_url, job_id)
+
+
+def _follow(dashboard_url: str, job_id: str) -> None:
+    """Streams a launched job's log until it ends; exits 0 only if it succeeded."""
+    from hpo.launch import follow
+
+    status = follow(dashboard_url, job_id)
+    print(f"job {job_id}: {status}")
+    sys.exit(0 if status == "SUCCEEDED" else 1)
 
 
 def cmd_run(args) -> None:
@@ -96,9 +109,6 @@ def cmd_run(args) -> None:
         spec = build_spec(OmegaConf.load(args.config))
     except ConfigError as err:
         _fail(f"config error: {err}")
-    # A launched job starts in Ray's unpacked working dir, which Ray may reclaim while the study runs.
-    spec.storage_root.mkdir(parents=True, exist_ok=True)
-    os.chdir(spec.storage_root)
     _run(spec, resume=False)
 
 
@@ -206,7 +216,9 @@ def cmd_resume(args) -> None:
         if not dashboard_url:
             _fail(f"study {s.name} has no cluster.dashboard_url; pass --dashboard-url http://HEAD:8265")
         job_id = launch_resume(s.name, registry.url, dashboard_url)
-        print(f"resuming study {s.name} as Ray job {job_id} on {dashboard_url}")
+        print(f"resuming study {s.name} as Ray job {job_id} on {dashboard_url}", flush=True)
+        if args.follow:
+            _follow(dashboard_url, job_id)
         return
     try:
         spec = build_spec(OmegaConf.create(s.config_yaml))
@@ -257,6 +269,7 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("name")
     resume.add_argument("--launch", action="store_true", help="resume it on the cluster as a Ray job")
     resume.add_argument("--dashboard-url", help="the cluster's job server (default: the study's cluster.dashboard_url)")
+    resume.add_argument("--follow", action="store_true", help="with --launch: stream the job's log until it ends")
     resume.set_defaults(func=cmd_resume)
     stop = commands.add_parser("stop", help="stop a running study gracefully")
     stop.add_argument("name")
