@@ -212,10 +212,11 @@ def cmd_resume(args) -> None:
     if args.launch:
         from hpo.launch import launch_resume
 
-        dashboard_url = args.dashboard_url or OmegaConf.create(s.config_yaml).cluster.get("dashboard_url")
+        stored = OmegaConf.create(s.config_yaml)  # as the cluster resolved it: its registry URL, its paths
+        dashboard_url = args.dashboard_url or stored.cluster.get("dashboard_url")
         if not dashboard_url:
             _fail(f"study {s.name} has no cluster.dashboard_url; pass --dashboard-url http://HEAD:8265")
-        job_id = launch_resume(s.name, registry.url, dashboard_url)
+        job_id = launch_resume(s.name, stored.registry.get("url"), str(stored.storage.root), dashboard_url)
         print(f"resuming study {s.name} as Ray job {job_id} on {dashboard_url}", flush=True)
         if args.follow:
             _follow(dashboard_url, job_id)

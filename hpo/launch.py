@@ -15,6 +15,7 @@ and ``hpo resume --launch`` use from anywhere that reaches the registry. Example
 from __future__ import annotations
 
 import copy
+import shlex
 import sys
 import tempfile
 import time
@@ -48,10 +49,14 @@ def launch_study(cfg: DictConfig, *, check_locally: bool = True) -> tuple[str, s
         return dashboard_url, _submit(dashboard_url, name, "python -m hpo run study.yaml", staging)
 
 
-def launch_resume(name: str, registry_url: str, dashboard_url: str) -> str:
-    """Submits ``hpo resume NAME`` as a job: the study continues on the cluster."""
+def launch_resume(name: str, registry_url: str | None, storage_root: str, dashboard_url: str) -> str:
+    """Submits ``hpo resume NAME`` as a job, with the registry as the study's driver saw it (the URL you
+    reach it by from your shell may differ): the study continues on the cluster."""
+    where = f"--storage-root {shlex.quote(storage_root)}"
+    if registry_url:
+        where += f" --registry {shlex.quote(registry_url)}"
     with tempfile.TemporaryDirectory(prefix="hpo-launch-") as staging:
-        return _submit(dashboard_url, name, f"python -m hpo --registry '{registry_url}' resume {name}", staging)
+        return _submit(dashboard_url, name, f"python -m hpo {where} resume {name}", staging)
 
 
 def follow(dashboard_url: str, job_id: str, poll_s: float = 2.0) -> str:
