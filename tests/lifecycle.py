@@ -13,8 +13,9 @@ from pathlib import Path
 import optuna
 import psutil
 from mlflow import MlflowClient
+from sqlalchemy import inspect
 
-from hpo.registry import Registry, TrialRecord
+from hpo.registry import Registry, StudyRecord, TrialRecord
 
 TINY_SWEEP = [
     "model=tiny_bert", "data.train_limit=1000", "data.validation_limit=200", "trainer.max_epochs=3",
@@ -99,13 +100,24 @@ def wait_for(driver: Driver, registry_url: str, name: str, condition: Callable[[
         driver.remember_children()
         if driver.proc.poll() is not None:
             raise AssertionError(f"driver exited early:\n{driver.output()[-3000:]}")
-        if registry is None and Path(registry_url.removeprefix("sqlite:///")).exists():
-            registry = Registry(registry_url)
+        if registry is None:
+            registry = _registry_once_created(registry_url)
         trials = registry.trials(name) if registry else []
         if trials and condition(trials):
             return trials
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting on the registry:\n{driver.output()[-3000:]}")
+
+
+def _registry_once_created(url: str) -> Registry | None:
+    """The registry at ``url`` once the driver has created its tables (the file appears before them)."""
+    if not Path(url.removeprefix("sqlite:///")).exists():
+        return None
+    registry = Registry(url)
+    if inspect(registry.engine).has_table(StudyRecord.__tablename__):
+        return registry
+    registry.engine.dispose()
+    return None
 
 
 def study_counts(root: Path, name: str) -> dict:
