@@ -35,10 +35,12 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 # v2: tables prefixed hpo_ (Optuna's own are `studies`, `trials`); trials.fail_reason; studies.ray_job_id
 SCHEMA_VERSION = 2
+_CREATE_ATTEMPTS = 3  # racing creators of one new store: the loser of each CREATE retries
 STUDY_STATUSES = ("running", "stopping", "stopped", "completed", "failed")
 
 
@@ -128,7 +130,15 @@ class Registry:
 
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         registry = cls(url)
-        registry._migrate()
+        for attempt in range(1, _CREATE_ATTEMPTS + 1):
+            try:
+                registry._migrate()
+                break
+            except DatabaseError:
+                # Two processes opening a new store at once (`hpo status` beside a starting driver) both see
+                # no table; the one that loses the CREATE fails, and on the next pass finds the tables made.
+                if attempt == _CREATE_ATTEMPTS:
+                    raise
         return registry
 
     def _migrate(self) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from datetime import timedelta
 
 import optuna
@@ -60,6 +63,25 @@ def test_registry_refuses_a_newer_schema(registry_url):
         s.get(SchemaInfo, 1).version = 99
     with pytest.raises(RegistryError, match="newer than this hpo"):
         Registry.open(registry_url)
+
+
+OPEN_AT = """
+import sys, time
+from hpo.registry import Registry
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+Registry.open(sys.argv[1])
+"""
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(registry_url):
+    """`hpo status` beside a starting driver: every process creates the tables it finds missing; one wins."""
+    start = time.time() + 4  # all processes past their imports, then racing to CREATE
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT, registry_url, str(start)], stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], "\n".join(errors)
+    with Registry.open(registry_url).session() as s:
+        assert s.get(SchemaInfo, 1).version == 2
 
 
 def test_a_v1_registry_is_upgraded_in_place(tmp_path):
