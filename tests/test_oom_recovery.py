@@ -66,7 +66,8 @@ def test_oom_halves_the_micro_batch_and_keeps_the_effective_batch(small_sst2, ti
 def test_oom_below_the_floor_ends_the_run_as_out_of_memory(small_sst2, tiny_bert, oom_above):
     data = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert, train_limit=64)
     oom_above(3)
-    with pytest.raises(TrainingOutOfMemory, match="micro-batch 4 .*floor 4"):
+    floor_error = r"micro-batch 4 \(batch_size 32, floor 4\); lower trainer.min_micro_batch_size"
+    with pytest.raises(TrainingOutOfMemory, match=floor_error):
         fine_tune(_config(tiny_bert, min_micro_batch_size=4), data, _Record())
 
 
@@ -78,6 +79,13 @@ def test_micro_batching_halves_down_to_the_floor():
             micro.shrink()
             sizes.append((micro.size, micro.accumulation))
     assert sizes == [(12, 2), (6, 4), (3, 8), (2, 12)]
+
+
+def test_evaluation_at_its_floor_names_the_eval_batch():
+    micro = MicroBatching(batch_size=2, floor=1, setting="trainer.eval_batch_size")
+    micro.shrink()
+    with pytest.raises(TrainingOutOfMemory, match=r"\(trainer.eval_batch_size 2, floor 1\); lower trainer.max_length"):
+        micro.shrink()
     batch = {"labels": torch.arange(5), "input_ids": torch.zeros(5, 3)}
     assert [len(part["labels"]) for part in MicroBatching(5, 1, 2).split(batch)] == [2, 2, 1]
 

@@ -121,7 +121,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     best: dict[str, float] | None = state["best"]
     # A resumed run keeps the micro-batch its OOMs taught it, instead of hitting them again.
     micro = MicroBatching(cfg.batch_size, cfg.min_micro_batch_size, state.get("micro_batch_size"))
-    eval_micro = MicroBatching(cfg.eval_batch_size, 1, state.get("eval_batch_size"))
+    eval_micro = MicroBatching(cfg.eval_batch_size, 1, state.get("eval_batch_size"), setting="trainer.eval_batch_size")
     epochs_without_improvement: int = state["epochs_without_improvement"]
     if cfg.resume_from and _finished(cfg, state):
         # Interrupted after its last epoch: report that epoch again so the caller sees the run end.

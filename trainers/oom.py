@@ -23,19 +23,26 @@ import torch
 class TrainingOutOfMemory(RuntimeError):
     """Out of memory even at the smallest micro-batch allowed: the config does not fit this device."""
 
-    def __init__(self, batch_size: int, micro_batch_size: int, floor: int) -> None:
+    def __init__(self, setting: str, batch_size: int, micro_batch_size: int, floor: int) -> None:
+        smaller = ("trainer.min_micro_batch_size, the search's batch_size or trainer.max_length"
+                   if setting == "batch_size" else "trainer.max_length")
         super().__init__(
-            f"out of memory at micro-batch {micro_batch_size} (batch_size {batch_size}, floor {floor}); "
-            "lower trainer.min_micro_batch_size, the search's batch_size or max_length, or give trials more GPU"
+            f"out of memory at micro-batch {micro_batch_size} ({setting} {batch_size}, floor {floor}); "
+            f"lower {smaller}, or give trials more GPU"
         )
-        self.batch_size, self.micro_batch_size, self.floor = batch_size, micro_batch_size, floor
+        self.setting, self.batch_size, self.micro_batch_size, self.floor = setting, batch_size, micro_batch_size, floor
 
 
 class MicroBatching:
-    """How many rows go through the model at once; halves on each out-of-memory error."""
+    """How many rows go through the model at once; halves on each out-of-memory error.
 
-    def __init__(self, batch_size: int, floor: int, micro_batch_size: int | None = None) -> None:
-        self.batch_size, self.floor = batch_size, min(floor, batch_size)
+    ``setting`` names the batch being split (``batch_size`` for training, ``eval_batch_size`` for
+    validation) in the error a user reads at the floor.
+    """
+
+    def __init__(self, batch_size: int, floor: int, micro_batch_size: int | None = None,
+                 setting: str = "batch_size") -> None:
+        self.batch_size, self.floor, self.setting = batch_size, min(floor, batch_size), setting
         self.size = min(micro_batch_size or batch_size, batch_size)
 
     @property
@@ -46,7 +53,7 @@ class MicroBatching:
     def shrink(self) -> None:
         """Halves the micro-batch after an OOM; raises :class:`TrainingOutOfMemory` at the floor."""
         if self.size <= self.floor:
-            raise TrainingOutOfMemory(self.batch_size, self.size, self.floor)
+            raise TrainingOutOfMemory(self.setting, self.batch_size, self.size, self.floor)
         self.size = max(self.floor, self.size // 2)
 
     def split(self, batch: dict[str, torch.Tensor]) -> Iterator[dict[str, torch.Tensor]]:
