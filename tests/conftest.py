@@ -119,12 +119,8 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def mlflow_server_on_postgres(postgres_server, tmp_path_factory) -> Iterator[str]:
     """A real `mlflow server` whose backend store is a PostgreSQL database (as in docker/)."""
-    import psycopg
-
-    with psycopg.connect(postgres_server.replace("+psycopg", "") + "/postgres", autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS mlflow_store")
-        conn.execute("CREATE DATABASE mlflow_store")
-    with _mlflow_server(tmp_path_factory.mktemp("mlflow_pg"), f"{postgres_server}/mlflow_store") as uri:
+    store = _fresh_database(postgres_server, "mlflow_store")
+    with _mlflow_server(tmp_path_factory.mktemp("mlflow_pg"), store) as uri:
         yield uri
 
 
@@ -187,10 +183,15 @@ def postgres_server():
 @pytest.fixture
 def postgres_db(postgres_server, request) -> str:
     """A fresh database on the PostgreSQL server for one test; its SQLAlchemy URL."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    return _fresh_database(postgres_server, name)
+
+
+def _fresh_database(server_url: str, name: str) -> str:
+    """Creates database ``name`` (dropping one left over) on the server; its SQLAlchemy URL."""
     import psycopg
 
-    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
-    with psycopg.connect(postgres_server.replace("+psycopg", "") + "/postgres", autocommit=True) as conn:
+    with psycopg.connect(server_url.replace("+psycopg", "") + "/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
-    return f"{postgres_server}/{name}"
+    return f"{server_url}/{name}"
