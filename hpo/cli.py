@@ -91,10 +91,14 @@ def launch(args: list[str]) -> None:
 
 
 def _follow(dashboard_url: str, job_id: str) -> None:
-    """Streams a launched job's log until it ends; exits 0 only if it succeeded."""
+    """Streams a launched job's log until it ends; exits 0 only if it succeeded. Ctrl-C leaves the job running."""
     from hpo.launch import follow
 
-    status = follow(dashboard_url, job_id)
+    try:
+        status = follow(dashboard_url, job_id)
+    except KeyboardInterrupt:
+        print(f"\nstopped following; job {job_id} goes on: ray job logs --address {dashboard_url} --follow {job_id}")
+        sys.exit(130)
     print(f"job {job_id}: {status}")
     sys.exit(0 if status == "SUCCEEDED" else 1)
 

@@ -14,6 +14,7 @@ and ``hpo resume --launch`` use from anywhere that reaches the registry. Example
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import shlex
 import sys
@@ -59,19 +60,24 @@ def launch_resume(name: str, registry_url: str | None, storage_root: str, dashbo
         return _submit(dashboard_url, name, f"python -m hpo {where} resume {name}", staging)
 
 
-def follow(dashboard_url: str, job_id: str, poll_s: float = 2.0) -> str:
-    """Prints the job's log as it grows until the job ends; returns its final status."""
+def follow(dashboard_url: str, job_id: str, settle_s: float = 30.0) -> str:
+    """Streams the job's log as the driver writes it, until the job ends; returns its final status.
+
+    The job server's log tail (a websocket) sends only what is new, so following a study of hours
+    costs nothing per poll; the stream closes when the job ends.
+    """
     client = _client(dashboard_url)
-    printed = 0
-    while True:
-        status = str(client.get_job_status(job_id).value)
-        logs = client.get_job_logs(job_id)
-        sys.stdout.write(logs[printed:])
-        sys.stdout.flush()
-        printed = len(logs)
-        if status in TERMINAL:
-            return status
-        time.sleep(poll_s)
+
+    async def stream() -> None:
+        async for chunk in client.tail_job_logs(job_id):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+
+    asyncio.run(stream())
+    deadline = time.monotonic() + settle_s  # the stream can close a moment before the status is final
+    while (status := str(client.get_job_status(job_id).value)) not in TERMINAL and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return status
 
 
 def _submit(dashboard_url: str, name: str, entrypoint: str, working_dir: str) -> str:

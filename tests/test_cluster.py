@@ -114,6 +114,8 @@ def test_launch_runs_the_study_as_a_ray_job(cluster, small_sst2, tiny_bert, mlfl
         f"cluster.dashboard_url={cluster.dashboard_url}")], cluster)
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
     job_id = launched.stdout.split("as Ray job ", 1)[1].split()[0]
+    assert "room for" in launched.stdout, "--follow streamed the driver's log"
+    assert launched.stdout.rstrip().endswith(f"job {job_id}: SUCCEEDED")
 
     status = _hpo(["--registry", postgres_db, "status", name], cluster)
     assert status.returncode == 0, status.stderr
