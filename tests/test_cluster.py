@@ -13,6 +13,7 @@ import random
 import socket
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pytest
 from mlflow import MlflowClient
 from raycluster import LocalCluster, start_cluster
 
-from hpo.registry import Registry
+from hpo.registry import Registry, StudyRecord
 from hpo.tracking import NODE_TAG, STATUS_TAG
 
 WORKERS = [{"CPU": 2, "GPU": 1}, {"CPU": 2, "GPU": 1}]
@@ -105,23 +106,55 @@ def test_fractional_gpus_pack_two_trials_per_worker_node(cluster, small_sst2, ti
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * trials
 
 
-def test_launch_runs_the_study_as_a_ray_job(cluster, small_sst2, tiny_bert, mlflow_server_on_postgres, postgres_db,
-                                            tmp_path):
-    name = "launched"
-    launched = _hpo(["launch", "--follow", *_overrides(
-        name, small_sst2, tiny_bert, mlflow_server_on_postgres, postgres_db, tmp_path / "shared",
-        "study.num_samples=2", "trainer.max_epochs=1", "resources.cpu=1", "resources.gpu=0.5",
-        f"cluster.dashboard_url={cluster.dashboard_url}")], cluster)
-    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
-    job_id = launched.stdout.split("as Ray job ", 1)[1].split()[0]
-    assert "room for" in launched.stdout, "--follow streamed the driver's log"
-    assert launched.stdout.rstrip().endswith(f"job {job_id}: SUCCEEDED")
+def _poll_registry(url: str, name: str, condition, timeout: float = 240) -> StudyRecord:
+    registry, deadline = Registry.open(url), time.time() + timeout
+    while time.time() < deadline:
+        record = registry.get(name)
+        if record is not None and condition(registry.trials(name)):
+            return record
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for study {name}: {registry.get(name)}")
+
+
+def test_launch_stop_and_resume_a_study_on_the_cluster(cluster, sst2_dir, small_sst2, tiny_bert,
+                                                       mlflow_server_on_postgres, postgres_db, tmp_path):
+    """`hpo launch` runs the driver as a Ray Job through the head's job server; `hpo stop` from this shell
+    ends it gracefully; `hpo resume --launch --follow` continues it in a second job until it completes;
+    `hpo status` shows it all through the PostgreSQL registry.
+
+    One trial at a time, 4 trials of 2 epochs: when the stop is sent (trial 0 past epoch 1) at least 7
+    epochs are left, several times what the stop takes to land, so the study cannot end first.
+    """
+    name, trials = "relaunched", 4
+    overrides = _overrides(
+        name, {**small_sst2, "train": sst2_dir / "train.csv"}, tiny_bert, mlflow_server_on_postgres, postgres_db,
+        tmp_path / "shared", "data.train_limit=3000", f"study.num_samples={trials}", "study.max_concurrent=1",
+        "trainer.max_epochs=2", "resources.cpu=1", "resources.gpu=1", f"cluster.dashboard_url={cluster.dashboard_url}")
+    launched = _hpo(["launch", *overrides], cluster)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    first_job = launched.stdout.split("as Ray job ", 1)[1].split()[0]
+    running = _poll_registry(postgres_db, name, lambda ts: any(t.state == "running" and t.epochs >= 1 for t in ts))
+    assert running.ray_job_id == first_job and running.status == "running"
+
+    stop = _hpo(["--registry", postgres_db, "stop", name, "--wait", "120"], cluster)
+    assert stop.returncode == 0 and f"{name}: stopped" in stop.stdout, stop.stdout + stop.stderr
+    completed_by_first_job = [t.number for t in Registry.open(postgres_db).trials(name) if t.state == "completed"]
+    assert len(completed_by_first_job) < trials, "the stop landed mid-study"
+
+    resumed = _hpo(["--registry", postgres_db, "resume", name, "--launch", "--follow"], cluster)  # its dashboard_url
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    job_id = resumed.stdout.split("as Ray job ", 1)[1].split()[0]
+    assert "resuming:" in resumed.stdout and resumed.stdout.rstrip().endswith(f"job {job_id}: SUCCEEDED"), (
+        "--follow streamed the resumed driver's log")
+    for job in (first_job, job_id):  # the job server's own record of both drivers
+        answer = cluster.get(f"/api/jobs/{job}")
+        assert answer["status"] == "SUCCEEDED" and answer["metadata"]["hpo.study"] == name
 
     status = _hpo(["--registry", postgres_db, "status", name], cluster)
     assert status.returncode == 0, status.stderr
     assert f"study {name}: completed" in status.stdout and f"Ray job: {job_id}" in status.stdout
-    record = Registry.open(postgres_db).require(name)
-    assert record.driver_host is not None and record.ray_job_id == job_id
-    assert [t.state for t in Registry.open(postgres_db).trials(name)] == ["completed", "completed"]
-    job = cluster.get(f"/api/jobs/{job_id}")  # the job server's own record of it
-    assert job["status"] == "SUCCEEDED" and job["metadata"]["hpo.study"] == name
+    assert [t.state for t in Registry.open(postgres_db).trials(name)] == ["completed"] * trials
+    client = MlflowClient(mlflow_server_on_postgres)
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    assert len(runs) == trials + 1, "one run per trial and the study's run, reused across the two jobs"
+    print(f"[launch/stop/resume] {len(completed_by_first_job)} of {trials} trials completed before the stop")
