@@ -94,11 +94,14 @@ def _follow(dashboard_url: str, job_id: str) -> None:
     """Streams a launched job's log until it ends; exits 0 only if it succeeded. Ctrl-C leaves the job running."""
     from hpo.launch import follow
 
+    again = f"ray job logs --address {dashboard_url} --follow {job_id}"
     try:
         status = follow(dashboard_url, job_id)
     except KeyboardInterrupt:
-        print(f"\nstopped following; job {job_id} goes on: ray job logs --address {dashboard_url} --follow {job_id}")
+        print(f"\nstopped following; job {job_id} goes on: {again}")
         sys.exit(130)
+    except RuntimeError as err:  # the log stream broke (network, head restart); the job is not ours to end
+        _fail(f"lost the log stream of job {job_id} ({err}); it may still be running: {again}")
     print(f"job {job_id}: {status}")
     sys.exit(0 if status == "SUCCEEDED" else 1)
 
