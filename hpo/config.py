@@ -52,6 +52,7 @@ class StudySpec:
     time_budget_s: float | None
     seed: int
     storage_root: Path
+    checkpoints: str  # a folder every node mounts, or an object-store URI (hpo.checkpoints)
     tracking_uri: str
     register_best: bool
     model_path: str
@@ -143,8 +144,10 @@ def build_spec(cfg: DictConfig) -> StudySpec:
 
     if "://" in str(_get(cfg, "storage.root")):
         raise ConfigError("storage.root", "must be a folder path; on a cluster, a shared filesystem mounted at the "
-                                          "same path on every node (NFS, EFS, Filestore, a FUSE-mounted bucket)")
+                                          "same path on every node (NFS, EFS, Filestore); for checkpoints in a "
+                                          "bucket set storage.checkpoints=s3://bucket/prefix")
     storage_root = Path(str(_get(cfg, "storage.root"))).expanduser().resolve()
+    checkpoints = _checkpoints_location(cfg, storage_root)
     tracking_uri = _get(cfg, "tracking.uri") or f"sqlite:///{storage_root / 'mlflow.db'}"
 
     model_path, num_layers = _resolve_model(cfg)
@@ -191,7 +194,7 @@ def build_spec(cfg: DictConfig) -> StudySpec:
         num_samples=_number(cfg, "study.num_samples", minimum=1, integer=True),
         max_concurrent=_number(cfg, "study.max_concurrent", minimum=1, integer=True, optional=True),
         time_budget_s=_number(cfg, "study.time_budget_s", minimum=1, optional=True),
-        seed=trainer["seed"], storage_root=storage_root, tracking_uri=tracking_uri,
+        seed=trainer["seed"], storage_root=storage_root, checkpoints=checkpoints, tracking_uri=tracking_uri,
         register_best=bool(_get(cfg, "tracking.register_best")),
         model_path=model_path, num_layers=num_layers, data=data, space=space, trainer=trainer,
         cpu=cpu, gpu=gpu, reuse_workers=bool(_get(cfg, "resources.reuse_workers")),
@@ -291,3 +294,22 @@ def _instantiate(cfg: DictConfig, group: str, space: SearchSpace) -> Any:
     except Exception as err:  # noqa: BLE001 (hydra wraps import and argument errors alike)
         message = str(err).splitlines()[0]
         raise ConfigError(group, f"cannot build {node['_target_']}: {message}") from None
+
+
+CHECKPOINT_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")  # what pyarrow.fs (Ray's storage) opens
+
+
+def _checkpoints_location(cfg: DictConfig, storage_root: Path) -> str:
+    """``storage.checkpoints``: null means the storage root; a URI must be one pyarrow can open."""
+    location = _get(cfg, "storage.checkpoints")
+    if location is None:
+        return str(storage_root)
+    location = str(location)
+    if "://" not in location:
+        return str(Path(location).expanduser().resolve())
+    scheme = location.split("://", 1)[0]
+    if scheme not in CHECKPOINT_SCHEMES:
+        schemes = [s + "://" for s in CHECKPOINT_SCHEMES]
+        raise ConfigError("storage.checkpoints", f"{scheme}:// is not a filesystem Ray can write checkpoints to; "
+                                                 f"use a shared folder or one of {schemes}")
+    return location

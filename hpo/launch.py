@@ -34,10 +34,11 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 def launch_study(cfg: DictConfig, *, check_locally: bool = True) -> tuple[str, str]:
     """Submits a new study; returns (dashboard URL, job id). Raises ConfigError before submitting."""
     dashboard_url = _dashboard_url(cfg)
-    root = str(OmegaConf.select(cfg, "storage.root"))
-    if not Path(root).expanduser().is_absolute():
-        raise ConfigError("storage.root", f"{root!r} is relative: a launched driver runs in a throwaway folder; "
-                                          "give a shared absolute path, e.g. storage.root=/shared/hpo")
+    for key in ("storage.root", "storage.checkpoints"):
+        where = OmegaConf.select(cfg, key)
+        if where is not None and "://" not in str(where) and not Path(str(where)).expanduser().is_absolute():
+            raise ConfigError(key, f"{str(where)!r} is relative: a launched driver runs in a throwaway folder; "
+                                   f"give a shared absolute path, e.g. {key}=/shared/hpo")
     cfg = copy.deepcopy(cfg)
     cfg.cluster.address = "auto"  # the driver joins the cluster it runs on
     if check_locally:

@@ -8,7 +8,6 @@ opening a second one.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import warnings
@@ -19,12 +18,12 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from ray import tune
 
+from hpo.checkpoints import CheckpointStore
 from hpo.config import StudySpec
 from hpo.registry import Registry
 from hpo.search_space import HYPERPARAMETERS
 from hpo.stopping import StudyStopper
 from hpo.trial import NODE_KEY, OOM_KEY, RESUME_KEY, TRIAL_NUMBER_KEY
-from trainers.loop import EPOCH_SUMMARY
 
 TRIAL_ID_TAG = "hpo.ray_trial_id"
 TRIAL_NUMBER_TAG = "hpo.optuna_trial_number"
@@ -46,8 +45,8 @@ def _now_ms() -> int:
 class StudyRun:
     """The study's MLflow experiment and parent run (reopened, not recreated, on resume)."""
 
-    def __init__(self, spec: StudySpec, parent_run_id: str | None = None) -> None:
-        self.spec = spec
+    def __init__(self, spec: StudySpec, store: CheckpointStore, parent_run_id: str | None = None) -> None:
+        self.spec, self.store = spec, store
         self.client = MlflowClient(tracking_uri=spec.tracking_uri)
         experiment = self.client.get_experiment_by_name(spec.name)
         if experiment is not None:
@@ -89,7 +88,8 @@ class StudyRun:
         self.client.set_terminated(self.run_id, status)
 
     def log_best_model(self, checkpoint_dir: Path) -> str:
-        """Logs the best checkpoint as a pyfunc model under the parent run; registers it. Returns its URI."""
+        """Logs the best checkpoint (a local folder) as a pyfunc model under the parent run; registers it.
+        Returns its URI."""
         import mlflow
 
         from hpo.export import TextClassifierModel
@@ -139,9 +139,10 @@ class StudyRun:
         self.client.set_tag(run_id, STATUS_TAG, status)
         if reason:
             self.client.set_tag(run_id, FAIL_REASON_TAG, reason)
-        if checkpoint and (Path(checkpoint) / "best").is_dir():
-            if not self.client.list_artifacts(run_id, "checkpoint"):
-                self.client.log_artifacts(run_id, str(Path(checkpoint) / "best"), "checkpoint")
+        best = f"{checkpoint}/best"
+        if checkpoint and not self.client.list_artifacts(run_id, "checkpoint") and self.store.is_dir(best):
+            with self.store.local_copy(best) as folder:
+                self.client.log_artifacts(run_id, str(folder), "checkpoint")
         run_status = {"failed": "FAILED", "interrupted": "KILLED"}.get(status, "FINISHED")
         self.client.set_terminated(run_id, run_status)
 
@@ -201,7 +202,7 @@ class TrialRuns(tune.Callback):
         resumed_after = 0
         if checkpoint:
             self.checkpoints[number] = checkpoint
-            summary = json.loads((Path(checkpoint) / EPOCH_SUMMARY).read_text())
+            summary = self.study.store.read_summary(checkpoint)
             resumed_after = summary["epoch"]
             self._record_epoch(number, summary["metrics"], resumed_after)
         self.client.set_tag(run_id, "hpo.resumed_after_epoch", str(resumed_after))

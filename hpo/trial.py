@@ -16,6 +16,7 @@ from typing import Any
 import ray
 from ray import tune
 
+from hpo.checkpoints import CheckpointStore
 from hpo.search_space import HYPERPARAMETERS
 from trainers import PreparedData, TrainConfig, fine_tune
 from trainers.oom import TrainingOutOfMemory
@@ -39,14 +40,18 @@ class RayReporter:
         tune.report({**metrics, NODE_KEY: self.node_id}, checkpoint=checkpoint)
 
 
-def run_trial(config: dict[str, Any], *, data: PreparedData, fixed: dict[str, Any]) -> None:
-    """The Ray trainable. ``fixed`` holds the study-wide settings; ``config`` what Optuna sampled."""
+def run_trial(config: dict[str, Any], *, data: PreparedData, fixed: dict[str, Any], checkpoints: str) -> None:
+    """The Ray trainable. ``fixed`` holds the study-wide settings; ``config`` what Optuna sampled;
+    ``checkpoints`` is ``storage.checkpoints``, where an interrupted trial's checkpoint is read from."""
     context = tune.get_context()
     num_threads = max(1, int(context.get_trial_resources().required_resources.get("CPU", 1)))
     params = {k: v for k, v in config.items() if k in HYPERPARAMETERS}
-    restored = tune.get_checkpoint()  # Ray restarted this trial (FailureConfig): its own latest checkpoint
-    with restored.as_directory() if restored else contextlib.nullcontext() as restored_dir:
-        resume_from = restored_dir or config.get(RESUME_KEY)
+    with contextlib.ExitStack() as stack:
+        resume_from = None
+        if restored := tune.get_checkpoint():  # Ray restarted this trial (FailureConfig): its latest checkpoint
+            resume_from = stack.enter_context(restored.as_directory())
+        elif config.get(RESUME_KEY):  # an interrupted trial of an earlier attempt (hpo resume)
+            resume_from = str(stack.enter_context(CheckpointStore(checkpoints).local_copy(config[RESUME_KEY])))
         train_config = TrainConfig.from_mapping({**fixed, **params, "num_threads": num_threads,
                                                  "resume_from": resume_from})
         try:

@@ -9,7 +9,6 @@ study up to ``num_samples``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -32,6 +31,7 @@ from optuna.trial import TrialState  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.search import ConcurrencyLimiter  # noqa: E402
 
+from hpo.checkpoints import CheckpointStore, redacted  # noqa: E402
 from hpo.config import StudySpec  # noqa: E402
 from hpo.errors import ConfigError  # noqa: E402
 from hpo.launch import JOB_ID_ENV  # noqa: E402
@@ -41,7 +41,6 @@ from hpo.stopping import StudyStopper  # noqa: E402
 from hpo.tracking import StudyRun, TrialRuns  # noqa: E402
 from hpo.trial import run_trial  # noqa: E402
 from trainers.data import DataError, PreparedData, prepare_data  # noqa: E402
-from trainers.loop import EPOCH_SUMMARY  # noqa: E402
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -74,17 +73,19 @@ def run_study(spec: StudySpec, *, resume: bool = False) -> StudyOutcome:
     record = _check_can_drive(spec, registry, resume)
     data = _prepare(spec)
     warm_points = [] if resume else _warm_start_points(spec, registry)
+    store = _open_checkpoints(spec)
     started_ray = _start_ray(spec)
     try:
         max_concurrent = _fit_to_cluster(spec)  # before anything is recorded: a bad fit costs nothing
-        return _drive(spec, registry, record, data, warm_points, max_concurrent, started, resume)
+        return _drive(spec, registry, record, store, data, warm_points, max_concurrent, started, resume)
     finally:
         if started_ray:
             ray.shutdown()
 
 
-def _drive(spec: StudySpec, registry: Registry, record: StudyRecord | None, data: PreparedData,
-           warm_points: list[dict], max_concurrent: int, started: float, resume: bool) -> StudyOutcome:
+def _drive(spec: StudySpec, registry: Registry, record: StudyRecord | None, store: CheckpointStore,
+           data: PreparedData, warm_points: list[dict], max_concurrent: int, started: float,
+           resume: bool) -> StudyOutcome:
     if record is None:
         registry.create(spec.name, spec.config_yaml, spec.num_samples, spec.metric, spec.mode,
                         optuna_url=spec.optuna_url)
@@ -92,13 +93,13 @@ def _drive(spec: StudySpec, registry: Registry, record: StudyRecord | None, data
     if os.environ.get(JOB_ID_ENV):
         registry.update(spec.name, ray_job_id=os.environ[JOB_ID_ENV])
     record = registry.require(spec.name)
-    study_run = StudyRun(spec, parent_run_id=record.mlflow_parent_run_id)
+    study_run = StudyRun(spec, store, parent_run_id=record.mlflow_parent_run_id)
     registry.update(spec.name, mlflow_experiment_id=study_run.experiment_id, mlflow_parent_run_id=study_run.run_id)
 
     spec.study_dir.mkdir(parents=True, exist_ok=True)
     optuna_study = optuna.create_study(study_name=spec.name, storage=spec.optuna_url, load_if_exists=True,
                                        direction="maximize" if spec.mode == "max" else "minimize")
-    resumes = _interrupted_trials(spec, registry, optuna_study)
+    resumes = _interrupted_trials(spec, registry, store, optuna_study)
     finished = len(optuna_study.get_trials(deepcopy=False, states=FINISHED_STATES))
     to_run = len(resumes) + max(0, spec.num_samples - finished - len(resumes))
     stopper = StudyStopper(
@@ -121,11 +122,13 @@ def _drive(spec: StudySpec, registry: Registry, record: StudyRecord | None, data
             heartbeat.searcher = searcher
             heartbeat.start()
             callback = TrialRuns(study_run, registry, stopper)
-            attempt = 1 + len(list((spec.study_dir / "tune").glob("attempt_*")))
-            registry.update(spec.name, ray_path=str(spec.study_dir / "tune" / f"attempt_{attempt}"))
+            tune_dir = f"{spec.name}/tune"
+            attempt = 1 + store.count(store.path(tune_dir), "attempt_")
+            registry.update(spec.name, ray_path=store.display(store.path(f"{tune_dir}/attempt_{attempt}")))
             tune.Tuner(
                 tune.with_resources(
-                    tune.with_parameters(run_trial, data=data, fixed=spec.trainer | spec.space.fixed),
+                    tune.with_parameters(run_trial, data=data, fixed=spec.trainer | spec.space.fixed,
+                                         checkpoints=spec.checkpoints),
                     {"cpu": spec.cpu, "gpu": spec.gpu},
                 ),
                 tune_config=tune.TuneConfig(
@@ -142,7 +145,7 @@ def _drive(spec: StudySpec, registry: Registry, record: StudyRecord | None, data
                 ),
                 run_config=tune.RunConfig(
                     name=f"attempt_{attempt}",
-                    storage_path=str(spec.study_dir / "tune"),  # a shared path on a multi-node cluster
+                    storage_path=store.uri(tune_dir),  # a shared folder or a bucket on a multi-node cluster
                     stop=stopper,
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the latest: resume state + best/
                     failure_config=tune.FailureConfig(max_failures=0),
@@ -161,7 +164,7 @@ def _drive(spec: StudySpec, registry: Registry, record: StudyRecord | None, data
         raise
     finally:
         heartbeat.stop()
-        outcome = _finish(spec, registry, study_run, status, reason, started, clock_start)
+        outcome = _finish(spec, registry, store, study_run, status, reason, started, clock_start)
     return outcome
 
 
@@ -246,26 +249,35 @@ def _inside(distribution, value) -> bool:
         return False
 
 
-def _interrupted_trials(spec: StudySpec, registry: Registry, study: optuna.Study) -> list[Resume]:
-    """Optuna trials left RUNNING by a crash or a stop, each with its latest checkpoint on disk."""
+def _interrupted_trials(spec: StudySpec, registry: Registry, store: CheckpointStore,
+                        study: optuna.Study) -> list[Resume]:
+    """Optuna trials left RUNNING by a crash or a stop, each with its latest checkpoint."""
     resumes = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         record = registry.trial(spec.name, trial.number)
-        checkpoint = _latest_checkpoint(record) if record else None
+        checkpoint = _latest_checkpoint(store, record) if record else None
         resumes.append(Resume(trial.number, trial._trial_id, dict(trial.params), checkpoint))
     return resumes
 
 
-def _latest_checkpoint(record: TrialRecord) -> str | None:
-    """The trial's newest complete checkpoint on disk: the driver may have died after Ray wrote one and
-    before the registry heard of it, so the trial's Ray folders are searched, not only the record."""
-    folders = {Path(p) for p in (record.ray_trial_dir, record.checkpoint and Path(record.checkpoint).parent) if p}
-    candidates = [c for folder in folders if folder.is_dir() for c in folder.glob("checkpoint_*")]
-    complete = [c for c in candidates
-                if (c / "trainer_state.pt").is_file() and (c / "best").is_dir() and (c / EPOCH_SUMMARY).is_file()]
-    if not complete:
-        return None
-    return str(max(complete, key=lambda c: json.loads((c / EPOCH_SUMMARY).read_text())["epoch"]))
+def _latest_checkpoint(store: CheckpointStore, record: TrialRecord) -> str | None:
+    """The trial's newest complete checkpoint: the driver may have died after Ray wrote one and before
+    the registry heard of it, so the trial's Ray folders are searched, not only the record."""
+    folders = [record.ray_trial_dir, record.checkpoint and record.checkpoint.rsplit("/", 1)[0]]
+    return store.latest_complete([f for f in folders if f])
+
+
+def _open_checkpoints(spec: StudySpec) -> CheckpointStore:
+    """``storage.checkpoints``, reached and writable before anything is recorded (a typo in a bucket
+    name or missing credentials fail here, not after the first epoch)."""
+    try:
+        store = CheckpointStore(spec.checkpoints)
+        store.check_reachable()
+    except (OSError, ValueError) as err:
+        where, why = redacted(spec.checkpoints), str(err).splitlines()[0]
+        raise ConfigError("storage.checkpoints", f"cannot write to {where} ({why}); fix the location or the "
+                                                 "credentials (e.g. AWS_ACCESS_KEY_ID)") from None
+    return store
 
 
 def _start_ray(spec: StudySpec) -> bool:
@@ -350,7 +362,8 @@ class _Heartbeat(threading.Thread):
             self.join()
 
 
-def _close_open_trials(spec: StudySpec, registry: Registry, study_run: StudyRun, status: str) -> None:
+def _close_open_trials(spec: StudySpec, registry: Registry, store: CheckpointStore, study_run: StudyRun,
+                       status: str) -> None:
     """Trials still open when the study ends: a stopped study keeps them resumable (``interrupted``);
     a study ended by a stop rule prunes them, so no Optuna trial or MLflow run stays RUNNING."""
     if status not in ("stopped", "completed"):
@@ -359,7 +372,7 @@ def _close_open_trials(spec: StudySpec, registry: Registry, study_run: StudyRun,
     for trial in registry.trials(spec.name):
         if trial.state == "running":
             if trial.mlflow_run_id:
-                study_run.close_trial_run(trial.mlflow_run_id, state, _latest_checkpoint(trial))
+                study_run.close_trial_run(trial.mlflow_run_id, state, _latest_checkpoint(store, trial))
             registry.upsert_trial(spec.name, trial.number, state=state)
     if status == "completed":
         study = optuna.load_study(study_name=spec.name, storage=spec.optuna_url)
@@ -367,21 +380,23 @@ def _close_open_trials(spec: StudySpec, registry: Registry, study_run: StudyRun,
             study.tell(trial.number, state=TrialState.PRUNED)
 
 
-def _finish(spec: StudySpec, registry: Registry, study_run: StudyRun, status: str, reason: str | None,
-            started: float, clock_start: float) -> StudyOutcome:
+def _finish(spec: StudySpec, registry: Registry, store: CheckpointStore, study_run: StudyRun, status: str,
+            reason: str | None, started: float, clock_start: float) -> StudyOutcome:
     """Records the best trial over all attempts, registers its model, and closes the study."""
-    _close_open_trials(spec, registry, study_run, status)
+    _close_open_trials(spec, registry, store, study_run, status)
     trials = registry.trials(spec.name)
     scored = [t for t in trials if t.best_metric is not None]
     best = None
     if scored:
         best = max(scored, key=lambda t: t.best_metric if spec.mode == "max" else -t.best_metric)
     notes, model_uri, best_checkpoint = [], None, None
-    latest = _latest_checkpoint(best) if best is not None else None
+    latest = _latest_checkpoint(store, best) if best is not None else None
     if latest:
-        best_checkpoint = str(Path(latest) / "best")
-    if status == "completed" and best_checkpoint and Path(best_checkpoint).is_dir():
-        model_uri = study_run.log_best_model(Path(best_checkpoint))
+        best_checkpoint = f"{latest}/best"
+        if status == "completed":
+            with store.local_copy(best_checkpoint) as folder:
+                model_uri = study_run.log_best_model(folder)
+        best_checkpoint = store.display(best_checkpoint)
     if not scored:
         notes.append("no trial reported a result: see the failed trials' errors in MLflow and Ray's logs")
     study_run.log_optuna_plots(optuna.load_study(study_name=spec.name, storage=spec.optuna_url))

@@ -78,6 +78,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory) -> Iterator[str]:
+    """An S3-compatible server on 127.0.0.1 (`moto.server`, pip-installable; no AWS account can be reached
+    here): real HTTP, the S3 API as pyarrow and Ray speak it. Yields ``host:port``."""
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("s3") / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"moto server did not start: {Path(log.name).read_text()[-2000:]}") from None
+                time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        _stop_group(proc, signal.SIGTERM)
+        log.close()
+
+
 @contextmanager
 def _mlflow_server(root: Path, backend_store_uri: str) -> Iterator[str]:
     """A real `mlflow server` on 127.0.0.1 over ``backend_store_uri``, artifacts proxied into ``root``."""

@@ -110,7 +110,7 @@ def test_an_oom_trial_is_failed_for_oom_and_infeasible_for_the_sampler(tmp_path)
     assert trial.constraints == {"oom": 1.0} and trial.user_attrs[FAIL_REASON_ATTR] == "oom"
 
 
-def _trial_that_runs_out_of_memory_above_10_rows(config, *, data, fixed):
+def _trial_that_runs_out_of_memory_above_10_rows(config, *, data, fixed, checkpoints):
     """The real trainable, in a Ray worker whose "GPU" holds at most 10 rows per forward pass."""
     import torch
 
@@ -126,7 +126,7 @@ def _trial_that_runs_out_of_memory_above_10_rows(config, *, data, fixed):
 
     TextClassifier.forward = forward
     try:
-        run_trial(config, data=data, fixed=fixed)
+        run_trial(config, data=data, fixed=fixed, checkpoints=checkpoints)
     finally:
         TextClassifier.forward = original
 

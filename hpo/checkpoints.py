@@ -1,0 +1,108 @@
+"""Where trial checkpoints live: a folder every node mounts, or an object store (S3, GCS, ...).
+
+Ray Tune writes each trial's checkpoints under ``storage.checkpoints`` (Ray's ``storage_path``)
+through a ``pyarrow`` filesystem; the driver reads them back to resume interrupted trials, to
+upload each trial's best model to MLflow and to register the study's best. Paths here are what
+Ray reports (``trial.path``, ``checkpoint.path``): paths on that filesystem, without the URI's
+scheme, so a local folder and a bucket read the same way. Example::
+
+    store = CheckpointStore("s3://bucket/hpo?endpoint_override=minio:9000&scheme=http")
+    store.uri("sst2/tune")              # Ray's storage_path for that study
+    with store.local_copy(path) as d:  # a checkpoint as a local folder (downloaded from a bucket)
+        ...
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow.fs as pafs
+
+from trainers.loop import EPOCH_SUMMARY, TRAINER_STATE
+
+COMPLETE = {TRAINER_STATE, EPOCH_SUMMARY, "best"}  # what a trainer checkpoint holds once fully written
+
+
+def is_uri(location: str) -> bool:
+    return "://" in location
+
+
+def redacted(location: str) -> str:
+    """``location`` fit for a message or a log: a URI without its credentials and options."""
+    if not is_uri(location):
+        return location
+    parts = urlsplit(location)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], query=""))
+
+
+class CheckpointStore:
+    """The filesystem behind ``storage.checkpoints`` and the few reads the driver makes of it."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self.fs, self.root = pafs.FileSystem.from_uri(location if is_uri(location) else str(Path(location).resolve()))
+        self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+
+    def uri(self, relative: str) -> str:
+        """``location/relative`` as Ray's ``storage_path``, keeping a URI's options (``?endpoint_override=``)."""
+        if not is_uri(self.location):
+            return str(Path(self.location).resolve() / relative)
+        parts = urlsplit(self.location)
+        return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + relative))
+
+    def path(self, relative: str) -> str:
+        """``relative`` as a path on this filesystem (as Ray reports trial and checkpoint paths)."""
+        return f"{self.root.rstrip('/')}/{relative}"
+
+    def display(self, path: str) -> str:
+        """A path as a user finds it again: local as is, in a bucket as ``scheme://path``."""
+        return path if self.is_local else f"{urlsplit(self.location).scheme}://{path}"
+
+    def check_reachable(self) -> None:
+        """Creates the root if needed; raises OSError when the store cannot be reached or written."""
+        self.fs.create_dir(self.root, recursive=True)
+        self.fs.get_file_info(self.root)
+
+    def count(self, folder: str, prefix: str) -> int:
+        """How many entries directly in ``folder`` start with ``prefix`` (0 if the folder is missing)."""
+        return len([i for i in self._list(folder) if Path(i.path).name.startswith(prefix)])
+
+    def latest_complete(self, folders: list[str]) -> str | None:
+        """The newest complete ``checkpoint_*`` (by its epoch) in any of ``folders``, or None."""
+        best, best_epoch = None, -1
+        for folder in dict.fromkeys(folders):
+            for entry in self._list(folder):
+                if entry.type != pafs.FileType.Directory or not Path(entry.path).name.startswith("checkpoint_"):
+                    continue
+                names = {Path(i.path).name for i in self._list(entry.path)}
+                if COMPLETE <= names:
+                    epoch = self.read_summary(entry.path)["epoch"]
+                    if epoch > best_epoch:
+                        best, best_epoch = entry.path, epoch
+        return best
+
+    def read_summary(self, checkpoint: str) -> dict:
+        """The checkpoint's epoch and metrics (small JSON the trainer writes beside its state)."""
+        with self.fs.open_input_stream(f"{checkpoint}/{EPOCH_SUMMARY}") as f:
+            return json.loads(f.read())
+
+    def is_dir(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type == pafs.FileType.Directory
+
+    @contextmanager
+    def local_copy(self, path: str) -> Iterator[Path]:
+        """``path`` as a local folder: itself on a local filesystem, else a temporary download."""
+        if self.is_local:
+            yield Path(path)
+            return
+        with tempfile.TemporaryDirectory(prefix="hpo-checkpoint-") as tmp:
+            pafs.copy_files(path, tmp, source_filesystem=self.fs, destination_filesystem=pafs.LocalFileSystem())
+            yield Path(tmp)
+
+    def _list(self, folder: str) -> list[pafs.FileInfo]:
+        return self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
