@@ -57,9 +57,10 @@ class LocalCluster:
         for proc in reversed(self.procs):  # workers first, the head last
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
+        deadline = time.time() + 5  # a throwaway cluster: no need to wait out Ray's graceful shutdown
         for proc in reversed(self.procs):
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
