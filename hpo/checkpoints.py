@@ -44,14 +44,15 @@ class CheckpointStore:
     """The filesystem behind ``storage.checkpoints`` and the few reads the driver makes of it."""
 
     def __init__(self, location: str) -> None:
+        """``location``: an absolute folder or a URI, as ``StudySpec.checkpoints`` holds it."""
         self.location = location
-        self.fs, self.root = pafs.FileSystem.from_uri(location if is_uri(location) else str(Path(location).resolve()))
+        self.fs, self.root = pafs.FileSystem.from_uri(location)
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
 
     def uri(self, relative: str) -> str:
         """``location/relative`` as Ray's ``storage_path``, keeping a URI's options (``?endpoint_override=``)."""
         if not is_uri(self.location):
-            return str(Path(self.location).resolve() / relative)
+            return str(Path(self.location) / relative)
         parts = urlsplit(self.location)
         return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + relative))
 
@@ -66,7 +67,6 @@ class CheckpointStore:
     def check_reachable(self) -> None:
         """Creates the root if needed; raises OSError when the store cannot be reached or written."""
         self.fs.create_dir(self.root, recursive=True)
-        self.fs.get_file_info(self.root)
 
     def count(self, folder: str, prefix: str) -> int:
         """How many entries directly in ``folder`` start with ``prefix`` (0 if the folder is missing)."""

@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from hpo.checkpoints import is_uri
 from hpo.errors import ConfigError
 from hpo.resolvers import CONFIG_DIR, register
 from hpo.search_space import SearchSpace
@@ -142,7 +143,7 @@ def build_spec(cfg: DictConfig) -> StudySpec:
     if (metric == "val_loss") != (mode == "min"):
         raise ConfigError("study.mode", f"{metric} should be {'minimized' if metric == 'val_loss' else 'maximized'}")
 
-    if "://" in str(_get(cfg, "storage.root")):
+    if is_uri(str(_get(cfg, "storage.root"))):
         raise ConfigError("storage.root", "must be a folder path; on a cluster, a shared filesystem mounted at the "
                                           "same path on every node (NFS, EFS, Filestore); for checkpoints in a "
                                           "bucket set storage.checkpoints=s3://bucket/prefix")
@@ -305,7 +306,7 @@ def _checkpoints_location(cfg: DictConfig, storage_root: Path) -> str:
     if location is None:
         return str(storage_root)
     location = str(location)
-    if "://" not in location:
+    if not is_uri(location):
         return str(Path(location).expanduser().resolve())
     scheme = location.split("://", 1)[0]
     if scheme not in CHECKPOINT_SCHEMES:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from hpo.checkpoints import is_uri
 from hpo.errors import ConfigError
 
 PACKAGES = [Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent / "trainers"]
@@ -36,7 +37,7 @@ def launch_study(cfg: DictConfig, *, check_locally: bool = True) -> tuple[str, s
     dashboard_url = _dashboard_url(cfg)
     for key in ("storage.root", "storage.checkpoints"):
         where = OmegaConf.select(cfg, key)
-        if where is not None and "://" not in str(where) and not Path(str(where)).expanduser().is_absolute():
+        if where is not None and not is_uri(str(where)) and not Path(str(where)).expanduser().is_absolute():
             raise ConfigError(key, f"{str(where)!r} is relative: a launched driver runs in a throwaway folder; "
                                    f"give a shared absolute path, e.g. {key}=/shared/hpo")
     cfg = copy.deepcopy(cfg)
