@@ -14,7 +14,6 @@ scheme, so a local folder and a bucket read the same way. Example::
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,9 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow.fs as pafs
 
-from trainers.loop import EPOCH_SUMMARY, TRAINER_STATE
-
-COMPLETE = {TRAINER_STATE, EPOCH_SUMMARY, "best"}  # what a trainer checkpoint holds once fully written
+from trainers import checkpoint as layout
 
 
 def is_uri(location: str) -> bool:
@@ -79,8 +76,7 @@ class CheckpointStore:
             for entry in self._list(folder):
                 if entry.type != pafs.FileType.Directory or not Path(entry.path).name.startswith("checkpoint_"):
                     continue
-                names = {Path(i.path).name for i in self._list(entry.path)}
-                if COMPLETE <= names:
+                if layout.is_complete({Path(i.path).name for i in self._list(entry.path)}):
                     epoch = self.read_summary(entry.path)["epoch"]
                     if epoch > best_epoch:
                         best, best_epoch = entry.path, epoch
@@ -88,8 +84,8 @@ class CheckpointStore:
 
     def read_summary(self, checkpoint: str) -> dict:
         """The checkpoint's epoch and metrics (small JSON the trainer writes beside its state)."""
-        with self.fs.open_input_stream(f"{checkpoint}/{EPOCH_SUMMARY}") as f:
-            return json.loads(f.read())
+        with self.fs.open_input_stream(f"{checkpoint}/{layout.SUMMARY_FILE}") as f:
+            return layout.parse_summary(f.read())
 
     def is_dir(self, path: str) -> bool:
         return self.fs.get_file_info(path).type == pafs.FileType.Directory

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from trainers.objective import Objective
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -50,8 +52,6 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def improved(self, value: float, best: float | None) -> bool:
-        """Whether ``value`` beats ``best`` in this config's metric direction."""
-        if best is None:
-            return True
-        return value > best if self.mode == "max" else value < best
+    @property
+    def objective(self) -> Objective:
+        return Objective(self.metric, self.mode)

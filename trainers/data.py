@@ -9,11 +9,13 @@ on the same files reuses one tokenization.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import torch
 
@@ -43,12 +45,20 @@ class PreparedData:
         return len(self.label_names)
 
 
+def open_text(path: str | Path) -> TextIO:
+    """A CSV file for reading as text, gzip-compressed (``.gz``) or not."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return path.open(encoding="utf-8", newline="")
+
+
 def read_csv(path: str | Path, text_column: str = "text", label_column: str = "label") -> tuple[list[str], list[str]]:
     """Returns (texts, raw labels as strings); names the missing column and the columns present."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    with path.open(encoding="utf-8", newline="") as f:
+    with open_text(path) as f:
         reader = csv.DictReader(f)
         columns = reader.fieldnames or []
         for column in (text_column, label_column):
@@ -199,7 +209,7 @@ def _collate(split: TokenizedSplit, rows: list[int], pad_token_id: int) -> dict[
 
 def read_header(path: str | Path) -> list[str]:
     """The column names of a CSV file (for checks that must not read the whole file)."""
-    with Path(path).open(encoding="utf-8", newline="") as f:
+    with open_text(path) as f:
         header = next(csv.reader(f), None)
     if not header:
         raise DataError(f"{path}: empty file")

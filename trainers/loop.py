@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import os
 import random
 import shutil
 import tempfile
@@ -16,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainers import checkpoint
 from trainers.config import TrainConfig
 from trainers.data import PreparedData, TokenizedSplit, batches
 from trainers.metrics import classification_metrics
@@ -114,10 +113,10 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     scheduler = warmup_then_linear_decay(optimizer, steps_per_epoch * cfg.max_epochs, cfg.warmup_ratio)
 
     work = Path(tempfile.mkdtemp(prefix="hpo-trial-"))
-    best_dir = work / "best"
+    best_dir = work / checkpoint.BEST_DIR
     state = {"epoch": 0, "best": None, "epochs_without_improvement": 0}
     if cfg.resume_from:
-        state = _restore(Path(cfg.resume_from), optimizer, scheduler, best_dir)
+        state = checkpoint.restore(Path(cfg.resume_from), optimizer, scheduler, best_dir)
     best: dict[str, float] | None = state["best"]
     # A resumed run keeps the micro-batch its OOMs taught it, instead of hitting them again.
     micro = MicroBatching(cfg.batch_size, cfg.min_micro_batch_size, state.get("micro_batch_size"))
@@ -126,8 +125,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     if cfg.resume_from and _finished(cfg, state):
         # Interrupted after its last epoch: report that epoch again so the caller sees the run end.
         shutil.rmtree(work, ignore_errors=True)
-        summary = json.loads((Path(cfg.resume_from) / EPOCH_SUMMARY).read_text())
-        reporter.report(summary["metrics"], Path(cfg.resume_from))
+        reporter.report(checkpoint.read_summary(cfg.resume_from)["metrics"], Path(cfg.resume_from))
         return best
     try:
         for epoch in range(state["epoch"] + 1, cfg.max_epochs + 1):
@@ -151,7 +149,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
                 micro_batch_size=micro.size,
                 grad_accumulation=micro.accumulation,
             )
-            improved = cfg.improved(metrics[cfg.metric], best[cfg.metric] if best else None)
+            improved = cfg.objective.better(metrics[cfg.metric], best[cfg.metric] if best else None)
             metrics["improved"] = float(improved)
             epochs_without_improvement = 0 if improved else epochs_without_improvement + 1
             patience = cfg.early_stopping_patience
@@ -164,8 +162,8 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
             state = {"epoch": epoch, "best": best, "epochs_without_improvement": epochs_without_improvement,
                      "micro_batch_size": micro.size, "eval_batch_size": eval_micro.size}
             with tempfile.TemporaryDirectory(prefix="hpo-ckpt-") as tmp:
-                reporter.report(metrics, _checkpoint(Path(tmp), classifier, tokenizer, optimizer, scheduler,
-                                                     state, best_dir, metrics))
+                reporter.report(metrics, checkpoint.save(Path(tmp), classifier, tokenizer, optimizer, scheduler,
+                                                         state, best_dir, metrics))
             if "early_stopped" in metrics:
                 break
     finally:
@@ -235,40 +233,6 @@ def _evaluate_within_memory(classifier: torch.nn.Module, data: PreparedData, eva
         release_cuda_memory(device)
 
 
-TRAINER_STATE = "trainer_state.pt"
-EPOCH_SUMMARY = "trainer_state.json"  # the checkpoint's epoch and metrics, small enough for any reader
-
-
-def _checkpoint(directory: Path, classifier, tokenizer, optimizer, scheduler, state: dict, best_dir: Path,
-                metrics: dict[str, float]) -> Path:
-    """Latest weights + everything needed to resume, and ``best/`` (hard-linked, not copied)."""
-    classifier.save(directory, tokenizer)
-    (directory / EPOCH_SUMMARY).write_text(json.dumps({"epoch": state["epoch"], "metrics": metrics}))
-    torch.save(
-        {**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-         "torch_rng": torch.get_rng_state()},
-        directory / TRAINER_STATE,
-    )
-    shutil.copytree(best_dir, directory / "best", copy_function=_link_or_copy)
-    return directory
-
-
-def _restore(checkpoint: Path, optimizer, scheduler, best_dir: Path) -> dict:
-    state = torch.load(checkpoint / TRAINER_STATE, weights_only=False)
-    optimizer.load_state_dict(state.pop("optimizer"))
-    scheduler.load_state_dict(state.pop("scheduler"))
-    torch.set_rng_state(state.pop("torch_rng"))
-    shutil.copytree(checkpoint / "best", best_dir)
-    return state
-
-
 def _finished(cfg: TrainConfig, state: dict) -> bool:
     patience = cfg.early_stopping_patience
     return state["epoch"] >= cfg.max_epochs or bool(patience and state["epochs_without_improvement"] >= patience)
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
+from trainers.checkpoint import BEST_DIR
+
 
 class Reporter(Protocol):
     """Receives one call per epoch with that epoch's checkpoint folder.
@@ -33,4 +35,4 @@ class ConsoleReporter:
             import shutil
 
             shutil.rmtree(self.keep_dir, ignore_errors=True)
-            shutil.copytree(checkpoint_dir / "best", self.keep_dir)
+            shutil.copytree(checkpoint_dir / BEST_DIR, self.keep_dir)
