@@ -82,6 +82,11 @@ class CheckpointStore:
                         best, best_epoch = entry.path, epoch
         return best
 
+    def latest_of_trial(self, trial_dir: str | None, recorded: str | None) -> str | None:
+        """A trial's newest complete checkpoint, searched in its Ray folder and beside the one recorded."""
+        folders = [trial_dir, recorded and recorded.rsplit("/", 1)[0]]
+        return self.latest_complete([f for f in folders if f])
+
     def read_summary(self, checkpoint: str) -> dict:
         """The checkpoint's epoch and metrics (small JSON the trainer writes beside its state)."""
         with self.fs.open_input_stream(f"{checkpoint}/{layout.SUMMARY_FILE}") as f:

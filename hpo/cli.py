@@ -1,4 +1,4 @@
-"""The ``hpo`` command.
+"""The ``hpo`` command: one parser, one subcommand per job.
 
     hpo sweep experiment=sst2_minilm            # compose conf/ with Hydra overrides, run a study
     hpo sweep --cfg job                         # print the composed config and exit
@@ -9,6 +9,8 @@
     hpo stop NAME                               # graceful stop, from any shell
     hpo resume NAME [--launch [--follow]]       # continue a crashed or stopped study (on the cluster)
     hpo best NAME [--format text|yaml|overrides]
+
+Global options (before the subcommand) say where the registry is; their defaults come from conf/config.yaml.
 """
 
 from __future__ import annotations
@@ -16,77 +18,76 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import datetime
 
+from omegaconf import OmegaConf
+
+from hpo.commands import cmd_best, cmd_list, cmd_status, cmd_stop, fail, open_registry, require
 from hpo.errors import ConfigError
-from hpo.registry import Registry, RegistryError, StudyRecord, utcnow
+from hpo.registry import RegistryError
 from hpo.resolvers import CONFIG_DIR, register
+from hpo.states import StudyStatus
 
-
-def _fail(message: str, code: int = 2) -> None:
-    print(f"hpo: {message}", file=sys.stderr)
-    sys.exit(code)
+PASS_THROUGH = ("sweep",)  # everything after it is Hydra's (overrides and flags such as --cfg job)
+_GLOBAL_WITH_VALUE = ("--storage-root", "--registry", "--stale-after-s")
 
 
 def _run(spec, resume: bool) -> None:
     from hpo.launch import JOB_ID_ENV
+    from hpo.study import run_study
     from hpo.summary import format_summary
-    from hpo.tuner import run_study
 
     if os.environ.get(JOB_ID_ENV):
         # A launched job starts in Ray's unpacked working dir, which Ray may reclaim while the study runs.
-        spec.storage_root.mkdir(parents=True, exist_ok=True)
-        os.chdir(spec.storage_root)
-
+        spec.storage.root.mkdir(parents=True, exist_ok=True)
+        os.chdir(spec.storage.root)
     try:
         outcome = run_study(spec, resume=resume)
     except ConfigError as err:
-        _fail(f"config error: {err}")
+        fail(f"config error: {err}")
     except RegistryError as err:
-        _fail(str(err))
-    print(format_summary(outcome, spec.metric), flush=True)
+        fail(str(err))
+    print(format_summary(outcome), flush=True)
     if outcome.best_value is None:
         sys.exit(1)
 
 
-def _sweep_task(cfg) -> None:
+def _spec(cfg, where: str = ""):
     from hpo.config import build_spec
 
     try:
-        spec = build_spec(cfg)
+        return build_spec(cfg)
     except ConfigError as err:
-        _fail(f"config error: {err}")
-    _run(spec, resume=False)
+        fail(f"config error{where}: {err}")
 
 
-def sweep(args: list[str]) -> None:
+def cmd_sweep(args: argparse.Namespace) -> None:
     import hydra
 
+    overrides = list(args.overrides)
+    for option, key in ((args.storage_root_given, "storage.root"), (args.registry, "registry.url")):
+        if option and not any(o.startswith(f"{key}=") for o in overrides):
+            overrides.insert(0, f"{key}={option}")
     register()
-    task = hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")(_sweep_task)
-    sys.argv = ["hpo sweep", *args]
+    task = hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")(
+        lambda cfg: _run(_spec(cfg), resume=False))
+    sys.argv = ["hpo sweep", *overrides]
     task()
 
 
-def launch(args: list[str]) -> None:
-    """``hpo launch [--follow] [--no-local-check] OVERRIDES``: the study's driver as a Ray Job."""
+def cmd_launch(args: argparse.Namespace) -> None:
     from hpo.config import compose
     from hpo.launch import launch_study
 
-    flags = {a for a in args if a.startswith("--")}
-    unknown = flags - {"--follow", "--no-local-check"}
-    if unknown:
-        _fail(f"unknown option(s) {sorted(unknown)}; hpo launch [--follow] [--no-local-check] OVERRIDES")
     try:
-        cfg = compose([a for a in args if not a.startswith("--")])
-        dashboard_url, job_id = launch_study(cfg, check_locally="--no-local-check" not in flags)
+        cfg = compose(args.overrides)
+        dashboard_url, job_id = launch_study(cfg, check_locally=not args.no_local_check)
     except ConfigError as err:
-        _fail(f"config error: {err}")
+        fail(f"config error: {err}")
     name = cfg.study.name
     print(f"launched study {name} as Ray job {job_id} on {dashboard_url}\n"
           f"  logs:   ray job logs --address {dashboard_url} --follow {job_id}\n"
           f"  status: hpo --registry '<registry.url>' status {name}", flush=True)
-    if "--follow" in flags:
+    if args.follow:
         _follow(dashboard_url, job_id)
 
 
@@ -101,199 +102,107 @@ def _follow(dashboard_url: str, job_id: str) -> None:
         print(f"\nstopped following; job {job_id} goes on: {again}")
         sys.exit(130)
     except RuntimeError as err:  # the log stream broke (network, head restart); the job is not ours to end
-        _fail(f"lost the log stream of job {job_id} ({err}); it may still be running: {again}")
+        fail(f"lost the log stream of job {job_id} ({err}); it may still be running: {again}")
     print(f"job {job_id}: {status}")
     sys.exit(0 if status == "SUCCEEDED" else 1)
 
 
-def cmd_run(args) -> None:
-    from omegaconf import OmegaConf
-
-    from hpo.config import build_spec
-
+def cmd_run(args: argparse.Namespace) -> None:
     register()
-    try:
-        spec = build_spec(OmegaConf.load(args.config))
-    except ConfigError as err:
-        _fail(f"config error: {err}")
-    _run(spec, resume=False)
+    _run(_spec(OmegaConf.load(args.config)), resume=False)
 
 
-# --- registry commands -------------------------------------------------------------------------
-
-
-def _registry(args) -> Registry:
-    root = os.path.realpath(args.storage_root)  # as the sweep resolved storage.root
-    url = args.registry or f"sqlite:///{root}/registry.db"
-    if url.startswith("sqlite:///") and not os.path.exists(url.removeprefix("sqlite:///")):
-        _fail(f"no study registry at {url}: run `hpo sweep` first, or pass --storage-root / --registry")
-    return Registry.open(url)
-
-
-def _require(registry: Registry, name: str) -> StudyRecord:
-    try:
-        return registry.require(name)
-    except RegistryError as err:
-        _fail(str(err))
-
-
-def _age(when: datetime | None) -> str:
-    if when is None:
-        return "-"
-    seconds = (utcnow() - when).total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
-
-
-def _shown_status(registry: Registry, study: StudyRecord, stale_after_s: float) -> str:
-    if study.status in ("running", "stopping") and not registry.driver_alive(study, stale_after_s):
-        return f"{study.status} (driver gone: hpo resume {study.name})"
-    return study.status
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
-
-
-def cmd_list(args) -> None:
-    registry = _registry(args)
-    rows = [["STUDY", "STATUS", "TRIALS", "BEST", "AGE"]]
-    for s in registry.list_studies():
-        done = sum(t.state in ("completed", "pruned", "failed") for t in registry.trials(s.name))
-        best = f"{s.metric}={s.best_metric:.4f}" if s.best_metric is not None else "-"
-        rows.append([s.name, _shown_status(registry, s, args.stale_after_s), f"{done}/{s.num_samples}", best,
-                     _age(s.created_at)])
-    print(_table(rows) if len(rows) > 1 else "no studies yet")
-
-
-def cmd_status(args) -> None:
-    registry = _registry(args)
-    s = _require(registry, args.name)
-    print(f"study {s.name}: {_shown_status(registry, s, args.stale_after_s)}"
-          + (f" ({s.stop_reason})" if s.stop_reason else ""))
-    print(f"  driver: pid {s.driver_pid} on {s.driver_host}, heartbeat {_age(s.heartbeat_at)} ago"
-          if s.driver_pid else "  driver: none")
-    if s.ray_job_id:
-        print(f"  Ray job: {s.ray_job_id}")
-    print(f"  MLflow experiment {s.mlflow_experiment_id}, study run {s.mlflow_parent_run_id}")
-    rows = [["TRIAL", "STATE", "EPOCHS", f"BEST {s.metric}", "MLFLOW RUN", "PARAMS"]]
-    for t in registry.trials(s.name):
-        params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
-        metric = f"{t.best_metric:.4f}" if t.best_metric is not None else "-"
-        state = f"{t.state} ({t.fail_reason})" if t.fail_reason else t.state
-        rows.append([str(t.number), state, str(t.epochs), metric, t.mlflow_run_id or "-", params])
-    print(_table(rows))
-
-
-def cmd_stop(args) -> None:
-    import time
-
-    registry = _registry(args)
-    s = _require(registry, args.name)
-    if s.status not in ("running", "stopping") or not registry.driver_alive(s, args.stale_after_s):
-        _fail(f"study {s.name!r} has no running driver ({s.status}); nothing to stop", code=1)
-    registry.update(s.name, status="stopping")
-    print(f"stopping {s.name}: running trials end at their latest checkpoint; `hpo resume {s.name}` continues")
-    deadline = time.time() + args.wait
-    while time.time() < deadline:
-        if registry.require(s.name).status != "stopping":
-            print(f"{s.name}: {registry.require(s.name).status}")
-            return
-        time.sleep(1)
-
-
-def cmd_resume(args) -> None:
-    from omegaconf import OmegaConf
-
-    from hpo.config import build_spec
-
-    registry = _registry(args)
-    s = _require(registry, args.name)
-    if s.status == "completed":
+def cmd_resume(args: argparse.Namespace) -> None:
+    registry = open_registry(args)
+    s = require(registry, args.name)
+    if s.status == StudyStatus.COMPLETED:
         print(f"study {s.name} already completed ({s.stop_reason}); nothing to resume")
         return
     register()
+    stored = OmegaConf.create(s.config_yaml)  # as the driver resolved it: its registry URL, its paths
     if args.launch:
         from hpo.launch import launch_resume
 
-        stored = OmegaConf.create(s.config_yaml)  # as the cluster resolved it: its registry URL, its paths
         dashboard_url = args.dashboard_url or stored.cluster.get("dashboard_url")
         if not dashboard_url:
-            _fail(f"study {s.name} has no cluster.dashboard_url; pass --dashboard-url http://HEAD:8265")
+            fail(f"study {s.name} has no cluster.dashboard_url; pass --dashboard-url http://HEAD:8265")
         job_id = launch_resume(s.name, stored.registry.get("url"), str(stored.storage.root), dashboard_url)
         print(f"resuming study {s.name} as Ray job {job_id} on {dashboard_url}", flush=True)
         if args.follow:
             _follow(dashboard_url, job_id)
         return
-    try:
-        spec = build_spec(OmegaConf.create(s.config_yaml))
-    except ConfigError as err:
-        _fail(f"config error in the stored config of {s.name}: {err}")
-    if spec.registry_url != registry.url:
-        _fail(f"study {s.name} was recorded with registry {spec.registry_url}, not {registry.url}")
+    spec = _spec(stored, where=f" in the stored config of {s.name}")
+    if spec.storage.registry_url != registry.url:
+        fail(f"study {s.name} was recorded with registry {spec.storage.registry_url}, not {registry.url}")
     _run(spec, resume=True)
 
 
-def cmd_best(args) -> None:
-    import yaml
-
-    registry = _registry(args)
-    s = _require(registry, args.name)
-    if s.best_params is None:
-        _fail(f"study {s.name!r} has no finished trial yet", code=1)
-    if args.format == "overrides":
-        print(" ".join(f"search.{k}={v!r}" for k, v in sorted(s.best_params.items())))
-    elif args.format == "yaml":
-        print(f"# trial {s.best_trial_number} of {s.name}: {s.metric}={s.best_metric:.4f}\n"
-              f"# reproduce: hpo sweep $(hpo best {s.name} --format overrides) study.name=...")
-        print(yaml.safe_dump({"search": dict(sorted(s.best_params.items()))}, sort_keys=False), end="")
-    else:
-        print(f"study {s.name}: best {s.metric}={s.best_metric:.4f} (trial {s.best_trial_number})")
-        for k, v in sorted(s.best_params.items()):
-            print(f"  {k}: {v}")
-        print(f"checkpoint: {s.best_checkpoint}\nmodel: {s.best_model_uri or '-'}")
+def _defaults() -> dict:
+    """The CLI's defaults, read from conf/config.yaml (the sweep's own defaults)."""
+    root = OmegaConf.load(CONFIG_DIR / "config.yaml")
+    return {"storage_root": str(root.storage.root), "stale_after_s": float(root.registry.stale_after_s)}
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hpo", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--storage-root", default=os.environ.get("HPO_STORAGE_ROOT", "runs"),
-                        help="the sweep's storage.root (default: ./runs or $HPO_STORAGE_ROOT)")
-    parser.add_argument("--registry", help="the registry URL, when not sqlite under --storage-root")
-    parser.add_argument("--stale-after-s", type=float, default=30.0, help="a silent driver counts as gone after this")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("sweep", help="run a study: hpo sweep [HYDRA OVERRIDES]")
-    commands.add_parser("list", help="list studies").set_defaults(func=cmd_list)
-    commands.add_parser("launch", help="submit a study to a Ray cluster: hpo launch [--follow] [OVERRIDES]")
-    run = commands.add_parser("run", help="run a study from a composed config file (what `hpo launch` submits)")
-    run.add_argument("config")
-    run.set_defaults(func=cmd_run)
-    status = commands.add_parser("status", help="one study, trial by trial")
-    status.add_argument("name")
-    status.set_defaults(func=cmd_status)
-    resume = commands.add_parser("resume", help="continue a crashed or stopped study")
-    resume.add_argument("name")
-    resume.add_argument("--launch", action="store_true", help="resume it on the cluster as a Ray job")
-    resume.add_argument("--dashboard-url", help="the cluster's job server (default: the study's cluster.dashboard_url)")
-    resume.add_argument("--follow", action="store_true", help="with --launch: stream the job's log until it ends")
-    resume.set_defaults(func=cmd_resume)
-    stop = commands.add_parser("stop", help="stop a running study gracefully")
-    stop.add_argument("name")
-    stop.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the driver to stop")
-    stop.set_defaults(func=cmd_stop)
-    best = commands.add_parser("best", help="the best trial of a study")
-    best.add_argument("name")
-    best.add_argument("--format", choices=("text", "yaml", "overrides"), default="text")
-    best.set_defaults(func=cmd_best)
-    return parser
+def parser() -> argparse.ArgumentParser:
+    defaults = _defaults()
+    p = argparse.ArgumentParser(prog="hpo", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--storage-root", dest="storage_root_given", metavar="DIR",
+                   help=f"the sweep's storage.root (default: $HPO_STORAGE_ROOT or {defaults['storage_root']})")
+    p.add_argument("--registry", help="the registry URL, when not sqlite under --storage-root")
+    p.add_argument("--stale-after-s", type=float, default=defaults["stale_after_s"],
+                   help="a silent driver counts as gone after this (registry.stale_after_s)")
+    commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func, help: str, *arguments: tuple[tuple, dict]) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        for flags, options in arguments:
+            sub.add_argument(*flags, **options)
+        sub.set_defaults(func=func)
+        return sub
+
+    overrides = (("overrides",), {"nargs": argparse.REMAINDER, "help": "Hydra overrides (key=value ...)"})
+    name = (("name",), {"help": "the study's name"})
+    command("sweep", cmd_sweep, "run a study: hpo sweep [HYDRA OVERRIDES] [--cfg job]", overrides)
+    command("launch", cmd_launch, "submit a study's driver to a Ray cluster as a Ray Job",
+            (("--follow",), {"action": "store_true", "help": "stream the job's log until it ends"}),
+            (("--no-local-check",), {"action": "store_true", "help": "data or model exist only on the cluster"}),
+            overrides)
+    command("run", cmd_run, "run a study from a composed config file (what `hpo launch` submits)",
+            (("config",), {"help": "a composed study.yaml"}))
+    command("list", cmd_list, "list studies")
+    command("status", cmd_status, "one study, trial by trial", name)
+    command("stop", cmd_stop, "stop a running study gracefully", name,
+            (("--wait",), {"type": float, "default": 0.0, "help": "seconds to wait for the driver to stop"}))
+    command("resume", cmd_resume, "continue a crashed or stopped study", name,
+            (("--launch",), {"action": "store_true", "help": "resume it on the cluster as a Ray job"}),
+            (("--dashboard-url",), {"help": "the cluster's job server (default: the study's cluster.dashboard_url)"}),
+            (("--follow",), {"action": "store_true", "help": "with --launch: stream the job's log until it ends"}))
+    command("best", cmd_best, "the best trial of a study", name,
+            (("--format",), {"choices": ("text", "yaml", "overrides"), "default": "text"}))
+    return p
+
+
+def _separate_pass_through(argv: list[str]) -> list[str]:
+    """``hpo sweep --cfg job``: a ``--`` after ``sweep`` keeps argparse from reading Hydra's flags as its own."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] in _GLOBAL_WITH_VALUE else 1
+    if i < len(argv) and argv[i] in PASS_THROUGH and argv[i + 1:i + 2] not in (["-h"], ["--help"]):
+        return [*argv[:i + 1], "--", *argv[i + 1:]]
+    return argv
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("sweep", "launch"):
-        (sweep if argv[0] == "sweep" else launch)(argv[1:])
-        return
-    args = _parser().parse_args(argv)
+    from hpo.env import set_defaults
+
+    set_defaults()
+    args = parser().parse_args(_separate_pass_through(sys.argv[1:] if argv is None else argv))
+    if getattr(args, "overrides", None) and args.overrides[0] == "--":
+        args.overrides = args.overrides[1:]
+    launch_flags = {"--follow", "--no-local-check"}  # also accepted after the overrides
+    if args.command == "launch":
+        args.follow |= "--follow" in args.overrides
+        args.no_local_check |= "--no-local-check" in args.overrides
+        args.overrides = [o for o in args.overrides if o not in launch_flags]
+    args.storage_root = args.storage_root_given or os.environ.get("HPO_STORAGE_ROOT") or _defaults()["storage_root"]
     args.func(args)

@@ -1,98 +1,38 @@
-"""Turning the composed Hydra config into a validated :class:`StudySpec`, before anything runs.
+"""Turning the composed Hydra config into a checked :class:`~hpo.spec.StudySpec`, before anything runs.
 
-Every check raises :class:`~hpo.errors.ConfigError` naming the key and the fix, so a typo costs
-a second, not a cluster start. Example::
+Every check raises :class:`~hpo.errors.ConfigError` naming the key and the fix, so a typo costs a second,
+not a cluster start. Checking writes nothing: not a folder, not a model. Example::
 
-    cfg = compose(["experiment=sst2_minilm", "study.num_samples=2"])
-    spec = build_spec(cfg)
+    spec = build_spec(compose(["experiment=sst2_minilm", "study.num_samples=2"]))
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from hpo import spec as s
 from hpo.checkpoints import is_uri
 from hpo.errors import ConfigError
+from hpo.model_check import resolve_model
 from hpo.resolvers import CONFIG_DIR, register
 from hpo.search_space import SearchSpace
 from trainers.config import TrainConfig
 from trainers.loop import VALIDATION_METRICS
-from trainers.modeling import POOLINGS, UnsupportedArchitecture, num_encoder_blocks
+from trainers.modeling import POOLINGS
+from trainers.objective import Objective
 
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _TRAINER_KEYS = ("max_epochs", "max_length", "eval_batch_size", "grad_clip", "early_stopping_patience",
                  "min_micro_batch_size")
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    train_path: Path
-    validation_path: Path
-    text_column: str
-    label_column: str
-    train_limit: int | None
-    validation_limit: int | None
-
-
-@dataclass(frozen=True)
-class StudySpec:
-    """Everything a study run needs, checked."""
-
-    name: str
-    metric: str
-    mode: str
-    num_samples: int
-    max_concurrent: int | None  # None: as many trials as the cluster holds at once
-    time_budget_s: float | None
-    seed: int
-    storage_root: Path
-    checkpoints: str  # a folder every node mounts, or an object-store URI (hpo.checkpoints)
-    tracking_uri: str
-    register_best: bool
-    model_path: str
-    num_layers: int
-    data: DataSpec
-    space: SearchSpace
-    trainer: dict[str, Any]  # the fixed TrainConfig fields every trial shares
-    cpu: float
-    gpu: float
-    reuse_workers: bool
-    sampler: Any
-    scheduler: Any
-    ray_address: str | None
-    ray_num_cpus: int | None
-    ray_num_gpus: int | None
-    dashboard_url: str | None
-    ray_verbose: bool
-    config_yaml: str
-    registry_url: str
-    optuna_storage_url: str | None
-    heartbeat_s: float
-    stale_after_s: float
-    stop_target: float | None
-    stop_patience: int | None
-    stop_min_delta: float
-    warm_start_from: str | None
-    warm_start_top_k: int
-
-    @property
-    def study_dir(self) -> Path:
-        return self.storage_root / self.name
-
-    @property
-    def optuna_url(self) -> str:
-        return self.optuna_storage_url or f"sqlite:///{self.study_dir / 'optuna.db'}"
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.storage_root / "cache"
+FEEDBACKS = ("pruned", "complete")
+CHECKPOINT_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")  # what pyarrow.fs (Ray's storage) opens
 
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:
@@ -107,10 +47,9 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
 
 def _get(cfg: DictConfig, key: str) -> Any:
     try:
-        value = OmegaConf.select(cfg, key, throw_on_missing=True)
+        return OmegaConf.select(cfg, key, throw_on_missing=True)
     except OmegaConfBaseException as err:
         raise ConfigError(key, f"{str(err).splitlines()[0]}; set it on the command line ({key}=...)") from None
-    return value
 
 
 def _number(cfg: DictConfig, key: str, *, minimum: float, integer: bool = False, optional: bool = False):
@@ -124,14 +63,46 @@ def _number(cfg: DictConfig, key: str, *, minimum: float, integer: bool = False,
     return int(value) if integer else value
 
 
-def build_spec(cfg: DictConfig) -> StudySpec:
-    """Validates ``cfg`` in the order a user would fix it: study, resources, model, data, search."""
+def build_spec(cfg: DictConfig) -> s.StudySpec:
+    """Checks ``cfg`` in the order a user would fix it: study, storage, model, data, search, trainer, rest."""
     try:
         config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "config"
         raise ConfigError(str(key), str(err).splitlines()[0]) from None
 
+    study = _study(cfg)
+    storage = _storage(cfg, study.name)
+    model = resolve_model(str(_get(cfg, "model.name_or_path")), OmegaConf.select(cfg, "model.build_if_missing"))
+    pooling = _get(cfg, "model.pooling")
+    if pooling not in POOLINGS:
+        raise ConfigError("model.pooling", f"must be one of {list(POOLINGS)}, got {pooling!r}")
+    data = _data(cfg)
+    space = _space(cfg, model.num_layers)
+    trainer = _trainer(cfg, model, pooling, study, space)
+
+    cpu = _number(cfg, "resources.cpu", minimum=0.01)
+    gpu = _number(cfg, "resources.gpu", minimum=0)
+    if gpu > 1 and int(gpu) != gpu:
+        raise ConfigError("resources.gpu", f"{gpu} GPUs per trial: above 1 it must be a whole number (Ray's rule); "
+                                           "use a fraction below 1 to pack trials onto one GPU")
+    warm_from = _get(cfg, "warm_start.from")
+    if warm_from is not None and warm_from == study.name:
+        raise ConfigError("warm_start.from", "a study cannot warm-start from itself; name another study")
+    return s.StudySpec(
+        study=study, storage=storage, model=model, data=data, space=space, trainer=trainer,
+        lease=s.LeaseSpec(heartbeat_s=_number(cfg, "registry.heartbeat_s", minimum=0.1),
+                          stale_after_s=_number(cfg, "registry.stale_after_s", minimum=1)),
+        resources=s.ResourcesSpec(cpu=cpu, gpu=gpu, reuse_workers=bool(_get(cfg, "resources.reuse_workers"))),
+        cluster=_cluster(cfg),
+        sampler=_component(cfg, "sampler", space), scheduler=_component(cfg, "scheduler", space),
+        warm_start=s.WarmStartSpec(source=warm_from, top_k=_number(cfg, "warm_start.top_k", minimum=1, integer=True)),
+        register_best=bool(_get(cfg, "tracking.register_best")),
+        config_yaml=config_yaml,
+    )
+
+
+def _study(cfg: DictConfig) -> s.StudySettings:
     name = str(_get(cfg, "study.name"))
     if not _STUDY_NAME.match(name):
         raise ConfigError("study.name", f"{name!r} must be letters, digits, '_', '.' or '-' (used in paths and MLflow)")
@@ -142,117 +113,55 @@ def build_spec(cfg: DictConfig) -> StudySpec:
         raise ConfigError("study.mode", f"must be 'min' or 'max', got {mode!r}")
     if (metric == "val_loss") != (mode == "min"):
         raise ConfigError("study.mode", f"{metric} should be {'minimized' if metric == 'val_loss' else 'maximized'}")
+    feedback = _get(cfg, "search.feedback")
+    if feedback not in FEEDBACKS:
+        raise ConfigError("search.feedback", f"must be one of {list(FEEDBACKS)}, got {feedback!r}")
+    return s.StudySettings(
+        name=name, objective=Objective(metric, mode),
+        num_samples=_number(cfg, "study.num_samples", minimum=1, integer=True),
+        max_concurrent=_number(cfg, "study.max_concurrent", minimum=1, integer=True, optional=True),
+        seed=_number(cfg, "study.seed", minimum=0, integer=True),
+        stop=s.StopRules(
+            time_budget_s=_number(cfg, "study.time_budget_s", minimum=1, optional=True),
+            target=_number(cfg, "study.stop.target", minimum=-1e30, optional=True),
+            patience=_number(cfg, "study.stop.patience", minimum=1, integer=True, optional=True),
+            min_delta=_number(cfg, "study.stop.min_delta", minimum=0),
+        ),
+        feedback=feedback,
+    )
 
+
+def _storage(cfg: DictConfig, name: str) -> s.StorageSpec:
     if is_uri(str(_get(cfg, "storage.root"))):
         raise ConfigError("storage.root", "must be a folder path; on a cluster, a shared filesystem mounted at the "
                                           "same path on every node (NFS, EFS, Filestore); for checkpoints in a "
                                           "bucket set storage.checkpoints=s3://bucket/prefix")
-    storage_root = Path(str(_get(cfg, "storage.root"))).expanduser().resolve()
-    checkpoints = _checkpoints_location(cfg, storage_root)
-    tracking_uri = _get(cfg, "tracking.uri") or f"sqlite:///{storage_root / 'mlflow.db'}"
-
-    model_path, num_layers = _resolve_model(cfg)
-    pooling = _get(cfg, "model.pooling")
-    if pooling not in POOLINGS:
-        raise ConfigError("model.pooling", f"must be one of {list(POOLINGS)}, got {pooling!r}")
-
-    data = _data_spec(cfg)
-    search = _get(cfg, "search")
-    if not isinstance(search, DictConfig):
-        raise ConfigError("search", "must be a mapping of hyperparameter -> range, choices or value")
-    space = SearchSpace.from_config(OmegaConf.to_container(search, resolve=True), num_layers)
-
-    trainer = {key: _get(cfg, f"trainer.{key}") for key in _TRAINER_KEYS}
-    _number(cfg, "trainer.max_epochs", minimum=1, integer=True)
-    _number(cfg, "trainer.max_length", minimum=8, integer=True)
-    _number(cfg, "trainer.eval_batch_size", minimum=1, integer=True)
-    _number(cfg, "trainer.min_micro_batch_size", minimum=1, integer=True)
-    _number(cfg, "trainer.early_stopping_patience", minimum=1, integer=True, optional=True)
-    trainer.update(model_name_or_path=model_path, pooling=pooling, metric=metric, mode=mode,
-                   seed=_number(cfg, "study.seed", minimum=0, integer=True))
-    try:
-        TrainConfig.from_mapping({**trainer, **space.fixed})
-    except (TypeError, ValueError) as err:
-        raise ConfigError("trainer", str(err)) from None
-
-    warm_start_from = _get(cfg, "warm_start.from")
-    if warm_start_from is not None and warm_start_from == name:
-        raise ConfigError("warm_start.from", "a study cannot warm-start from itself; name another study")
-    cpu = _number(cfg, "resources.cpu", minimum=0.01)
-    gpu = _number(cfg, "resources.gpu", minimum=0)
-    if gpu > 1 and int(gpu) != gpu:
-        raise ConfigError("resources.gpu", f"{gpu} GPUs per trial: above 1 it must be a whole number (Ray's rule); "
-                                           "use a fraction below 1 to pack trials onto one GPU")
-    ray_address = _get(cfg, "cluster.address")
-    if isinstance(ray_address, str) and ray_address.startswith("ray://"):
-        raise ConfigError("cluster.address", f"{ray_address}: Ray Client would run the study's driver loop remotely "
-                                             "and end it when your connection drops; submit the study with "
-                                             "`hpo launch ... cluster=ray` (a Ray Job on the cluster) instead")
-    sampler = _instantiate(cfg, "sampler", space)
-    scheduler = _instantiate(cfg, "scheduler", space)
-    return StudySpec(
-        name=name, metric=metric, mode=mode,
-        num_samples=_number(cfg, "study.num_samples", minimum=1, integer=True),
-        max_concurrent=_number(cfg, "study.max_concurrent", minimum=1, integer=True, optional=True),
-        time_budget_s=_number(cfg, "study.time_budget_s", minimum=1, optional=True),
-        seed=trainer["seed"], storage_root=storage_root, checkpoints=checkpoints, tracking_uri=tracking_uri,
-        register_best=bool(_get(cfg, "tracking.register_best")),
-        model_path=model_path, num_layers=num_layers, data=data, space=space, trainer=trainer,
-        cpu=cpu, gpu=gpu, reuse_workers=bool(_get(cfg, "resources.reuse_workers")),
-        sampler=sampler, scheduler=scheduler,
-        ray_address=ray_address,
-        ray_num_cpus=_number(cfg, "cluster.num_cpus", minimum=1, integer=True, optional=True),
-        ray_num_gpus=_number(cfg, "cluster.num_gpus", minimum=0, integer=True, optional=True),
-        dashboard_url=_get(cfg, "cluster.dashboard_url"),
-        ray_verbose=bool(_get(cfg, "cluster.verbose")),
-        config_yaml=config_yaml,
-        registry_url=_get(cfg, "registry.url") or f"sqlite:///{storage_root / 'registry.db'}",
-        optuna_storage_url=_get(cfg, "storage.optuna_url"),
-        heartbeat_s=_number(cfg, "registry.heartbeat_s", minimum=0.1),
-        stale_after_s=_number(cfg, "registry.stale_after_s", minimum=1),
-        stop_target=_number(cfg, "study.stop.target", minimum=-1e30, optional=True),
-        stop_patience=_number(cfg, "study.stop.patience", minimum=1, integer=True, optional=True),
-        stop_min_delta=_number(cfg, "study.stop.min_delta", minimum=0),
-        warm_start_from=warm_start_from,
-        warm_start_top_k=_number(cfg, "warm_start.top_k", minimum=1, integer=True),
+    root = Path(str(_get(cfg, "storage.root"))).expanduser().resolve()
+    return s.StorageSpec(
+        root=root, checkpoints=_checkpoints_location(cfg, root),
+        optuna_url=_get(cfg, "storage.optuna_url") or f"sqlite:///{root / name / 'optuna.db'}",
+        registry_url=_get(cfg, "registry.url") or f"sqlite:///{root / 'registry.db'}",
+        tracking_uri=_get(cfg, "tracking.uri") or f"sqlite:///{root / 'mlflow.db'}",
     )
 
 
-def _resolve_model(cfg: DictConfig) -> tuple[str, int]:
-    """Finds the model (building the tiny test model if asked) and counts its encoder blocks."""
-    raw = str(_get(cfg, "model.name_or_path"))
-    builder = OmegaConf.select(cfg, "model.build_if_missing")
-    if builder == "tiny_bert":
-        from trainers.tiny import build_tiny_bert
-
-        build_tiny_bert(Path(raw).expanduser().resolve())
-    elif builder is not None:
-        raise ConfigError("model.build_if_missing", f"unknown builder {builder!r}; the only one is 'tiny_bert'")
-
-    local = Path(raw).expanduser()
-    looks_local = local.exists() or raw.startswith(("/", ".", "~")) or raw.count("/") > 1
-    if looks_local and not (local / "config.json").is_file():
-        raise ConfigError(
-            "model.name_or_path",
-            f"{raw!r} is not a model folder (no config.json there); give a folder written by "
-            "save_pretrained, or a hub name such as 'bert-base-uncased'",
-        )
-    name_or_path = str(local.resolve()) if looks_local else raw
-    try:
-        import torch
-        from transformers import AutoConfig, AutoModelForSequenceClassification
-
-        config = AutoConfig.from_pretrained(name_or_path)
-        with torch.device("meta"):  # the architecture, without allocating weights
-            model = AutoModelForSequenceClassification.from_config(config)
-        return name_or_path, num_encoder_blocks(model)
-    except UnsupportedArchitecture as err:
-        raise ConfigError("model.name_or_path", str(err)) from None
-    except (OSError, ValueError, KeyError) as err:
-        raise ConfigError("model.name_or_path", f"cannot load {raw!r}: {str(err).splitlines()[0]}") from None
+def _checkpoints_location(cfg: DictConfig, root: Path) -> str:
+    """``storage.checkpoints``: null means the storage root; a URI must be one pyarrow can open."""
+    location = _get(cfg, "storage.checkpoints")
+    if location is None:
+        return str(root)
+    location = str(location)
+    if not is_uri(location):
+        return str(Path(location).expanduser().resolve())
+    scheme = location.split("://", 1)[0]
+    if scheme not in CHECKPOINT_SCHEMES:
+        schemes = [x + "://" for x in CHECKPOINT_SCHEMES]
+        raise ConfigError("storage.checkpoints", f"{scheme}:// is not a filesystem Ray can write checkpoints to; "
+                                                 f"use a shared folder or one of {schemes}")
+    return location
 
 
-def _data_spec(cfg: DictConfig) -> DataSpec:
+def _data(cfg: DictConfig) -> s.DataSpec:
     from trainers.data import DataError, read_header
 
     paths = {}
@@ -272,7 +181,7 @@ def _data_spec(cfg: DictConfig) -> DataSpec:
         for key, column in (("data.text_column", text_column), ("data.label_column", label_column)):
             if column not in columns:
                 raise ConfigError(key, f"{path.name} has no column {column!r}; its columns are {columns}")
-    return DataSpec(
+    return s.DataSpec(
         train_path=paths["train_path"], validation_path=paths["validation_path"],
         text_column=text_column, label_column=label_column,
         train_limit=_number(cfg, "data.train_limit", minimum=2, integer=True, optional=True),
@@ -280,37 +189,62 @@ def _data_spec(cfg: DictConfig) -> DataSpec:
     )
 
 
-def _instantiate(cfg: DictConfig, group: str, space: SearchSpace) -> Any:
-    """Builds the sampler or scheduler now, so a bad ``_target_`` or argument fails before Ray starts."""
-    from hydra.utils import instantiate
+def _space(cfg: DictConfig, num_layers: int) -> SearchSpace:
+    search = _get(cfg, "search")
+    if not isinstance(search, DictConfig):
+        raise ConfigError("search", "must be a mapping of hyperparameter -> range, choices or value")
+    node = {k: v for k, v in OmegaConf.to_container(search, resolve=True).items() if k != "feedback"}
+    return SearchSpace.from_config(node, num_layers)
 
+
+def _trainer(cfg: DictConfig, model: s.ModelSpec, pooling: str, study: s.StudySettings,
+             space: SearchSpace) -> TrainConfig:
+    _number(cfg, "trainer.max_epochs", minimum=1, integer=True)
+    _number(cfg, "trainer.max_length", minimum=8, integer=True)
+    _number(cfg, "trainer.eval_batch_size", minimum=1, integer=True)
+    _number(cfg, "trainer.min_micro_batch_size", minimum=1, integer=True)
+    _number(cfg, "trainer.early_stopping_patience", minimum=1, integer=True, optional=True)
+    fixed = {key: _get(cfg, f"trainer.{key}") for key in _TRAINER_KEYS} | space.fixed
+    try:
+        return TrainConfig.from_mapping(fixed | {
+            "model_name_or_path": model.name_or_path, "pooling": pooling, "metric": study.objective.metric,
+            "mode": study.objective.mode, "seed": study.seed})
+    except (TypeError, ValueError) as err:
+        raise ConfigError("trainer", str(err)) from None
+
+
+def _cluster(cfg: DictConfig) -> s.ClusterSpec:
+    address = _get(cfg, "cluster.address")
+    if isinstance(address, str) and address.startswith("ray://"):
+        raise ConfigError("cluster.address", f"{address}: Ray Client would run the study's driver loop remotely "
+                                             "and end it when your connection drops; submit the study with "
+                                             "`hpo launch ... cluster=ray` (a Ray Job on the cluster) instead")
+    return s.ClusterSpec(
+        address=address,
+        num_cpus=_number(cfg, "cluster.num_cpus", minimum=1, integer=True, optional=True),
+        num_gpus=_number(cfg, "cluster.num_gpus", minimum=0, integer=True, optional=True),
+        dashboard_url=_get(cfg, "cluster.dashboard_url"),
+        verbose=bool(_get(cfg, "cluster.verbose")),
+    )
+
+
+def _component(cfg: DictConfig, group: str, space: SearchSpace) -> s.Component:
+    """The sampler or scheduler as a recipe, built once here so a bad ``_target_`` or argument fails before
+    Ray starts (building one writes nothing); the study builds its own where it uses it."""
     node = _get(cfg, group)
     if not isinstance(node, DictConfig) or "_target_" not in node:
         raise ConfigError(group, f"needs a `_target_`; pick one of the {group}/ configs, e.g. {group}=tpe")
-    kwargs = {}
-    if group == "sampler" and "search_space" in node:
+    kwargs = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "_target_"}
+    if group == "sampler" and "search_space" in kwargs:
         kwargs["search_space"] = space.grid_space()
+    component = s.Component(str(node["_target_"]), kwargs)
     try:
-        return instantiate(node, **kwargs)
+        component.build()
     except Exception as err:  # noqa: BLE001 (hydra wraps import and argument errors alike)
-        message = str(err).splitlines()[0]
-        raise ConfigError(group, f"cannot build {node['_target_']}: {message}") from None
+        raise ConfigError(group, f"cannot build {component.target}: {str(err).splitlines()[0]}") from None
+    return component
 
 
-CHECKPOINT_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")  # what pyarrow.fs (Ray's storage) opens
-
-
-def _checkpoints_location(cfg: DictConfig, storage_root: Path) -> str:
-    """``storage.checkpoints``: null means the storage root; a URI must be one pyarrow can open."""
-    location = _get(cfg, "storage.checkpoints")
-    if location is None:
-        return str(storage_root)
-    location = str(location)
-    if not is_uri(location):
-        return str(Path(location).expanduser().resolve())
-    scheme = location.split("://", 1)[0]
-    if scheme not in CHECKPOINT_SCHEMES:
-        schemes = [s + "://" for s in CHECKPOINT_SCHEMES]
-        raise ConfigError("storage.checkpoints", f"{scheme}:// is not a filesystem Ray can write checkpoints to; "
-                                                 f"use a shared folder or one of {schemes}")
-    return location
+def with_trainer(spec: s.StudySpec, **changes: Any) -> s.StudySpec:
+    """``spec`` with some trainer settings replaced (benchmarks and tests vary one at a time)."""
+    return dataclasses.replace(spec, trainer=dataclasses.replace(spec.trainer, **changes))

@@ -1,14 +1,16 @@
-"""The study registry: which studies exist, who drives them, and each trial's bookkeeping.
+"""The study registry: which studies exist, who drives them, and each trial's record.
 
-SQLAlchemy 2.x declarative models over any SQLAlchemy URL (SQLite under the storage root by
-default, PostgreSQL for teams). The schema carries a version number: a newer ``hpo`` upgrades an
-older store in place and refuses a store newer than itself.
+SQLAlchemy 2.x models over any SQLAlchemy URL (SQLite under the storage root by default, PostgreSQL for
+teams). Alembic migrates the schema (``hpo/migrations``): opening a store written by an older hpo upgrades
+it in place, and a store newer than this hpo is refused. States are :mod:`hpo.states` enums, stored by value.
 
 Example::
 
-    registry = Registry.open("sqlite:///runs/registry.db")
-    for study in registry.list_studies():
-        print(study.name, study.status)
+    >>> import tempfile
+    >>> registry = Registry.open(f"sqlite:///{tempfile.mkdtemp()}/registry.db")
+    >>> registry.create("demo", "study: {}", 4, "val_accuracy", "max")
+    >>> registry.require("demo").status
+    <StudyStatus.RUNNING: 'running'>
 """
 
 from __future__ import annotations
@@ -18,44 +20,33 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    inspect,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import JSON, DateTime, Enum, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
-# v2: tables prefixed hpo_ (Optuna's own are `studies`, `trials`); trials.fail_reason; studies.ray_job_id
-SCHEMA_VERSION = 2
+from hpo.states import StudyStatus, TrialState
+
+VERSION_TABLE = "hpo_alembic_version"  # not `alembic_version`: Optuna and MLflow may share the database
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_LEGACY_REVISIONS = {1: "0001_v1", 2: "0002_v2"}  # stores versioned by hpo_schema, before Alembic
 _CREATE_ATTEMPTS = 3  # racing creators of one new store: the loser of each CREATE retries
-STUDY_STATUSES = ("running", "stopping", "stopped", "completed", "failed")
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def _by_value(enum: type) -> Enum:
+    """An enum column holding the members' values (``'running'``), as v2 stored the bare strings."""
+    return Enum(enum, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+
+
 class Base(DeclarativeBase):
     pass
-
-
-class SchemaInfo(Base):
-    __tablename__ = "hpo_schema"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    version: Mapped[int] = mapped_column(Integer)
 
 
 class StudyRecord(Base):
@@ -63,7 +54,7 @@ class StudyRecord(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     config_yaml: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="running")
+    status: Mapped[StudyStatus] = mapped_column(_by_value(StudyStatus), default=StudyStatus.RUNNING)
     stop_reason: Mapped[str | None] = mapped_column(String(200))
     num_samples: Mapped[int] = mapped_column(Integer)
     metric: Mapped[str] = mapped_column(String(64))
@@ -95,18 +86,24 @@ class TrialRecord(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("hpo_studies.id"))
     number: Mapped[int] = mapped_column(Integer)  # the Optuna trial number
-    state: Mapped[str] = mapped_column(String(16), default="running")  # running|completed|pruned|failed
+    state: Mapped[TrialState] = mapped_column(_by_value(TrialState), default=TrialState.RUNNING)
     fail_reason: Mapped[str | None] = mapped_column(String(16))  # failed trials: oom | error
     params: Mapped[dict] = mapped_column(JSON, default=dict)
     ray_trial_id: Mapped[str | None] = mapped_column(String(64))
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
     epochs: Mapped[int] = mapped_column(Integer, default=0)
+    curve: Mapped[dict | None] = mapped_column(JSON)  # {"epoch": objective value}, every epoch recorded
     last_metric: Mapped[float | None] = mapped_column(Float)
     best_metric: Mapped[float | None] = mapped_column(Float)
     checkpoint: Mapped[str | None] = mapped_column(Text)  # the latest resumable checkpoint recorded
     ray_trial_dir: Mapped[str | None] = mapped_column(Text)  # where the latest attempt writes checkpoints
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     study: Mapped[StudyRecord] = relationship(back_populates="trials")
+
+    @property
+    def values(self) -> dict[int, float]:
+        """The objective per epoch, by epoch number."""
+        return {int(epoch): value for epoch, value in (self.curve or {}).items()}
 
 
 class RegistryError(RuntimeError):
@@ -124,10 +121,8 @@ class Registry:
 
     @classmethod
     def open(cls, url: str) -> Registry:
-        """Opens (creating or upgrading) the registry at ``url``."""
+        """Opens the registry at ``url``, creating it or upgrading it to this hpo's schema."""
         if url.startswith("sqlite:///"):
-            from pathlib import Path
-
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         registry = cls(url)
         for attempt in range(1, _CREATE_ATTEMPTS + 1):
@@ -142,25 +137,36 @@ class Registry:
         return registry
 
     def _migrate(self) -> None:
-        """Upgrades an older store in place, one step per version, then creates what is missing."""
+        from alembic import command
+        from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+        from alembic.util import CommandError
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        scripts = ScriptDirectory.from_config(config)
         with self.engine.begin() as conn:
-            version = None
-            if inspect(conn).has_table(SchemaInfo.__tablename__):
-                version = conn.scalar(select(SchemaInfo.version).where(SchemaInfo.id == 1))
-            if version is not None and version > SCHEMA_VERSION:
-                raise RegistryError(
-                    f"{self.url}: registry schema v{version} is newer than this hpo (v{SCHEMA_VERSION}); upgrade hpo"
-                )
-            if version == 1:  # v1 -> v2: out of the way of Optuna's tables when both share one database
-                conn.execute(text("ALTER TABLE studies RENAME TO hpo_studies"))
-                conn.execute(text("ALTER TABLE trials RENAME TO hpo_trials"))
-                conn.execute(text("ALTER TABLE hpo_trials ADD COLUMN fail_reason VARCHAR(16)"))
-                conn.execute(text("ALTER TABLE hpo_studies ADD COLUMN ray_job_id VARCHAR(128)"))
-                conn.execute(update(SchemaInfo.__table__).where(SchemaInfo.id == 1).values(version=2))
-        Base.metadata.create_all(self.engine)
-        with self.session() as s:
-            if s.get(SchemaInfo, 1) is None:
-                s.add(SchemaInfo(id=1, version=SCHEMA_VERSION))
+            config.attributes["connection"] = conn
+            current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+            if current is None and (legacy := _legacy_version(conn)) is not None:
+                command.stamp(config, _LEGACY_REVISIONS[legacy])
+                current = _LEGACY_REVISIONS[legacy]
+            try:
+                known = current is None or scripts.get_revision(current) is not None
+            except CommandError:
+                known = False
+            if not known:
+                raise RegistryError(f"{self.url}: registry schema {current} is newer than this hpo "
+                                    f"({scripts.get_current_head()}); upgrade hpo")
+            if current != scripts.get_current_head():
+                command.upgrade(config, "head")
+
+    def schema_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -192,7 +198,7 @@ class Registry:
     def create(self, name: str, config_yaml: str, num_samples: int, metric: str, mode: str, **fields) -> None:
         with self.session() as s:
             s.add(StudyRecord(name=name, config_yaml=config_yaml, num_samples=num_samples, metric=metric,
-                              mode=mode, status="running", **fields))
+                              mode=mode, status=StudyStatus.RUNNING, **fields))
 
     def update(self, name: str, **fields) -> None:
         with self.session() as s:
@@ -200,11 +206,20 @@ class Registry:
             for key, value in fields.items():
                 setattr(study, key, value)
 
+    def request_stop(self, name: str) -> bool:
+        """Asks the study's driver to stop (it reads this at its next heartbeat); False if none drives it."""
+        with self.session() as s:
+            study = s.scalar(select(StudyRecord).where(StudyRecord.name == name).with_for_update())
+            if study is None or not study.status.driven:
+                return False
+            study.status = StudyStatus.STOPPING
+            return True
+
     # --- one driver per study -----------------------------------------------------------------
 
     def driver_alive(self, study: StudyRecord, stale_after_s: float) -> bool:
         """Whether another driver still drives ``study``: fresh heartbeat and, on this host, a live pid."""
-        if study.status not in ("running", "stopping") or study.heartbeat_at is None:
+        if not study.status.driven or study.heartbeat_at is None:
             return False
         if study.driver_host == socket.gethostname() and study.driver_pid is not None:
             if study.driver_pid == os.getpid():
@@ -226,10 +241,10 @@ class Registry:
                     f"stop it with `hpo stop {name}` or wait for it to finish"
                 )
             study.driver_host, study.driver_pid = socket.gethostname(), os.getpid()
-            study.heartbeat_at, study.status, study.stop_reason = utcnow(), "running", None
+            study.heartbeat_at, study.status, study.stop_reason = utcnow(), StudyStatus.RUNNING, None
 
-    def heartbeat(self, name: str, elapsed_s: float) -> str:
-        """Refreshes this driver's heartbeat; returns the study status (``stopping`` asks it to stop)."""
+    def heartbeat(self, name: str, elapsed_s: float) -> StudyStatus:
+        """Refreshes this driver's heartbeat; returns the study status (STOPPING asks it to stop)."""
         with self.session() as s:
             study = s.scalar(select(StudyRecord).where(StudyRecord.name == name))
             study.heartbeat_at, study.elapsed_s = utcnow(), elapsed_s
@@ -242,15 +257,24 @@ class Registry:
             return s.scalar(select(TrialRecord).join(StudyRecord).where(
                 StudyRecord.name == name, TrialRecord.number == number))
 
-    def upsert_trial(self, name: str, number: int, **fields) -> None:
+    def upsert_trial(self, name: str, number: int, **fields) -> TrialRecord:
         with self.session() as s:
             study = s.scalar(select(StudyRecord).where(StudyRecord.name == name))
             trial = s.scalar(select(TrialRecord).where(TrialRecord.study_id == study.id, TrialRecord.number == number))
             if trial is None:
-                trial = TrialRecord(study_id=study.id, number=number)
+                trial = TrialRecord(study_id=study.id, number=number, params={}, epochs=0, state=TrialState.RUNNING)
                 s.add(trial)
             for key, value in fields.items():
                 setattr(trial, key, value)
+            s.flush()
+            return trial
+
+
+def _legacy_version(conn) -> int | None:
+    """The ``hpo_schema`` version of a store written before Alembic managed it (v1, v2), else None."""
+    if not inspect(conn).has_table("hpo_schema"):
+        return None
+    return conn.scalar(text("SELECT version FROM hpo_schema WHERE id = 1"))
 
 
 def _pid_alive(pid: int) -> bool:

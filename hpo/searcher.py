@@ -1,13 +1,10 @@
-"""Ray Tune's ``OptunaSearch`` made resumable.
+"""Suggesting configurations to Ray Tune: interrupted trials first, then Optuna's sampler.
 
-On top of OptunaSearch it (1) stamps each suggestion with its Optuna trial number, the identity
-that MLflow runs and registry rows hang on; (2) hands out interrupted trials first, reopening the
-same Optuna trial with its params and a checkpoint to continue from; (3) leaves trials cut short
-by ``hpo stop`` open, so ``hpo resume`` continues them instead of recording a partial result;
-(4) teaches the sampler that a config ran out of GPU memory: the trial is told as PRUNED with the
-constraint ``oom`` violated (user attr ``fail_reason=oom``). A FAILED trial would be ignored by
-TPE and GP, which would then propose the same batch size again; an infeasible one ranks below
-every feasible trial.
+The searcher only suggests. The sampler's ``ask`` and everything after it (intermediate values, how a
+trial ended) are the study ledger's to write (:mod:`hpo.ledger`); Ray's own ``OptunaSearch`` would write
+Optuna behind the ledger's back, so this small :class:`~ray.tune.search.Searcher` replaces it. A warm
+start's configs are queued in Optuna (``enqueue_trial``) before the study runs, so the sampler hands them
+out first. Each suggestion carries its Optuna trial number, the identity every store keys on.
 """
 
 from __future__ import annotations
@@ -15,55 +12,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import optuna
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search import Searcher
 
-from hpo.trial import OOM_KEY, RESUME_KEY, TRIAL_NUMBER_KEY
-
-FAIL_REASON_ATTR = "fail_reason"
+from hpo.ledger import StudyLedger
+from hpo.result_keys import RESUME_KEY, TRIAL_NUMBER_KEY
 
 
 @dataclass(frozen=True)
 class Resume:
-    """An Optuna trial left RUNNING by a crash or a stop, to be run again from ``checkpoint``."""
+    """A trial left RUNNING by a crash or a stop, to be continued from ``checkpoint`` (None: from scratch)."""
 
     number: int
-    storage_trial_id: int
-    params: dict[str, Any]
     checkpoint: str | None
 
 
-class StudySearch(OptunaSearch):
-    def __init__(self, *args, resumes: list[Resume] = (), **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.resumes = list(resumes)
-        self.interrupted = False  # set on `hpo stop`: finishing trials stay open in Optuna
+class StudySearch(Searcher):
+    def __init__(self, ledger: StudyLedger, resumes: list[Resume]) -> None:
+        super().__init__(metric=ledger.objective.metric, mode=ledger.objective.mode)
+        self.ledger, self.resumes = ledger, list(resumes)
 
-    def suggest(self, trial_id: str) -> dict | None:
+    def __getstate__(self) -> dict:
+        """Ray pickles its tune config into tuner.pkl (hpo resumes from its own stores, never from that)."""
+        return {}
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self.resumes:
             resume = self.resumes.pop(0)
-            self._ot_trials[trial_id] = optuna.trial.Trial(self._ot_study, resume.storage_trial_id)
-            return {**resume.params, TRIAL_NUMBER_KEY: resume.number, RESUME_KEY: resume.checkpoint}
-        params = super().suggest(trial_id)
-        if isinstance(params, dict):
-            params[TRIAL_NUMBER_KEY] = self._ot_trials[trial_id].number
-        return params
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        """Reports intermediate values by epoch (stable across resumes), not by Ray's iteration count."""
-        if trial_id in self._completed_trials or self.metric not in result:
-            return
-        epoch = int(result.get("epoch", result.get("training_iteration", 0)))
-        ot_trial = self._ot_trials[trial_id]
-        if epoch not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
-            ot_trial.report(result[self.metric], epoch)
+            params = self.ledger.continue_trial(trial_id, resume.number)
+            return {**params, TRIAL_NUMBER_KEY: resume.number, RESUME_KEY: resume.checkpoint}
+        number, params = self.ledger.new_trial(trial_id)
+        return {**params, TRIAL_NUMBER_KEY: number}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if self.interrupted:
-            self._ot_trials.pop(trial_id, None)  # stays RUNNING in Optuna: `hpo resume` continues it
-            return
-        if result and result.get(OOM_KEY) and trial_id in self._ot_trials:
-            ot_trial = self._ot_trials[trial_id]
-            ot_trial.set_user_attr(FAIL_REASON_ATTR, "oom")
-            ot_trial.set_constraint("oom", 1.0)
-        super().on_trial_complete(trial_id, result=result, error=error)
+        """Nothing to learn here: the ledger tells Optuna how the trial ended."""
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: hpo resumes from its own stores, never from Ray's experiment state."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """See :meth:`save`."""

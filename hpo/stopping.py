@@ -1,66 +1,89 @@
-"""Study-level early stopping: time budget, target metric, plateau, and ``hpo stop``.
+"""Why a study ends early: one stop signal (``hpo stop``, Ctrl-C) and the study's stop rules.
 
-A Ray Tune ``Stopper`` whose ``stop_all`` ends the whole study; ``reason`` says why, for the
-registry, the MLflow study run and the summary. Example::
+Both are plain objects handed to whoever needs them through constructors: the driver lease sets the
+signal when the registry says STOPPING, the Ray stopper asks :meth:`StudyStop.should_stop`, the ledger
+asks :attr:`StopSignal.is_set` to tell an interrupted trial from a pruned one. Example::
 
-    stopper = StudyStopper("val_accuracy", "max", target=0.9, patience=5, min_delta=0.002)
+    >>> from trainers.objective import Objective
+    >>> rules = StudyStop(Objective("val_accuracy", "max"), StopSignal(), target=0.9)
+    >>> rules.result(0.85), rules.should_stop()
+    (None, False)
+    >>> rules.result(0.91); rules.should_stop(), rules.reason
+    (True, 'target reached: val_accuracy=0.9100 (target 0.9)')
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 
-from ray.tune import Stopper
+from trainers.objective import Objective
 
 
-class StudyStopper(Stopper):
+class StopSignal:
+    """Set once, from any thread, to end the study gracefully with its running trials kept resumable."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason: str | None = None
+
+    def request(self, reason: str) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    @property
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+class StudyStop:
+    """The study-level stop rules: time budget (over resumes), target value, plateau over finished trials,
+    and the stop signal. The first that fires is the ``reason``."""
+
     def __init__(
         self,
-        metric: str,
-        mode: str,
+        objective: Objective,
+        signal: StopSignal,
         *,
         time_budget_s: float | None = None,
         elapsed_before_s: float = 0.0,
         target: float | None = None,
         patience: int | None = None,
         min_delta: float = 0.0,
-        finished_bests: list[float] = (),
+        finished_bests: Iterable[float] = (),
     ) -> None:
-        self.metric, self.sign = metric, 1.0 if mode == "max" else -1.0
+        self.objective, self.signal = objective, signal
         self.time_budget_s, self.target = time_budget_s, target
         self.patience, self.min_delta = patience, min_delta
         self.finished_bests = list(finished_bests)  # each finished trial's best value, in finishing order
         self.deadline = time.monotonic() + time_budget_s - elapsed_before_s if time_budget_s else None
-        self.user_stop = threading.Event()
         self.reason: str | None = None
 
-    def __getstate__(self) -> dict:
-        """Ray pickles its run config into tuner.pkl (hpo resumes from its own stores, never from that)."""
-        return {k: v for k, v in self.__dict__.items() if k != "user_stop"}
-
-    def __call__(self, trial_id: str, result: dict) -> bool:
-        value = result.get(self.metric)
-        if self.target is not None and value is not None and self.sign * (value - self.target) >= 0:
-            self.reason = self.reason or f"target reached: {self.metric}={value:.4f} (target {self.target})"
-        return False
+    def result(self, value: float | None) -> None:
+        """One epoch's objective value from any trial."""
+        if self.target is not None and value is not None and self.objective.reached(value, self.target):
+            self._fire(f"target reached: {self.objective.metric}={value:.4f} (target {self.target})")
 
     def trial_finished(self, best_value: float | None) -> None:
+        """A trial ended (completed or pruned) with this best value."""
         if best_value is None:
             return
         self.finished_bests.append(best_value)
         if self.patience and len(self.finished_bests) > self.patience:
-            before = max(self.sign * v for v in self.finished_bests[: -self.patience])
-            now = max(self.sign * v for v in self.finished_bests)
-            if now - before < self.min_delta:
-                self.reason = self.reason or (
-                    f"plateau: best {self.metric} improved by {now - before:.4g} < min_delta {self.min_delta} "
-                    f"over the last {self.patience} finished trials"
-                )
+            before = self.objective.best(self.finished_bests[: -self.patience])
+            gain = self.objective.improvement(self.objective.best(self.finished_bests), before)
+            if gain < self.min_delta:
+                self._fire(f"plateau: best {self.objective.metric} improved by {gain:.4g} < min_delta "
+                           f"{self.min_delta} over the last {self.patience} finished trials")
 
-    def stop_all(self) -> bool:
-        if self.user_stop.is_set():
-            self.reason = self.reason or "stopped by user (hpo stop)"
+    def should_stop(self) -> bool:
+        if self.signal.is_set:
+            self._fire(self.signal.reason or "stopped")
         elif self.deadline is not None and time.monotonic() >= self.deadline:
-            self.reason = self.reason or f"time budget of {self.time_budget_s:.0f}s used up"
+            self._fire(f"time budget of {self.time_budget_s:.0f}s used up")
         return self.reason is not None
+
+    def _fire(self, reason: str) -> None:
+        self.reason = self.reason or reason

@@ -1,9 +1,9 @@
-"""MLflow tracking: one experiment per study, a parent run for the study, a nested run per trial.
+"""MLflow, and only MLflow: one experiment per study, a parent run for the study, a nested run per trial.
 
-Trials are logged from the driver by a Ray Tune callback, so trial processes need no MLflow
-access. A trial's identity is its Optuna trial number: the registry maps it to exactly one MLflow
-run (also tagged ``hpo.optuna_trial_number``), so a resumed trial continues its run instead of
-opening a second one.
+Every call here is made by the study ledger (:mod:`hpo.ledger`), the one component that decides what a
+trial's state is; this module knows how that looks in MLflow. Trials are logged from the driver, so trial
+processes need no MLflow access. A trial's identity is its Optuna trial number: its run is tagged
+``hpo.optuna_trial_number`` and a resumed trial continues its run instead of opening a second one.
 """
 
 from __future__ import annotations
@@ -16,20 +16,19 @@ from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
-from ray import tune
 
 from hpo.checkpoints import CheckpointStore
-from hpo.config import StudySpec
-from hpo.registry import Registry
-from hpo.search_space import HYPERPARAMETERS
-from hpo.stopping import StudyStopper
-from hpo.trial import NODE_KEY, OOM_KEY, RESUME_KEY, TRIAL_NUMBER_KEY
+from hpo.spec import StudySpec
+from hpo.states import TrialState
+from trainers.checkpoint import best_model
 
 TRIAL_ID_TAG = "hpo.ray_trial_id"
 TRIAL_NUMBER_TAG = "hpo.optuna_trial_number"
 NODE_TAG = "hpo.ray_node_id"  # where the trial's latest attempt ran (with hpo.node_ip)
-STATUS_TAG = "hpo.trial_status"  # completed | pruned | failed | interrupted
+STATUS_TAG = "hpo.trial_status"  # a TrialState value
 FAIL_REASON_TAG = "hpo.fail_reason"  # oom | error
+RUN_STATUS = {TrialState.RUNNING: "RUNNING", TrialState.COMPLETED: "FINISHED", TrialState.PRUNED: "FINISHED",
+              TrialState.FAILED: "FAILED", TrialState.INTERRUPTED: "KILLED"}
 _LOGGED_METRICS = ("val_loss", "val_accuracy", "val_f1_macro", "val_auc", "train_loss", "lr",
                    "train_examples_per_s", "time_this_iter_s", "micro_batch_size", "grad_accumulation")
 
@@ -43,18 +42,18 @@ def _now_ms() -> int:
 
 
 class StudyRun:
-    """The study's MLflow experiment and parent run (reopened, not recreated, on resume)."""
+    """The study's MLflow experiment and parent run (reopened, not recreated, on resume), and its trials' runs."""
 
     def __init__(self, spec: StudySpec, store: CheckpointStore, parent_run_id: str | None = None) -> None:
         self.spec, self.store = spec, store
-        self.client = MlflowClient(tracking_uri=spec.tracking_uri)
+        self.client = MlflowClient(tracking_uri=spec.storage.tracking_uri)
         experiment = self.client.get_experiment_by_name(spec.name)
         if experiment is not None:
             self.experiment_id = experiment.experiment_id
         else:
             location = None
-            if spec.tracking_uri.startswith("sqlite:"):  # a local store: keep artifacts beside it
-                location = (spec.storage_root / "mlartifacts" / spec.name).as_uri()
+            if spec.storage.tracking_uri.startswith("sqlite:"):  # a local store: keep artifacts beside it
+                location = (spec.storage.root / "mlartifacts" / spec.name).as_uri()
             self.experiment_id = self.client.create_experiment(spec.name, artifact_location=location)
         if parent_run_id is not None:
             self.run_id = parent_run_id
@@ -64,14 +63,15 @@ class StudyRun:
             self.experiment_id, run_name=spec.name, tags={"hpo.study": spec.name, "hpo.role": "study"}
         )
         self.run_id = run.info.run_id
+        described = spec.space.describe()
         self.client.log_text(self.run_id, spec.config_yaml, "study_config.yaml")
-        self.client.log_dict(self.run_id, spec.space.describe(), "search_space.json")
-        self.client.log_batch(
-            self.run_id,
-            params=_params({f"space.{k}": v for k, v in spec.space.describe().items()}
-                           | {"num_samples": spec.num_samples, "metric": spec.metric, "mode": spec.mode,
-                              "sampler": type(spec.sampler).__name__, "scheduler": type(spec.scheduler).__name__}),
-        )
+        self.client.log_dict(self.run_id, described, "search_space.json")
+        self.client.log_batch(self.run_id, params=_params(
+            {f"space.{k}": v for k, v in described.items()}
+            | {"num_samples": spec.study.num_samples, "metric": spec.objective.metric, "mode": spec.objective.mode,
+               "sampler": spec.sampler.name, "scheduler": spec.scheduler.name, "feedback": spec.study.feedback}))
+
+    # --- the study's run ----------------------------------------------------------------------
 
     def finish(self, best: dict[str, Any] | None, status: str, stop_reason: str | None) -> None:
         """Records the best trial and why the study ended on the parent run, and closes it."""
@@ -80,7 +80,7 @@ class StudyRun:
             tags |= {"hpo.best_trial_number": str(best["number"]), "hpo.best_run_id": best.get("run_id") or ""}
             self.client.log_batch(
                 self.run_id,
-                metrics=[Metric(f"best_{self.spec.metric}", best["value"], _now_ms(), 0)],
+                metrics=[Metric(f"best_{self.spec.objective.metric}", best["value"], _now_ms(), 0)],
                 tags=[RunTag(k, v) for k, v in tags.items()],
             )
         if stop_reason:
@@ -94,7 +94,7 @@ class StudyRun:
 
         from hpo.export import TextClassifierModel
 
-        mlflow.set_tracking_uri(self.spec.tracking_uri)
+        mlflow.set_tracking_uri(self.spec.storage.tracking_uri)
         # mlflow warns that a pickled python_model runs code on load; ours is this package's own class.
         logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
         with mlflow.start_run(run_id=self.run_id):
@@ -125,6 +125,8 @@ class StudyRun:
                 continue
             self.client.log_text(self.run_id, html, f"plots/{name}.html")
 
+    # --- trials' runs -------------------------------------------------------------------------
+
     def find_trial_run(self, number: int) -> str | None:
         """The child run of Optuna trial ``number``, if MLflow already has one."""
         runs = self.client.search_runs(
@@ -134,141 +136,43 @@ class StudyRun:
         )
         return runs[0].info.run_id if runs else None
 
-    def close_trial_run(self, run_id: str, status: str, checkpoint: str | None, reason: str | None = None) -> None:
-        """Tags the trial's outcome, uploads its best model (``checkpoint/``) and ends the run."""
-        self.client.set_tag(run_id, STATUS_TAG, status)
-        if reason:
-            self.client.set_tag(run_id, FAIL_REASON_TAG, reason)
-        best = f"{checkpoint}/best"
-        if checkpoint and not self.client.list_artifacts(run_id, "checkpoint") and self.store.is_dir(best):
-            with self.store.local_copy(best) as folder:
-                self.client.log_artifacts(run_id, str(folder), "checkpoint")
-        run_status = {"failed": "FAILED", "interrupted": "KILLED"}.get(status, "FINISHED")
-        self.client.set_terminated(run_id, run_status)
+    def open_trial_run(self, number: int, params: dict[str, Any]) -> str:
+        """Trial ``number``'s run: reopened if it has one, else created with every setting as a param."""
+        run_id = self.find_trial_run(number)
+        if run_id is not None:
+            self.client.update_run(run_id, status="RUNNING")
+            self.client.set_tag(run_id, STATUS_TAG, TrialState.RUNNING.value)
+            return run_id
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"trial_{number:04d}",
+            tags={"mlflow.parentRunId": self.run_id, TRIAL_NUMBER_TAG: str(number), "hpo.study": self.spec.name,
+                  STATUS_TAG: TrialState.RUNNING.value},
+        )
+        fixed = {k: v for k, v in self.spec.trainer.to_dict().items()
+                 if k not in ("model_name_or_path", "num_threads", "resume_from")}
+        self.client.log_batch(run.info.run_id, params=_params(fixed | params))
+        return run.info.run_id
 
+    def tag(self, run_id: str, **tags: str) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
-class TrialRuns(tune.Callback):
-    """A Ray Tune callback: one nested MLflow run per trial, per-epoch metrics, registry bookkeeping."""
-
-    def __init__(self, study: StudyRun, registry: Registry, stopper: StudyStopper) -> None:
-        self.study, self.registry, self.stopper = study, registry, stopper
-        self.spec = study.spec
-        self.client = study.client
-        self.numbers: dict[str, int] = {}  # ray trial id -> Optuna trial number
-        self.run_ids: dict[int, str] = {}
-        self.epochs: dict[int, int] = {}
-        self.bests: dict[int, float] = {}
-        self.checkpoints: dict[int, str] = {}
-        self.placed: set[str] = set()  # ray trial ids whose node is tagged
-
-    def __getstate__(self) -> dict:
-        """Ray pickles its run config into tuner.pkl (hpo resumes from its own stores, never from that)."""
-        return {}
-
-    def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        number = int(trial.config[TRIAL_NUMBER_KEY])
-        self.numbers[trial.trial_id] = number
-        record = self.registry.trial(self.spec.name, number)
-        run_id = (record.mlflow_run_id if record else None) or self.study.find_trial_run(number)
-        params = {k: v for k, v in trial.config.items() if k in HYPERPARAMETERS}
-        reopened = run_id is not None
-        if not reopened:
-            run = self.client.create_run(
-                self.study.experiment_id,
-                run_name=f"trial_{number:04d}",
-                tags={"mlflow.parentRunId": self.study.run_id, TRIAL_NUMBER_TAG: str(number),
-                      TRIAL_ID_TAG: trial.trial_id, "hpo.study": self.spec.name},
-            )
-            run_id = run.info.run_id
-            fixed = {k: v for k, v in self.spec.trainer.items() if k != "model_name_or_path"}
-            self.client.log_batch(run_id, params=_params({**fixed, **self.spec.space.fixed, **params}))
-        self.run_ids[number] = run_id
-        self.epochs[number] = 0
-        if record and record.best_metric is not None:
-            self.bests[number] = record.best_metric
-        self.registry.upsert_trial(self.spec.name, number, state="running", params=params,
-                                   ray_trial_id=trial.trial_id, mlflow_run_id=run_id, ray_trial_dir=trial.path)
-        verb = self._reopen(number, run_id, trial) if reopened else "started"
-        print(f"[{self.spec.name}] trial {number} {verb}: {_short(params)}", flush=True)
-
-    def _reopen(self, number: int, run_id: str, trial) -> str:
-        """Continues an interrupted trial's run: MLflow's own history says which epochs are logged, and
-        the epoch of the checkpoint it resumes from is logged from that checkpoint if the crash beat it."""
-        self.client.update_run(run_id, status="RUNNING")
-        self.client.set_tag(run_id, TRIAL_ID_TAG, trial.trial_id)
-        history = self.client.get_metric_history(run_id, self.spec.metric)
-        self.epochs[number] = max((m.step for m in history), default=0)
-        checkpoint = trial.config.get(RESUME_KEY)
-        resumed_after = 0
-        if checkpoint:
-            self.checkpoints[number] = checkpoint
-            summary = self.study.store.read_summary(checkpoint)
-            resumed_after = summary["epoch"]
-            self._record_epoch(number, summary["metrics"], resumed_after)
-        self.client.set_tag(run_id, "hpo.resumed_after_epoch", str(resumed_after))
-        return f"resumed after epoch {resumed_after}"
-
-    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        number = self.numbers.get(trial.trial_id)
-        if number is not None and trial.trial_id not in self.placed and NODE_KEY in result:
-            self.placed.add(trial.trial_id)
-            self.client.log_batch(self.run_ids[number], tags=[RunTag(NODE_TAG, str(result[NODE_KEY])),
-                                                              RunTag("hpo.node_ip", str(result.get("node_ip")))])
-        if number is not None and self._record_epoch(number, result, int(result.get("epoch", 0))):
-            value = result.get(self.spec.metric, float("nan"))
-            print(f"[{self.spec.name}] trial {number} epoch {int(result['epoch'])}: {self.spec.metric}={value:.4f}",
-                  flush=True)
-
-    def _record_epoch(self, number: int, result: dict, epoch: int) -> bool:
-        """Logs one epoch's metrics once; an epoch logged before an interruption is never logged again."""
-        if epoch <= self.epochs.get(number, 0):
-            return False
+    def log_epoch(self, run_id: str, epoch: int, result: dict[str, float]) -> None:
         metrics = [Metric(k, float(result[k]), _now_ms(), epoch) for k in _LOGGED_METRICS if k in result]
-        self.client.log_batch(self.run_ids[number], metrics=metrics)
-        value = result.get(self.spec.metric)
-        best = self.bests.get(number)
-        if value is not None and (best is None or (value > best if self.spec.mode == "max" else value < best)):
-            self.bests[number] = best = value
-        self.epochs[number] = epoch
-        self.registry.upsert_trial(self.spec.name, number, epochs=epoch, last_metric=value, best_metric=best)
-        return True
+        self.client.log_batch(run_id, metrics=metrics)
 
-    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
-        number = self.numbers.get(trial.trial_id)
-        if number is None:
-            return
-        self.checkpoints[number] = checkpoint.path
-        self.registry.upsert_trial(self.spec.name, number, checkpoint=checkpoint.path)
+    def logged_epochs(self, run_id: str) -> set[int]:
+        return {m.step for m in self.client.get_metric_history(run_id, self.spec.objective.metric)}
 
-    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        number = self.numbers.get(trial.trial_id)
-        if number is None:
-            return  # stopped before it started: nothing was logged
-        last = trial.last_result or {}
-        if last.get(OOM_KEY):
-            self._close(number, "failed", reason="oom")
-            return
-        if self.stopper.user_stop.is_set():
-            status = "interrupted"
-        elif self.epochs.get(number, 0) >= self.spec.trainer["max_epochs"] or last.get("early_stopped"):
-            status = "completed"
-        else:
-            status = "pruned"
-        self._close(number, status)
-        if status != "interrupted":
-            self.stopper.trial_finished(self.bests.get(number))
+    def run_status(self, run_id: str) -> str:
+        return self.client.get_run(run_id).info.status
 
-    def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        if trial.trial_id in self.numbers:
-            self._close(self.numbers[trial.trial_id], "failed", reason="error")
-
-    def _close(self, number: int, status: str, reason: str | None = None) -> None:
-        self.study.close_trial_run(self.run_ids[number], status, self.checkpoints.get(number), reason)
-        self.registry.upsert_trial(self.spec.name, number, state=status, fail_reason=reason)
-        why = f" ({reason})" if reason else ""
-        print(f"[{self.spec.name}] trial {number} {status}{why} after {self.epochs.get(number, 0)} epoch(s)",
-              flush=True)
-
-
-def _short(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    def close_trial_run(self, run_id: str, state: TrialState, checkpoint: str | None,
+                        reason: str | None = None) -> None:
+        """Tags the trial's outcome, uploads its best model (``checkpoint/``) and ends the run."""
+        tags = {STATUS_TAG: state.value} | ({FAIL_REASON_TAG: reason} if reason else {})
+        self.tag(run_id, **tags)
+        if checkpoint and not self.client.list_artifacts(run_id, "checkpoint") \
+                and self.store.is_dir(best_model(checkpoint)):
+            with self.store.local_copy(best_model(checkpoint)) as folder:
+                self.client.log_artifacts(run_id, str(folder), "checkpoint")
+        self.client.set_terminated(run_id, RUN_STATUS[state])

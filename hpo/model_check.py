@@ -1,0 +1,53 @@
+"""Finding the model a study fine-tunes and counting its encoder blocks, without loading weights or writing
+anything (the tiny test model is described, not built: :func:`ensure_model` builds it when a study starts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hpo.errors import ConfigError
+from hpo.spec import ModelSpec
+from trainers.modeling import UnsupportedArchitecture, num_encoder_blocks
+
+BUILDERS = ("tiny_bert",)
+
+
+def resolve_model(raw: str, build_if_missing: str | None) -> ModelSpec:
+    """``model.name_or_path`` as a local folder (absolute) or a hub name, with its number of encoder blocks."""
+    if build_if_missing is not None and build_if_missing not in BUILDERS:
+        raise ConfigError("model.build_if_missing", f"unknown builder {build_if_missing!r}; the only one is 'tiny_bert'")
+    local = Path(raw).expanduser()
+    to_build = build_if_missing is not None and not (local / "config.json").is_file()
+    looks_local = local.exists() or raw.startswith(("/", ".", "~")) or raw.count("/") > 1
+    if looks_local and not to_build and not (local / "config.json").is_file():
+        raise ConfigError(
+            "model.name_or_path",
+            f"{raw!r} is not a model folder (no config.json there); give a folder written by "
+            "save_pretrained, or a hub name such as 'bert-base-uncased'",
+        )
+    name_or_path = str(local.resolve()) if looks_local or to_build else raw
+    try:
+        import torch
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        if to_build:
+            from trainers.tiny import tiny_bert_config
+
+            config = tiny_bert_config()
+        else:
+            config = AutoConfig.from_pretrained(name_or_path)
+        with torch.device("meta"):  # the architecture, without allocating weights
+            model = AutoModelForSequenceClassification.from_config(config)
+        return ModelSpec(name_or_path, num_encoder_blocks(model), build_if_missing)
+    except UnsupportedArchitecture as err:
+        raise ConfigError("model.name_or_path", str(err)) from None
+    except (OSError, ValueError, KeyError) as err:
+        raise ConfigError("model.name_or_path", f"cannot load {raw!r}: {str(err).splitlines()[0]}") from None
+
+
+def ensure_model(model: ModelSpec) -> None:
+    """Builds the model folder a builder promised (the tiny test BERT), once."""
+    if model.build_if_missing == "tiny_bert":
+        from trainers.tiny import build_tiny_bert
+
+        build_tiny_bert(model.name_or_path)

@@ -1,0 +1,176 @@
+"""Running one study, start to end: the whole story in :func:`run_study`.
+
+Claim the study, read the data once, open the three stores, replay what a crash kept from them, continue
+interrupted trials and fill the study up to ``num_samples`` with Ray Tune, then record how it ended. Each
+step is one call into a module with one job; the study ledger (:mod:`hpo.ledger`) is the only writer of
+trial state. ``resume=True`` continues a study that crashed or was stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import optuna
+import ray
+from optuna.trial import TrialState as OptunaState
+
+from hpo.capacity import fit_to_cluster, start_ray
+from hpo.checkpoints import CheckpointStore, redacted
+from hpo.errors import ConfigError
+from hpo.launch import JOB_ID_ENV
+from hpo.lease import DriverLease
+from hpo.ledger import StudyLedger
+from hpo.model_check import ensure_model
+from hpo.registry import Registry, RegistryError, StudyRecord
+from hpo.resume import interrupted_trials
+from hpo.searcher import StudySearch
+from hpo.spec import StudySpec
+from hpo.states import StudyStatus, TrialState
+from hpo.stopping import StopSignal, StudyStop
+from hpo.summary import StudyOutcome, outcome_of
+from hpo.tracking import StudyRun
+from hpo.tuner import run_tuner
+from hpo.warm_start import warm_start_points
+from trainers.data import DataError, PreparedData, prepare_data
+
+
+def run_study(spec: StudySpec, *, resume: bool = False) -> StudyOutcome:
+    """Runs the study until ``num_samples`` trials have finished or a stop rule fires, and records it.
+
+    Everything that can be refused (a live driver, a name taken, data, checkpoint storage, a trial no node
+    can hold) is checked before anything is recorded.
+    """
+    started = time.time()
+    registry = Registry.open(spec.storage.registry_url)
+    record = _check_can_drive(spec, registry, resume)
+    ensure_model(spec.model)
+    data = _prepare(spec)
+    warm_points = [] if resume else warm_start_points(spec, registry)
+    store = _open_checkpoints(spec)
+    started_ray = start_ray(spec.cluster)
+    try:
+        max_concurrent = fit_to_cluster(spec.resources, spec.study.max_concurrent, log=_log(spec))
+        return _drive(spec, registry, record, store, data, warm_points, max_concurrent, started)
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _drive(spec: StudySpec, registry: Registry, record: StudyRecord | None, store: CheckpointStore,
+           data: PreparedData, warm_points: list[dict], max_concurrent: int, started: float) -> StudyOutcome:
+    log = _log(spec)
+    resumed = record is not None
+    if record is None:
+        registry.create(spec.name, spec.config_yaml, spec.study.num_samples, spec.objective.metric,
+                        spec.objective.mode, optuna_url=spec.storage.optuna_url)
+        record = registry.require(spec.name)
+    signal = StopSignal()
+    with DriverLease(registry, spec.name, spec.lease, signal, clock_start=started - record.elapsed_s, log=log) as lease:
+        if job_id := os.environ.get(JOB_ID_ENV):
+            registry.update(spec.name, ray_job_id=job_id)
+        mlflow = StudyRun(spec, store, parent_run_id=record.mlflow_parent_run_id)
+        registry.update(spec.name, mlflow_experiment_id=mlflow.experiment_id, mlflow_parent_run_id=mlflow.run_id)
+        spec.study_dir.mkdir(parents=True, exist_ok=True)
+        sampler = spec.sampler.build()
+        if resumed:
+            sampler.reseed_rng()  # a seeded sampler would otherwise replay its first attempt's draws
+        study = optuna.create_study(study_name=spec.name, storage=spec.storage.optuna_url, sampler=sampler,
+                                    direction=spec.objective.direction, load_if_exists=True)
+        finished = [t for t in registry.trials(spec.name) if t.state.finished]
+        rules = StudyStop(spec.objective, signal, elapsed_before_s=record.elapsed_s,
+                          finished_bests=[t.best_metric for t in finished if t.state != TrialState.FAILED],
+                          **vars(spec.study.stop))
+        ledger = StudyLedger(spec, registry, study, mlflow, store, signal, on_finished=rules.trial_finished, log=log)
+        ledger.reconcile()
+        ledger.queue(warm_points)
+        if warm_points:
+            log(f"warm start: {len(warm_points)} config(s) from {spec.warm_start.source}")
+        resumes = interrupted_trials(study, registry, store)
+        done = len(study.get_trials(deepcopy=False, states=(OptunaState.COMPLETE, OptunaState.PRUNED,
+                                                             OptunaState.FAIL)))
+        new = max(0, spec.study.num_samples - done - len(resumes))
+        if resumed:
+            log(f"resuming: {done} trial(s) finished, {len(resumes)} to continue, {new} new")
+        status, reason = StudyStatus.FAILED, None
+        try:
+            if resumes or new:
+                attempt = 1 + store.count(store.path(f"{spec.name}/tune"), "attempt_")
+                registry.update(spec.name, ray_path=store.display(store.path(f"{spec.name}/tune/attempt_{attempt}")))
+                run_tuner(spec, ledger, StudySearch(ledger, resumes), rules, data, store,
+                          num_trials=len(resumes) + new, max_concurrent=max_concurrent, attempt=attempt)
+            rules.should_stop()
+            status = StudyStatus.STOPPED if signal.is_set else StudyStatus.COMPLETED
+            reason = rules.reason or f"{spec.study.num_samples} trials finished"
+        except KeyboardInterrupt:
+            status, reason = StudyStatus.STOPPED, "interrupted (Ctrl-C)"
+            raise
+        finally:
+            ledger.close_study(status, reason, lease.elapsed_s())
+    return outcome_of(registry.require(spec.name), registry.trials(spec.name), spec, wall_s=time.time() - started)
+
+
+def _check_can_drive(spec: StudySpec, registry: Registry, resume: bool) -> StudyRecord | None:
+    """Refuses a new sweep over an existing study and a resume of a study with a live driver."""
+    record = registry.get(spec.name)
+    if record is not None and registry.driver_alive(record, spec.lease.stale_after_s):
+        raise RegistryError(
+            f"study {spec.name!r} is being driven by pid {record.driver_pid} on {record.driver_host}; "
+            f"stop it with `hpo stop {spec.name}` or wait for it to finish"
+        )
+    if not resume and record is not None:
+        raise ConfigError("study.name", f"a study named {spec.name!r} already exists ({record.status}); "
+                                        f"continue it with `hpo resume {spec.name}` or choose another study.name")
+    if not resume and _optuna_has_trials(spec):
+        raise ConfigError("study.name", f"{spec.storage.optuna_url} already holds a study named {spec.name!r}; "
+                                        "choose another study.name or delete that study to start over")
+    if resume and record is None:
+        registry.require(spec.name)
+    return record
+
+
+def _optuna_has_trials(spec: StudySpec) -> bool:
+    """Whether Optuna's storage already has trials under this study's name (never creates a store)."""
+    url = spec.storage.optuna_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return False
+    storage = optuna.storages.RDBStorage(url)
+    return any(s.study_name == spec.name and s.n_trials for s in optuna.get_all_study_summaries(storage))
+
+
+def _prepare(spec: StudySpec) -> PreparedData:
+    """Reads and tokenizes the data once for every trial (and caches it for later studies)."""
+    d = spec.data
+    try:
+        data = prepare_data(
+            d.train_path, d.validation_path, spec.model.name_or_path,
+            text_column=d.text_column, label_column=d.label_column, max_length=spec.trainer.max_length,
+            train_limit=d.train_limit, validation_limit=d.validation_limit, seed=spec.study.seed,
+            cache_dir=spec.storage.cache_dir / "tokenized",
+        )
+    except DataError as err:
+        key = "data.validation_path" if str(d.validation_path) in str(err) else "data.train_path"
+        raise ConfigError(key, str(err)) from None
+    if spec.objective.metric == "val_auc" and data.num_labels != 2:
+        raise ConfigError("study.metric", f"val_auc needs a binary task; this data has {data.num_labels} labels")
+    _log(spec)(f"data: {len(data.train)} train / {len(data.validation)} validation rows, "
+               f"labels {list(data.label_names)}")
+    return data
+
+
+def _open_checkpoints(spec: StudySpec) -> CheckpointStore:
+    """``storage.checkpoints``, reached and writable before anything is recorded (a typo in a bucket name or
+    missing credentials fail here, not after the first epoch)."""
+    try:
+        store = CheckpointStore(spec.storage.checkpoints)
+        store.check_reachable()
+    except (OSError, ValueError) as err:
+        where, why = redacted(spec.storage.checkpoints), str(err).splitlines()[0]
+        raise ConfigError("storage.checkpoints", f"cannot write to {where} ({why}); fix the location or the "
+                                                 "credentials (e.g. AWS_ACCESS_KEY_ID)") from None
+    return store
+
+
+def _log(spec: StudySpec):
+    return lambda line: print(f"[{spec.name}] {line}", flush=True)

@@ -1,0 +1,46 @@
+"""Warm start: a new study evaluates another study's best configurations first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optuna.distributions import BaseDistribution
+
+from hpo.errors import ConfigError
+from hpo.registry import Registry
+from hpo.spec import StudySpec
+from hpo.states import TrialState
+from trainers.objective import Objective
+
+
+def warm_start_points(spec: StudySpec, registry: Registry) -> list[dict[str, Any]]:
+    """The source study's best distinct configs that lie inside this study's space, best first.
+
+    Ranked by each trial's best epoch (as hpo ranks trials) over its completed and pruned trials.
+    """
+    source_name = spec.warm_start.source
+    if source_name is None:
+        return []
+    source = registry.get(source_name)
+    if source is None:
+        known = [s.name for s in registry.list_studies()]
+        raise ConfigError("warm_start.from", f"no study named {source_name!r} (studies: {known or 'none'})")
+    finished = [t for t in registry.trials(source.name) if t.state in (TrialState.COMPLETED, TrialState.PRUNED)]
+    points: list[dict[str, Any]] = []
+    for trial in Objective(source.metric, source.mode).ranked(finished, key=lambda t: t.best_metric):
+        point = {name: trial.params.get(name) for name in spec.space.distributions}
+        if point not in points and all(_inside(d, point[n]) for n, d in spec.space.distributions.items()):
+            points.append(point)
+        if len(points) == spec.warm_start.top_k:
+            break
+    return points
+
+
+def _inside(distribution: BaseDistribution, value: Any) -> bool:
+    if value is None:
+        return False
+    try:
+        # BaseDistribution has no public membership test; _contains is what Optuna itself checks with.
+        return distribution._contains(distribution.to_internal_repr(value))
+    except (ValueError, TypeError):
+        return False
