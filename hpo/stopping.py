@@ -40,7 +40,7 @@ class StopSignal:
 
 class StudyStop:
     """The study-level stop rules: time budget (over resumes), target value, plateau over finished trials,
-    and the stop signal. The first that fires is the ``reason``."""
+    and the stop signal. The first rule that fires is the ``reason``, unless the stop signal is set."""
 
     def __init__(
         self,
@@ -79,8 +79,8 @@ class StudyStop:
                            f"{self.min_delta} over the last {self.patience} finished trials")
 
     def should_stop(self) -> bool:
-        if self.signal.is_set:
-            self._fire(self.signal.reason or "stopped")
+        if self.signal.is_set:  # the study ends STOPPED (resumable) whatever else fired: say so
+            self.reason = self.signal.reason
         elif self.deadline is not None and time.monotonic() >= self.deadline:
             self._fire(f"time budget of {self.time_budget_s:.0f}s used up")
         return self.reason is not None

@@ -1,6 +1,8 @@
 """Shared fixtures: real data, a locally built tiny BERT, a real local Ray, a real `mlflow server`.
 
-Every process a fixture starts is stopped by PID at the end of the session.
+The data is the SST-2 copy shipped in data/sst2 (HPO_DATA_DIR overrides). Every process a fixture starts
+is stopped by PID at the end of the session. Tests marked ``integration`` start Ray, servers or whole
+studies; the rest (``make test-fast``) start nothing.
 """
 
 from __future__ import annotations
@@ -21,15 +23,22 @@ from pathlib import Path
 
 import pytest
 
-from hpo.resolvers import PROJECT_ROOT
+from hpo.env import set_defaults
+from hpo.resolvers import PROJECT_ROOT, first_existing
+from trainers.data import open_text
 from trainers.tiny import build_tiny_bert
 
-SST2_DIR = Path(os.environ.get("HPO_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data" / "sst2"))
+SST2_DIR = Path(os.environ.get("HPO_DATA_DIR", PROJECT_ROOT / "data" / "sst2"))
+set_defaults()  # what the `hpo` command sets when it starts; tests drive studies in-process too
+
+
+def sst2_file(split: str) -> Path:
+    return Path(first_existing(str(SST2_DIR / f"{split}.csv"), str(SST2_DIR / f"{split}.csv.gz")))
 
 
 @pytest.fixture(scope="session")
 def sst2_dir() -> Path:
-    assert (SST2_DIR / "train.csv").is_file(), f"real SST-2 not found at {SST2_DIR}: set HPO_DATA_DIR"
+    assert sst2_file("train").is_file(), f"real SST-2 not found at {SST2_DIR}: set HPO_DATA_DIR"
     return SST2_DIR
 
 
@@ -39,7 +48,7 @@ def small_sst2(sst2_dir: Path, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("sst2_small")
     paths = {}
     for split, rows in (("train", 300), ("dev", 100)):
-        with (sst2_dir / f"{split}.csv").open(encoding="utf-8", newline="") as src:
+        with open_text(sst2_file(split)) as src:
             reader = csv.reader(src)
             lines = [next(reader) for _ in range(rows + 1)]
         paths[split] = out / f"{split}.csv"

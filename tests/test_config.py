@@ -1,34 +1,47 @@
-"""Config composition and validation: bad input stops early with one line naming the key."""
+"""Config composition and validation: bad input stops early with one line naming the key; checking a
+config writes nothing."""
 
 import pytest
 
 from hpo.config import build_spec, compose
 from hpo.errors import ConfigError
+from hpo.resolvers import PROJECT_ROOT
+from trainers import TrainConfig
 
 
-def test_default_experiment_composes_and_validates(sst2_dir, monkeypatch, tmp_path):
-    monkeypatch.setenv("HPO_DATA_DIR", str(sst2_dir))
+def test_default_experiment_composes_from_the_shipped_data(tmp_path, monkeypatch):
+    monkeypatch.delenv("HPO_DATA_DIR", raising=False)
     spec = build_spec(compose(["experiment=sst2_minilm", f"storage.root={tmp_path}"]))
     assert spec.name == "sst2_minilm"
-    assert spec.num_layers == 6  # all-MiniLM-L6-v2, from the packaged model's config
+    assert spec.data.train_path == PROJECT_ROOT / "data" / "sst2" / "train.csv.gz"
+    assert spec.model.num_layers == 6  # all-MiniLM-L6-v2, from the packaged model's config
     assert spec.space.distributions["freeze_depth"].high == 6  # `high: auto`
-    assert spec.trainer["pooling"] == "mean"
-    assert spec.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
-    assert type(spec.sampler).__name__ == "TPESampler"
-    assert type(spec.scheduler).__name__ == "AsyncHyperBandScheduler"
+    assert isinstance(spec.trainer, TrainConfig) and spec.trainer.pooling == "mean"
+    assert (spec.objective.metric, spec.objective.mode, spec.study.feedback) == ("val_accuracy", "max", "pruned")
+    assert spec.storage.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
+    assert spec.sampler.name == "TPESampler" and type(spec.sampler.build()).__name__ == "TPESampler"
+    assert type(spec.scheduler.build()).__name__ == "AsyncHyperBandScheduler"
 
 
 def test_group_overrides_win_over_the_experiment(sst2_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("HPO_DATA_DIR", str(sst2_dir))
     spec = build_spec(compose([
         "experiment=sst2_minilm", "model=tiny_bert", "sampler=random", "scheduler=fifo",
-        "search.learning_rate=3e-5", "~search.dropout", f"storage.root={tmp_path}",
+        "search.learning_rate=3e-5", "~search.dropout", f"storage.root={tmp_path}", "search.feedback=complete",
     ]))
-    assert spec.num_layers == 2
-    assert type(spec.sampler).__name__ == "RandomSampler"
-    assert type(spec.scheduler).__name__ == "FIFOScheduler"
-    assert spec.space.fixed == {"learning_rate": 3e-5}
+    assert spec.model.num_layers == 2
+    assert spec.sampler.name == "RandomSampler" and spec.scheduler.name == "FIFOScheduler"
+    assert spec.space.fixed == {"learning_rate": 3e-5} and spec.trainer.learning_rate == 3e-5
     assert "dropout" not in spec.space.distributions
+    assert spec.study.feedback == "complete"
+
+
+def test_checking_a_config_writes_nothing(tmp_path):
+    """The tiny test model is built when a study starts, not when its config is checked."""
+    root = tmp_path / "runs"
+    spec = build_spec(compose(["model=tiny_bert", f"storage.root={root}"]))
+    assert spec.model.name_or_path == str(root / "cache" / "tiny_bert")
+    assert not root.exists()
 
 
 @pytest.mark.parametrize(
@@ -46,14 +59,19 @@ def test_group_overrides_win_over_the_experiment(sst2_dir, monkeypatch, tmp_path
         ("sampler._target_=optuna.samplers.NoSuchSampler", "sampler"),
         ("scheduler.grace_period=-3", "scheduler"),
         ("search.freeze_depth.high=9", "search.freeze_depth.high"),
+        ("search.feedback=sometimes", "search.feedback"),
+        ("resources.gpu=1.5", "resources.gpu"),
+        ("cluster.address=ray://head:10001", "cluster.address"),
+        ("storage.checkpoints=ftp://host/x", "storage.checkpoints"),
+        ("trainer.max_epochs=0", "trainer.max_epochs"),
     ],
 )
-def test_bad_values_name_the_key(override, key, sst2_dir, monkeypatch, tmp_path):
-    monkeypatch.setenv("HPO_DATA_DIR", str(sst2_dir))
+def test_bad_values_name_the_key(override, key, tmp_path):
     with pytest.raises(ConfigError) as err:
         build_spec(compose([f"storage.root={tmp_path}", override]))
     assert err.value.key == key
     assert "\n" not in str(err.value)
+    assert not (tmp_path / "registry.db").exists()
 
 
 def test_csv_data_needs_its_paths(tmp_path):

@@ -5,6 +5,8 @@ to upload each trial's best model to MLflow, register the study's best, and find
 interrupted trial resumes from, which the trial downloads before it trains on.
 """
 
+import dataclasses
+
 import pyarrow.fs as pafs
 import pytest
 from mlflow import MlflowClient
@@ -13,11 +15,12 @@ from hpo.checkpoints import CheckpointStore
 from hpo.config import build_spec, compose
 from hpo.errors import ConfigError
 from hpo.registry import Registry
-from hpo.tuner import _latest_checkpoint, run_study
-from trainers import TrainConfig, fine_tune, prepare_data
+from hpo.study import run_study
+from trainers import fine_tune, prepare_data
 from trainers.modeling import TextClassifier
 
 BUCKET = "hpo-test"
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
@@ -51,23 +54,23 @@ def test_a_study_keeps_its_checkpoints_in_a_bucket(small_sst2, tiny_bert, local_
     assert outcome.status == "completed" and outcome.best_checkpoint.startswith(f"s3://{BUCKET}/hpo/bucketed/")
 
     client = MlflowClient(mlflow_server)
-    for trial in Registry.open(spec.registry_url).trials("bucketed"):  # downloaded from the bucket by the driver
+    for trial in Registry.open(spec.storage.registry_url).trials("bucketed"):  # downloaded from the bucket by the driver
         assert {"checkpoint/config.json", "checkpoint/model.safetensors"} <= {
             a.path for a in client.list_artifacts(trial.mlflow_run_id, "checkpoint")}
     assert client.search_model_versions("name='bucketed'"), "the best model, from the bucket, is registered"
 
     # What `hpo resume` hands an interrupted trial: its newest checkpoint in the bucket, which the trial
     # downloads (CheckpointStore.local_copy, as hpo.trial.run_trial does) and continues from.
-    trial = Registry.open(spec.registry_url).trials("bucketed")[0]
-    latest = _latest_checkpoint(store, trial)
+    trial = Registry.open(spec.storage.registry_url).trials("bucketed")[0]
+    latest = store.latest_of_trial(trial.ray_trial_dir, trial.checkpoint)
     assert latest is not None and store.read_summary(latest)["epoch"] == 2
     data = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert, max_length=64, train_limit=200,
                         validation_limit=100)
     with store.local_copy(latest) as folder:
-        assert TextClassifier.from_checkpoint(folder / "best") is not None
+        assert TextClassifier.from_checkpoint(folder / "best").config.id2label == {0: "0", 1: "1"}
         reports = _Reports()
-        fine_tune(TrainConfig.from_mapping({**spec.trainer, **trial.params, "max_epochs": 3,
-                                            "resume_from": str(folder)}), data, reports)
+        fine_tune(dataclasses.replace(spec.trainer, **trial.params, max_epochs=3, resume_from=str(folder)),
+                  data, reports)
     assert reports.epochs == [3], "continued after epoch 2, nothing retrained"
 
 
@@ -82,7 +85,7 @@ def test_an_unknown_scheme_or_an_unreachable_bucket_stops_before_anything_is_rec
     with pytest.raises(ConfigError, match=r"storage.checkpoints: cannot write to s3://no-such-bucket/hpo \(") as err:
         run_study(spec)
     assert "test:test" not in str(err.value), "credentials never reach a message"
-    assert Registry.open(spec.registry_url).get("nowhere") is None
+    assert Registry.open(spec.storage.registry_url).get("nowhere") is None
 
 
 class _Reports:

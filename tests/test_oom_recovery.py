@@ -90,27 +90,7 @@ def test_evaluation_at_its_floor_names_the_eval_batch():
     assert [len(part["labels"]) for part in MicroBatching(5, 1, 2).split(batch)] == [2, 2, 1]
 
 
-def test_an_oom_trial_is_failed_for_oom_and_infeasible_for_the_sampler(tmp_path):
-    """TPE and GP skip FAILED trials (and would propose the same batch size again); an infeasible one
-    ranks below every feasible trial."""
-    import optuna
-
-    from hpo.searcher import FAIL_REASON_ATTR, StudySearch
-    from hpo.trial import OOM_KEY
-
-    url = f"sqlite:///{tmp_path}/optuna.db"
-    search = StudySearch(space={"batch_size": optuna.distributions.CategoricalDistribution([16, 64])},
-                         metric="val_accuracy", mode="max", sampler=optuna.samplers.TPESampler(seed=0),
-                         study_name="oom", storage=optuna.storages.RDBStorage(url))
-    search.suggest("ray-trial-a")
-    search.on_trial_complete("ray-trial-a", {OOM_KEY: 1.0, "micro_batch_size": 1})
-
-    (trial,) = optuna.load_study(study_name="oom", storage=url).trials
-    assert trial.state == optuna.trial.TrialState.PRUNED
-    assert trial.constraints == {"oom": 1.0} and trial.user_attrs[FAIL_REASON_ATTR] == "oom"
-
-
-def _trial_that_runs_out_of_memory_above_10_rows(config, *, data, fixed, checkpoints):
+def _trial_that_runs_out_of_memory_above_10_rows(config, *, data, trainer, checkpoints):
     """The real trainable, in a Ray worker whose "GPU" holds at most 10 rows per forward pass."""
     import torch
 
@@ -126,11 +106,12 @@ def _trial_that_runs_out_of_memory_above_10_rows(config, *, data, fixed, checkpo
 
     TextClassifier.forward = forward
     try:
-        run_trial(config, data=data, fixed=fixed, checkpoints=checkpoints)
+        run_trial(config, data=data, trainer=trainer, checkpoints=checkpoints)
     finally:
         TextClassifier.forward = original
 
 
+@pytest.mark.integration
 def test_a_study_records_an_oom_trial_as_failed_and_goes_on(small_sst2, tiny_bert, local_ray, tmp_path, monkeypatch):
     """Grid over batch_size 8 and 32 with a micro-batch floor of 16: 8 fits; 32 -> 16 still runs out -> `oom`."""
     import sys
@@ -142,7 +123,7 @@ def test_a_study_records_an_oom_trial_as_failed_and_goes_on(small_sst2, tiny_ber
     from hpo.config import build_spec, compose
     from hpo.registry import Registry
     from hpo.tracking import FAIL_REASON_TAG, STATUS_TAG
-    from hpo.tuner import run_study
+    from hpo.study import run_study
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the wrapper travels to the worker
     monkeypatch.setattr("hpo.tuner.run_trial", _trial_that_runs_out_of_memory_above_10_rows)
@@ -157,13 +138,13 @@ def test_a_study_records_an_oom_trial_as_failed_and_goes_on(small_sst2, tiny_ber
     outcome = run_study(spec)
 
     assert outcome.status == "completed" and outcome.best_params["batch_size"] == 8
-    trials = {t.params["batch_size"]: t for t in Registry(spec.registry_url).trials("oom")}
+    trials = {t.params["batch_size"]: t for t in Registry(spec.storage.registry_url).trials("oom")}
     assert (trials[8].state, trials[8].fail_reason) == ("completed", None)
     assert (trials[32].state, trials[32].fail_reason) == ("failed", "oom")
-    run = MlflowClient(spec.tracking_uri).get_run(trials[32].mlflow_run_id)
+    run = MlflowClient(spec.storage.tracking_uri).get_run(trials[32].mlflow_run_id)
     assert run.info.status == "FAILED" and run.data.tags[STATUS_TAG] == "failed"
     assert run.data.tags[FAIL_REASON_TAG] == "oom"
     optuna_trials = {t.params["batch_size"]: t for t in optuna.load_study(study_name="oom",
-                                                                          storage=spec.optuna_url).trials}
+                                                                          storage=spec.storage.optuna_url).trials}
     assert optuna_trials[32].state == optuna.trial.TrialState.PRUNED and optuna_trials[32].constraints == {"oom": 1.0}
     assert optuna_trials[8].state == optuna.trial.TrialState.COMPLETE

@@ -1,4 +1,4 @@
-"""Study-level early stopping and warm start, in-process on a local Ray with a tiny BERT."""
+"""Study-level early stopping and warm start: the rules alone (fast), then in real studies on a local Ray."""
 
 from __future__ import annotations
 
@@ -7,7 +7,48 @@ import pytest
 
 from hpo.config import build_spec, compose
 from hpo.registry import Registry
-from hpo.tuner import _warm_start_points, run_study
+from hpo.stopping import StopSignal, StudyStop
+from hpo.warm_start import warm_start_points
+from trainers.objective import Objective
+
+ACCURACY, LOSS = Objective("val_accuracy", "max"), Objective("val_loss", "min")
+
+
+def test_target_fires_on_the_first_result_at_least_as_good():
+    rules = StudyStop(LOSS, StopSignal(), target=0.3)
+    rules.result(0.31)
+    assert not rules.should_stop()
+    rules.result(0.3)
+    assert rules.should_stop() and rules.reason == "target reached: val_loss=0.3000 (target 0.3)"
+
+
+def test_plateau_counts_finished_trials_from_earlier_attempts():
+    rules = StudyStop(ACCURACY, StopSignal(), patience=2, min_delta=0.01, finished_bests=[0.80, 0.85])
+    rules.trial_finished(0.855)
+    assert not rules.should_stop(), "two finished trials after 0.80 improved it by 0.055"
+    rules.trial_finished(0.84)
+    assert rules.should_stop() and rules.reason.startswith("plateau: best val_accuracy improved by 0.005 < min_delta")
+
+
+def test_a_failed_trial_without_a_value_does_not_count_toward_the_plateau():
+    rules = StudyStop(ACCURACY, StopSignal(), patience=1)
+    rules.trial_finished(None)
+    rules.trial_finished(0.5)
+    assert not rules.should_stop()
+
+
+def test_time_budget_counts_driver_time_of_earlier_attempts():
+    assert StudyStop(ACCURACY, StopSignal(), time_budget_s=60, elapsed_before_s=61).should_stop()
+    assert not StudyStop(ACCURACY, StopSignal(), time_budget_s=60, elapsed_before_s=0).should_stop()
+
+
+def test_the_stop_signal_ends_the_study_with_its_reason_and_wins_over_later_rules():
+    signal = StopSignal()
+    rules = StudyStop(ACCURACY, signal, target=0.5)
+    signal.request("stopped by user (hpo stop)")
+    signal.request("a second request changes nothing")
+    rules.result(0.9)
+    assert rules.should_stop() and rules.reason == "stopped by user (hpo stop)"
 
 
 def _spec(tmp_path, small_sst2, tiny_bert, name, *overrides):
@@ -19,6 +60,7 @@ def _spec(tmp_path, small_sst2, tiny_bert, name, *overrides):
     ]))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "overrides, reason_start, max_trials",
     [
@@ -30,16 +72,18 @@ def _spec(tmp_path, small_sst2, tiny_bert, name, *overrides):
 )
 def test_stop_rule_ends_the_study_and_records_why(overrides, reason_start, max_trials, tmp_path, small_sst2,
                                                   tiny_bert, local_ray):
+    from mlflow import MlflowClient
+
+    from hpo.study import run_study
+
     spec = _spec(tmp_path, small_sst2, tiny_bert, "rule", "study.num_samples=8", *overrides)
     outcome = run_study(spec)
     assert outcome.status == "completed" and outcome.stop_reason.startswith(reason_start)
-    record = Registry(spec.registry_url).require("rule")
+    record = Registry(spec.storage.registry_url).require("rule")
     assert record.stop_reason == outcome.stop_reason
-    from mlflow import MlflowClient
-
-    parent = MlflowClient(spec.tracking_uri).get_run(outcome.parent_run_id)
+    parent = MlflowClient(spec.storage.tracking_uri).get_run(outcome.parent_run_id)
     assert parent.data.tags["hpo.stop_reason"] == outcome.stop_reason
-    study = optuna.load_study(study_name="rule", storage=spec.optuna_url)
+    study = optuna.load_study(study_name="rule", storage=spec.storage.optuna_url)
     assert 1 <= len(study.trials) <= max_trials
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
 
@@ -47,29 +91,35 @@ def test_stop_rule_ends_the_study_and_records_why(overrides, reason_start, max_t
 @pytest.fixture(scope="module")
 def source_study(tmp_path_factory, small_sst2, tiny_bert, local_ray):
     """A finished 3-trial, 1-epoch study (random sampler, val_loss) to warm-start from."""
+    from hpo.study import run_study
+
     root = tmp_path_factory.mktemp("warm")
     spec = _spec(root, small_sst2, tiny_bert, "source", "study.num_samples=3", "study.metric=val_loss",
                  "study.mode=min", "sampler=random", "trainer.max_epochs=1")
     run_study(spec)
-    bests = {t.number: t.best_metric for t in Registry(spec.registry_url).trials("source")}
-    trials = optuna.load_study(study_name="source", storage=spec.optuna_url).trials
-    return root, [trials[n].params for n in sorted(bests, key=bests.get)]
+    ranked = LOSS.ranked(Registry(spec.storage.registry_url).trials("source"), key=lambda t: t.best_metric)
+    return root, [t.params for t in ranked]
 
 
+@pytest.mark.integration
 def test_warm_start_evaluates_the_source_studys_best_configs_first(source_study, small_sst2, tiny_bert):
+    from hpo.study import run_study
+
     root, ranked = source_study
     target = _spec(root, small_sst2, tiny_bert, "target", "study.num_samples=2", "study.metric=val_loss",
                    "study.mode=min", "warm_start.from=source", "warm_start.top_k=2")
     run_study(target)
-    first = sorted(optuna.load_study(study_name="target", storage=target.optuna_url).trials, key=lambda t: t.number)
+    first = sorted(optuna.load_study(study_name="target", storage=target.storage.optuna_url).trials,
+                   key=lambda t: t.number)
     assert [t.params for t in first[:2]] == ranked[:2]
 
 
+@pytest.mark.integration
 def test_warm_start_skips_configs_outside_the_new_space(source_study, small_sst2, tiny_bert):
     root, ranked = source_study
     keep = ranked[0]["batch_size"]
     narrow = _spec(root, small_sst2, tiny_bert, "narrow", "study.num_samples=1", "warm_start.from=source",
                    "warm_start.top_k=10", "study.metric=val_loss", "study.mode=min",
                    f"search.batch_size.choices=[{keep}]")
-    points = _warm_start_points(narrow, Registry(narrow.registry_url))
+    points = warm_start_points(narrow, Registry(narrow.storage.registry_url))
     assert points == [p for p in ranked if p["batch_size"] == keep]

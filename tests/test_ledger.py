@@ -1,0 +1,175 @@
+"""The study ledger against real stores in a temp dir (SQLite registry, SQLite Optuna, SQLite-backed MLflow),
+without Ray: Ray's events are replayed as the tuner's callback would hand them over."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState as Optuna
+from stores import assert_stores_agree, stores_of
+
+from hpo.checkpoints import CheckpointStore
+from hpo.config import build_spec, compose
+from hpo.ledger import FAIL_REASON_ATTR, StudyLedger
+from hpo.registry import Registry
+from hpo.result_keys import OOM_KEY
+from hpo.states import StudyStatus, TrialState
+from hpo.stopping import StopSignal
+from hpo.tracking import StudyRun
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("ledger")
+
+
+class Harness:
+    """A study's three stores and its ledger, as :func:`hpo.study.run_study` opens them."""
+
+    def __init__(self, root, name: str, *overrides: str) -> None:
+        self.spec = build_spec(compose(["model=tiny_bert", f"storage.root={root}", f"study.name={name}",
+                                        "trainer.max_epochs=3", *overrides]))
+        self.registry = Registry.open(self.spec.storage.registry_url)
+        if self.registry.get(name) is None:
+            self.registry.create(name, self.spec.config_yaml, 4, "val_accuracy", "max",
+                                 optuna_url=self.spec.storage.optuna_url)
+        self.spec.study_dir.mkdir(parents=True, exist_ok=True)
+        self.signal, self.lines = StopSignal(), []
+        self.ledger = self.reopen()
+
+    def reopen(self) -> StudyLedger:
+        """A new driver's ledger over the same stores (as after a crash)."""
+        record = self.registry.require(self.spec.name)
+        store = CheckpointStore(self.spec.storage.checkpoints)
+        mlflow = StudyRun(self.spec, store, parent_run_id=record.mlflow_parent_run_id)
+        self.registry.update(self.spec.name, mlflow_experiment_id=mlflow.experiment_id, mlflow_parent_run_id=mlflow.run_id)
+        study = optuna.create_study(study_name=self.spec.name, storage=self.spec.storage.optuna_url,
+                                    sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize",
+                                    load_if_exists=True)
+        self.signal = StopSignal()
+        return StudyLedger(self.spec, self.registry, study, mlflow, store, self.signal, log=self.lines.append)
+
+    def run(self, ray_id: str, curve: list[float], **last) -> int:
+        number, _ = self.ledger.new_trial(ray_id)
+        self.ledger.trial_started(ray_id, f"/nowhere/{ray_id}", None)
+        for epoch, value in enumerate(curve, 1):
+            self.ledger.epoch_reported(ray_id, {"epoch": epoch, "val_accuracy": value, "val_loss": 1 - value})
+        self.ledger.trial_ended(ray_id, {"epoch": len(curve), **last}, errored=False)
+        return number
+
+    def agree(self, feedback: str = "pruned") -> dict:
+        return assert_stores_agree(self.spec.storage.registry_url, self.spec.storage.tracking_uri, self.spec.name,
+                                   feedback)
+
+
+def test_a_finished_trial_is_complete_everywhere_with_its_best_epoch(root):
+    h = Harness(root, "completed")
+    number = h.run("a", [0.6, 0.8, 0.7])
+    s = h.agree()
+    assert s["registry"][number].state == TrialState.COMPLETED
+    assert s["optuna"][number].value == pytest.approx(0.8), "ranked by its best epoch, not its last"
+    assert h.lines[-1] == f"trial {number} completed after 3 epoch(s)"
+
+
+def test_a_scheduler_stopped_trial_is_pruned_in_optuna_with_its_curve(root):
+    h = Harness(root, "pruned")
+    number = h.run("a", [0.55, 0.6])
+    s = h.agree()
+    assert s["registry"][number].state == TrialState.PRUNED
+    assert s["optuna"][number].state == Optuna.PRUNED
+    assert s["optuna"][number].intermediate_values == {1: 0.55, 2: 0.6}
+
+
+def test_feedback_complete_tells_optuna_a_pruned_trial_finished_at_its_best(root):
+    h = Harness(root, "complete_feedback", "search.feedback=complete")
+    number = h.run("a", [0.65, 0.6])
+    s = h.agree(feedback="complete")
+    assert s["registry"][number].state == TrialState.PRUNED
+    assert (s["optuna"][number].state, s["optuna"][number].value) == (Optuna.COMPLETE, pytest.approx(0.65))
+
+
+def test_out_of_memory_is_failed_for_the_user_and_infeasible_for_the_sampler(root):
+    """TPE and GP skip FAILED trials (and would propose the same batch size again); an infeasible one ranks
+    below every feasible trial."""
+    h = Harness(root, "oom")
+    number = h.run("a", [], **{OOM_KEY: 1.0})
+    s = h.agree()
+    assert (s["registry"][number].state, s["registry"][number].fail_reason) == (TrialState.FAILED, "oom")
+    ot = s["optuna"][number]
+    assert ot.state == Optuna.PRUNED and ot.constraints == {"oom": 1.0} and ot.user_attrs[FAIL_REASON_ATTR] == "oom"
+    assert s["mlflow"][number].data.tags["hpo.fail_reason"] == "oom"
+
+
+def test_an_error_is_a_failed_trial_everywhere(root):
+    h = Harness(root, "error")
+    number, _ = h.ledger.new_trial("a")
+    h.ledger.trial_started("a", "/nowhere/a", None)
+    h.ledger.epoch_reported("a", {"epoch": 1, "val_accuracy": 0.5})
+    h.ledger.trial_ended("a", {"epoch": 1}, errored=True)
+    s = h.agree()
+    assert s["optuna"][number].state == Optuna.FAIL and s["mlflow"][number].info.status == "FAILED"
+
+
+def test_an_epoch_reported_twice_is_recorded_once(root):
+    h = Harness(root, "twice")
+    number, _ = h.ledger.new_trial("a")
+    h.ledger.trial_started("a", "/nowhere/a", None)
+    for _ in range(2):
+        h.ledger.epoch_reported("a", {"epoch": 1, "val_accuracy": 0.5})
+    assert h.registry.trial("twice", number).values == {1: 0.5}
+    assert stores_of(h.spec.storage.registry_url, h.spec.storage.tracking_uri, "twice")["history"][number] == [(1, 0.5)]
+
+
+def test_a_stop_leaves_the_running_trial_resumable_and_a_new_driver_continues_it(root):
+    h = Harness(root, "stopped")
+    number, _ = h.ledger.new_trial("a")
+    h.ledger.trial_started("a", "/nowhere/a", None)
+    h.ledger.epoch_reported("a", {"epoch": 1, "val_accuracy": 0.6})
+    h.signal.request("stopped by user (hpo stop)")
+    h.ledger.trial_ended("a", {"epoch": 1}, errored=False)
+    h.ledger.close_open_trials(StudyStatus.STOPPED)
+    s = h.agree()
+    assert s["registry"][number].state == TrialState.INTERRUPTED and s["optuna"][number].state == Optuna.RUNNING
+    assert s["mlflow"][number].info.status == "KILLED"
+
+    ledger = h.reopen()
+    ledger.reconcile()
+    assert ledger.continue_trial("b", number) == s["registry"][number].params
+    ledger.trial_started("b", "/nowhere/b", None)
+    for epoch in (1, 2, 3):  # epoch 1 again (a checkpoint older than the record): recorded once
+        ledger.epoch_reported("b", {"epoch": epoch, "val_accuracy": 0.6 + epoch / 100})
+    ledger.trial_ended("b", {"epoch": 3}, errored=False)
+    s = h.agree()
+    assert len(s["mlflow"]) == 1 and s["registry"][number].state == TrialState.COMPLETED
+    assert s["optuna"][number].intermediate_values == {1: 0.6, 2: 0.62, 3: 0.63}
+
+
+def test_a_study_ended_by_a_rule_prunes_its_open_trials(root):
+    h = Harness(root, "ruled")
+    number, _ = h.ledger.new_trial("a")  # suggested, never started
+    h.ledger.close_open_trials(StudyStatus.COMPLETED)
+    s = h.agree()
+    assert s["registry"][number].state == TrialState.PRUNED and s["optuna"][number].state == Optuna.PRUNED
+
+
+@pytest.mark.parametrize("crash_after", ["registry", "optuna"])
+def test_resume_replays_what_a_crash_between_two_writes_kept_from_optuna_and_mlflow(root, crash_after):
+    """A driver dies after recording an epoch and the trial's end in the registry (or in the registry and
+    Optuna) but before MLflow heard of them: the next driver's reconcile makes the three agree."""
+    h = Harness(root, f"crash_after_{crash_after}")
+    number, _ = h.ledger.new_trial("a")
+    h.ledger.trial_started("a", "/nowhere/a", None)
+    h.ledger.epoch_reported("a", {"epoch": 1, "val_accuracy": 0.6})
+    record = h.registry.upsert_trial(h.spec.name, number, epochs=2, curve={"1": 0.6, "2": 0.7}, last_metric=0.7,
+                                     best_metric=0.7, state=TrialState.PRUNED)  # the registry writes...
+    if crash_after == "optuna":
+        h.ledger.trials[number].report(0.7, 2)
+        h.ledger.study.tell(number, state=Optuna.PRUNED)
+    # ...and the driver dies.
+    with pytest.raises(AssertionError):
+        h.agree()
+
+    h.reopen().reconcile()
+    s = h.agree()
+    assert s["optuna"][number].state == Optuna.PRUNED and s["optuna"][number].intermediate_values == {1: 0.6, 2: 0.7}
+    assert s["mlflow"][number].data.tags["hpo.trial_status"] == "pruned" and record.epochs == 2
