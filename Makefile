@@ -9,7 +9,7 @@ HOST    ?= 127.0.0.1
 PORT    ?= 5000
 STORAGE ?= runs
 
-.PHONY: install sweep test lint ui clean
+.PHONY: install sweep test test-fast lint ui clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ sweep: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The pure parts only (no Ray, no servers, no whole study): under 90 seconds.
+test-fast: install
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check hpo trainers tests bench

@@ -15,7 +15,8 @@ BUILDERS = ("tiny_bert",)
 def resolve_model(raw: str, build_if_missing: str | None) -> ModelSpec:
     """``model.name_or_path`` as a local folder (absolute) or a hub name, with its number of encoder blocks."""
     if build_if_missing is not None and build_if_missing not in BUILDERS:
-        raise ConfigError("model.build_if_missing", f"unknown builder {build_if_missing!r}; the only one is 'tiny_bert'")
+        raise ConfigError("model.build_if_missing",
+                          f"unknown builder {build_if_missing!r}; the only one is 'tiny_bert'")
     local = Path(raw).expanduser()
     to_build = build_if_missing is not None and not (local / "config.json").is_file()
     looks_local = local.exists() or raw.startswith(("/", ".", "~")) or raw.count("/") > 1

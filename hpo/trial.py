@@ -24,7 +24,6 @@ from trainers import PreparedData, TrainConfig, fine_tune
 from trainers.oom import TrainingOutOfMemory
 
 
-
 class RayReporter:
     """Reports to Ray Tune; Ray copies the checkpoint folder into the trial's storage."""
 

@@ -42,7 +42,8 @@ class Harness:
         record = self.registry.require(self.spec.name)
         store = CheckpointStore(self.spec.storage.checkpoints)
         mlflow = StudyRun(self.spec, store, parent_run_id=record.mlflow_parent_run_id)
-        self.registry.update(self.spec.name, mlflow_experiment_id=mlflow.experiment_id, mlflow_parent_run_id=mlflow.run_id)
+        self.registry.update(self.spec.name, mlflow_experiment_id=mlflow.experiment_id,
+                             mlflow_parent_run_id=mlflow.run_id)
         study = optuna.create_study(study_name=self.spec.name, storage=self.spec.storage.optuna_url,
                                     sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize",
                                     load_if_exists=True)

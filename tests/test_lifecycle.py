@@ -1,44 +1,46 @@
 """Study lifecycle with real processes: SIGKILL the driver and resume, stop from another shell,
-one driver per study. Every driver is an `hpo` subprocess with its own local Ray."""
+one driver per study. Every driver is an `hpo` subprocess with its own local Ray. After every resume
+(and after the stop) the registry, Optuna and MLflow agree on every trial (tests/stores.py)."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
 import optuna
+import pytest
 from lifecycle import TINY_SWEEP, Driver, hpo, study_counts, wait_for, with_overrides
+from stores import assert_stores_agree
 
 NUM_TRIALS, EPOCHS = 3, 3
+ASHA = with_overrides(TINY_SWEEP, "scheduler=asha")
+pytestmark = pytest.mark.integration
 
 
 def _assert_study_whole(root, name, num_trials=NUM_TRIALS):
+    s = assert_stores_agree(f"sqlite:///{root}/registry.db", f"sqlite:///{root}/mlflow.db", name)
+    assert sorted(s["mlflow"]) == list(range(num_trials)), "every trial has exactly one MLflow run"
     c = study_counts(root, name)
-    numbers = sorted(int(r.data.tags["hpo.optuna_trial_number"]) for r in c["mlflow_children"])
-    assert numbers == list(range(num_trials)), "every trial has exactly one MLflow run"
-    assert len(c["optuna_trials"]) == num_trials and len(c["registry_trials"]) == num_trials
     assert len(c["mlflow_parents"]) == 1, "the same parent run is reused"
     assert not [t for t in c["optuna_trials"] if t.state == optuna.trial.TrialState.RUNNING]
     assert {r.info.status for r in c["mlflow_children"] + c["mlflow_parents"]} == {"FINISHED"}
     assert c["record"].status == "completed"
-    for run in c["mlflow_children"]:
-        steps = [m.step for m in c["client"].get_metric_history(run.info.run_id, "val_accuracy")]
-        assert steps == list(range(1, EPOCHS + 1)), f"epochs logged once each, in order: {steps}"
+    assert all(t.state.finished for t in c["registry_trials"])
     return c
 
 
 def test_sigkill_mid_trial_and_between_trials_then_resume(tmp_path, sst2_dir, capsys):
     name, url = "killed", f"sqlite:///{tmp_path}/registry.db"
-    sweep = Driver(["sweep", *TINY_SWEEP, f"study.name={name}", f"study.num_samples={NUM_TRIALS}",
+    sweep = Driver(["sweep", *ASHA, f"study.name={name}", f"study.num_samples={NUM_TRIALS}",
                     f"storage.root={tmp_path}"], tmp_path, sst2_dir)
     mid = wait_for(sweep, url, name, lambda ts: any(t.state == "running" and 1 <= t.epochs < EPOCHS for t in ts))
     sweep.sigkill()
     interrupted = next(t for t in mid if t.state == "running" and t.epochs >= 1)
 
     resume = Driver(["resume", name], tmp_path, sst2_dir)
-    done_before = sum(t.state == "completed" for t in mid)
+    done_before = sum(t.state.finished for t in mid)
 
     def between_trials(ts):
-        finished = sum(t.state == "completed" for t in ts)
+        finished = sum(t.state.finished for t in ts)
         return finished > done_before + 0 and all(t.epochs == 0 for t in ts if t.state == "running") \
             and finished < NUM_TRIALS
 
@@ -55,14 +57,14 @@ def test_sigkill_mid_trial_and_between_trials_then_resume(tmp_path, sst2_dir, ca
     with capsys.disabled():
         print(f"\n[kill test] mid-trial kill: {len(mid)} trial(s) started, {done_before} finished, trial "
               f"{interrupted.number} at epoch {interrupted.epochs}; between-trials kill: "
-              f"{sum(t.state == 'completed' for t in between)} finished; after resume: "
+              f"{sum(t.state.finished for t in between)} finished; after resume: "
               f"{len(c['optuna_trials'])} Optuna trials, {len(c['registry_trials'])} registry trials, "
               f"{len(c['mlflow_children'])} MLflow child runs + {len(c['mlflow_parents'])} parent")
 
 
 def test_stop_from_another_process_then_resume(tmp_path, sst2_dir):
     name, url = "stopped", f"sqlite:///{tmp_path}/registry.db"
-    slower = with_overrides(TINY_SWEEP, "data.train_limit=4000")  # a trial still runs when the stop lands
+    slower = with_overrides(ASHA, "data.train_limit=4000")  # a trial still runs when the stop lands
     sweep = Driver(["sweep", *slower, f"study.name={name}", "study.num_samples=2",
                     f"storage.root={tmp_path}"], tmp_path, sst2_dir)
     wait_for(sweep, url, name, lambda ts: any(t.state == "running" and t.epochs >= 1 for t in ts))
@@ -73,12 +75,13 @@ def test_stop_from_another_process_then_resume(tmp_path, sst2_dir):
     assert c["record"].status == "stopped" and "hpo stop" in c["record"].stop_reason
     assert [t.state for t in c["registry_trials"]].count("interrupted") == 1
     assert c["mlflow_parents"][0].data.tags["hpo.stop_reason"] == c["record"].stop_reason
+    assert_stores_agree(f"sqlite:///{tmp_path}/registry.db", f"sqlite:///{tmp_path}/mlflow.db", name)
 
     final = Driver(["resume", name], tmp_path, sst2_dir)
     assert final.wait() == 0, final.output()[-3000:]
     _assert_study_whole(tmp_path, name, num_trials=2)
     status = hpo(["status", name], tmp_path, sst2_dir)
-    assert status.returncode == 0 and status.stdout.count("completed") >= 2
+    assert status.returncode == 0 and f"study {name}: completed" in status.stdout
 
 
 def test_one_driver_per_study_and_stale_takeover(tmp_path, sst2_dir):

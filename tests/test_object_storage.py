@@ -54,7 +54,7 @@ def test_a_study_keeps_its_checkpoints_in_a_bucket(small_sst2, tiny_bert, local_
     assert outcome.status == "completed" and outcome.best_checkpoint.startswith(f"s3://{BUCKET}/hpo/bucketed/")
 
     client = MlflowClient(mlflow_server)
-    for trial in Registry.open(spec.storage.registry_url).trials("bucketed"):  # downloaded from the bucket by the driver
+    for trial in Registry.open(spec.storage.registry_url).trials("bucketed"):  # downloaded from the bucket
         assert {"checkpoint/config.json", "checkpoint/model.safetensors"} <= {
             a.path for a in client.list_artifacts(trial.mlflow_run_id, "checkpoint")}
     assert client.search_model_versions("name='bucketed'"), "the best model, from the bucket, is registered"

