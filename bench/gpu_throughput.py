@@ -129,7 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="model folder (default: the packaged all-MiniLM-L6-v2)")
     parser.add_argument("--random-init", action="store_true", help="random weights of the folder's config")
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/sst2/train.csv"))
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1] / "data/sst2/train.csv.gz"))
     parser.add_argument("--rows", type=int, default=8192)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=2)

@@ -23,14 +23,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hpo.config import build_spec, compose  # noqa: E402
-from hpo.resolvers import PROJECT_ROOT  # noqa: E402
-from hpo.tuner import run_study  # noqa: E402
+from hpo.env import set_defaults  # noqa: E402
+from hpo.resolvers import PROJECT_ROOT, first_existing  # noqa: E402
+from hpo.study import run_study  # noqa: E402
 
 
 def study_seconds(reuse: bool, trials: int, root: Path, name: str, data_dir: Path) -> float:
     spec = build_spec(compose([
-        "model=tiny_bert", f"model.name_or_path={root / 'tiny_bert'}", f"data.train_path={data_dir / 'train.csv'}",
-        f"data.validation_path={data_dir / 'dev.csv'}", "data.train_limit=300", "data.validation_limit=100",
+        "model=tiny_bert", f"model.name_or_path={root / 'tiny_bert'}", f"data.train_path={_csv(data_dir, 'train')}",
+        f"data.validation_path={_csv(data_dir, 'dev')}", "data.train_limit=300", "data.validation_limit=100",
         f"study.name={name}", f"study.num_samples={trials}", "study.max_concurrent=2", "scheduler=fifo",
         "trainer.max_epochs=1", f"resources.reuse_workers={str(reuse).lower()}", f"storage.root={root}",
         "tracking.register_best=false",
@@ -41,13 +42,18 @@ def study_seconds(reuse: bool, trials: int, root: Path, name: str, data_dir: Pat
     return time.perf_counter() - started
 
 
+def _csv(data_dir: Path, split: str) -> str:
+    return first_existing(str(data_dir / f"{split}.csv"), str(data_dir / f"{split}.csv.gz"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    data_dir = Path(os.environ.get("HPO_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data" / "sst2"))
+    data_dir = Path(os.environ.get("HPO_DATA_DIR", PROJECT_ROOT / "data" / "sst2"))
+    set_defaults()
 
     import ray
 

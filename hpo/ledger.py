@@ -81,7 +81,7 @@ class StudyLedger:
 
     def continue_trial(self, ray_trial_id: str, number: int) -> dict[str, Any]:
         """Reopens an interrupted trial (RUNNING in Optuna) under a new Ray trial; returns its params."""
-        frozen = self.study.trials[number]
+        frozen = self._frozen(number)
         # Optuna has no public way to reattach to a RUNNING trial by number: Trial() takes its storage id.
         self._open(ray_trial_id, optuna.trial.Trial(self.study, frozen._trial_id), dict(frozen.params))
         return dict(frozen.params)
@@ -89,7 +89,7 @@ class StudyLedger:
     def _open(self, ray_trial_id: str, trial: optuna.Trial, params: dict[str, Any]) -> None:
         number = trial.number
         self.numbers[ray_trial_id], self.trials[number] = number, trial
-        self.reported[number] = set(self.study.trials[number].intermediate_values)
+        self.reported[number] = set(self._frozen(number).intermediate_values)
         self.registry.upsert_trial(self.name, number, state=TrialState.RUNNING, params=params,
                                    ray_trial_id=ray_trial_id)
         self.run_ids[number] = run_id = self.mlflow.open_trial_run(number, params | self.spec.space.fixed)
@@ -100,14 +100,14 @@ class StudyLedger:
     def trial_started(self, ray_trial_id: str, trial_dir: str, resume_from: str | None) -> None:
         number = self.numbers[ray_trial_id]
         self.registry.upsert_trial(self.name, number, ray_trial_dir=trial_dir)
-        self.mlflow.tag(self.run_ids[number], **{"hpo.ray_trial_id": ray_trial_id})
-        verb = "started"
+        verb, resumed_after = "started", None
         if resume_from:  # the checkpoint's epoch may be one the crash kept from the stores
             summary = self.store.read_summary(resume_from)
             self._record_epoch(number, summary["epoch"], summary["metrics"])
             self.registry.upsert_trial(self.name, number, checkpoint=resume_from)
-            self.mlflow.tag(self.run_ids[number], **{"hpo.resumed_after_epoch": str(summary["epoch"])})
-            verb = f"resumed after epoch {summary['epoch']}"
+            resumed_after = summary["epoch"]
+            verb = f"resumed after epoch {resumed_after}"
+        self.mlflow.mark_started(self.run_ids[number], ray_trial_id, resumed_after)
         params = self.registry.trial(self.name, number).params
         self.log(f"trial {number} {verb}: {_short(params)}")
 
@@ -117,8 +117,7 @@ class StudyLedger:
             return
         if number not in self.placed and NODE_KEY in result:
             self.placed.add(number)
-            self.mlflow.tag(self.run_ids[number], **{"hpo.ray_node_id": result[NODE_KEY],
-                                                     "hpo.node_ip": result.get("node_ip")})
+            self.mlflow.tag_node(self.run_ids[number], result[NODE_KEY], result.get("node_ip"))
         if self._record_epoch(number, int(result["epoch"]), result):
             value = result.get(self.objective.metric, float("nan"))
             self.log(f"trial {number} epoch {int(result['epoch'])}: {self.objective.metric}={value:.4f}")
@@ -173,7 +172,7 @@ class StudyLedger:
     def _tell(self, record: TrialRecord) -> None:
         """Tells Optuna how a trial ended (nothing for an interrupted one: it stays RUNNING to be resumed)."""
         target = optuna_state(record.state, record.fail_reason, self.spec.study.feedback)
-        if target == OptunaState.RUNNING or self.study.trials[record.number].state != OptunaState.RUNNING:
+        if target == OptunaState.RUNNING or self._frozen(record.number).state != OptunaState.RUNNING:
             return
         if target == OptunaState.COMPLETE and record.best_metric is None:
             target = OptunaState.FAIL  # ended without a single result
@@ -186,7 +185,10 @@ class StudyLedger:
 
     def _reattach(self, number: int) -> optuna.Trial:
         # As in continue_trial: Trial() needs the storage id, which FrozenTrial keeps only privately.
-        return optuna.trial.Trial(self.study, self.study.trials[number]._trial_id)
+        return optuna.trial.Trial(self.study, self._frozen(number)._trial_id)
+
+    def _frozen(self, number: int) -> optuna.trial.FrozenTrial:
+        return self.study.get_trials(deepcopy=False)[number]  # numbers are 0..n-1, in order
 
     def _latest_checkpoint(self, record: TrialRecord) -> str | None:
         return self.store.latest_of_trial(record.ray_trial_dir, record.checkpoint)

@@ -153,6 +153,15 @@ class StudyRun:
         self.client.log_batch(run.info.run_id, params=_params(fixed | params))
         return run.info.run_id
 
+    def mark_started(self, run_id: str, ray_trial_id: str, resumed_after_epoch: int | None) -> None:
+        """The Ray trial now running it, and the epoch it continues after when it resumed."""
+        tags = {TRIAL_ID_TAG: ray_trial_id}
+        self.tag(run_id, **tags, **({"hpo.resumed_after_epoch": str(resumed_after_epoch)}
+                                    if resumed_after_epoch is not None else {}))
+
+    def tag_node(self, run_id: str, node_id: str, node_ip: str | None) -> None:
+        self.tag(run_id, **{NODE_TAG: node_id, "hpo.node_ip": str(node_ip)})
+
     def tag(self, run_id: str, **tags: str) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
