@@ -118,8 +118,10 @@ def cmd_resume(args: argparse.Namespace) -> None:
     if s.status == StudyStatus.COMPLETED:
         print(f"study {s.name} already completed ({s.stop_reason}); nothing to resume")
         return
+    from hpo.config import stored_config
+
     register()
-    stored = OmegaConf.create(s.config_yaml)  # as the driver resolved it: its registry URL, its paths
+    stored = stored_config(s.config_yaml)  # as the driver resolved it: its registry URL, its paths
     if args.launch:
         from hpo.launch import launch_resume
 

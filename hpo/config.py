@@ -45,6 +45,15 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
         return hydra_compose("config", overrides=list(overrides))
 
 
+def stored_config(config_yaml: str) -> DictConfig:
+    """A study's config as the registry stored it, completed with any setting added to conf/config.yaml since
+    (at its default), so a study recorded by an older hpo resumes with a newer one."""
+    root = OmegaConf.load(CONFIG_DIR / "config.yaml")
+    for key in ("defaults", "hydra"):
+        root.pop(key, None)
+    return OmegaConf.merge(root, OmegaConf.create(config_yaml))
+
+
 def _get(cfg: DictConfig, key: str) -> Any:
     try:
         return OmegaConf.select(cfg, key, throw_on_missing=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hpo.checkpoints import is_uri
 from hpo.errors import ConfigError
+from hpo.resolvers import CONFIG_DIR, CONFIG_DIR_ENV
 
 PACKAGES = [Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent / "trainers"]
 JOB_ID_ENV = "HPO_RAY_JOB_ID"  # the driver records it in the registry
@@ -83,12 +85,15 @@ def follow(dashboard_url: str, job_id: str, settle_s: float = 30.0) -> str:
 
 
 def _submit(dashboard_url: str, name: str, entrypoint: str, working_dir: str) -> str:
+    """Submits ``entrypoint`` with ``working_dir`` (plus this checkout's conf/, which the CLI reads its
+    defaults from) as the job's working dir and this checkout's packages as its code."""
     job_id = f"hpo-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    shutil.copytree(CONFIG_DIR, Path(working_dir) / "conf")
     _client(dashboard_url).submit_job(
         entrypoint=entrypoint,
         submission_id=job_id,
         runtime_env={"working_dir": working_dir, "py_modules": [str(p) for p in PACKAGES],
-                     "env_vars": {JOB_ID_ENV: job_id}},
+                     "env_vars": {JOB_ID_ENV: job_id, CONFIG_DIR_ENV: "conf"}},
         metadata={"hpo.study": name},
         entrypoint_num_cpus=0,  # the driver only schedules; trials get the CPUs
     )

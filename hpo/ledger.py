@@ -181,7 +181,13 @@ class StudyLedger:
             trial.set_user_attr(FAIL_REASON_ATTR, OOM)
             trial.set_constraint(OOM, 1.0)
         values = record.best_metric if target == OptunaState.COMPLETE else None
-        self.study.tell(record.number, values, state=target)
+        try:
+            self.study.tell(record.number, values, state=target)
+        except RuntimeError:
+            # GridSampler asks the study to stop once its grid is used up, which Optuna allows only inside
+            # study.optimize: the tell itself is stored first. num_samples bounds an hpo study instead.
+            if not isinstance(self.study.sampler, optuna.samplers.GridSampler):
+                raise
 
     def _reattach(self, number: int) -> optuna.Trial:
         # As in continue_trial: Trial() needs the storage id, which FrozenTrial keeps only privately.
@@ -194,6 +200,16 @@ class StudyLedger:
         return self.store.latest_of_trial(record.ray_trial_dir, record.checkpoint)
 
     # --- study boundaries -------------------------------------------------------------------------
+
+    def begin(self, ray_job_id: str | None) -> None:
+        """Records where this attempt's study lives in MLflow (and the Ray job running it, if launched)."""
+        launched = {"ray_job_id": ray_job_id} if ray_job_id else {}
+        self.registry.update(self.name, mlflow_experiment_id=self.mlflow.experiment_id,
+                             mlflow_parent_run_id=self.mlflow.run_id, **launched)
+
+    def begin_attempt(self, ray_path: str) -> None:
+        """Where Ray keeps this attempt's results and checkpoints."""
+        self.registry.update(self.name, ray_path=ray_path)
 
     def close_open_trials(self, status: StudyStatus) -> None:
         """Trials still open when the study ends: a stopped study keeps them resumable (INTERRUPTED); a study

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = PROJECT_ROOT / "conf"
+CONFIG_DIR_ENV = "HPO_CONFIG_DIR"  # a launched job's copy of conf/, relative to the folder it starts in
+CONFIG_DIR = Path(os.environ.get(CONFIG_DIR_ENV) or PROJECT_ROOT / "conf").resolve()
 
 
 def package_model(package: str) -> str:

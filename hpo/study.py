@@ -14,7 +14,6 @@ from pathlib import Path
 
 import optuna
 import ray
-from optuna.trial import TrialState as OptunaState
 
 from hpo.capacity import fit_to_cluster, start_ray
 from hpo.checkpoints import CheckpointStore, redacted
@@ -68,10 +67,7 @@ def _drive(spec: StudySpec, registry: Registry, record: StudyRecord | None, stor
         record = registry.require(spec.name)
     signal = StopSignal()
     with DriverLease(registry, spec.name, spec.lease, signal, clock_start=started - record.elapsed_s, log=log) as lease:
-        if job_id := os.environ.get(JOB_ID_ENV):
-            registry.update(spec.name, ray_job_id=job_id)
         mlflow = StudyRun(spec, store, parent_run_id=record.mlflow_parent_run_id)
-        registry.update(spec.name, mlflow_experiment_id=mlflow.experiment_id, mlflow_parent_run_id=mlflow.run_id)
         spec.study_dir.mkdir(parents=True, exist_ok=True)
         sampler = spec.sampler.build()
         if resumed:
@@ -83,13 +79,13 @@ def _drive(spec: StudySpec, registry: Registry, record: StudyRecord | None, stor
                           finished_bests=[t.best_metric for t in finished if t.state != TrialState.FAILED],
                           **vars(spec.study.stop))
         ledger = StudyLedger(spec, registry, study, mlflow, store, signal, on_finished=rules.trial_finished, log=log)
+        ledger.begin(ray_job_id=os.environ.get(JOB_ID_ENV))
         ledger.reconcile()
         ledger.queue(warm_points)
         if warm_points:
             log(f"warm start: {len(warm_points)} config(s) from {spec.warm_start.source}")
         resumes = interrupted_trials(study, registry, store)
-        done = len(study.get_trials(deepcopy=False, states=(OptunaState.COMPLETE, OptunaState.PRUNED,
-                                                             OptunaState.FAIL)))
+        done = sum(t.state.finished for t in registry.trials(spec.name))
         new = max(0, spec.study.num_samples - done - len(resumes))
         if resumed:
             log(f"resuming: {done} trial(s) finished, {len(resumes)} to continue, {new} new")
@@ -97,7 +93,7 @@ def _drive(spec: StudySpec, registry: Registry, record: StudyRecord | None, stor
         try:
             if resumes or new:
                 attempt = 1 + store.count(store.path(f"{spec.name}/tune"), "attempt_")
-                registry.update(spec.name, ray_path=store.display(store.path(f"{spec.name}/tune/attempt_{attempt}")))
+                ledger.begin_attempt(store.display(store.path(f"{spec.name}/tune/attempt_{attempt}")))
                 run_tuner(spec, ledger, StudySearch(ledger, resumes), rules, data, store,
                           num_trials=len(resumes) + new, max_concurrent=max_concurrent, attempt=attempt)
             rules.should_stop()

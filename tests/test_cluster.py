@@ -111,14 +111,16 @@ def test_fractional_gpus_pack_two_trials_per_worker_node(cluster, small_sst2, ti
     assert_stores_agree(postgres_db, mlflow_server_on_postgres, name)
 
 
-def _poll_registry(url: str, name: str, condition, timeout: float = 240) -> StudyRecord:
+def _poll_registry(url: str, name: str, condition, cluster: LocalCluster, job_id: str,
+                   timeout: float = 240) -> StudyRecord:
     registry, deadline = Registry.open(url), time.time() + timeout
     while time.time() < deadline:
         record = registry.get(name)
         if record is not None and condition(registry.trials(name)):
             return record
         time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for study {name}: {registry.get(name)}")
+    logs = cluster.get(f"/api/jobs/{job_id}/logs").get("logs", "")[-4000:]
+    raise AssertionError(f"timed out waiting for study {name}: {registry.get(name)}; job {job_id}'s log:\n{logs}")
 
 
 def test_launch_stop_and_resume_a_study_on_the_cluster(cluster, sst2_dir, small_sst2, tiny_bert,
@@ -139,7 +141,8 @@ def test_launch_stop_and_resume_a_study_on_the_cluster(cluster, sst2_dir, small_
     launched = _hpo(["launch", *overrides], cluster)
     assert launched.returncode == 0, launched.stderr[-3000:]
     first_job = launched.stdout.split("as Ray job ", 1)[1].split()[0]
-    running = _poll_registry(postgres_db, name, lambda ts: any(t.state == "running" and t.epochs >= 1 for t in ts))
+    running = _poll_registry(postgres_db, name, lambda ts: any(t.state == "running" and t.epochs >= 1 for t in ts),
+                             cluster, first_job)
     assert running.ray_job_id == first_job and running.status == "running"
 
     stop = _hpo(["--registry", postgres_db, "stop", name, "--wait", "120"], cluster)

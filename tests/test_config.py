@@ -79,3 +79,15 @@ def test_csv_data_needs_its_paths(tmp_path):
         build_spec(compose(["model=tiny_bert", "data=csv", f"storage.root={tmp_path}"]))
     assert err.value.key == "data.train_path"
     assert "data.train_path=" in str(err.value)
+
+
+def test_a_config_stored_by_the_previous_release_resumes(tmp_path):
+    """0.1.0 stored configs without search.feedback: resuming one takes today's default."""
+    from omegaconf import OmegaConf
+
+    from hpo.config import stored_config
+
+    old = OmegaConf.to_container(compose(["model=tiny_bert", f"storage.root={tmp_path}"]), resolve=True)
+    del old["search"]["feedback"]
+    spec = build_spec(stored_config(OmegaConf.to_yaml(old)))
+    assert spec.study.feedback == "pruned" and "learning_rate" in spec.space.distributions
