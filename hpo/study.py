@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -51,15 +52,27 @@ def run_study(spec: StudySpec, *, resume: bool = False) -> StudyOutcome:
     started_ray = start_ray(spec.cluster)
     try:
         max_concurrent = fit_to_cluster(spec.resources, spec.study.max_concurrent, log=_log(spec))
-        return _drive(spec, registry, record, store, data, warm_points, max_concurrent, started)
+        return _drive(spec, _Checked(registry, record, store, data, warm_points, max_concurrent), started)
     finally:
         if started_ray:
             ray.shutdown()
 
 
-def _drive(spec: StudySpec, registry: Registry, record: StudyRecord | None, store: CheckpointStore,
-           data: PreparedData, warm_points: list[dict], max_concurrent: int, started: float) -> StudyOutcome:
+@dataclass(frozen=True)
+class _Checked:
+    """What the checks made before anything is recorded found."""
+
+    registry: Registry
+    record: StudyRecord | None  # None: a new study
+    store: CheckpointStore
+    data: PreparedData
+    warm_points: list[dict]
+    max_concurrent: int
+
+
+def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
     log = _log(spec)
+    registry, record, store = checked.registry, checked.record, checked.store
     resumed = record is not None
     if record is None:
         registry.create(spec.name, spec.config_yaml, spec.study.num_samples, spec.objective.metric,
@@ -81,9 +94,9 @@ def _drive(spec: StudySpec, registry: Registry, record: StudyRecord | None, stor
         ledger = StudyLedger(spec, registry, study, mlflow, store, signal, on_finished=rules.trial_finished, log=log)
         ledger.begin(ray_job_id=os.environ.get(JOB_ID_ENV))
         ledger.reconcile()
-        ledger.queue(warm_points)
-        if warm_points:
-            log(f"warm start: {len(warm_points)} config(s) from {spec.warm_start.source}")
+        ledger.queue(checked.warm_points)
+        if checked.warm_points:
+            log(f"warm start: {len(checked.warm_points)} config(s) from {spec.warm_start.source}")
         resumes = interrupted_trials(study, registry, store)
         done = sum(t.state.finished for t in registry.trials(spec.name))
         new = max(0, spec.study.num_samples - done - len(resumes))
@@ -94,8 +107,8 @@ def _drive(spec: StudySpec, registry: Registry, record: StudyRecord | None, stor
             if resumes or new:
                 attempt = 1 + store.count(store.path(f"{spec.name}/tune"), "attempt_")
                 ledger.begin_attempt(store.display(store.path(f"{spec.name}/tune/attempt_{attempt}")))
-                run_tuner(spec, ledger, StudySearch(ledger, resumes), rules, data, store,
-                          num_trials=len(resumes) + new, max_concurrent=max_concurrent, attempt=attempt)
+                run_tuner(spec, ledger, StudySearch(ledger, resumes), rules, checked.data, store,
+                          num_trials=len(resumes) + new, max_concurrent=checked.max_concurrent, attempt=attempt)
             rules.should_stop()
             status = StudyStatus.STOPPED if signal.is_set else StudyStatus.COMPLETED
             reason = rules.reason or f"{spec.study.num_samples} trials finished"
