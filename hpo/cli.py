@@ -149,7 +149,7 @@ def parser() -> argparse.ArgumentParser:
     defaults = _defaults()
     p = argparse.ArgumentParser(prog="hpo", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--storage-root", dest="storage_root_given", metavar="DIR",
-                   help=f"the sweep's storage.root (default: $HPO_STORAGE_ROOT or {defaults['storage_root']})")
+                   help=f"the sweep's storage.root (default: storage.root in conf/, now {defaults['storage_root']})")
     p.add_argument("--registry", help="the registry URL, when not sqlite under --storage-root")
     p.add_argument("--stale-after-s", type=float, default=defaults["stale_after_s"],
                    help="a silent driver counts as gone after this (registry.stale_after_s)")
@@ -206,5 +206,5 @@ def main(argv: list[str] | None = None) -> None:
         args.follow |= "--follow" in args.overrides
         args.no_local_check |= "--no-local-check" in args.overrides
         args.overrides = [o for o in args.overrides if o not in launch_flags]
-    args.storage_root = args.storage_root_given or os.environ.get("HPO_STORAGE_ROOT") or _defaults()["storage_root"]
+    args.storage_root = args.storage_root_given or _defaults()["storage_root"]
     args.func(args)

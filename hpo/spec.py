@@ -18,7 +18,12 @@ from trainers.objective import Objective
 
 @dataclass(frozen=True)
 class Component:
-    """A Hydra ``_target_`` and its arguments: a sampler or scheduler, built fresh by :meth:`build`."""
+    """A Hydra ``_target_`` and its arguments: a sampler or scheduler, built fresh by :meth:`build`.
+
+    >>> sampler = Component("optuna.samplers.TPESampler", {"seed": 0, "multivariate": True})
+    >>> sampler.name, type(sampler.build()).__name__, sampler.build() is sampler.build()
+    ('TPESampler', 'TPESampler', False)
+    """
 
     target: str
     kwargs: dict[str, Any] = field(default_factory=dict)
