@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,16 +32,18 @@ from hpo.states import StudyStatus, TrialState
 from hpo.stopping import StopSignal, StudyStop
 from hpo.summary import StudyOutcome, outcome_of
 from hpo.tracking import StudyRun
+from hpo.trial import run_trial
 from hpo.tuner import run_tuner
 from hpo.warm_start import warm_start_points
 from trainers.data import DataError, PreparedData, prepare_data
 
 
-def run_study(spec: StudySpec, *, resume: bool = False) -> StudyOutcome:
+def run_study(spec: StudySpec, *, resume: bool = False, trainable: Callable = run_trial) -> StudyOutcome:
     """Runs the study until ``num_samples`` trials have finished or a stop rule fires, and records it.
 
     Everything that can be refused (a live driver, a name taken, data, checkpoint storage, a trial no node
-    can hold) is checked before anything is recorded.
+    can hold) is checked before anything is recorded. ``trainable`` runs one trial (``hpo.trial.run_trial``:
+    fine-tuning); the replay benchmark passes one that plays recorded curves back instead.
     """
     started = time.time()
     registry = Registry.open(spec.storage.registry_url)
@@ -52,7 +55,7 @@ def run_study(spec: StudySpec, *, resume: bool = False) -> StudyOutcome:
     started_ray = start_ray(spec.cluster)
     try:
         max_concurrent = fit_to_cluster(spec.resources, spec.study.max_concurrent, log=_log(spec))
-        return _drive(spec, _Checked(registry, record, store, data, warm_points, max_concurrent), started)
+        return _drive(spec, _Checked(registry, record, store, data, warm_points, max_concurrent, trainable), started)
     finally:
         if started_ray:
             ray.shutdown()
@@ -68,6 +71,7 @@ class _Checked:
     data: PreparedData
     warm_points: list[dict]
     max_concurrent: int
+    trainable: Callable
 
 
 def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
@@ -107,7 +111,7 @@ def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
             if resumes or new:
                 attempt = 1 + store.count(store.path(f"{spec.name}/tune"), "attempt_")
                 ledger.begin_attempt(store.display(store.path(f"{spec.name}/tune/attempt_{attempt}")))
-                run_tuner(spec, ledger, StudySearch(ledger, resumes), rules, checked.data, store,
+                run_tuner(spec, ledger, StudySearch(ledger, resumes), rules, checked.data, store, checked.trainable,
                           num_trials=len(resumes) + new, max_concurrent=checked.max_concurrent, attempt=attempt)
             rules.should_stop()
             status = StudyStatus.STOPPED if signal.is_set else StudyStatus.COMPLETED

@@ -6,6 +6,7 @@ ledger (the one writer of trial state), :class:`RulesStopper` asks the study's s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ray import tune
@@ -66,12 +67,13 @@ class RulesStopper(tune.Stopper):
 
 
 def run_tuner(spec: StudySpec, ledger: StudyLedger, search: StudySearch, rules: StudyStop, data: PreparedData,
-              store: CheckpointStore, *, num_trials: int, max_concurrent: int, attempt: int) -> None:
+              store: CheckpointStore, trainable: Callable = run_trial, *, num_trials: int, max_concurrent: int,
+              attempt: int) -> None:
     """Runs ``num_trials`` trials (continued ones first), ``max_concurrent`` at a time, until done or stopped."""
     tune_dir = f"{spec.name}/tune"
     tune.Tuner(
         tune.with_resources(
-            tune.with_parameters(run_trial, data=data, trainer=spec.trainer, checkpoints=spec.storage.checkpoints),
+            tune.with_parameters(trainable, data=data, trainer=spec.trainer, checkpoints=spec.storage.checkpoints),
             {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
         ),
         tune_config=tune.TuneConfig(

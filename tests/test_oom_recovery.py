@@ -112,7 +112,7 @@ def _trial_that_runs_out_of_memory_above_10_rows(config, *, data, trainer, check
 
 
 @pytest.mark.integration
-def test_a_study_records_an_oom_trial_as_failed_and_goes_on(small_sst2, tiny_bert, local_ray, tmp_path, monkeypatch):
+def test_a_study_records_an_oom_trial_as_failed_and_goes_on(small_sst2, tiny_bert, local_ray, tmp_path):
     """Grid over batch_size 8 and 32 with a micro-batch floor of 16: 8 fits; 32 -> 16 still runs out -> `oom`."""
     import sys
 
@@ -126,7 +126,6 @@ def test_a_study_records_an_oom_trial_as_failed_and_goes_on(small_sst2, tiny_ber
     from hpo.tracking import FAIL_REASON_TAG, STATUS_TAG
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the wrapper travels to the worker
-    monkeypatch.setattr("hpo.tuner.run_trial", _trial_that_runs_out_of_memory_above_10_rows)
     fixed = [f"search.{k}={v}" for k, v in (("learning_rate", 1e-3), ("freeze_depth", 0), ("weight_decay", 0.0),
                                             ("dropout", 0.0), ("layer_lr_decay", 1.0), ("warmup_ratio", 0.0))]
     spec = build_spec(compose([
@@ -135,7 +134,7 @@ def test_a_study_records_an_oom_trial_as_failed_and_goes_on(small_sst2, tiny_ber
         "scheduler=fifo", "search.batch_size.choices=[8,32]", *fixed, "trainer.max_epochs=1",
         "trainer.min_micro_batch_size=16", f"storage.root={tmp_path}", "tracking.register_best=false",
     ]))
-    outcome = run_study(spec)
+    outcome = run_study(spec, trainable=_trial_that_runs_out_of_memory_above_10_rows)
 
     assert outcome.status == "completed" and outcome.best_params["batch_size"] == 8
     trials = {t.params["batch_size"]: t for t in Registry(spec.storage.registry_url).trials("oom")}

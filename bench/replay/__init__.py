@@ -1,0 +1,1 @@
+"""The replay benchmark: validation curves recorded once (``record.py``), studies replayed over them."""

@@ -1,0 +1,86 @@
+"""Replays hpo studies over the recorded table, in seconds each: every design (Hydra overrides on the default
+study) over ``--seeds`` search seeds, through the real Ray Tune scheduler and hpo's searcher and ledger, with
+trials that play back recorded curves (``trainable.py``) instead of training. Trials run one at a time, so a
+study's anytime curve (best value so far against epochs spent) does not depend on timing. Example::
+
+    .venv/bin/python -m bench.replay.run --seeds 20 --design pruned= --design complete=search.feedback=complete \\
+        --out bench/results/replay_feedback.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+from bench.replay.table import ReplayTable, anytime, best_at_budget, epochs_to_reach
+from bench.replay.trainable import replay_trainable
+from hpo.config import build_spec, compose
+from hpo.env import set_defaults
+from hpo.registry import Registry
+from hpo.study import run_study
+
+BASE = ["experiment=sst2_minilm", "study.max_concurrent=1", "tracking.register_best=false", "data.train_limit=200",
+        "data.validation_limit=100"]  # the data is tokenized but never trained on: keep it small
+
+
+def replay(table: ReplayTable, overrides: list[str], name: str, seed: int, root: Path) -> list[float]:
+    """One replayed study's anytime curve."""
+    spec = build_spec(compose([*BASE, f"study.name={name}", f"study.seed={seed}", f"storage.root={root}",
+                               *overrides]))
+    run_study(spec, trainable=replay_trainable(table, spec.objective.metric))
+    trials = sorted(Registry(spec.storage.registry_url).trials(name), key=lambda t: t.number)
+    return anytime([[t.values[e] for e in sorted(t.values)] for t in trials], spec.objective.mode == "max")
+
+
+def summarize(curves: list[list[float]], budgets: list[int], target: float) -> dict:
+    def spread(values: list[float]) -> dict:
+        return {"mean": statistics.mean(values), "sd": statistics.pstdev(values), "min": min(values),
+                "max": max(values)}
+
+    reached = [epochs_to_reach(c, target) for c in curves]
+    return {
+        "best_at_budget": {b: spread([best_at_budget(c, b) for c in curves]) for b in budgets},
+        "epochs_to_target": spread([r for r in reached if r is not None]) if any(reached) else None,
+        "target_reached_by": sum(r is not None for r in reached),
+        "epochs_spent": spread([len(c) for c in curves]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", type=Path, default=Path("bench/results/replay_table.csv"))
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--design", action="append", required=True, metavar="NAME=OVERRIDE[,OVERRIDE...]")
+    parser.add_argument("--target", type=float, default=0.828, help="the BERT-paper grid's best (issue 9)")
+    parser.add_argument("--budgets", default="3,6,9,12,18,24")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    set_defaults()
+
+    import ray
+
+    space = build_spec(compose(BASE)).space.distributions
+    table = ReplayTable.from_csv(args.table, space)
+    budgets = [int(b) for b in args.budgets.split(",")]
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    results = {"table": str(args.table), "configs": len(table.recorded), "oracle_3_epochs": table.oracle(3),
+               "target": args.target, "seeds": args.seeds, "designs": {}}
+    with tempfile.TemporaryDirectory(prefix="hpo-replay-") as tmp:
+        for design in args.design:
+            name, _, overrides = design.partition("=")
+            curves = [replay(table, [o for o in overrides.split(",") if o], f"{name}_{seed}", seed, Path(tmp))
+                      for seed in range(args.seeds)]
+            results["designs"][name] = {"overrides": overrides, **summarize(curves, budgets, args.target),
+                                        "curves": curves}
+            at = results["designs"][name]["best_at_budget"]
+            print(f"{name}: " + "  ".join(f"@{b}: {at[b]['mean']:.4f}±{at[b]['sd']:.4f}" for b in budgets), flush=True)
+    ray.shutdown()
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
