@@ -11,6 +11,7 @@ from datetime import datetime
 
 from hpo.registry import Registry, RegistryError, StudyRecord, utcnow
 from hpo.states import StudyStatus
+from hpo.summary import format_params
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -77,7 +78,7 @@ def cmd_status(args: Namespace) -> None:
     print(f"  MLflow experiment {s.mlflow_experiment_id}, study run {s.mlflow_parent_run_id}")
     rows = [["TRIAL", "STATE", "EPOCHS", f"BEST {s.metric}", "MLFLOW RUN", "PARAMS"]]
     for t in registry.trials(s.name):
-        params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
+        params = format_params(t.params)
         metric = f"{t.best_metric:.4f}" if t.best_metric is not None else "-"
         state = f"{t.state} ({t.fail_reason})" if t.fail_reason else str(t.state)
         rows.append([str(t.number), state, str(t.epochs), metric, t.mlflow_run_id or "-", params])

@@ -33,6 +33,7 @@ from hpo.result_keys import NODE_KEY, OOM_KEY
 from hpo.spec import StudySpec
 from hpo.states import StudyStatus, TrialState
 from hpo.stopping import StopSignal
+from hpo.summary import format_params
 from hpo.tracking import StudyRun
 from trainers.checkpoint import best_model
 
@@ -64,6 +65,7 @@ class StudyLedger:
         self.trials: dict[int, optuna.Trial] = {}  # open Optuna trials, to report to
         self.reported: dict[int, set[int]] = {}  # epochs Optuna holds per open trial
         self.run_ids: dict[int, str] = {}
+        self.params: dict[int, dict[str, Any]] = {}  # what each open trial sampled
         self.placed: set[int] = set()  # trials whose node is tagged in MLflow
 
     # --- birth ------------------------------------------------------------------------------------
@@ -88,7 +90,7 @@ class StudyLedger:
 
     def _open(self, ray_trial_id: str, trial: optuna.Trial, params: dict[str, Any]) -> None:
         number = trial.number
-        self.numbers[ray_trial_id], self.trials[number] = number, trial
+        self.numbers[ray_trial_id], self.trials[number], self.params[number] = number, trial, params
         self.reported[number] = set(self._frozen(number).intermediate_values)
         self.registry.upsert_trial(self.name, number, state=TrialState.RUNNING, params=params,
                                    ray_trial_id=ray_trial_id)
@@ -108,8 +110,7 @@ class StudyLedger:
             resumed_after = summary["epoch"]
             verb = f"resumed after epoch {resumed_after}"
         self.mlflow.mark_started(self.run_ids[number], ray_trial_id, resumed_after)
-        params = self.registry.trial(self.name, number).params
-        self.log(f"trial {number} {verb}: {_short(params)}")
+        self.log(f"trial {number} {verb}: {format_params(self.params[number])}")
 
     def epoch_reported(self, ray_trial_id: str, result: dict[str, Any]) -> None:
         number = self.numbers.get(ray_trial_id)
@@ -229,8 +230,9 @@ class StudyLedger:
             frozen = trials[record.number]
             if frozen.state == OptunaState.RUNNING:
                 missing = {e: v for e, v in record.values.items() if e not in frozen.intermediate_values}
+                trial = self._reattach(record.number) if missing else None
                 for epoch, value in sorted(missing.items()):
-                    self._reattach(record.number).report(value, epoch)
+                    trial.report(value, epoch)
                 self._tell(record)
             if record.mlflow_run_id is None:
                 continue
@@ -265,6 +267,3 @@ class StudyLedger:
                                                       "number": best.number, "run_id": best.mlflow_run_id},
                            status.mlflow_status, reason)
 
-
-def _short(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())

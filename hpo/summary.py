@@ -48,6 +48,11 @@ def outcome_of(record: StudyRecord, trials: list[TrialRecord], spec: StudySpec, 
     )
 
 
+def format_params(params: dict[str, Any]) -> str:
+    """``learning_rate=3e-05 batch_size=16 ...``: floats to three significant digits."""
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
 def format_summary(o: StudyOutcome) -> str:
     lines = [f"\n=== study {o.name}: {o.status.value} in {o.wall_s / 60:.1f} min ==="]
     if o.stop_reason:

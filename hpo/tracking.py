@@ -156,8 +156,9 @@ class StudyRun:
     def mark_started(self, run_id: str, ray_trial_id: str, resumed_after_epoch: int | None) -> None:
         """The Ray trial now running it, and the epoch it continues after when it resumed."""
         tags = {TRIAL_ID_TAG: ray_trial_id}
-        self.tag(run_id, **tags, **({"hpo.resumed_after_epoch": str(resumed_after_epoch)}
-                                    if resumed_after_epoch is not None else {}))
+        if resumed_after_epoch is not None:
+            tags["hpo.resumed_after_epoch"] = str(resumed_after_epoch)
+        self.tag(run_id, **tags)
 
     def tag_node(self, run_id: str, node_id: str, node_ip: str | None) -> None:
         self.tag(run_id, **{NODE_TAG: node_id, "hpo.node_ip": str(node_ip)})
