@@ -9,7 +9,7 @@ HOST    ?= 127.0.0.1
 PORT    ?= 5000
 STORAGE ?= runs
 
-.PHONY: install sweep test test-fast lint ui clean
+.PHONY: install sweep test test-fast lint ui clean bench-quick
 
 install: $(STAMP)
 
@@ -29,6 +29,14 @@ test: install
 # The pure parts only (no Ray, no servers, no whole study): under 90 seconds.
 test-fast: install
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+# The search-quality benchmarks, reduced (issue 9; the full commands are in bench/results/README.md): the
+# replay A/B of the default against random + FIFO over 10 seeds, then every real method on 1,000 rows.
+bench-quick: install
+	mkdir -p $(STORAGE)
+	$(BIN)/python -m bench.replay.run --seeds 10 --design default= --design random_fifo=sampler=random,scheduler=fifo \
+		--out $(STORAGE)/bench-quick-replay.json
+	$(BIN)/python -m bench.search_quality --quick --out $(STORAGE)/bench-quick-search_quality.json
 
 lint: install
 	$(BIN)/ruff check hpo trainers tests bench

@@ -32,6 +32,7 @@ _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _TRAINER_KEYS = ("max_epochs", "max_length", "eval_batch_size", "grad_clip", "early_stopping_patience",
                  "min_micro_batch_size")
 FEEDBACKS = ("pruned", "complete")
+FIRST_TRIALS = ("midpoint", "sampler")
 CHECKPOINT_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")  # what pyarrow.fs (Ray's storage) opens
 
 
@@ -125,6 +126,9 @@ def _study(cfg: DictConfig) -> s.StudySettings:
     feedback = _get(cfg, "search.feedback")
     if feedback not in FEEDBACKS:
         raise ConfigError("search.feedback", f"must be one of {list(FEEDBACKS)}, got {feedback!r}")
+    first_trial = _get(cfg, "search.first_trial")
+    if first_trial not in FIRST_TRIALS:
+        raise ConfigError("search.first_trial", f"must be one of {list(FIRST_TRIALS)}, got {first_trial!r}")
     return s.StudySettings(
         name=name, objective=Objective(metric, mode),
         num_samples=_number(cfg, "study.num_samples", minimum=1, integer=True),
@@ -132,11 +136,12 @@ def _study(cfg: DictConfig) -> s.StudySettings:
         seed=_number(cfg, "study.seed", minimum=0, integer=True),
         stop=s.StopRules(
             time_budget_s=_number(cfg, "study.time_budget_s", minimum=1, optional=True),
+            epoch_budget=_number(cfg, "study.epoch_budget", minimum=1, integer=True, optional=True),
             target=_number(cfg, "study.stop.target", minimum=-1e30, optional=True),
             patience=_number(cfg, "study.stop.patience", minimum=1, integer=True, optional=True),
             min_delta=_number(cfg, "study.stop.min_delta", minimum=0),
         ),
-        feedback=feedback,
+        feedback=feedback, first_trial=first_trial,
     )
 
 
@@ -195,6 +200,7 @@ def _data(cfg: DictConfig) -> s.DataSpec:
         text_column=text_column, label_column=label_column,
         train_limit=_number(cfg, "data.train_limit", minimum=2, integer=True, optional=True),
         validation_limit=_number(cfg, "data.validation_limit", minimum=2, integer=True, optional=True),
+        seed=_number(cfg, "data.seed", minimum=0, integer=True, optional=True),
     )
 
 
@@ -202,7 +208,8 @@ def _space(cfg: DictConfig, num_layers: int) -> SearchSpace:
     search = _get(cfg, "search")
     if not isinstance(search, DictConfig):
         raise ConfigError("search", "must be a mapping of hyperparameter -> range, choices or value")
-    node = {k: v for k, v in OmegaConf.to_container(search, resolve=True).items() if k != "feedback"}
+    node = {k: v for k, v in OmegaConf.to_container(search, resolve=True).items()
+            if k not in ("feedback", "first_trial")}
     return SearchSpace.from_config(node, num_layers)
 
 

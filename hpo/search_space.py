@@ -4,10 +4,10 @@ Example::
 
     >>> space = SearchSpace.from_config(
     ...     {"learning_rate": {"low": 1e-5, "high": 1e-3, "log": True},
-    ...      "freeze_depth": {"low": 0, "high": "auto"}, "dropout": 0.1},
+    ...      "freeze_depth": {"low": 0, "high": "half"}, "dropout": 0.1},
     ...     num_layers=6)
-    >>> space.distributions["freeze_depth"]
-    IntDistribution(high=6, log=False, low=0, step=1)
+    >>> space.distributions["freeze_depth"]               # `half`: at most half the blocks frozen; `auto`: all
+    IntDistribution(high=3, log=False, low=0, step=1)
     >>> space.fixed
     {'dropout': 0.1}
 """
@@ -79,10 +79,33 @@ class SearchSpace:
                 )
         return space
 
+    def midpoint(self) -> dict[str, Any]:
+        """The centre of the space: a first trial that needs no luck (Syne Tune's default first config).
+
+        Log ranges take their geometric mean, a categorical its middle choice::
+
+            >>> SearchSpace.from_config({"learning_rate": {"low": 1e-5, "high": 1e-3, "log": True},
+            ...     "batch_size": {"choices": [16, 32, 64]}, "freeze_depth": {"low": 0, "high": 3}}, 6).midpoint()
+            {'learning_rate': 0.0001, 'batch_size': 32, 'freeze_depth': 2}
+        """
+        return {name: _centre(dist) for name, dist in self.distributions.items()}
+
     def describe(self) -> dict[str, str]:
         """Human-readable form, for the study's MLflow run."""
         searched = {k: repr(v) for k, v in self.distributions.items()}
         return searched | {k: f"fixed={v!r}" for k, v in self.fixed.items()}
+
+
+def _centre(dist: BaseDistribution) -> Any:
+    if isinstance(dist, CategoricalDistribution):
+        return dist.choices[(len(dist.choices) - 1) // 2]
+    low, high = (math.log(dist.low), math.log(dist.high)) if dist.log else (dist.low, dist.high)
+    value = math.exp((low + high) / 2) if dist.log else (low + high) / 2
+    if isinstance(dist, IntDistribution):  # on the step grid, halves rounded up
+        return dist.low + math.floor((value - dist.low) / dist.step + 0.5) * dist.step
+    if dist.step:
+        return dist.low + round((value - dist.low) / dist.step) * dist.step
+    return float(f"{value:.6g}")  # a readable first config: 7.74597e-05, not 7.745966692414834e-05
 
 
 def _distribution(key: str, name: str, spec: dict, num_layers: int) -> tuple[BaseDistribution, list | None]:
@@ -101,8 +124,7 @@ def _distribution(key: str, name: str, spec: dict, num_layers: int) -> tuple[Bas
     for bound in ("low", "high"):
         if bound not in spec:
             raise ConfigError(key, f"missing `{bound}`; write {{low: ..., high: ...}} or {{choices: [...]}}")
-    if spec["high"] == "auto":
-        spec["high"] = num_layers
+    spec["high"] = {"auto": num_layers, "half": num_layers // 2}.get(spec["high"], spec["high"])
     low = _checked_value(key + ".low", name, spec["low"], num_layers)
     high = _checked_value(key + ".high", name, spec["high"], num_layers)
     if low > high:
@@ -129,7 +151,8 @@ def _checked_value(key: str, name: str, value: Any, num_layers: int) -> Any:
     kind, low, high, hint = _BOUNDS[name]
     if name == "freeze_depth":
         high = num_layers
-        hint = f"0..{num_layers} (this model has {num_layers} encoder blocks; `auto` = {num_layers})"
+        hint = f"0..{num_layers} (this model has {num_layers} encoder blocks; `high: auto` = {num_layers}, " \
+               f"`high: half` = {num_layers // 2})"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(key, f"must be a number ({hint}), got {value!r}")
     if kind is int and int(value) != value:

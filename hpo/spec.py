@@ -43,6 +43,7 @@ class StopRules:
     """Study-level early stopping (any rule that is set can end the study)."""
 
     time_budget_s: float | None = None
+    epoch_budget: int | None = None
     target: float | None = None
     patience: int | None = None
     min_delta: float = 0.0
@@ -57,6 +58,7 @@ class StudySettings:
     seed: int
     stop: StopRules
     feedback: str  # what Optuna is told of a scheduler-stopped trial: "pruned" | "complete"
+    first_trial: str  # "midpoint": the space's centre first | "sampler": the sampler's own first draw
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class DataSpec:
     label_column: str
     train_limit: int | None
     validation_limit: int | None
+    seed: int | None  # of the subsets the limits pick; None (a study recorded before data.seed): study.seed
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,10 @@ class StopSignal:
 
 
 class StudyStop:
-    """The study-level stop rules: time budget (over resumes), target value, plateau over finished trials,
-    and the stop signal. The first rule that fires is the ``reason``, unless the stop signal is set."""
+    """The study-level stop rules: time and epoch budgets (over resumes), target value, plateau over finished
+    trials, and the stop signal. The first rule that fires is the ``reason``, unless the stop signal is set.
+    The epoch budget is compute counted the way the search-quality benchmark counts it: every epoch any
+    trial trains, pruned or not."""
 
     def __init__(
         self,
@@ -49,6 +51,8 @@ class StudyStop:
         *,
         time_budget_s: float | None = None,
         elapsed_before_s: float = 0.0,
+        epoch_budget: int | None = None,
+        epochs_before: int = 0,
         target: float | None = None,
         patience: int | None = None,
         min_delta: float = 0.0,
@@ -56,6 +60,7 @@ class StudyStop:
     ) -> None:
         self.objective, self.signal = objective, signal
         self.time_budget_s, self.target = time_budget_s, target
+        self.epoch_budget, self.epochs = epoch_budget, epochs_before
         self.patience, self.min_delta = patience, min_delta
         self.finished_bests = list(finished_bests)  # each finished trial's best value, in finishing order
         self.deadline = time.monotonic() + time_budget_s - elapsed_before_s if time_budget_s else None
@@ -63,6 +68,9 @@ class StudyStop:
 
     def result(self, value: float | None) -> None:
         """One epoch's objective value from any trial."""
+        self.epochs += 1
+        if self.epoch_budget is not None and self.epochs >= self.epoch_budget:
+            self._fire(f"epoch budget of {self.epoch_budget} used up")
         if self.target is not None and value is not None and self.objective.reached(value, self.target):
             self._fire(f"target reached: {self.objective.metric}={value:.4f} (target {self.target})")
 

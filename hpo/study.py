@@ -30,11 +30,11 @@ from hpo.searcher import StudySearch
 from hpo.spec import StudySpec
 from hpo.states import StudyStatus, TrialState
 from hpo.stopping import StopSignal, StudyStop
-from hpo.summary import StudyOutcome, outcome_of
+from hpo.summary import StudyOutcome, format_params, outcome_of
 from hpo.tracking import StudyRun
 from hpo.trial import run_trial
 from hpo.tuner import run_tuner
-from hpo.warm_start import warm_start_points
+from hpo.warm_start import first_points
 from trainers.data import DataError, PreparedData, prepare_data
 
 
@@ -50,12 +50,12 @@ def run_study(spec: StudySpec, *, resume: bool = False, trainable: Callable = ru
     record = _check_can_drive(spec, registry, resume)
     ensure_model(spec.model)
     data = _prepare(spec)
-    warm_points = [] if resume else warm_start_points(spec, registry)
+    first = [] if resume else first_points(spec, registry)
     store = _open_checkpoints(spec)
     started_ray = start_ray(spec.cluster)
     try:
         max_concurrent = fit_to_cluster(spec.resources, spec.study.max_concurrent, log=_log(spec))
-        return _drive(spec, _Checked(registry, record, store, data, warm_points, max_concurrent, trainable), started)
+        return _drive(spec, _Checked(registry, record, store, data, first, max_concurrent, trainable), started)
     finally:
         if started_ray:
             ray.shutdown()
@@ -69,7 +69,7 @@ class _Checked:
     record: StudyRecord | None  # None: a new study
     store: CheckpointStore
     data: PreparedData
-    warm_points: list[dict]
+    first_points: list[dict]  # configs evaluated before the sampler's: a warm start's, or the midpoint
     max_concurrent: int
     trainable: Callable
 
@@ -93,14 +93,17 @@ def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
                                     direction=spec.objective.direction, load_if_exists=True)
         finished = [t for t in registry.trials(spec.name) if t.state.finished]
         rules = StudyStop(spec.objective, signal, elapsed_before_s=record.elapsed_s,
+                          epochs_before=sum(len(t.values) for t in registry.trials(spec.name)),
                           finished_bests=[t.best_metric for t in finished if t.state != TrialState.FAILED],
                           **vars(spec.study.stop))
         ledger = StudyLedger(spec, registry, study, mlflow, store, signal, on_finished=rules.trial_finished, log=log)
         ledger.begin(ray_job_id=os.environ.get(JOB_ID_ENV))
         ledger.reconcile()
-        ledger.queue(checked.warm_points)
-        if checked.warm_points:
-            log(f"warm start: {len(checked.warm_points)} config(s) from {spec.warm_start.source}")
+        ledger.queue(checked.first_points)
+        if spec.warm_start.source:
+            log(f"warm start: {len(checked.first_points)} config(s) from {spec.warm_start.source}")
+        elif checked.first_points:
+            log(f"first trial: the search space's midpoint {format_params(checked.first_points[0])}")
         resumes = interrupted_trials(study, registry, store)
         done = sum(t.state.finished for t in registry.trials(spec.name))
         new = max(0, spec.study.num_samples - done - len(resumes))
@@ -159,7 +162,8 @@ def _prepare(spec: StudySpec) -> PreparedData:
         data = prepare_data(
             d.train_path, d.validation_path, spec.model.name_or_path,
             text_column=d.text_column, label_column=d.label_column, max_length=spec.trainer.max_length,
-            train_limit=d.train_limit, validation_limit=d.validation_limit, seed=spec.study.seed,
+            train_limit=d.train_limit, validation_limit=d.validation_limit,
+            seed=spec.study.seed if d.seed is None else d.seed,
             cache_dir=spec.storage.cache_dir / "tokenized",
         )
     except DataError as err:

@@ -1,4 +1,4 @@
-"""Warm start: a new study evaluates another study's best configurations first."""
+"""Where a new study starts: another study's best configurations (a warm start) or the space's midpoint."""
 
 from __future__ import annotations
 
@@ -11,6 +11,14 @@ from hpo.registry import Registry
 from hpo.spec import StudySpec
 from hpo.states import TrialState
 from trainers.objective import Objective
+
+
+def first_points(spec: StudySpec, registry: Registry) -> list[dict[str, Any]]:
+    """What a new study evaluates before its sampler's own draws: the warm start's configs, or else the space's
+    midpoint when ``search.first_trial`` is ``midpoint``."""
+    if spec.warm_start.source is not None:
+        return warm_start_points(spec, registry)
+    return [spec.space.midpoint()] if spec.study.first_trial == "midpoint" else []
 
 
 def warm_start_points(spec: StudySpec, registry: Registry) -> list[dict[str, Any]]:

@@ -42,6 +42,14 @@ def test_time_budget_counts_driver_time_of_earlier_attempts():
     assert not StudyStop(ACCURACY, StopSignal(), time_budget_s=60, elapsed_before_s=0).should_stop()
 
 
+def test_epoch_budget_counts_every_trials_epochs_including_earlier_attempts():
+    rules = StudyStop(ACCURACY, StopSignal(), epoch_budget=5, epochs_before=3)
+    rules.result(0.7)
+    assert not rules.should_stop()
+    rules.result(None)  # an epoch without the metric is still compute spent
+    assert rules.should_stop() and rules.reason == "epoch budget of 5 used up"
+
+
 def test_the_stop_signal_ends_the_study_with_its_reason_and_wins_over_later_rules():
     signal = StopSignal()
     rules = StudyStop(ACCURACY, signal, target=0.5)
@@ -67,8 +75,9 @@ def _spec(tmp_path, small_sst2, tiny_bert, name, *overrides):
         (["study.stop.target=0.0"], "target reached: val_accuracy=", 1),
         (["study.stop.patience=2", "study.stop.min_delta=0.5"], "plateau: best val_accuracy improved by", 3),
         (["study.time_budget_s=1"], "time budget of 1s used up", 1),
+        (["study.epoch_budget=3"], "epoch budget of 3 used up", 2),
     ],
-    ids=["target", "plateau", "time_budget"],
+    ids=["target", "plateau", "time_budget", "epoch_budget"],
 )
 def test_stop_rule_ends_the_study_and_records_why(overrides, reason_start, max_trials, tmp_path, small_sst2,
                                                   tiny_bert, local_ray):

@@ -3,9 +3,11 @@ space, each fine-tuned on issue 9's setup, one row per (config, training seed, e
 
 Setup: all-MiniLM-L6-v2, SST-2 (the 2,000 train rows ``random.Random(0).sample`` picks, the full dev set),
 max length 64, 2 threads, one config at a time, 3 epochs. Configs are drawn by Optuna's RandomSampler
-(seed 0) from the space of ``experiment=sst2_minilm``; the first ``--noise-configs`` configs are trained
-again with other training seeds, to measure seed noise. Appends to the CSV and skips what it already holds,
-so an interrupted recording continues where it stopped. Run from the repository root::
+(seed 0) from ``RECORDED_SPACE`` (the default space when the table was recorded); the first ``--noise-configs``
+configs are trained again with other training seeds, to measure seed noise. Appends to the CSV and skips what
+it already holds, so an interrupted recording continues where it stopped. ``--config`` adds a given config after
+the drawn ones (numbered from ``--configs`` on, in the order given; every seed), e.g. a design's first trial.
+Run from the repository root::
 
     .venv/bin/python -m bench.replay.record --configs 64 --noise-configs 4 --out bench/results/replay_table.csv
 """
@@ -15,11 +17,13 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import json
 import time
 from pathlib import Path
 
 import optuna
 
+from bench.replay.table import RECORDED_SPACE
 from hpo.config import build_spec, compose
 from trainers import TrainConfig, fine_tune, prepare_data
 
@@ -52,6 +56,8 @@ def main() -> None:
     parser.add_argument("--configs", type=int, default=64)
     parser.add_argument("--noise-configs", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--config", action="append", default=[], type=json.loads, metavar="JSON",
+                        help="a config to record after the drawn ones, all seeds (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/replay_table.csv"))
     args = parser.parse_args()
 
@@ -60,9 +66,10 @@ def main() -> None:
     data = prepare_data(spec.data.train_path, spec.data.validation_path, spec.model.name_or_path, max_length=64,
                         train_limit=2000, seed=0, cache_dir=spec.storage.cache_dir / "tokenized")
     base = dataclasses.replace(spec.trainer, max_length=64, max_epochs=args.epochs, num_threads=2)
-    names = list(spec.space.distributions)
-    configs = draw_configs(spec.space.distributions, args.configs)
-    runs = [(i, 0) for i in range(len(configs))] + [(i, s) for s in NOISE_SEEDS for i in range(args.noise_configs)]
+    names = list(RECORDED_SPACE)
+    configs = draw_configs(RECORDED_SPACE, args.configs) + args.config
+    runs = [(i, 0) for i in range(args.configs)] + [(i, s) for s in NOISE_SEEDS for i in range(args.noise_configs)]
+    runs += [(i, s) for i in range(args.configs, len(configs)) for s in (0, *NOISE_SEEDS)]
 
     done = set()
     if args.out.is_file():

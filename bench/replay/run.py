@@ -1,10 +1,14 @@
 """Replays hpo studies over the recorded table, in seconds each: every design (Hydra overrides on the default
 study) over ``--seeds`` search seeds, through the real Ray Tune scheduler and hpo's searcher and ledger, with
 trials that play back recorded curves (``trainable.py``) instead of training. Trials run one at a time, so a
-study's anytime curve (best value so far against epochs spent) does not depend on timing. Example::
+study's anytime curve (best value so far against epochs spent) does not depend on timing.
 
-    .venv/bin/python -m bench.replay.run --seeds 20 --design pruned= --design complete=search.feedback=complete \\
-        --out bench/results/replay_feedback.json
+A design is ``NAME=OVERRIDE,OVERRIDE...``; the pseudo-override ``warm`` first runs another study of the same
+design (search seed + 1000, not counted) and starts the measured one from its best configs
+(``warm_start.from``). Example::
+
+    .venv/bin/python -m bench.replay.run --seeds 20 --design default= --design complete=search.feedback=complete \\
+        --design warm=warm --out bench/results/replay_ab.json
 """
 
 from __future__ import annotations
@@ -15,19 +19,25 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.replay.table import ReplayTable, anytime, best_at_budget, epochs_to_reach
+from bench.replay.table import RECORDED_SPACE, ReplayTable, anytime, best_at_budget, epochs_to_reach
 from bench.replay.trainable import replay_trainable
 from hpo.config import build_spec, compose
 from hpo.env import set_defaults
 from hpo.registry import Registry
 from hpo.study import run_study
 
-BASE = ["experiment=sst2_minilm", "study.max_concurrent=1", "tracking.register_best=false", "data.train_limit=200",
-        "data.validation_limit=100"]  # the data is tokenized but never trained on: keep it small
+# The data is tokenized but never trained on: keep it small. 16 trials: long enough for every budget compared.
+BASE = ["experiment=sst2_minilm", "study.max_concurrent=1", "study.num_samples=16", "tracking.register_best=false",
+        "data.train_limit=200", "data.validation_limit=100"]
+WARM = "warm"
 
 
 def replay(table: ReplayTable, overrides: list[str], name: str, seed: int, root: Path) -> list[float]:
-    """One replayed study's anytime curve."""
+    """One replayed study's anytime curve (a ``warm`` design first runs the study it starts from)."""
+    if WARM in overrides:
+        overrides = [o for o in overrides if o != WARM]
+        replay(table, overrides, f"{name}_source", seed + 1000, root)
+        overrides.append(f"warm_start.from={name}_source")
     spec = build_spec(compose([*BASE, f"study.name={name}", f"study.seed={seed}", f"storage.root={root}",
                                *overrides]))
     run_study(spec, trainable=replay_trainable(table, spec.objective.metric))
@@ -35,11 +45,11 @@ def replay(table: ReplayTable, overrides: list[str], name: str, seed: int, root:
     return anytime([[t.values[e] for e in sorted(t.values)] for t in trials], spec.objective.mode == "max")
 
 
-def summarize(curves: list[list[float]], budgets: list[int], target: float) -> dict:
-    def spread(values: list[float]) -> dict:
-        return {"mean": statistics.mean(values), "sd": statistics.pstdev(values), "min": min(values),
-                "max": max(values)}
+def spread(values: list[float]) -> dict:
+    return {"mean": statistics.mean(values), "sd": statistics.pstdev(values), "min": min(values), "max": max(values)}
 
+
+def summarize(curves: list[list[float]], budgets: list[int], target: float) -> dict:
     reached = [epochs_to_reach(c, target) for c in curves]
     return {
         "best_at_budget": {b: spread([best_at_budget(c, b) for c in curves]) for b in budgets},
@@ -62,12 +72,11 @@ def main() -> None:
 
     import ray
 
-    space = build_spec(compose(BASE)).space.distributions
-    table = ReplayTable.from_csv(args.table, space)
+    table = ReplayTable.from_csv(args.table, RECORDED_SPACE)
     budgets = [int(b) for b in args.budgets.split(",")]
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     results = {"table": str(args.table), "configs": len(table.recorded), "oracle_3_epochs": table.oracle(3),
-               "target": args.target, "seeds": args.seeds, "designs": {}}
+               "target": args.target, "seeds": args.seeds, "base": BASE, "designs": {}}
     with tempfile.TemporaryDirectory(prefix="hpo-replay-") as tmp:
         for design in args.design:
             name, _, overrides = design.partition("=")
@@ -76,10 +85,11 @@ def main() -> None:
             results["designs"][name] = {"overrides": overrides, **summarize(curves, budgets, args.target),
                                         "curves": curves}
             at = results["designs"][name]["best_at_budget"]
-            print(f"{name}: " + "  ".join(f"@{b}: {at[b]['mean']:.4f}±{at[b]['sd']:.4f}" for b in budgets), flush=True)
+            print(f"RESULT {name}: " + "  ".join(f"@{b}: {at[b]['mean']:.4f}±{at[b]['sd']:.4f}" for b in budgets),
+                  flush=True)
+            if args.out:  # after every design: a long run keeps what it finished
+                args.out.write_text(json.dumps(results, indent=1) + "\n")
     ray.shutdown()
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
