@@ -120,10 +120,12 @@ def top_k_after_one_epoch(data, base: TrainConfig, space: dict, n: int, k: int, 
 def hf_search(model_path: str, train_rows: int, max_length: int, trials: int, seed: int) -> Run:
     """``Trainer.hyperparameter_search`` as its documentation shows it, on the same rows and budget."""
     import numpy as np
+    import torch
     import transformers as tf
 
     from trainers.data import read_csv, subsample
 
+    torch.set_num_threads(2)  # as every other method
     tokenizer = tf.AutoTokenizer.from_pretrained(model_path)
     data = hpo_data_paths()
 
@@ -239,17 +241,23 @@ def main() -> None:
                          "random_budget": args.random_budget, "space": spec.space.describe(),
                          "date": time.strftime("%Y-%m-%d"), "command": " ".join(__import__("sys").argv)},
                "methods": {}}
+    if args.out.is_file():  # a run of some methods keeps the others' results (and the grid's best) from the file
+        earlier = json.loads(args.out.read_text())
+        results["methods"] = {k: v for k, v in earlier["methods"].items() if k not in methods}
+        results["grid_best"] = earlier.get("grid_best", 0.828)
 
     def done(name: str, runs: list[Run]) -> None:
-        results["methods"][name] = summary(runs, [3, 6, 9, 12, 18], results.get("grid_best", 0.828))
+        results["methods"][name] = summary(runs, [3, 6, 9, 12, 18], results["grid_best"])
+        results["methods"][name]["setup"] = dict(results["setup"])  # each method's own run (date, command)
         args.out.write_text(json.dumps(results, indent=1) + "\n")
         at = results["methods"][name]["best_at"]
         print(f"RESULT {name}: " + "  ".join(f"@{b}: {at[b]['mean']:.4f}" for b in at), flush=True)
 
-    runs_grid = plain_runs(data, base, GRID) if "grid" in methods else None
-    results["grid_best"] = max(runs_grid.curve) if runs_grid else 0.828  # 0.828: issue 9's measurement
-    if runs_grid:
+    if "grid" in methods:
+        runs_grid = plain_runs(data, base, GRID)
+        results["grid_best"] = max(runs_grid.curve)
         done("grid", [runs_grid])
+    results.setdefault("grid_best", 0.828)  # no grid run: issue 9's measurement
     with tempfile.TemporaryDirectory(prefix="hpo-quality-") as tmp:
         root = Path(tmp)
         if "hpo" in methods:

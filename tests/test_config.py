@@ -82,12 +82,12 @@ def test_csv_data_needs_its_paths(tmp_path):
 
 
 def test_a_config_stored_by_the_previous_release_resumes(tmp_path):
-    """0.1.0 stored configs without search.feedback: resuming one takes today's default."""
+    """Stored configs without search.feedback or search.first_trial (0.1.0): resuming one takes today's default."""
     from omegaconf import OmegaConf
 
     from hpo.config import stored_config
 
     old = OmegaConf.to_container(compose(["model=tiny_bert", f"storage.root={tmp_path}"]), resolve=True)
-    del old["search"]["feedback"]
+    del old["search"]["feedback"], old["search"]["first_trial"]
     spec = build_spec(stored_config(OmegaConf.to_yaml(old)))
-    assert spec.study.feedback == "pruned" and "learning_rate" in spec.space.distributions
+    assert spec.study.feedback == "pruned" and spec.study.first_trial in ("midpoint", "sampler") and "learning_rate" in spec.space.distributions

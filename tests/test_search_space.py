@@ -53,3 +53,28 @@ def test_grid_needs_finite_values():
     assert space.grid_space() == {"batch_size": [16, 32], "learning_rate": [1e-5, 1e-4]}
     with pytest.raises(ConfigError, match="search.learning_rate: sampler=grid"):
         SearchSpace.from_config({"learning_rate": {"low": 1e-5, "high": 1e-4}}, num_layers=2).grid_space()
+
+
+def test_midpoint_is_the_centre_of_every_kind_of_range():
+    space = SearchSpace.from_config({
+        "learning_rate": {"low": 2e-5, "high": 2e-3, "log": True}, "batch_size": {"choices": [16, 32]},
+        "freeze_depth": {"low": 0, "high": "half"}, "weight_decay": {"low": 0.0, "high": 0.1, "step": 0.03},
+        "dropout": {"low": 0.0, "high": 0.2}}, num_layers=12)
+    assert space.midpoint() == {"learning_rate": pytest.approx(2e-4), "batch_size": 16, "freeze_depth": 3,
+                                "weight_decay": pytest.approx(0.06), "dropout": pytest.approx(0.1)}
+
+
+def test_a_new_study_starts_at_the_midpoint_only_when_asked_and_never_over_a_warm_start(tmp_path):
+    from hpo.config import build_spec, compose
+    from hpo.registry import Registry
+    from hpo.warm_start import first_points
+
+    def spec(*overrides):
+        return build_spec(compose(["model=tiny_bert", f"storage.root={tmp_path}", *overrides]))
+
+    registry = Registry.open(f"sqlite:///{tmp_path}/registry.db")
+    assert first_points(spec("search.first_trial=sampler"), registry) == []
+    midpoint = spec("search.first_trial=midpoint")
+    assert first_points(midpoint, registry) == [midpoint.space.midpoint()]
+    with pytest.raises(ConfigError, match="warm_start.from"):  # the warm start, not the midpoint, decides
+        first_points(spec("search.first_trial=midpoint", "warm_start.from=elsewhere"), registry)
