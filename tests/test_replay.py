@@ -78,3 +78,22 @@ def test_a_replayed_study_records_the_tables_curves(table_csv, small_sst2, tiny_
         recorded = table.nearest(t.params).curves[0]
         assert [t.values[e] for e in sorted(t.values)] == recorded[: t.epochs], t.params
         assert t.epochs == 3 or t.state == "pruned"
+
+
+def test_top_k_after_one_epoch_keeps_the_best_first_epochs_and_trains_them_on(table_csv):
+    from bench.replay.table import top_k_after_one_epoch
+
+    table = ReplayTable.from_csv(table_csv, SPACE)
+    curve = top_k_after_one_epoch(table, SPACE, n=6, k=1, seed=0)
+    assert len(curve) == 6 + 2  # six first epochs, then epochs 2 and 3 of the one kept
+    firsts = [table.nearest(p).curves[0][0] for p in _draws(6)]
+    kept = max(range(6), key=lambda i: firsts[i])
+    assert curve[:6] == anytime([[v] for v in firsts])
+    assert curve[-1] == max(max(firsts), *table.nearest(_draws(6)[kept]).curves[0][1:])
+
+
+def _draws(n):
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    return [study.ask(SPACE).params for _ in range(n)]

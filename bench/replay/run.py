@@ -19,7 +19,14 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.replay.table import RECORDED_SPACE, ReplayTable, anytime, best_at_budget, epochs_to_reach
+from bench.replay.table import (
+    RECORDED_SPACE,
+    ReplayTable,
+    anytime,
+    best_at_budget,
+    epochs_to_reach,
+    top_k_after_one_epoch,
+)
 from bench.replay.trainable import replay_trainable
 from hpo.config import build_spec, compose
 from hpo.env import set_defaults
@@ -63,7 +70,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", type=Path, default=Path("bench/results/replay_table.csv"))
     parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--design", action="append", required=True, metavar="NAME=OVERRIDE[,OVERRIDE...]")
+    parser.add_argument("--design", action="append", default=[], metavar="NAME=OVERRIDE[,OVERRIDE...]")
+    parser.add_argument("--top-k", metavar="N,K", help="also the baseline: N random configs 1 epoch, the best K on")
     parser.add_argument("--target", type=float, default=0.828, help="the BERT-paper grid's best (issue 9)")
     parser.add_argument("--budgets", default="3,6,9,12,18,24")
     parser.add_argument("--out", type=Path)
@@ -88,6 +96,15 @@ def main() -> None:
             print(f"RESULT {name}: " + "  ".join(f"@{b}: {at[b]['mean']:.4f}±{at[b]['sd']:.4f}" for b in budgets),
                   flush=True)
             if args.out:  # after every design: a long run keeps what it finished
+                args.out.write_text(json.dumps(results, indent=1) + "\n")
+        if args.top_k:  # no study: the baseline is computed from the table over the default space
+            n, k = (int(x) for x in args.top_k.split(","))
+            space = build_spec(compose(BASE)).space.distributions
+            curves = [top_k_after_one_epoch(table, space, n, k, seed) for seed in range(args.seeds)]
+            results["designs"][f"top_{k}_of_{n}"] = {"overrides": f"(no hpo study) {n} random configs, 1 epoch "
+                                                     f"each, the best {k} trained on",
+                                                     **summarize(curves, budgets, args.target), "curves": curves}
+            if args.out:
                 args.out.write_text(json.dumps(results, indent=1) + "\n")
     ray.shutdown()
 

@@ -101,6 +101,18 @@ def anytime(curves: Sequence[Sequence[float]], higher_is_better: bool = True) ->
     return out
 
 
+def top_k_after_one_epoch(table: ReplayTable, space: Mapping[str, BaseDistribution], n: int, k: int,
+                          seed: int) -> list[float]:
+    """The literature's baseline (Dodge et al. 2020, Egele et al. 2023) replayed: ``n`` random configs one epoch
+    each, the best ``k`` of them trained on to the end; its anytime curve."""
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    curves = [table.nearest(study.ask(dict(space)).params).curves[0] for _ in range(n)]
+    kept = sorted(range(n), key=lambda i: -curves[i][0])[:k]
+    return anytime([[c[0]] for c in curves] + [curves[i][1:] for i in kept])
+
+
 def epochs_to_reach(curve: Sequence[float], target: float, higher_is_better: bool = True) -> int | None:
     """How many epochs the anytime ``curve`` needs to reach ``target`` (None: never)."""
     sign = 1 if higher_is_better else -1
