@@ -31,11 +31,12 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
 # The search-quality benchmarks, reduced (issue 9; the full commands are in bench/results/README.md): the
-# replay A/B of the default against random + FIFO over 10 seeds, then every real method on 1,000 rows.
+# replay A/B of the default against random + FIFO and top-K over 10 seeds, then every real method on 1,000
+# rows, 2 seeds (an estimate of 20-25 minutes on 2 cores from the full run's per-epoch times; not timed).
 bench-quick: install
 	mkdir -p $(STORAGE)
 	$(BIN)/python -m bench.replay.run --seeds 10 --design default= --design random_fifo=sampler=random,scheduler=fifo \
-		--out $(STORAGE)/bench-quick-replay.json
+		--top-k 8,2 --out $(STORAGE)/bench-quick-replay.json
 	$(BIN)/python -m bench.search_quality --quick --out $(STORAGE)/bench-quick-search_quality.json
 
 lint: install

@@ -15,7 +15,7 @@ def test_default_experiment_composes_from_the_shipped_data(tmp_path, monkeypatch
     assert spec.name == "sst2_minilm"
     assert spec.data.train_path == PROJECT_ROOT / "data" / "sst2" / "train.csv.gz"
     assert spec.model.num_layers == 6  # all-MiniLM-L6-v2, from the packaged model's config
-    assert spec.space.distributions["freeze_depth"].high == 6  # `high: auto`
+    assert spec.space.distributions["freeze_depth"].high == 3  # `high: half` of its 6 blocks
     assert isinstance(spec.trainer, TrainConfig) and spec.trainer.pooling == "mean"
     assert (spec.objective.metric, spec.objective.mode, spec.study.feedback) == ("val_accuracy", "max", "pruned")
     assert spec.storage.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
