@@ -59,7 +59,9 @@ class RulesStopper(tune.Stopper):
         return {}
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        self.rules.result(result.get(self.rules.objective.metric))
+        # A trial that returns is reported once more, its last result again with done=True: not a new epoch.
+        if not result.get("done"):
+            self.rules.result(result.get(self.rules.objective.metric))
         return False
 
     def stop_all(self) -> bool:

@@ -75,7 +75,7 @@ def _spec(tmp_path, small_sst2, tiny_bert, name, *overrides):
         (["study.stop.target=0.0"], "target reached: val_accuracy=", 1),
         (["study.stop.patience=2", "study.stop.min_delta=0.5"], "plateau: best val_accuracy improved by", 3),
         (["study.time_budget_s=1"], "time budget of 1s used up", 1),
-        (["study.epoch_budget=3"], "epoch budget of 3 used up", 2),
+        (["study.epoch_budget=4"], "epoch budget of 4 used up", 2),
     ],
     ids=["target", "plateau", "time_budget", "epoch_budget"],
 )
@@ -95,6 +95,8 @@ def test_stop_rule_ends_the_study_and_records_why(overrides, reason_start, max_t
     study = optuna.load_study(study_name="rule", storage=spec.storage.optuna_url)
     assert 1 <= len(study.trials) <= max_trials
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    if outcome.stop_reason.startswith("epoch budget"):  # every epoch counted once: a finished trial's last too
+        assert sum(len(t.values) for t in Registry(spec.storage.registry_url).trials("rule")) == 4
 
 
 @pytest.fixture(scope="module")
