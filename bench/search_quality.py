@@ -31,10 +31,10 @@ from pathlib import Path
 
 import optuna
 
+from bench.replay.run import spread, trial_curves
 from bench.replay.table import anytime, best_at_budget, epochs_to_reach
 from hpo.config import build_spec, compose
 from hpo.env import set_defaults
-from hpo.registry import Registry
 from trainers import TrainConfig, fine_tune, prepare_data
 
 SETUP = ["experiment=sst2_minilm", "study.max_concurrent=1", "resources.cpu=2", "trainer.max_length=64",
@@ -58,10 +58,9 @@ def hpo_study(root: Path, name: str, seed: int, budget: int, train_rows: int, *o
     spec = build_spec(compose([*SETUP, f"data.train_limit={train_rows}", f"study.name={name}", f"study.seed={seed}",
                                f"study.epoch_budget={budget}", f"storage.root={root}", *overrides]))
     outcome = run_study(spec)
-    trials = sorted(Registry(spec.storage.registry_url).trials(name), key=lambda t: t.number)
-    curves = [[t.values[e] for e in sorted(t.values)] for t in trials]
-    return Run(anytime(curves)[:budget], outcome.wall_s, [{"params": t.params, "curve": c}
-                                                         for t, c in zip(trials, curves, strict=True)])
+    trials = trial_curves(spec)
+    return Run(anytime([c for _, c in trials])[:budget], outcome.wall_s, [{"params": p, "curve": c}
+                                                                         for p, c in trials])
 
 
 class _Curve:
@@ -117,7 +116,8 @@ def top_k_after_one_epoch(data, base: TrainConfig, space: dict, n: int, k: int, 
     return Run(anytime([[v] for v in spent]), time.perf_counter() - started, detail)
 
 
-def hf_search(model_path: str, train_rows: int, max_length: int, trials: int, seed: int) -> Run:
+def hf_search(model_path: str, paths: tuple[str, str], train_rows: int, max_length: int, trials: int,
+              seed: int) -> Run:
     """``Trainer.hyperparameter_search`` as its documentation shows it, on the same rows and budget."""
     import numpy as np
     import torch
@@ -127,7 +127,6 @@ def hf_search(model_path: str, train_rows: int, max_length: int, trials: int, se
 
     torch.set_num_threads(2)  # as every other method
     tokenizer = tf.AutoTokenizer.from_pretrained(model_path)
-    data = hpo_data_paths()
 
     def rows(path: str, limit: int | None) -> list[dict]:
         texts, labels = subsample(*read_csv(path), limit, 0)
@@ -135,7 +134,7 @@ def hf_search(model_path: str, train_rows: int, max_length: int, trials: int, se
         return [{"input_ids": i, "attention_mask": a, "labels": int(y)}
                 for i, a, y in zip(encoded["input_ids"], encoded["attention_mask"], labels, strict=True)]
 
-    train, dev, curve = rows(data[0], train_rows), rows(data[1], None), []
+    train, dev, curve = rows(paths[0], train_rows), rows(paths[1], None), []
 
     class Record(tf.TrainerCallback):
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
@@ -162,16 +161,7 @@ def hf_search(model_path: str, train_rows: int, max_length: int, trials: int, se
     return Run(anytime([[v] for v in curve]), time.perf_counter() - started)
 
 
-def hpo_data_paths() -> tuple[str, str]:
-    spec = build_spec(compose(SETUP))
-    return str(spec.data.train_path), str(spec.data.validation_path)
-
-
 def summary(runs: list[Run], budgets: list[int], target: float) -> dict:
-    def spread(values):
-        return {"mean": statistics.mean(values), "sd": statistics.pstdev(values), "min": min(values),
-                "max": max(values), "n": len(values)}
-
     reached = [epochs_to_reach(r.curve, target) for r in runs]
     return {"best_at": {b: spread([best_at_budget(r.curve, b) for r in runs]) for b in budgets},
             "epochs_to_grid_best": reached, "wall_s": spread([r.wall_s for r in runs]),
@@ -268,7 +258,8 @@ def main() -> None:
         if "top_k" in methods:
             done("top_k", [top_k_after_one_epoch(data, base, spec.space.distributions, 8, 2, 0, root / "top_k")])
     if "hf" in methods:
-        done("hf", [hf_search(spec.model.name_or_path, args.train_rows, 64, trials=4, seed=0)])
+        paths = (str(spec.data.train_path), str(spec.data.validation_path))
+        done("hf", [hf_search(spec.model.name_or_path, paths, args.train_rows, 64, trials=4, seed=0)])
 
     m = results["methods"]
     if "hpo" in m:

@@ -48,12 +48,18 @@ def replay(table: ReplayTable, overrides: list[str], name: str, seed: int, root:
     spec = build_spec(compose([*BASE, f"study.name={name}", f"study.seed={seed}", f"storage.root={root}",
                                *overrides]))
     run_study(spec, trainable=replay_trainable(table, spec.objective.metric))
-    trials = sorted(Registry(spec.storage.registry_url).trials(name), key=lambda t: t.number)
-    return anytime([[t.values[e] for e in sorted(t.values)] for t in trials], spec.objective.mode == "max")
+    return anytime([curve for _, curve in trial_curves(spec)], spec.objective.mode == "max")
+
+
+def trial_curves(spec) -> list[tuple[dict, list[float]]]:
+    """A finished study's trials in the order they ran (one at a time): params and per-epoch values."""
+    trials = sorted(Registry(spec.storage.registry_url).trials(spec.name), key=lambda t: t.number)
+    return [(t.params, [t.values[e] for e in sorted(t.values)]) for t in trials]
 
 
 def spread(values: list[float]) -> dict:
-    return {"mean": statistics.mean(values), "sd": statistics.pstdev(values), "min": min(values), "max": max(values)}
+    return {"mean": statistics.mean(values), "sd": statistics.pstdev(values), "min": min(values), "max": max(values),
+            "n": len(values)}
 
 
 def summarize(curves: list[list[float]], budgets: list[int], target: float) -> dict:
