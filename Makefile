@@ -8,6 +8,7 @@ TORCH   ?= torch==2.13.0
 HOST    ?= 127.0.0.1
 PORT    ?= 5000
 STORAGE ?= runs
+STUDY   ?=
 
 .PHONY: install sweep test test-fast lint ui clean bench-quick
 
@@ -42,8 +43,9 @@ bench-quick: install
 lint: install
 	$(BIN)/ruff check hpo trainers tests bench
 
+# The MLflow UI on the latest study's runs page (STUDY=name for another one).
 ui: install
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(STORAGE))/mlflow.db --host $(HOST) --port $(PORT)
+	$(BIN)/hpo --storage-root $(STORAGE) ui $(STUDY) --host $(HOST) --port $(PORT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

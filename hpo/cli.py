@@ -9,6 +9,10 @@
     hpo stop NAME                               # graceful stop, from any shell
     hpo resume NAME [--launch [--follow]]       # continue a crashed or stopped study (on the cluster)
     hpo best NAME [--format text|yaml|overrides]
+    hpo report NAME [--to DIR]                  # plots + a one-page summary (also written when a study ends)
+    hpo ui [NAME] [--open] [--port 5000]        # the MLflow UI on 127.0.0.1, opened on the study's runs
+    hpo export NAME --to DIR [--onnx]           # the best model as a Hugging Face folder (+ model card, ONNX)
+    hpo predict NAME [TEXT ...] [--file F]      # labels and probabilities (texts from stdin when none given)
 
 Global options (before the subcommand) say where the registry is; their defaults come from conf/config.yaml.
 """
@@ -21,8 +25,9 @@ import sys
 
 from omegaconf import OmegaConf
 
-from hpo.commands import cmd_best, cmd_list, cmd_status, cmd_stop, fail, open_registry, require
+from hpo.commands import cmd_best, cmd_list, cmd_report, cmd_status, cmd_stop, cmd_ui, fail, open_registry, require
 from hpo.errors import ConfigError
+from hpo.model_commands import cmd_export, cmd_predict
 from hpo.registry import RegistryError
 from hpo.resolvers import CONFIG_DIR, register
 from hpo.states import StudyStatus
@@ -31,7 +36,7 @@ PASS_THROUGH = ("sweep",)  # everything after it is Hydra's (overrides and flags
 _GLOBAL_WITH_VALUE = ("--storage-root", "--registry", "--stale-after-s")
 
 
-def _run(spec, resume: bool) -> None:
+def _run(spec, resume: bool, display: str = "auto") -> None:
     from hpo.launch import JOB_ID_ENV
     from hpo.study import run_study
     from hpo.summary import format_summary
@@ -41,7 +46,7 @@ def _run(spec, resume: bool) -> None:
         spec.storage.root.mkdir(parents=True, exist_ok=True)
         os.chdir(spec.storage.root)
     try:
-        outcome = run_study(spec, resume=resume)
+        outcome = run_study(spec, resume=resume, display=display)
     except ConfigError as err:
         fail(f"config error: {err}")
     except RegistryError as err:
@@ -69,7 +74,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
             overrides.insert(0, f"{key}={option}")
     register()
     task = hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")(
-        lambda cfg: _run(_spec(cfg), resume=False))
+        lambda cfg: _run(_spec(cfg), resume=False, display=_display(args)))
     sys.argv = ["hpo sweep", *overrides]
     task()
 
@@ -107,9 +112,14 @@ def _follow(dashboard_url: str, job_id: str) -> None:
     sys.exit(0 if status == "SUCCEEDED" else 1)
 
 
+def _display(args: argparse.Namespace) -> str:
+    """Live progress in a terminal, plain lines when piped; ``--quiet``: the summary only."""
+    return "quiet" if args.quiet else "auto"
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     register()
-    _run(_spec(OmegaConf.load(args.config)), resume=False)
+    _run(_spec(OmegaConf.load(args.config)), resume=False, display=_display(args))
 
 
 def cmd_resume(args: argparse.Namespace) -> None:
@@ -136,7 +146,7 @@ def cmd_resume(args: argparse.Namespace) -> None:
     spec = _spec(stored, where=f" in the stored config of {s.name}")
     if spec.storage.registry_url != registry.url:
         fail(f"study {s.name} was recorded with registry {spec.storage.registry_url}, not {registry.url}")
-    _run(spec, resume=True)
+    _run(spec, resume=True, display=_display(args))
 
 
 def _defaults() -> dict:
@@ -151,6 +161,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--storage-root", dest="storage_root_given", metavar="DIR",
                    help=f"the sweep's storage.root (default: storage.root in conf/, now {defaults['storage_root']})")
     p.add_argument("--registry", help="the registry URL, when not sqlite under --storage-root")
+    p.add_argument("--quiet", action="store_true", help="sweep/run/resume: print only the study's summary "
+                                                          "(also accepted among a sweep's overrides)")
     p.add_argument("--stale-after-s", type=float, default=defaults["stale_after_s"],
                    help="a silent driver counts as gone after this (registry.stale_after_s)")
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -181,6 +193,20 @@ def parser() -> argparse.ArgumentParser:
             (("--follow",), {"action": "store_true", "help": "with --launch: stream the job's log until it ends"}))
     command("best", cmd_best, "the best trial of a study", name,
             (("--format",), {"choices": ("text", "yaml", "overrides"), "default": "text"}))
+    command("report", cmd_report, "draw the study's report (PNG, HTML, Markdown) again", name,
+            (("--to",), {"metavar": "DIR", "help": "write it here (default: the study's folder and its MLflow run)"}))
+    command("ui", cmd_ui, "serve the MLflow UI for a study's store and print its runs page",
+            (("name",), {"nargs": "?", "help": "the study (default: the latest)"}),
+            (("--open",), {"action": "store_true", "help": "open the page in your browser"}),
+            (("--port",), {"type": int, "default": 5000}),
+            (("--host",), {"default": "127.0.0.1", "help": "bind here (default 127.0.0.1: this machine only)"}))
+    model_uri = (("--model-uri",), {"help": "another model (default: models:/NAME@champion, the study's best)"})
+    command("export", cmd_export, "write the best model as a Hugging Face folder with a model card (and ONNX)",
+            name, (("--to",), {"metavar": "DIR", "required": True, "help": "a new or empty folder"}),
+            (("--onnx",), {"action": "store_true", "help": "also model.onnx, checked against PyTorch"}), model_uri)
+    command("predict", cmd_predict, "classify texts with the study's best model", name,
+            (("texts",), {"nargs": "*", "metavar": "TEXT"}),
+            (("--file",), {"help": "one text per line"}), model_uri)
     return p
 
 
@@ -201,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(_separate_pass_through(sys.argv[1:] if argv is None else argv))
     if getattr(args, "overrides", None) and args.overrides[0] == "--":
         args.overrides = args.overrides[1:]
+    if args.command == "sweep" and "--quiet" in args.overrides:
+        args.quiet, args.overrides = True, [o for o in args.overrides if o != "--quiet"]
     launch_flags = {"--follow", "--no-local-check"}  # also accepted after the overrides
     if args.command == "launch":
         args.follow |= "--follow" in args.overrides

@@ -1,5 +1,5 @@
-"""The registry commands: ``hpo list | status | stop | best``. They read the registry (``stop`` writes
-one request to it) and never start Ray."""
+"""The commands that read a recorded study: ``hpo list | status | stop | best | report | ui``. They read the
+registry (``stop`` writes one request to it) and never start Ray."""
 
 from __future__ import annotations
 
@@ -117,3 +117,69 @@ def cmd_best(args: Namespace) -> None:
         for k, v in sorted(s.best_params.items()):
             print(f"  {k}: {v}")
         print(f"checkpoint: {s.best_checkpoint}\nmodel: {s.best_model_uri or '-'}")
+
+
+def cmd_report(args: Namespace) -> None:
+    """Draws the study's report again from its stores (e.g. of a study that is still running)."""
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+
+    from hpo.config import stored_storage
+    from hpo.report import build_report, write_report
+    from hpo.tracking import log_report
+
+    registry = open_registry(args)
+    s = require(registry, args.name)
+    storage = stored_storage(s)
+    out = Path(args.to).resolve() if args.to else storage.study_dir(s.name) / "report"
+    started = time.monotonic()
+    files = write_report(build_report(registry, s.name), out)
+    where = str(out)
+    if not args.to and s.mlflow_parent_run_id:  # the study's own report: MLflow's copy follows it
+        log_report(MlflowClient(storage.tracking_uri), s.mlflow_parent_run_id, out)
+        where += f" and MLflow run {s.mlflow_parent_run_id} (report/)"
+    print(f"report of {s.name}: {len(files)} files in {where} ({time.monotonic() - started:.1f} s)\n"
+          f"  {out / 'report.md'}\n  {out / 'report.html'}")
+
+
+def cmd_ui(args: Namespace) -> None:
+    """Serves the MLflow UI over the study's store on 127.0.0.1 and prints the study's runs page."""
+    import signal
+    import webbrowser
+
+    from hpo.config import stored_storage
+    from hpo.ui import is_server, runs_url, serve, stop
+
+    name, experiment_id = args.name, None
+    tracking_uri = f"sqlite:///{os.path.realpath(args.storage_root)}/mlflow.db"
+    if name or os.path.exists(tracking_uri.removeprefix("sqlite:///")):
+        registry = open_registry(args)
+        studies = registry.list_studies()
+        if name is None and studies:  # the latest study
+            name = max(studies, key=lambda s: s.created_at).name
+        if name:
+            s = require(registry, name)
+            tracking_uri, experiment_id = stored_storage(s).tracking_uri, s.mlflow_experiment_id
+    if is_server(tracking_uri):
+        url = runs_url(tracking_uri, experiment_id)
+        print(f"study {name} is tracked on an MLflow server: {url}")
+        if args.open:
+            webbrowser.open(url)
+        return
+    try:
+        server = serve(tracking_uri, args.port, host=args.host)
+    except RuntimeError as err:
+        fail(f"{err}; another server on port {args.port}? try --port")
+    url = runs_url(f"http://{args.host}:{args.port}", experiment_id)
+    print(f"MLflow UI over {tracking_uri} (Ctrl-C stops it)\n  {'study ' + name if name else 'studies'}: {url}",
+          flush=True)
+    if args.open:
+        webbrowser.open(url)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` ends the server with us, as Ctrl-C does
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop(server)

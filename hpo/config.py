@@ -55,6 +55,12 @@ def stored_config(config_yaml: str) -> DictConfig:
     return OmegaConf.merge(root, OmegaConf.create(config_yaml))
 
 
+def stored_storage(record) -> s.StorageSpec:
+    """Where a recorded study keeps its stores (MLflow, Optuna, checkpoints), as its driver resolved them."""
+    cfg = stored_config(record.config_yaml)
+    return _storage(cfg, record.name)
+
+
 def _get(cfg: DictConfig, key: str) -> Any:
     try:
         return OmegaConf.select(cfg, key, throw_on_missing=True)

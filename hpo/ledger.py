@@ -28,12 +28,12 @@ import optuna
 from optuna.trial import TrialState as OptunaState
 
 from hpo.checkpoints import CheckpointStore
+from hpo.progress import PlainProgress, Tally
 from hpo.registry import Registry, TrialRecord
 from hpo.result_keys import NODE_KEY, OOM_KEY
 from hpo.spec import StudySpec
 from hpo.states import StudyStatus, TrialState
 from hpo.stopping import StopSignal
-from hpo.summary import format_params
 from hpo.tracking import StudyRun
 from trainers.checkpoint import best_model
 
@@ -52,15 +52,17 @@ def optuna_state(state: TrialState, fail_reason: str | None, feedback: str) -> O
 
 
 class StudyLedger:
-    """Records trials as they are born, report epochs, checkpoint and end; ``log`` prints one line each."""
+    """Records trials as they are born, report epochs, checkpoint and end; tells ``progress`` each time."""
 
     def __init__(self, spec: StudySpec, registry: Registry, study: optuna.Study, mlflow: StudyRun,
                  store: CheckpointStore, signal: StopSignal,
                  on_finished: Callable[[float | None], None] = lambda best: None,
-                 log: Callable[[str], None] = print) -> None:
+                 progress: PlainProgress | None = None) -> None:
         self.spec, self.name, self.objective = spec, spec.name, spec.objective
         self.registry, self.study, self.mlflow, self.store, self.signal = registry, study, mlflow, store, signal
-        self.on_finished, self.log = on_finished, log
+        self.on_finished = on_finished
+        self.progress = progress or PlainProgress(spec.name, Tally(spec.objective, spec.study.num_samples,
+                                                                   spec.trainer.max_epochs))
         self.numbers: dict[str, int] = {}  # Ray trial id -> Optuna trial number
         self.trials: dict[int, optuna.Trial] = {}  # open Optuna trials, to report to
         self.reported: dict[int, set[int]] = {}  # epochs Optuna holds per open trial
@@ -102,15 +104,14 @@ class StudyLedger:
     def trial_started(self, ray_trial_id: str, trial_dir: str, resume_from: str | None) -> None:
         number = self.numbers[ray_trial_id]
         self.registry.upsert_trial(self.name, number, ray_trial_dir=trial_dir)
-        verb, resumed_after = "started", None
+        resumed_after = None
         if resume_from:  # the checkpoint's epoch may be one the crash kept from the stores
             summary = self.store.read_summary(resume_from)
             self._record_epoch(number, summary["epoch"], summary["metrics"])
             self.registry.upsert_trial(self.name, number, checkpoint=resume_from)
             resumed_after = summary["epoch"]
-            verb = f"resumed after epoch {resumed_after}"
         self.mlflow.mark_started(self.run_ids[number], ray_trial_id, resumed_after)
-        self.log(f"trial {number} {verb}: {format_params(self.params[number])}")
+        self.progress.trial_started(number, self.params[number], resumed_after)
 
     def epoch_reported(self, ray_trial_id: str, result: dict[str, Any]) -> None:
         number = self.numbers.get(ray_trial_id)
@@ -120,8 +121,7 @@ class StudyLedger:
             self.placed.add(number)
             self.mlflow.tag_node(self.run_ids[number], result[NODE_KEY], result.get("node_ip"))
         if self._record_epoch(number, int(result["epoch"]), result):
-            value = result.get(self.objective.metric, float("nan"))
-            self.log(f"trial {number} epoch {int(result['epoch'])}: {self.objective.metric}={value:.4f}")
+            self.progress.epoch(number, int(result["epoch"]), result.get(self.objective.metric))
 
     def checkpoint_saved(self, ray_trial_id: str, path: str) -> None:
         if (number := self.numbers.get(ray_trial_id)) is not None:
@@ -165,8 +165,7 @@ class StudyLedger:
         run_id = self.run_ids.get(number) or record.mlflow_run_id
         if run_id:
             self.mlflow.close_trial_run(run_id, state, self._latest_checkpoint(record), reason)
-        why = f" ({reason})" if reason else ""
-        self.log(f"trial {number} {state.value}{why} after {record.epochs} epoch(s)")
+        self.progress.trial_ended(number, state.value, reason, record.epochs, record.best_metric)
         if state in (TrialState.COMPLETED, TrialState.PRUNED):
             self.on_finished(record.best_metric)
 
@@ -254,7 +253,7 @@ class StudyLedger:
         model_uri = None
         if checkpoint and status == StudyStatus.COMPLETED:
             with self.store.local_copy(best_model(checkpoint)) as folder:
-                model_uri = self.mlflow.log_best_model(folder)
+                model_uri = self.mlflow.log_best_model(folder, best.best_metric, best.number)
         params = {**self.spec.space.fixed, **best.params} if best else None
         self.registry.update(
             self.name, status=status, stop_reason=reason, driver_pid=None, heartbeat_at=None, elapsed_s=elapsed_s,
@@ -262,8 +261,21 @@ class StudyLedger:
             best_params=params, best_checkpoint=self.store.display(best_model(checkpoint)) if checkpoint else None,
             **({"best_model_uri": model_uri} if model_uri else {}),
         )
-        self.mlflow.log_optuna_plots(self.study)
+        self._report()
         self.mlflow.finish(None if best is None else {"value": best.best_metric, "params": params,
                                                       "number": best.number, "run_id": best.mlflow_run_id},
                            status.mlflow_status, reason)
 
+    def _report(self) -> None:
+        """The study report (:mod:`hpo.report`) into the study's folder and onto its MLflow run. A derived view:
+        a failure to draw it is reported and never fails the study (``hpo report`` draws it again)."""
+        from hpo.report import build_report, write_report
+
+        folder = self.spec.study_dir / "report"
+        try:
+            write_report(build_report(self.registry, self.name), folder)
+            self.mlflow.log_report(folder)
+        except Exception as err:  # noqa: BLE001 - any plotting error: the study's records are already whole
+            self.progress.message(f"report not written ({type(err).__name__}: {err}); try `hpo report {self.name}`")
+            return
+        self.progress.message(f"report: {folder / 'report.md'} (and report.html, PNGs; in MLflow under report/)")

@@ -24,6 +24,7 @@ from hpo.launch import JOB_ID_ENV
 from hpo.lease import DriverLease
 from hpo.ledger import StudyLedger
 from hpo.model_check import ensure_model
+from hpo.progress import PlainProgress, Tally, make_progress
 from hpo.registry import Registry, RegistryError, StudyRecord
 from hpo.resume import interrupted_trials
 from hpo.searcher import StudySearch
@@ -38,24 +39,28 @@ from hpo.warm_start import first_points
 from trainers.data import DataError, PreparedData, prepare_data
 
 
-def run_study(spec: StudySpec, *, resume: bool = False, trainable: Callable = run_trial) -> StudyOutcome:
+def run_study(spec: StudySpec, *, resume: bool = False, trainable: Callable = run_trial,
+              display: str = "auto") -> StudyOutcome:
     """Runs the study until ``num_samples`` trials have finished or a stop rule fires, and records it.
 
     Everything that can be refused (a live driver, a name taken, data, checkpoint storage, a trial no node
     can hold) is checked before anything is recorded. ``trainable`` runs one trial (``hpo.trial.run_trial``:
-    fine-tuning); the replay benchmark passes one that plays recorded curves back instead.
+    fine-tuning); the replay benchmark passes one that plays recorded curves back instead. ``display`` is how
+    progress shows (:func:`hpo.progress.make_progress`: live in a terminal, plain lines in a log, or quiet).
     """
     started = time.time()
     registry = Registry.open(spec.storage.registry_url)
     record = _check_can_drive(spec, registry, resume)
+    progress = make_progress(display, spec.name, _tally(spec, registry, record, started))
     ensure_model(spec.model)
-    data = _prepare(spec)
+    data = _prepare(spec, progress.message)
     first = [] if resume else first_points(spec, registry)
     store = _open_checkpoints(spec)
     started_ray = start_ray(spec.cluster)
     try:
-        max_concurrent = fit_to_cluster(spec.resources, spec.study.max_concurrent, log=_log(spec))
-        return _drive(spec, _Checked(registry, record, store, data, first, max_concurrent, trainable), started)
+        max_concurrent = fit_to_cluster(spec.resources, spec.study.max_concurrent, log=progress.message)
+        checked = _Checked(registry, record, store, data, first, max_concurrent, trainable, progress)
+        return _drive(spec, checked, started)
     finally:
         if started_ray:
             ray.shutdown()
@@ -72,10 +77,11 @@ class _Checked:
     first_points: list[dict]  # configs evaluated before the sampler's: a warm start's, or the midpoint
     max_concurrent: int
     trainable: Callable
+    progress: PlainProgress
 
 
 def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
-    log = _log(spec)
+    progress, log = checked.progress, checked.progress.message
     registry, record, store = checked.registry, checked.record, checked.store
     resumed = record is not None
     if record is None:
@@ -83,7 +89,8 @@ def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
                         spec.objective.mode, optuna_url=spec.storage.optuna_url)
         record = registry.require(spec.name)
     signal = StopSignal()
-    with DriverLease(registry, spec.name, spec.lease, signal, clock_start=started - record.elapsed_s, log=log) as lease:
+    lease = DriverLease(registry, spec.name, spec.lease, signal, clock_start=started - record.elapsed_s, log=log)
+    with lease, progress:
         mlflow = StudyRun(spec, store, parent_run_id=record.mlflow_parent_run_id)
         spec.study_dir.mkdir(parents=True, exist_ok=True)
         sampler = spec.sampler.build()
@@ -96,7 +103,8 @@ def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
                           epochs_before=sum(len(t.values) for t in registry.trials(spec.name)),
                           finished_bests=[t.best_metric for t in finished if t.state != TrialState.FAILED],
                           **vars(spec.study.stop))
-        ledger = StudyLedger(spec, registry, study, mlflow, store, signal, on_finished=rules.trial_finished, log=log)
+        ledger = StudyLedger(spec, registry, study, mlflow, store, signal, on_finished=rules.trial_finished,
+                             progress=progress)
         ledger.begin(ray_job_id=os.environ.get(JOB_ID_ENV))
         ledger.reconcile()
         ledger.queue(checked.first_points)
@@ -155,7 +163,16 @@ def _optuna_has_trials(spec: StudySpec) -> bool:
     return any(s.study_name == spec.name and s.n_trials for s in optuna.get_all_study_summaries(storage))
 
 
-def _prepare(spec: StudySpec) -> PreparedData:
+def _tally(spec: StudySpec, registry: Registry, record: StudyRecord | None, started: float) -> Tally:
+    """The progress counts, starting from what earlier attempts of a resumed study recorded."""
+    tally = Tally(spec.objective, spec.study.num_samples, spec.trainer.max_epochs, spec.study.stop.epoch_budget,
+                  spec.study.stop.time_budget_s, clock_start=started - (record.elapsed_s if record else 0.0))
+    for t in registry.trials(spec.name) if record else []:
+        tally.restore(t.number, t.state.value, t.epochs, t.best_metric, t.params or {})
+    return tally
+
+
+def _prepare(spec: StudySpec, log: Callable[[str], None]) -> PreparedData:
     """Reads and tokenizes the data once for every trial (and caches it for later studies)."""
     d = spec.data
     try:
@@ -171,7 +188,7 @@ def _prepare(spec: StudySpec) -> PreparedData:
         raise ConfigError(key, str(err)) from None
     if spec.objective.metric == "val_auc" and data.num_labels != 2:
         raise ConfigError("study.metric", f"val_auc needs a binary task; this data has {data.num_labels} labels")
-    _log(spec)(f"data: {len(data.train)} train / {len(data.validation)} validation rows, "
+    log(f"data: {len(data.train)} train / {len(data.validation)} validation rows, "
                f"labels {list(data.label_names)}")
     return data
 
@@ -188,6 +205,3 @@ def _open_checkpoints(spec: StudySpec) -> CheckpointStore:
                                                  "credentials (e.g. AWS_ACCESS_KEY_ID)") from None
     return store
 
-
-def _log(spec: StudySpec):
-    return lambda line: print(f"[{spec.name}] {line}", flush=True)

@@ -72,7 +72,7 @@ def format_summary(o: StudyOutcome) -> str:
         lines.append(f"best model: {o.model_uri}")
     lines.append(f"MLflow: {o.tracking_uri}  experiment {o.experiment_id}, study run {o.parent_run_id}")
     if o.tracking_uri.startswith("sqlite:"):
-        lines.append(f"  browse: mlflow ui --backend-store-uri {o.tracking_uri}   (or: make ui)")
+        lines.append(f"  browse: hpo ui {o.name} --open   (or: make ui)")
     lines.append(f"Optuna: {o.optuna_url}  (optuna-dashboard {o.optuna_url})")
     lines += [f"note: {n}" for n in o.notes]
     return "\n".join(lines)

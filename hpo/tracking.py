@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 
 from hpo.checkpoints import CheckpointStore
 from hpo.spec import StudySpec
@@ -27,6 +27,9 @@ TRIAL_NUMBER_TAG = "hpo.optuna_trial_number"
 NODE_TAG = "hpo.ray_node_id"  # where the trial's latest attempt ran (with hpo.node_ip)
 STATUS_TAG = "hpo.trial_status"  # a TrialState value
 FAIL_REASON_TAG = "hpo.fail_reason"  # oom | error
+CHAMPION = "champion"  # the registered model's alias for the study's best version
+VALUE_TAG = "hpo.value"  # a registered version's objective value, which the champion is chosen by
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by MLflow's UI to pick an experiment's landing page
 RUN_STATUS = {TrialState.RUNNING: "RUNNING", TrialState.COMPLETED: "FINISHED", TrialState.PRUNED: "FINISHED",
               TrialState.FAILED: "FAILED", TrialState.INTERRUPTED: "KILLED"}
 _LOGGED_METRICS = ("val_loss", "val_accuracy", "val_f1_macro", "val_auc", "train_loss", "lr",
@@ -54,7 +57,9 @@ class StudyRun:
             location = None
             if spec.storage.tracking_uri.startswith("sqlite:"):  # a local store: keep artifacts beside it
                 location = (spec.storage.root / "mlartifacts" / spec.name).as_uri()
-            self.experiment_id = self.client.create_experiment(spec.name, artifact_location=location)
+            # A model-training experiment: MLflow 3's UI opens it on its runs, not on the GenAI overview.
+            self.experiment_id = self.client.create_experiment(spec.name, artifact_location=location,
+                                                               tags={EXPERIMENT_KIND_TAG: "custom_model_development"})
         if parent_run_id is not None:
             self.run_id = parent_run_id
             self.client.update_run(parent_run_id, status="RUNNING")
@@ -87,43 +92,32 @@ class StudyRun:
             self.client.set_tag(self.run_id, "hpo.stop_reason", stop_reason)
         self.client.set_terminated(self.run_id, status)
 
-    def log_best_model(self, checkpoint_dir: Path) -> str:
-        """Logs the best checkpoint (a local folder) as a pyfunc model under the parent run; registers it.
-        Returns its URI."""
-        import mlflow
+    def log_best_model(self, checkpoint_dir: Path, value: float, trial_number: int) -> str:
+        """Logs the best checkpoint (a local folder) as a pyfunc model under the parent run, registers it under
+        the study's name with its trial and value as tags, and moves the alias ``champion`` to it unless the
+        champion is at least as good. Returns its URI."""
+        register_as = self.spec.name if self.spec.register_best else None
+        uri, version = log_classifier(self.spec.storage.tracking_uri, self.run_id, checkpoint_dir, register_as)
+        if version is None:
+            return uri
+        tags = {"hpo.study": self.spec.name, "hpo.trial_number": str(trial_number), "hpo.metric":
+                self.spec.objective.metric, VALUE_TAG: repr(value), "hpo.kind": "search"}
+        for key, tag in tags.items():
+            self.client.set_model_version_tag(self.spec.name, version, key, tag)
+        self._crown(version, value)
+        return f"models:/{self.spec.name}/{version}"
 
-        from hpo.export import TextClassifierModel
+    def _crown(self, version: str, value: float) -> None:
+        try:
+            champion = self.client.get_model_version_by_alias(self.spec.name, CHAMPION)
+            held = float(champion.tags[VALUE_TAG]) if VALUE_TAG in champion.tags else None
+        except MlflowException:  # no champion yet
+            held = None
+        if self.spec.objective.better(value, held):
+            self.client.set_registered_model_alias(self.spec.name, CHAMPION, version)
 
-        mlflow.set_tracking_uri(self.spec.storage.tracking_uri)
-        # mlflow warns that a pickled python_model runs code on load; ours is this package's own class.
-        logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
-        with mlflow.start_run(run_id=self.run_id):
-            info = mlflow.pyfunc.log_model(
-                name="best_model",
-                python_model=TextClassifierModel(),
-                artifacts={"checkpoint": str(checkpoint_dir)},
-                registered_model_name=self.spec.name if self.spec.register_best else None,
-                pip_requirements=["torch==2.13.0", "transformers==5.23.0", "pandas", "hpo"],
-            )
-        if info.registered_model_version is not None:
-            return f"models:/{self.spec.name}/{info.registered_model_version}"
-        return info.model_uri
-
-    def log_optuna_plots(self, study) -> None:
-        """Optimization history and parameter importances, as interactive HTML on the parent run."""
-        import optuna.visualization as vis
-
-        plots = {"optimization_history": vis.plot_optimization_history}
-        if len(study.trials) >= 3:
-            plots["param_importances"] = vis.plot_param_importances
-        for name, plot in plots.items():
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # importances on few, equal trials: a warning, not news
-                    html = plot(study).to_html(include_plotlyjs="cdn")
-            except (ValueError, RuntimeError):  # too few completed trials for importances
-                continue
-            self.client.log_text(self.run_id, html, f"plots/{name}.html")
+    def log_report(self, folder: Path) -> None:
+        log_report(self.client, self.run_id, folder)
 
     # --- trials' runs -------------------------------------------------------------------------
 
@@ -186,3 +180,28 @@ class StudyRun:
             with self.store.local_copy(best_model(checkpoint)) as folder:
                 self.client.log_artifacts(run_id, str(folder), "checkpoint")
         self.client.set_terminated(run_id, RUN_STATUS[state])
+
+
+def log_report(client: MlflowClient, study_run_id: str, folder: Path) -> None:
+    """The study report (:mod:`hpo.report`) as artifacts of the study's run, under ``report/``: at the end of a
+    study (through the ledger) and from ``hpo report``, which derives it again from the stores."""
+    client.log_artifacts(study_run_id, str(folder), "report")
+
+
+def log_classifier(tracking_uri: str, run_id: str, folder: Path, register_as: str | None) -> tuple[str, str | None]:
+    """Logs a classifier folder as the pyfunc ``best_model`` of run ``run_id`` (registered as ``register_as``
+    when given). Returns (model URI, registered version or None)."""
+    import mlflow
+
+    from hpo.export import TextClassifierModel
+
+    mlflow.set_tracking_uri(tracking_uri)
+    # mlflow warns that a pickled python_model runs code on load; ours is this package's own class.
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="best_model", python_model=TextClassifierModel(), artifacts={"checkpoint": str(folder)},
+            registered_model_name=register_as,
+            pip_requirements=["torch==2.13.0", "transformers==5.23.0", "pandas", "hpo"],
+        )
+    return info.model_uri, None if info.registered_model_version is None else str(info.registered_model_version)

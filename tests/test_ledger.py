@@ -11,6 +11,7 @@ from stores import assert_stores_agree, stores_of
 from hpo.checkpoints import CheckpointStore
 from hpo.config import build_spec, compose
 from hpo.ledger import FAIL_REASON_ATTR, StudyLedger
+from hpo.progress import PlainProgress, Tally
 from hpo.registry import Registry
 from hpo.result_keys import OOM_KEY
 from hpo.states import StudyStatus, TrialState
@@ -48,7 +49,8 @@ class Harness:
                                     sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize",
                                     load_if_exists=True)
         self.signal = StopSignal()
-        return StudyLedger(self.spec, self.registry, study, mlflow, store, self.signal, log=self.lines.append)
+        return StudyLedger(self.spec, self.registry, study, mlflow, store, self.signal,
+                           progress=PlainProgress(self.spec.name, Tally(self.spec.objective, 8, 3), self.lines.append))
 
     def run(self, ray_id: str, curve: list[float], **last) -> int:
         number, _ = self.ledger.new_trial(ray_id)
@@ -69,7 +71,8 @@ def test_a_finished_trial_is_complete_everywhere_with_its_best_epoch(root):
     s = h.agree()
     assert s["registry"][number].state == TrialState.COMPLETED
     assert s["optuna"][number].value == pytest.approx(0.8), "ranked by its best epoch, not its last"
-    assert h.lines[-1] == f"trial {number} completed after 3 epoch(s)"
+    assert f"trial {number} completed after 3 epoch(s), best val_accuracy=0.8000" in h.lines[-1]
+    assert "1/8 trials (0 running, 1 completed, 0 pruned, 0 failed)" in h.lines[-1]
 
 
 def test_a_scheduler_stopped_trial_is_pruned_in_optuna_with_its_curve(root):

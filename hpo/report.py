@@ -1,0 +1,170 @@
+"""The study report: what a study found, in one folder a person can open anywhere.
+
+Written at the end of every study (into ``<storage.root>/<study>/report/`` and onto the study's MLflow run
+under ``report/``) and on demand by ``hpo report NAME [--to DIR]``:
+
+- ``report.md``: the best trial, the top five, parameter importances, why the study stopped, epochs and
+  driver time spent and the epochs early stopping saved, with the PNGs inline;
+- ``*.png``: optimization history, parameter importances, parallel coordinates, slices, learning curves;
+- ``report.html``: the same, interactive, self-contained (plotly.js inlined once: opens on an offline cluster).
+
+Read-only over the registry and the Optuna study (:func:`hpo.plots.finished_study` plots a copy).
+Example::
+
+    report = build_report(registry, "sst2_minilm")
+    write_report(report, Path("runs/sst2_minilm/report"))
+"""
+
+from __future__ import annotations
+
+import html
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from hpo.config import stored_config
+from hpo.plots import finished_study, plotly_figures, write_pngs
+from hpo.registry import Registry, StudyRecord, TrialRecord
+from hpo.states import TrialState
+from hpo.summary import format_params
+from trainers.objective import Objective
+
+TOP = 5
+_TITLES = {"optimization_history": "Optimization history", "param_importances": "Parameter importances",
+           "parallel_coordinate": "Parallel coordinates", "slice": "Slices", "learning_curves": "Learning curves"}
+
+
+@dataclass
+class StudyReport:
+    """Everything the report shows, read once from the stores."""
+
+    record: StudyRecord
+    trials: list[TrialRecord]
+    objective: Objective
+    max_epochs: int
+    study: optuna.Study  # finished trials at their best epoch (see hpo.plots.finished_study)
+
+    @property
+    def ranked(self) -> list[TrialRecord]:
+        finished = [t for t in self.trials if t.state in (TrialState.COMPLETED, TrialState.PRUNED)]
+        return self.objective.ranked(finished, key=lambda t: t.best_metric)
+
+    @property
+    def epochs_trained(self) -> int:
+        return sum(t.epochs for t in self.trials)
+
+    @property
+    def epochs_saved(self) -> int:
+        """Epochs the finished trials would have trained without early stopping, minus what they trained."""
+        finished = [t for t in self.trials if t.state.finished]
+        return sum(self.max_epochs - t.epochs for t in finished)
+
+    def importances(self) -> dict[str, float]:
+        """Optuna's default (fANOVA) importances over the finished trials; empty when they cannot be computed."""
+        if len(self.study.trials) < 3:
+            return {}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return dict(optuna.importance.get_param_importances(self.study))
+        except (ValueError, RuntimeError):
+            return {}
+
+
+def build_report(registry: Registry, name: str) -> StudyReport:
+    """Reads the study's registry record, trials and Optuna study."""
+    record = registry.require(name)
+    trials = registry.trials(name)
+    objective = Objective(record.metric, record.mode)
+    stored = optuna.load_study(study_name=name, storage=record.optuna_url)
+    return StudyReport(record, trials, objective, int(stored_config(record.config_yaml).trainer.max_epochs),
+                       finished_study(stored, trials, objective.direction))
+
+
+def write_report(report: StudyReport, out: Path) -> list[Path]:
+    """Writes the PNGs, ``report.md`` and ``report.html`` into ``out``; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    pngs = write_pngs(report.study, report.trials, report.objective.metric, out)
+    (out / "report.md").write_text(markdown(report, [p.name for p in pngs.values()]))
+    (out / "report.html").write_text(page(report))
+    return [*pngs.values(), out / "report.md", out / "report.html"]
+
+
+def _facts(r: StudyReport) -> list[str]:
+    s = r.record
+    counts = {state: sum(t.state == state for t in r.trials) for state in TrialState}
+    trials = ", ".join(f"{n} {state.value}" for state, n in counts.items() if n)
+    possible = sum(t.state.finished for t in r.trials) * r.max_epochs
+    saved = f" ({r.epochs_saved / possible:.0%})" if possible else ""
+    return [f"status: **{s.status.value}**" + (f", {s.stop_reason}" if s.stop_reason else ""),
+            f"trials: {trials} (of {s.num_samples})",
+            f"epochs trained: {r.epochs_trained}; early stopping saved {r.epochs_saved} of {possible} epochs{saved}",
+            f"driver time: {s.elapsed_s / 60:.1f} min",
+            f"MLflow: experiment {s.mlflow_experiment_id}, study run {s.mlflow_parent_run_id}"]
+
+
+def _cell(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _top_rows(r: StudyReport) -> tuple[list[str], list[list[str]]]:
+    keys = sorted({k for t in r.ranked[:TOP] for k in (t.params or {})})
+    header = ["rank", "trial", "state", r.objective.metric, "epochs", *keys]
+    rows = [[str(i), str(t.number), t.state.value, f"{t.best_metric:.4f}", str(t.epochs),
+             *(_cell((t.params or {}).get(k, "-")) for k in keys)] for i, t in enumerate(r.ranked[:TOP], 1)]
+    return header, rows
+
+
+def markdown(r: StudyReport, images: list[str]) -> str:
+    """The one-page summary."""
+    s = r.record
+    lines = [f"# Study `{s.name}`", "", *(f"- {fact}" for fact in _facts(r)), ""]
+    best = r.ranked[0] if r.ranked else None
+    if best:
+        at = min((e for e, v in best.values.items() if v == best.best_metric), default=best.epochs)
+        lines += ["## Best trial", "", f"Trial {best.number} ({best.state.value}): **{r.objective.metric} = "
+                  f"{best.best_metric:.4f}** at epoch {at} of {best.epochs}; MLflow run `{best.mlflow_run_id}`.",
+                  "", "| param | value |", "|---|---|",
+                  *(f"| {k} | {_cell(v)} |" for k, v in sorted((s.best_params or best.params or {}).items())), ""]
+        if s.best_model_uri:
+            lines += [f"Registered model: `{s.best_model_uri}`; the study's best version carries the alias "
+                      f"`champion` (`models:/{s.name}@champion`).", ""]
+        header, rows = _top_rows(r)
+        lines += [f"## Top {len(rows)}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                  *("| " + " | ".join(row) + " |" for row in rows), ""]
+    else:
+        lines += ["No trial finished with a result yet.", ""]
+    if importances := r.importances():
+        lines += [f"## Parameter importances (fANOVA over {len(r.study.trials)} finished trials)", "",
+                  "| param | importance |", "|---|---|",
+                  *(f"| {k} | {v:.3f} |" for k, v in importances.items()), ""]
+    lines += ["## Plots", "", "Optuna's plots count every finished trial at its best epoch (a pruned trial's best "
+              "is the value it reached before it was stopped).", ""]
+    lines += [f"![{_TITLES.get(Path(i).stem, i)}]({i})" for i in images]
+    lines += ["", "## Open it", "", f"- MLflow UI: `hpo ui {s.name} --open`",
+              f"- Optuna dashboard: `optuna-dashboard {s.optuna_url}`",
+              "- Interactive plots: `report.html` beside this file (no network needed)", ""]
+    return "\n".join(lines)
+
+
+def page(r: StudyReport) -> str:
+    """``report.html``: the facts, the top five and every plot, with plotly.js inlined once (no CDN)."""
+    s = r.record
+    parts = [f"<h1>Study {html.escape(s.name)}</h1><ul>"
+             + "".join(f"<li>{html.escape(f.replace('**', ''))}</li>" for f in _facts(r)) + "</ul>"]
+    if r.ranked:
+        header, rows = _top_rows(r)
+        parts.append(f"<h2>Top {len(rows)}</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+                     + "</tr>" + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                                         for row in rows) + "</table>")
+        parts.append(f"<p>Best params: <code>{html.escape(format_params(s.best_params or {}))}</code></p>")
+    figures = plotly_figures(r.study, r.trials, r.objective.metric)
+    for i, (name, figure) in enumerate(figures.items()):
+        parts.append(f"<h2>{_TITLES.get(name, name)}</h2>"
+                     + figure.to_html(full_html=False, include_plotlyjs=(i == 0)))
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>hpo report: {html.escape(s.name)}</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
