@@ -13,6 +13,7 @@
     hpo ui [NAME] [--open] [--port 5000]        # the MLflow UI on 127.0.0.1, opened on the study's runs
     hpo export NAME --to DIR [--onnx]           # the best model as a Hugging Face folder (+ model card, ONNX)
     hpo predict NAME [TEXT ...] [--file F]      # labels and probabilities (texts from stdin when none given)
+    hpo refit NAME [--with-validation] [K=V...] # the best config trained again for its best epochs, registered
 
 Global options (before the subcommand) say where the registry is; their defaults come from conf/config.yaml.
 """
@@ -27,7 +28,7 @@ from omegaconf import OmegaConf
 
 from hpo.commands import cmd_best, cmd_list, cmd_report, cmd_status, cmd_stop, cmd_ui, fail, open_registry, require
 from hpo.errors import ConfigError
-from hpo.model_commands import cmd_export, cmd_predict
+from hpo.model_commands import cmd_export, cmd_predict, cmd_refit
 from hpo.registry import RegistryError
 from hpo.resolvers import CONFIG_DIR, register
 from hpo.states import StudyStatus
@@ -207,6 +208,9 @@ def parser() -> argparse.ArgumentParser:
     command("predict", cmd_predict, "classify texts with the study's best model", name,
             (("texts",), {"nargs": "*", "metavar": "TEXT"}),
             (("--file",), {"help": "one text per line"}), model_uri)
+    command("refit", cmd_refit, "train the best config again (its best epoch count) and register it", name,
+            (("--with-validation",), {"action": "store_true", "help": "train on training + validation rows"}),
+            (("overrides",), {"nargs": "*", "metavar": "KEY=VALUE", "help": "e.g. study.seed=1 trainer.num_threads=4"}))
     return p
 
 

@@ -1,5 +1,6 @@
 """The commands that use a study's best model: ``hpo export`` (a Hugging Face folder with a model card, and
-ONNX) and ``hpo predict`` (texts in, labels and probabilities out). They read the registry and MLflow."""
+ONNX), ``hpo predict`` (texts in, labels and probabilities out) and ``hpo refit`` (the best config trained again
+and registered). They read the registry and MLflow; ``refit`` writes its own MLflow run."""
 
 from __future__ import annotations
 
@@ -143,3 +144,22 @@ def cmd_predict(args: Namespace) -> None:
     print("\t".join([*frame.columns, "text"]))
     for text, row in zip(texts, frame.itertuples(index=False), strict=True):
         print("\t".join([str(row[0]), *(f"{p:.4f}" for p in row[1:]), text]))
+
+
+def cmd_refit(args: Namespace) -> None:
+    from hpo.errors import ConfigError
+    from hpo.refit import refit
+    from hpo.registry import RegistryError
+    from hpo.resolvers import register
+    from hpo.study import prepare_study_data
+
+    register()
+    registry = open_registry(args)
+    require(registry, args.name)
+    try:
+        uri = refit(registry, args.name, list(args.overrides), args.with_validation, prepare_study_data)
+    except ConfigError as err:
+        fail(f"config error: {err}")
+    except RegistryError as err:
+        fail(str(err), code=1)
+    print(f"refit of {args.name} registered as {uri} (alias refit; champion is unchanged)")

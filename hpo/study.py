@@ -19,6 +19,7 @@ import ray
 
 from hpo.capacity import fit_to_cluster, start_ray
 from hpo.checkpoints import CheckpointStore, redacted
+from hpo.datasets import study_datasets
 from hpo.errors import ConfigError
 from hpo.launch import JOB_ID_ENV
 from hpo.lease import DriverLease
@@ -53,7 +54,7 @@ def run_study(spec: StudySpec, *, resume: bool = False, trainable: Callable = ru
     record = _check_can_drive(spec, registry, resume)
     progress = make_progress(display, spec.name, _tally(spec, registry, record, started))
     ensure_model(spec.model)
-    data = _prepare(spec, progress.message)
+    data = prepare_study_data(spec, progress.message)
     first = [] if resume else first_points(spec, registry)
     store = _open_checkpoints(spec)
     started_ray = start_ray(spec.cluster)
@@ -91,7 +92,8 @@ def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
     signal = StopSignal()
     lease = DriverLease(registry, spec.name, spec.lease, signal, clock_start=started - record.elapsed_s, log=log)
     with lease, progress:
-        mlflow = StudyRun(spec, store, parent_run_id=record.mlflow_parent_run_id)
+        mlflow = StudyRun(spec, store, parent_run_id=record.mlflow_parent_run_id,
+                          datasets=study_datasets(spec, checked.data))
         spec.study_dir.mkdir(parents=True, exist_ok=True)
         sampler = spec.sampler.build()
         if resumed:
@@ -172,7 +174,7 @@ def _tally(spec: StudySpec, registry: Registry, record: StudyRecord | None, star
     return tally
 
 
-def _prepare(spec: StudySpec, log: Callable[[str], None]) -> PreparedData:
+def prepare_study_data(spec: StudySpec, log: Callable[[str], None] = print) -> PreparedData:
     """Reads and tokenizes the data once for every trial (and caches it for later studies)."""
     d = spec.data
     try:

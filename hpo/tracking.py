@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import DatasetInput, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from hpo.checkpoints import CheckpointStore
@@ -28,6 +29,7 @@ NODE_TAG = "hpo.ray_node_id"  # where the trial's latest attempt ran (with hpo.n
 STATUS_TAG = "hpo.trial_status"  # a TrialState value
 FAIL_REASON_TAG = "hpo.fail_reason"  # oom | error
 CHAMPION = "champion"  # the registered model's alias for the study's best version
+REFIT = "refit"  # the alias of its latest refit (hpo refit)
 VALUE_TAG = "hpo.value"  # a registered version's objective value, which the champion is chosen by
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by MLflow's UI to pick an experiment's landing page
 RUN_STATUS = {TrialState.RUNNING: "RUNNING", TrialState.COMPLETED: "FINISHED", TrialState.PRUNED: "FINISHED",
@@ -47,8 +49,9 @@ def _now_ms() -> int:
 class StudyRun:
     """The study's MLflow experiment and parent run (reopened, not recreated, on resume), and its trials' runs."""
 
-    def __init__(self, spec: StudySpec, store: CheckpointStore, parent_run_id: str | None = None) -> None:
-        self.spec, self.store = spec, store
+    def __init__(self, spec: StudySpec, store: CheckpointStore, parent_run_id: str | None = None,
+                 datasets: Sequence[DatasetInput] = ()) -> None:
+        self.spec, self.store, self.datasets = spec, store, list(datasets)  # hpo.datasets: what trials train on
         self.client = MlflowClient(tracking_uri=spec.storage.tracking_uri)
         experiment = self.client.get_experiment_by_name(spec.name)
         if experiment is not None:
@@ -68,6 +71,8 @@ class StudyRun:
             self.experiment_id, run_name=spec.name, tags={"hpo.study": spec.name, "hpo.role": "study"}
         )
         self.run_id = run.info.run_id
+        if self.datasets:
+            self.client.log_inputs(self.run_id, datasets=self.datasets)
         described = spec.space.describe()
         self.client.log_text(self.run_id, spec.config_yaml, "study_config.yaml")
         self.client.log_dict(self.run_id, described, "search_space.json")
@@ -145,6 +150,8 @@ class StudyRun:
         fixed = {k: v for k, v in self.spec.trainer.to_dict().items()
                  if k not in ("model_name_or_path", "num_threads", "resume_from")}
         self.client.log_batch(run.info.run_id, params=_params(fixed | params))
+        if self.datasets:
+            self.client.log_inputs(run.info.run_id, datasets=self.datasets)
         return run.info.run_id
 
     def mark_started(self, run_id: str, ray_trial_id: str, resumed_after_epoch: int | None) -> None:
@@ -205,3 +212,37 @@ def log_classifier(tracking_uri: str, run_id: str, folder: Path, register_as: st
             pip_requirements=["torch==2.13.0", "transformers==5.23.0", "pandas", "hpo"],
         )
     return info.model_uri, None if info.registered_model_version is None else str(info.registered_model_version)
+
+
+class RefitRun:
+    """``hpo refit``'s MLflow run: in the study's experiment beside (not under) the study's run, tagged with the
+    trial it refits; its model is registered as the study's next version with the alias ``refit``."""
+
+    def __init__(self, spec: StudySpec, record, epochs: int, with_validation: bool, params: dict[str, Any],
+                 datasets: Sequence[DatasetInput]) -> None:
+        self.spec = spec
+        self.client = MlflowClient(tracking_uri=spec.storage.tracking_uri)
+        tags = {"hpo.study": spec.name, "hpo.role": "refit", "hpo.refit_of_trial": str(record.best_trial_number),
+                "hpo.study_run_id": record.mlflow_parent_run_id or "", "hpo.with_validation": str(with_validation),
+                "hpo.validation_held_out": str(not with_validation)}
+        experiment = record.mlflow_experiment_id or self.client.get_experiment_by_name(spec.name).experiment_id
+        self.run_id = self.client.create_run(experiment, run_name=f"{spec.name}-refit", tags=tags).info.run_id
+        self.client.log_batch(self.run_id, params=_params({k: v for k, v in params.items()
+                                                          if k not in ("num_threads", "resume_from")}
+                                                         | {"epochs": epochs}))
+        self.client.log_inputs(self.run_id, datasets=list(datasets))
+
+    def log_epoch(self, epoch: int, result: Mapping[str, float]) -> None:
+        metrics = [Metric(k, float(result[k]), _now_ms(), epoch) for k in _LOGGED_METRICS if k in result]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def fail(self) -> None:
+        self.client.set_terminated(self.run_id, "FAILED")
+
+    def finish(self, folder: Path) -> str:
+        """Logs and registers the model in ``folder``; returns ``models:/<study>/<version>``."""
+        _, version = log_classifier(self.spec.storage.tracking_uri, self.run_id, folder, self.spec.name)
+        self.client.set_model_version_tag(self.spec.name, version, "hpo.kind", "refit")
+        self.client.set_registered_model_alias(self.spec.name, REFIT, version)
+        self.client.set_terminated(self.run_id, "FINISHED")
+        return f"models:/{self.spec.name}/{version}"

@@ -57,6 +57,10 @@ def test_sweep_with_overrides_runs_a_study(tmp_path, sst2_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "=== study cli_study" in proc.stdout
     assert "trials: 2 completed" in proc.stdout
+    # Piped, not a terminal: plain lines, one per event, no escape sequences (the live block is for terminals).
+    assert "\x1b[" not in proc.stdout
+    assert "[cli_study] trial 1 completed after 1 epoch(s), best val_accuracy=" in proc.stdout
+    assert "2/2 trials (0 running, 2 completed, 0 pruned, 0 failed)" in proc.stdout
     assert (Path(tmp_path) / "runs" / "mlflow.db").is_file()
     assert (Path(tmp_path) / "runs" / "cli_study" / "optuna.db").is_file()
     listing = _run(["--storage-root", "runs", "list"], tmp_path, sst2_dir)

@@ -177,3 +177,15 @@ def test_resume_replays_what_a_crash_between_two_writes_kept_from_optuna_and_mlf
     s = h.agree()
     assert s["optuna"][number].state == Optuna.PRUNED and s["optuna"][number].intermediate_values == {1: 0.6, 2: 0.7}
     assert s["mlflow"][number].data.tags["hpo.trial_status"] == "pruned" and record.epochs == 2
+
+
+def test_champion_moves_only_to_a_better_registered_version(root, tmp_path):
+    h = Harness(root, "champion")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")  # logging copies the folder; nothing loads it here
+    client = h.ledger.mlflow.client
+    for value, number in ((0.80, 0), (0.75, 1), (0.90, 2), (0.90, 3)):
+        h.ledger.mlflow.log_best_model(folder, value, number)
+    champion = client.get_model_version_by_alias(h.spec.name, "champion")
+    assert (str(champion.version), champion.tags["hpo.trial_number"]) == ("3", "2"), "ties keep the earlier champion"

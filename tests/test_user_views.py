@@ -7,6 +7,7 @@ registry in SQLite under the study's storage root (what `hpo ui` serves).
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -202,3 +203,36 @@ def test_predict_reads_texts_from_arguments_and_stdin(study):
     assert rows[1].endswith("\ta gorgeous film")
     assert sum(float(p) for p in rows[1].split("\t")[1:3]) == pytest.approx(1.0, abs=1e-3)
     assert from_stdin.stdout == from_args.stdout
+
+
+def test_each_run_records_the_data_it_was_trained_and_validated_on(study):
+    _, _, registry, client = study
+    record = registry.require(NAME)
+    for run_id in (record.mlflow_parent_run_id, registry.trials(NAME)[0].mlflow_run_id):
+        inputs = {i.tags[0].value: i.dataset for i in client.get_run(run_id).inputs.dataset_inputs}
+        assert set(inputs) == {"train", "validation"}, run_id
+        assert (inputs["train"].name, inputs["validation"].name) == ("train.csv", "dev.csv")
+        train, validation = json.loads(inputs["train"].profile), json.loads(inputs["validation"].profile)
+        assert (train["num_rows"], validation["num_rows"]) == (300, 100)
+        assert sum(train["label_counts"].values()) == 300 and set(train["label_counts"]) == {"0", "1"}
+
+
+def test_refit_trains_the_best_config_for_its_best_epochs_and_registers_the_next_version(study):
+    root, _, registry, client = study
+    record = registry.require(NAME)
+    before = client.get_model_version_by_alias(NAME, "champion").version
+    proc = subprocess.run(HPO + ["--storage-root", str(root), "refit", NAME, "--with-validation"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    refit = client.get_model_version_by_alias(NAME, "refit")
+    assert int(refit.version) == int(before) + 1 and refit.tags["hpo.kind"] == "refit"
+    assert client.get_model_version_by_alias(NAME, "champion").version == before, "a refit never takes champion"
+    run = client.get_run(refit.run_id)
+    assert run.info.experiment_id == record.mlflow_experiment_id and "mlflow.parentRunId" not in run.data.tags
+    assert run.data.tags["hpo.refit_of_trial"] == str(record.best_trial_number)
+    assert run.data.tags["hpo.validation_held_out"] == "False"
+    best = registry.trial(NAME, record.best_trial_number)
+    epochs = min(e for e, v in best.values.items() if v == best.best_metric)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == list(range(1, epochs + 1))
+    rows = sum(json.loads(i.dataset.profile)["num_rows"] for i in run.inputs.dataset_inputs)
+    assert rows == 400, "training + validation rows"
