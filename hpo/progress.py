@@ -86,7 +86,11 @@ class Tally:
                 self.finished_epochs += epochs
 
     def _offer(self, number: int, value: float | None) -> None:
-        if value is not None and self.objective.better(value, self.best[0] if self.best else None):
+        if value is None:
+            return
+        # On a tie the lower trial number wins, as in the study's own ranking (Objective.ranked keeps trial order).
+        tie = self.best is not None and value == self.best[0] and number < self.best[1]
+        if tie or self.objective.better(value, self.best[0] if self.best else None):
             self.best = (value, number, self.params.get(number, {}))
 
     @property
