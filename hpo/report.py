@@ -32,6 +32,7 @@ from hpo.summary import format_params
 from trainers.objective import Objective
 
 TOP = 5
+FEW_TRIALS = 20  # below this, importances are flagged as unstable
 _TITLES = {"optimization_history": "Optimization history", "param_importances": "Parameter importances",
            "parallel_coordinate": "Parallel coordinates", "slice": "Slices", "learning_curves": "Learning curves"}
 
@@ -140,9 +141,13 @@ def markdown(r: StudyReport, images: list[str]) -> str:
         lines += [f"## Parameter importances (fANOVA over {len(r.study.trials)} finished trials)", "",
                   "| param | importance |", "|---|---|",
                   *(f"| {k} | {v:.3f} |" for k, v in importances.items()), ""]
+        if len(r.study.trials) < FEW_TRIALS:
+            lines += [f"With fewer than {FEW_TRIALS} trials these are a rough guide: a random forest fitted to a "
+                      "handful of points ranks parameters unstably.", ""]
     lines += ["## Plots", "", "Optuna's plots count every finished trial at its best epoch (a pruned trial's best "
               "is the value it reached before it was stopped).", ""]
-    lines += [f"![{_TITLES.get(Path(i).stem, i)}]({i})" for i in images]
+    for image in images:
+        lines += [f"### {_TITLES.get(Path(image).stem, image)}", "", f"![{Path(image).stem}]({image})", ""]
     lines += ["", "## Open it", "", f"- MLflow UI: `hpo ui {s.name} --open`",
               f"- Optuna dashboard: `optuna-dashboard {s.optuna_url}`",
               "- Interactive plots: `report.html` beside this file (no network needed)", ""]
