@@ -31,6 +31,7 @@ from hpo.errors import ConfigError
 from hpo.model_commands import cmd_export, cmd_predict, cmd_refit
 from hpo.registry import RegistryError
 from hpo.resolvers import CONFIG_DIR, register
+from hpo.secrets import MASK, redact_url
 from hpo.states import StudyStatus
 
 PASS_THROUGH = ("sweep",)  # everything after it is Hydra's (overrides and flags such as --cfg job)
@@ -74,6 +75,12 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         if option and not any(o.startswith(f"{key}=") for o in overrides):
             overrides.insert(0, f"{key}={option}")
     register()
+    from hpo.overrides import check_overrides
+
+    try:
+        check_overrides(overrides)
+    except ConfigError as err:
+        fail(f"config error: {err}")
     task = hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")(
         lambda cfg: _run(_spec(cfg), resume=False, display=_display(args)))
     sys.argv = ["hpo sweep", *overrides]
@@ -132,7 +139,14 @@ def cmd_resume(args: argparse.Namespace) -> None:
     from hpo.config import stored_config
 
     register()
-    stored = stored_config(s.config_yaml)  # as the driver resolved it: its registry URL, its paths
+    # As the driver resolved it, with the credentials it was stored without (hpo.secrets) filled from the registry
+    # URL given here and any KEY=URL passed again.
+    given = [registry.url, *(o.split("=", 1)[1] for o in args.overrides if "=" in o)]
+    stored = OmegaConf.merge(stored_config(s.config_yaml, given), OmegaConf.from_dotlist(list(args.overrides)))
+    for key in ("registry.url", "storage.optuna_url", "tracking.uri", "storage.checkpoints"):
+        if MASK in str(OmegaConf.select(stored, key) or ""):
+            fail(f"config error: {key}: study {s.name} was stored without this URL's credentials; pass it again: "
+                 f"hpo resume {s.name} {key}=<url>")
     if args.launch:
         from hpo.launch import launch_resume
 
@@ -146,7 +160,8 @@ def cmd_resume(args: argparse.Namespace) -> None:
         return
     spec = _spec(stored, where=f" in the stored config of {s.name}")
     if spec.storage.registry_url != registry.url:
-        fail(f"study {s.name} was recorded with registry {spec.storage.registry_url}, not {registry.url}")
+        fail(f"study {s.name} was recorded with registry {redact_url(spec.storage.registry_url)}, "
+             f"not {redact_url(registry.url)}")
     _run(spec, resume=True, display=_display(args))
 
 
@@ -191,7 +206,9 @@ def parser() -> argparse.ArgumentParser:
     command("resume", cmd_resume, "continue a crashed or stopped study", name,
             (("--launch",), {"action": "store_true", "help": "resume it on the cluster as a Ray job"}),
             (("--dashboard-url",), {"help": "the cluster's job server (default: the study's cluster.dashboard_url)"}),
-            (("--follow",), {"action": "store_true", "help": "with --launch: stream the job's log until it ends"}))
+            (("--follow",), {"action": "store_true", "help": "with --launch: stream the job's log until it ends"}),
+            (("overrides",), {"nargs": "*", "metavar": "KEY=URL", "help": "a service URL again, with the "
+                              "credentials the study was stored without (e.g. storage.optuna_url=postgresql://...)"}))
     command("best", cmd_best, "the best trial of a study", name,
             (("--format",), {"choices": ("text", "yaml", "overrides"), "default": "text"}))
     command("report", cmd_report, "draw the study's report (PNG, HTML, Markdown) again", name,

@@ -10,6 +10,7 @@ from argparse import Namespace
 from datetime import datetime
 
 from hpo.registry import Registry, RegistryError, StudyRecord, utcnow
+from hpo.secrets import redact_url
 from hpo.states import StudyStatus
 from hpo.summary import format_params
 
@@ -131,7 +132,7 @@ def cmd_report(args: Namespace) -> None:
 
     registry = open_registry(args)
     s = require(registry, args.name)
-    storage = stored_storage(s)
+    storage = stored_storage(s, [registry.url])
     out = Path(args.to).resolve() if args.to else storage.study_dir(s.name) / "report"
     started = time.monotonic()
     files = write_report(build_report(registry, s.name), out)
@@ -160,9 +161,9 @@ def cmd_ui(args: Namespace) -> None:
             name = max(studies, key=lambda s: s.created_at).name
         if name:
             s = require(registry, name)
-            tracking_uri, experiment_id = stored_storage(s).tracking_uri, s.mlflow_experiment_id
+            tracking_uri, experiment_id = stored_storage(s, [registry.url]).tracking_uri, s.mlflow_experiment_id
     if is_server(tracking_uri):
-        url = runs_url(tracking_uri, experiment_id)
+        url = runs_url(redact_url(tracking_uri), experiment_id)
         print(f"study {name} is tracked on an MLflow server: {url}")
         if args.open:
             webbrowser.open(url)
@@ -172,8 +173,8 @@ def cmd_ui(args: Namespace) -> None:
     except RuntimeError as err:
         fail(f"{err}; another server on port {args.port}? try --port")
     url = runs_url(f"http://{args.host}:{args.port}", experiment_id)
-    print(f"MLflow UI over {tracking_uri} (Ctrl-C stops it)\n  {'study ' + name if name else 'studies'}: {url}",
-          flush=True)
+    what = f"study {name}" if name else "studies"
+    print(f"MLflow UI over {redact_url(tracking_uri)} (Ctrl-C stops it)\n  {what}: {url}", flush=True)
     if args.open:
         webbrowser.open(url)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` ends the server with us, as Ctrl-C does

@@ -9,6 +9,7 @@ not a cluster start. Checking writes nothing: not a folder, not a model. Example
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from hpo.errors import ConfigError
 from hpo.model_check import resolve_model
 from hpo.resolvers import CONFIG_DIR, register
 from hpo.search_space import SearchSpace
+from hpo.secrets import redact, restore
 from trainers.config import TrainConfig
 from trainers.loop import VALIDATION_METRICS
 from trainers.modeling import POOLINGS
@@ -33,6 +35,8 @@ _TRAINER_KEYS = ("max_epochs", "max_length", "eval_batch_size", "grad_clip", "ea
                  "min_micro_batch_size")
 FEEDBACKS = ("pruned", "complete")
 FIRST_TRIALS = ("midpoint", "sampler")
+_BUILT_IN_TARGETS = ("optuna.samplers.", "ray.tune.schedulers.")
+ALLOWED_TARGETS_ENV = "HPO_ALLOWED_TARGETS"
 CHECKPOINT_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")  # what pyarrow.fs (Ray's storage) opens
 
 
@@ -46,18 +50,26 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
         return hydra_compose("config", overrides=list(overrides))
 
 
-def stored_config(config_yaml: str) -> DictConfig:
+def stored_config(config_yaml: str, given: Sequence[str] = ()) -> DictConfig:
     """A study's config as the registry stored it, completed with any setting added to conf/config.yaml since
-    (at its default), so a study recorded by an older hpo resumes with a newer one."""
+    (at its default), so a study recorded by an older hpo resumes with a newer one. Masked passwords are
+    restored from the ``given`` URLs (the registry URL its user passed) where user, host and port match."""
     root = OmegaConf.load(CONFIG_DIR / "config.yaml")
     for key in ("defaults", "hydra"):
         root.pop(key, None)
-    return OmegaConf.merge(root, OmegaConf.create(config_yaml))
+    stored = _unmask(OmegaConf.to_container(OmegaConf.create(config_yaml)), list(given))
+    return OmegaConf.merge(root, OmegaConf.create(stored))
 
 
-def stored_storage(record) -> s.StorageSpec:
+def _unmask(value: Any, given: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _unmask(v, given) for k, v in value.items()}
+    return restore(value, given) if isinstance(value, str) else value
+
+
+def stored_storage(record, given: Sequence[str] = ()) -> s.StorageSpec:
     """Where a recorded study keeps its stores (MLflow, Optuna, checkpoints), as its driver resolved them."""
-    cfg = stored_config(record.config_yaml)
+    cfg = stored_config(record.config_yaml, given)
     return _storage(cfg, record.name)
 
 
@@ -81,8 +93,8 @@ def _number(cfg: DictConfig, key: str, *, minimum: float, integer: bool = False,
 
 def build_spec(cfg: DictConfig) -> s.StudySpec:
     """Checks ``cfg`` in the order a user would fix it: study, storage, model, data, search, trainer, rest."""
-    try:
-        config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    try:  # what the registry keeps and MLflow shows: credentials masked (hpo.secrets)
+        config_yaml = OmegaConf.to_yaml(OmegaConf.create(redact(OmegaConf.to_container(cfg, resolve=True))))
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "config"
         raise ConfigError(str(key), str(err).splitlines()[0]) from None
@@ -260,11 +272,22 @@ def _component(cfg: DictConfig, group: str, space: SearchSpace) -> s.Component:
     if group == "sampler" and "search_space" in kwargs:
         kwargs["search_space"] = space.grid_space()
     component = s.Component(str(node["_target_"]), kwargs)
+    if not component.target.startswith(allowed_targets()):
+        raise ConfigError(f"{group}._target_", f"{component.target!r} is not an allowed {group}; hpo builds Optuna "
+                                               "samplers and Ray Tune schedulers, and targets under the prefixes in "
+                                               f"${ALLOWED_TARGETS_ENV} (comma-separated) if you set it")
     try:
         component.build()
     except Exception as err:  # noqa: BLE001 (hydra wraps import and argument errors alike)
         raise ConfigError(group, f"cannot build {component.target}: {str(err).splitlines()[0]}") from None
     return component
+
+
+def allowed_targets() -> tuple[str, ...]:
+    """Where a config's ``_target_`` may point: a config stored in a shared registry must not make `hpo resume`
+    call arbitrary code, so the list comes from this machine's environment, never from a config."""
+    extra = [p.strip() for p in os.environ.get(ALLOWED_TARGETS_ENV, "").split(",") if p.strip()]
+    return (*_BUILT_IN_TARGETS, *extra)
 
 
 def with_trainer(spec: s.StudySpec, **changes: Any) -> s.StudySpec:

@@ -91,7 +91,7 @@ def cmd_export(args: Namespace) -> None:
 
     registry = open_registry(args)
     record = require(registry, args.name)
-    storage, out = stored_storage(record), Path(args.to).resolve()
+    storage, out = stored_storage(record, [registry.url]), Path(args.to).resolve()
     with best_model_folder(record, storage, model_uri_of(record, args.model_uri)) as folder:
         try:
             export_folder(folder, out, model_card(_facts(registry, record, storage, folder)))
@@ -139,7 +139,7 @@ def cmd_predict(args: Namespace) -> None:
     texts = _texts(args)
     if not texts:
         fail("no texts: pass them as arguments, with --file, or on stdin (one per line)")
-    mlflow.set_tracking_uri(stored_storage(record).tracking_uri)
+    mlflow.set_tracking_uri(stored_storage(record, [registry.url]).tracking_uri)
     frame = mlflow.pyfunc.load_model(uri).predict(texts)
     print("\t".join([*frame.columns, "text"]))
     for text, row in zip(texts, frame.itertuples(index=False), strict=True):

@@ -121,7 +121,8 @@ def learning_curves_png(trials: list[TrialRecord], metric: str):
     ax.set_title("Learning curves (pruned trials cut at x)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     return figure
 
 

@@ -39,9 +39,10 @@ def best_epoch(registry: Registry, record: StudyRecord) -> int:
     return min(e for e, v in trial.values.items() if v == trial.best_metric)
 
 
-def refit_spec(record: StudyRecord, overrides: list[str]) -> StudySpec:
-    """The study's stored config with ``overrides`` (``key=value``) applied, checked like a sweep's."""
-    cfg = OmegaConf.merge(stored_config(record.config_yaml), OmegaConf.from_dotlist(overrides))
+def refit_spec(record: StudyRecord, overrides: list[str], given: list[str]) -> StudySpec:
+    """The study's stored config with ``overrides`` (``key=value``) applied, checked like a sweep's; ``given``:
+    URLs its user passed, whose passwords fill the stored config's masked ones (:mod:`hpo.secrets`)."""
+    cfg = OmegaConf.merge(stored_config(record.config_yaml, given), OmegaConf.from_dotlist(overrides))
     return build_spec(cfg)
 
 
@@ -71,7 +72,7 @@ def refit(registry: Registry, name: str, overrides: list[str], include_validatio
           prepare: Callable[[StudySpec], PreparedData], log: Callable[[str], None] = print) -> str:
     """Trains and registers the refit model; returns its model URI."""
     record = registry.require(name)
-    spec = refit_spec(record, overrides)
+    spec = refit_spec(record, overrides, [registry.url])
     epochs = best_epoch(registry, record)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     params = {k: v for k, v in (record.best_params or {}).items() if k in known}

@@ -41,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
+from hpo.secrets import redact_url
 from hpo.states import StudyStatus, TrialState
 
 VERSION_TABLE = "hpo_alembic_version"  # not `alembic_version`: Optuna and MLflow may share the database
@@ -170,7 +171,7 @@ class Registry:
             except CommandError:
                 known = False
             if not known:
-                raise RegistryError(f"{self.url}: registry schema {current} is newer than this hpo "
+                raise RegistryError(f"{redact_url(self.url)}: registry schema {current} is newer than this hpo "
                                     f"({scripts.get_current_head()}); upgrade hpo")
             if current != scripts.get_current_head():
                 command.upgrade(config, "head")
@@ -196,7 +197,7 @@ class Registry:
         study = self.get(name)
         if study is None:
             known = [st.name for st in self.list_studies()]
-            raise RegistryError(f"no study named {name!r} in {self.url} (studies: {known or 'none'})")
+            raise RegistryError(f"no study named {name!r} in {redact_url(self.url)} (studies: {known or 'none'})")
         return study
 
     def list_studies(self) -> list[StudyRecord]:

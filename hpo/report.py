@@ -27,6 +27,7 @@ import optuna
 from hpo.config import stored_config
 from hpo.plots import finished_study, plotly_figures, write_pngs
 from hpo.registry import Registry, StudyRecord, TrialRecord
+from hpo.secrets import restore
 from hpo.states import TrialState
 from hpo.summary import format_params
 from trainers.objective import Objective
@@ -79,7 +80,8 @@ def build_report(registry: Registry, name: str) -> StudyReport:
     record = registry.require(name)
     trials = registry.trials(name)
     objective = Objective(record.metric, record.mode)
-    stored = optuna.load_study(study_name=name, storage=record.optuna_url)
+    # The registry keeps the URL masked (hpo.secrets); the password is the registry's own where they share a server.
+    stored = optuna.load_study(study_name=name, storage=restore(record.optuna_url, [registry.url]))
     return StudyReport(record, trials, objective, int(stored_config(record.config_yaml).trainer.max_epochs),
                        finished_study(stored, trials, objective.direction))
 

@@ -25,10 +25,12 @@ from hpo.launch import JOB_ID_ENV
 from hpo.lease import DriverLease
 from hpo.ledger import StudyLedger
 from hpo.model_check import ensure_model
+from hpo.preflight import check_services
 from hpo.progress import PlainProgress, Tally, make_progress
 from hpo.registry import Registry, RegistryError, StudyRecord
 from hpo.resume import interrupted_trials
 from hpo.searcher import StudySearch
+from hpo.secrets import redact_url
 from hpo.spec import StudySpec
 from hpo.states import StudyStatus, TrialState
 from hpo.stopping import StopSignal, StudyStop
@@ -50,6 +52,7 @@ def run_study(spec: StudySpec, *, resume: bool = False, trainable: Callable = ru
     progress shows (:func:`hpo.progress.make_progress`: live in a terminal, plain lines in a log, or quiet).
     """
     started = time.time()
+    check_services(spec)
     registry = Registry.open(spec.storage.registry_url)
     record = _check_can_drive(spec, registry, resume)
     progress = make_progress(display, spec.name, _tally(spec, registry, record, started))
@@ -87,7 +90,7 @@ def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
     resumed = record is not None
     if record is None:
         registry.create(spec.name, spec.config_yaml, spec.study.num_samples, spec.objective.metric,
-                        spec.objective.mode, optuna_url=spec.storage.optuna_url)
+                        spec.objective.mode, optuna_url=redact_url(spec.storage.optuna_url))
         record = registry.require(spec.name)
     signal = StopSignal()
     lease = DriverLease(registry, spec.name, spec.lease, signal, clock_start=started - record.elapsed_s, log=log)
@@ -149,7 +152,8 @@ def _check_can_drive(spec: StudySpec, registry: Registry, resume: bool) -> Study
         raise ConfigError("study.name", f"a study named {spec.name!r} already exists ({record.status}); "
                                         f"continue it with `hpo resume {spec.name}` or choose another study.name")
     if not resume and _optuna_has_trials(spec):
-        raise ConfigError("study.name", f"{spec.storage.optuna_url} already holds a study named {spec.name!r}; "
+        where = redact_url(spec.storage.optuna_url)
+        raise ConfigError("study.name", f"{where} already holds a study named {spec.name!r}; "
                                         "choose another study.name or delete that study to start over")
     if resume and record is None:
         registry.require(spec.name)

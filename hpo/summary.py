@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpo.registry import StudyRecord, TrialRecord
+from hpo.secrets import redact_url
 from hpo.spec import StudySpec
 from hpo.states import StudyStatus
 
@@ -70,9 +71,10 @@ def format_summary(o: StudyOutcome) -> str:
         lines.append(f"best checkpoint: {o.best_checkpoint}")
     if o.model_uri:
         lines.append(f"best model: {o.model_uri}")
-    lines.append(f"MLflow: {o.tracking_uri}  experiment {o.experiment_id}, study run {o.parent_run_id}")
+    lines.append(f"MLflow: {redact_url(o.tracking_uri)}  experiment {o.experiment_id}, study run {o.parent_run_id}")
     if o.tracking_uri.startswith("sqlite:"):
         lines.append(f"  browse: hpo ui {o.name} --open   (or: make ui)")
-    lines.append(f"Optuna: {o.optuna_url}  (optuna-dashboard {o.optuna_url})")
+    optuna_url = redact_url(o.optuna_url)
+    lines.append(f"Optuna: {optuna_url}  (optuna-dashboard {optuna_url})")
     lines += [f"note: {n}" for n in o.notes]
     return "\n".join(lines)

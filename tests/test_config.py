@@ -57,6 +57,8 @@ def test_checking_a_config_writes_nothing(tmp_path):
         ("study.name=has space", "study.name"),
         ("model.pooling=max", "model.pooling"),
         ("sampler._target_=optuna.samplers.NoSuchSampler", "sampler"),
+        ("sampler._target_=os.system", "sampler._target_"),  # a stored config cannot run arbitrary code
+        ("scheduler._target_=subprocess.Popen", "scheduler._target_"),
         ("scheduler.grace_period=-3", "scheduler"),
         ("search.freeze_depth.high=9", "search.freeze_depth.high"),
         ("search.feedback=sometimes", "search.feedback"),
@@ -92,3 +94,17 @@ def test_a_config_stored_by_the_previous_release_resumes(tmp_path):
     spec = build_spec(stored_config(OmegaConf.to_yaml(old)))
     assert spec.study.feedback == "pruned" and spec.study.first_trial in ("midpoint", "sampler")
     assert "learning_rate" in spec.space.distributions
+
+
+def test_credentials_are_stored_masked_and_restored_from_the_url_given_again(tmp_path):
+    from hpo.config import stored_config
+
+    pg = "postgresql+psycopg://hpo:pw-1@db.example:5432/hpo"
+    bucket = "s3://AKID:SK-2@bucket/p?endpoint_override=h:9000&secret_key=SK-2"
+    cfg = compose([f"storage.root={tmp_path}", f"registry.url={pg}", f"storage.optuna_url={pg}",
+                   f"storage.checkpoints='{bucket}'"])
+    stored = build_spec(cfg).config_yaml
+    assert "pw-1" not in stored and "SK-2" not in stored and "AKID" not in stored
+    back = stored_config(stored, given=[pg])
+    assert back.registry.url == pg and back.storage.optuna_url == pg, "same server: the given password fills both"
+    assert "***" in back.storage.checkpoints, "a bucket's keys come back only when passed again"

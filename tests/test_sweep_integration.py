@@ -54,7 +54,7 @@ def test_mlflow_has_one_parent_and_a_nested_run_per_trial(finished_study):
     assert parent.data.metrics[f"best_{spec.objective.metric}"] == pytest.approx(outcome.best_value)
     assert {f"best.{k}": str(v) for k, v in outcome.best_params.items()}.items() <= parent.data.tags.items()
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"study_config.yaml", "search_space.json", "plots"} <= artifacts
+    assert {"study_config.yaml", "search_space.json", "report"} <= artifacts
 
 
 def test_best_checkpoint_downloads_and_loads_with_from_pretrained(finished_study, tmp_path):

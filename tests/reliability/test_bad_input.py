@@ -1,0 +1,140 @@
+"""Bad input, refused the way a user needs it: `hpo sweep` exits 2 with one line naming the key (or file) and the
+fix, no traceback, before Ray starts, and nothing recorded (no registry row, MLflow experiment or Optuna study).
+
+Each case is a real `hpo sweep` subprocess on the default experiment with one thing wrong. Services that are
+"unreachable" are real closed ports on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+NAME = "bad_input"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed once the socket is: nothing listens there
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, sst2_dir) -> dict[str, Path]:
+    """Data files that are wrong in one way each."""
+    d = tmp_path_factory.mktemp("bad_data")
+    rows = "text,label\n" + "".join(f"a fine film {i},{i % 2}\n" for i in range(20))
+    made = {
+        "not_csv": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10" * 8,
+        "empty": b"",
+        "header_only": b"text,label\n",
+        "one_class": ("text,label\n" + "".join(f"fine {i},1\n" for i in range(20))).encode(),
+        "unseen_labels": ("text,label\n" + "".join(f"fine {i},{2 + i % 2}\n" for i in range(10))).encode(),
+        "latin1": ("text,label\n" + "".join(f"caf\u00e9 {i},{i % 2}\n" for i in range(20))).encode("latin-1"),
+        "good": rows.encode(),
+    }
+    paths = {}
+    for name, content in made.items():
+        paths[name] = d / f"{name}.csv"
+        paths[name].write_bytes(content)
+    return paths
+
+
+def _cases(f: dict[str, Path]) -> list[tuple[str, list[str], str]]:
+    """(case, overrides, the key the one line must name)."""
+    ray_port, mlflow_port, pg_port, s3_port = (_closed_port() for _ in range(4))
+    good = ["data=csv", f"data.train_path={f['good']}", f"data.validation_path={f['good']}"]
+    return [
+        # config values
+        ("negative lr", ["search.learning_rate.low=-1"], "search.learning_rate.low"),
+        ("wrong type", ["study.num_samples=many"], "study.num_samples"),
+        ("low above high", ["search.learning_rate.low=1e-3", "search.learning_rate.high=1e-5"],
+         "search.learning_rate"),
+        ("empty choices", ["search.batch_size.choices=[]"], "search.batch_size"),
+        ("unknown hyperparameter", ["+search.momentum=0.9"], "search.momentum"),
+        ("unknown key", ["+study.nmae=x"], "study.nmae"),
+        ("unknown metric", ["study.metric=accuracy"], "study.metric"),
+        ("unknown mode", ["study.mode=up"], "study.mode"),
+        ("unknown sampler option", ["sampler=bayes"], "sampler"),
+        ("unknown scheduler option", ["scheduler=pbt2"], "scheduler"),
+        ("zero epochs", ["trainer.max_epochs=0"], "trainer.max_epochs"),
+        ("unknown pooling", ["model.pooling=max"], "model.pooling"),
+        ("freeze deeper than the model", ["search.freeze_depth.high=99"], "search.freeze_depth.high"),
+        ("zero concurrency", ["study.max_concurrent=0"], "study.max_concurrent"),
+        ("tiny max_length", ["trainer.max_length=2"], "trainer.max_length"),
+        # model and data
+        ("missing model", ["model.name_or_path=/no/such/model"], "model.name_or_path"),
+        ("missing train file", ["data.train_path=/no/such.csv"], "data.train_path"),
+        ("not a CSV", [*good, f"data.train_path={f['not_csv']}"], "data.train_path"),
+        ("empty file", [*good, f"data.train_path={f['empty']}"], "data.train_path"),
+        ("header only", [*good, f"data.train_path={f['header_only']}"], "data.train_path"),
+        ("no label column", [*good, "data.label_column=sentiment"], "data.label_column"),
+        ("no text column", [*good, "data.text_column=sentence"], "data.text_column"),
+        ("a single class", [*good, f"data.train_path={f['one_class']}"], "data.train_path"),
+        ("validation labels unseen", [*good, f"data.validation_path={f['unseen_labels']}"], "data.validation_path"),
+        ("not UTF-8", [*good, f"data.train_path={f['latin1']}"], "data.train_path"),
+        # resources
+        ("zero CPU", ["resources.cpu=0"], "resources.cpu"),
+        ("negative GPU", ["resources.gpu=-1"], "resources.gpu"),
+        ("fractional GPU above one", ["resources.gpu=1.5"], "resources.gpu"),
+        # services
+        ("unreachable MLflow server", [f"tracking.uri=http://127.0.0.1:{mlflow_port}"], "tracking.uri"),
+        ("unreachable registry", [f"registry.url=postgresql+psycopg://hpo:secret@127.0.0.1:{pg_port}/hpo"],
+         "registry.url"),
+        ("unreachable Ray", ["cluster=ray", f"cluster.address=127.0.0.1:{ray_port}"], "cluster.address"),
+        ("unreachable bucket", [f"storage.checkpoints=s3://bucket/p?endpoint_override=127.0.0.1:{s3_port}"
+                                "&scheme=http&access_key=a&secret_key=b&request_timeout=1&connect_timeout=1"],
+         "storage.checkpoints"),
+        ("unwritable storage root", ["storage.root=/proc/hpo-runs"], "storage.root"),
+        # names
+        ("name with a space", ["study.name=has space"], "study.name"),
+        ("name escaping its folder", ["study.name=../escape"], "study.name"),
+        ("name with a slash", ["study.name=a/b"], "study.name"),
+    ]
+
+
+def _recorded(root: Path) -> list[str]:
+    """What any store holds after a refused sweep (empty when nothing was recorded)."""
+    found = []
+    for db, query in (("registry.db", "select name from hpo_studies"), ("mlflow.db", "select name from experiments "
+                                                                       "where name != 'Default'")):
+        if (root / db).is_file():
+            with sqlite3.connect(root / db) as conn:
+                try:
+                    found += [f"{db}: {row[0]}" for row in conn.execute(query)]
+                except sqlite3.OperationalError:  # the table was never created
+                    pass
+    found += [str(p) for p in root.glob("*/optuna.db")]
+    return found
+
+
+CASES = [c[0] for c in _cases(defaultdict(Path))]  # the names (the files are made by the fixture)
+
+
+def test_there_are_at_least_30_distinct_cases():
+    assert len(set(CASES)) == len(CASES) >= 30
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_refused_early_with_one_line_and_nothing_recorded(case, files, tmp_path, sst2_dir):
+    _, overrides, key = next(c for c in _cases(files) if c[0] == case)
+    root = tmp_path / "runs"
+    env = {**os.environ, "HPO_DATA_DIR": str(sst2_dir)}
+    proc = subprocess.run([sys.executable, "-m", "hpo", "sweep", "experiment=sst2_minilm", f"storage.root={root}",
+                           f"study.name={NAME}", *overrides], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=180)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, f"{case}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
+    assert len(err) == 1, f"{case}: {len(err)} lines on stderr:\n{proc.stderr[-3000:]}"
+    assert err[0].startswith("hpo: config error: ") and key in err[0], f"{case}: {err[0]}"
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "Started a local Ray instance" not in proc.stdout + proc.stderr, f"{case}: Ray was started"
+    assert _recorded(root) == [], f"{case}: recorded {_recorded(root)}"
