@@ -94,3 +94,33 @@ def test_the_checkpoint_layout_is_what_the_orchestrator_reads(small_sst2, tiny_b
     assert latest == str(trial / "checkpoint_000001") and checkpoint.read_summary(latest)["epoch"] == 2
     best = TextClassifier.from_checkpoint(checkpoint.best_model(latest))
     assert best.config.id2label == {0: "0", 1: "1"}
+
+
+class _RunsCode:
+    """What a hostile pickle does: calls a function (here: creates a file) when it is loaded."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_checkpoint_or_data_cache_that_would_run_code_is_refused(small_sst2, tiny_bert, tmp_path):
+    import pickle
+
+    from trainers import checkpoint, prepare_data
+
+    folder, marker = tmp_path / "ckpt", tmp_path / "ran"
+    folder.mkdir()
+    torch.save({"epoch": 1, "payload": _RunsCode(marker)}, folder / checkpoint.STATE_FILE)
+    with pytest.raises(pickle.UnpicklingError):
+        checkpoint.restore(folder, None, None, tmp_path / "best")
+    assert not marker.exists(), "the checkpoint's code ran"
+
+    cache = tmp_path / "cache"
+    first = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert, cache_dir=cache)
+    (cached,) = cache.glob("*.pt")
+    torch.save(_RunsCode(marker), cached)  # a cache file replaced by someone else
+    again = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert, cache_dir=cache)
+    assert not marker.exists() and again.train.labels == first.train.labels, "refused, tokenized again"

@@ -64,7 +64,8 @@ def save(directory: Path, classifier, tokenizer, optimizer, scheduler, state: di
 def restore(checkpoint: Path, optimizer, scheduler, best_dir: Path) -> dict:
     """Loads the optimizer, schedule and RNG from ``checkpoint``, copies its ``best/`` to ``best_dir``, and
     returns the loop's own state (epoch, best metrics, patience count, micro-batch sizes)."""
-    state = torch.load(checkpoint / STATE_FILE, weights_only=False)
+    # weights_only: tensors and plain containers only, so a checkpoint from a shared bucket cannot run code.
+    state = torch.load(checkpoint / STATE_FILE, weights_only=True)
     optimizer.load_state_dict(state.pop("optimizer"))
     scheduler.load_state_dict(state.pop("scheduler"))
     torch.set_rng_state(state.pop("torch_rng"))

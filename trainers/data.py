@@ -8,9 +8,11 @@ on the same files reuses one tokenization.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
+import pickle
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -58,7 +60,7 @@ def read_csv(path: str | Path, text_column: str = "text", label_column: str = "l
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    with open_text(path) as f:
+    with _readable(path), open_text(path) as f:
         reader = csv.DictReader(f)
         columns = reader.fieldnames or []
         for column in (text_column, label_column):
@@ -126,7 +128,10 @@ def prepare_data(
         key = hashlib.sha256("\0".join(key_parts).encode()).hexdigest()[:24]
         cache_file = Path(cache_dir) / f"{key}.pt"
         if cache_file.is_file():
-            return torch.load(cache_file, weights_only=False)
+            try:  # plain containers only (weights_only): a cache file cannot run code when it is read
+                return _from_plain(torch.load(cache_file, weights_only=True))
+            except (pickle.UnpicklingError, KeyError, TypeError, RuntimeError):
+                pass  # written by an older hpo, or not ours: tokenize again and replace it
 
     train_texts, train_raw = subsample(*read_csv(train_path, text_column, label_column), train_limit, seed)
     val_texts, val_raw = subsample(*read_csv(validation_path, text_column, label_column), validation_limit, seed)
@@ -148,9 +153,19 @@ def prepare_data(
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(".tmp")
-        torch.save(prepared, tmp)
+        torch.save(_to_plain(prepared), tmp)
         tmp.replace(cache_file)
     return prepared
+
+
+def _to_plain(data: PreparedData) -> dict:
+    return {"train": vars(data.train), "validation": vars(data.validation), "label_names": list(data.label_names),
+            "pad_token_id": data.pad_token_id}
+
+
+def _from_plain(plain: dict) -> PreparedData:
+    return PreparedData(train=TokenizedSplit(**plain["train"]), validation=TokenizedSplit(**plain["validation"]),
+                        label_names=tuple(plain["label_names"]), pad_token_id=int(plain["pad_token_id"]))
 
 
 def _file_digest(path: str | Path) -> str:
@@ -208,9 +223,25 @@ def _collate(split: TokenizedSplit, rows: list[int], pad_token_id: int) -> dict[
     }
 
 def read_header(path: str | Path) -> list[str]:
-    """The column names of a CSV file (for checks that must not read the whole file)."""
-    with open_text(path) as f:
-        header = next(csv.reader(f), None)
+    """The column names of a CSV file, checked to have a first row (for checks that must not read it all)."""
+    with _readable(path), open_text(path) as f:
+        reader = csv.reader(f)
+        header, first = next(reader, None), next(reader, None)
     if not header:
-        raise DataError(f"{path}: empty file")
+        raise DataError(f"{path}: empty file; it needs a header row (e.g. text,label) and data rows")
+    if first is None:
+        raise DataError(f"{path}: a header and no rows; add data rows")
     return header
+
+
+@contextlib.contextmanager
+def _readable(path: str | Path) -> Iterator[None]:
+    """Turns what a file that is not UTF-8 CSV text raises into a DataError that says so."""
+    try:
+        yield
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} at offset "
+                        f"{err.start}); save it as UTF-8") from None
+    except (csv.Error, gzip.BadGzipFile, EOFError) as err:
+        raise DataError(f"{path}: not a CSV text file ({err}); give a comma-separated text file "
+                        "(gzip-compressed as .gz if you like)") from None
