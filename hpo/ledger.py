@@ -69,6 +69,7 @@ class StudyLedger:
         self.run_ids: dict[int, str] = {}
         self.params: dict[int, dict[str, Any]] = {}  # what each open trial sampled
         self.placed: set[int] = set()  # trials whose node is tagged in MLflow
+        self.retries: dict[int, int] = {}  # restarts after a worker died, per trial
 
     # --- birth ------------------------------------------------------------------------------------
 
@@ -122,6 +123,17 @@ class StudyLedger:
             self.mlflow.tag_node(self.run_ids[number], result[NODE_KEY], result.get("node_ip"))
         if self._record_epoch(number, int(result["epoch"]), result):
             self.progress.epoch(number, int(result["epoch"]), result.get(self.objective.metric))
+
+    def trial_recovering(self, ray_trial_id: str, checkpoint: str | None) -> None:
+        """Ray restarts a trial whose worker died from its latest checkpoint: the same trial in every store."""
+        if (number := self.numbers.get(ray_trial_id)) is None:
+            return
+        retries = self.retries.get(number, 0) + 1
+        self.retries[number] = retries
+        after = self.store.read_summary(checkpoint)["epoch"] if checkpoint else 0
+        self.mlflow.tag(self.run_ids[number], **{"hpo.retries": str(retries), "hpo.resumed_after_epoch": str(after)})
+        self.progress.message(f"trial {number}: its worker died; restarting it after epoch {after} from its latest "
+                              f"checkpoint (retry {retries} of {self.spec.resources.max_retries})")
 
     def checkpoint_saved(self, ray_trial_id: str, path: str) -> None:
         if (number := self.numbers.get(ray_trial_id)) is not None:

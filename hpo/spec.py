@@ -100,6 +100,7 @@ class ResourcesSpec:
     cpu: float
     gpu: float
     reuse_workers: bool
+    max_retries: int = 2  # restarts of a trial whose worker died, each from its latest checkpoint
 
 
 @dataclass(frozen=True)

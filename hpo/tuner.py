@@ -44,6 +44,10 @@ class LedgerCallback(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.ledger.trial_ended(trial.trial_id, trial.last_result or {}, errored=False)
 
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        latest = trial.checkpoint  # what Ray restarts it from (None: from scratch)
+        self.ledger.trial_recovering(trial.trial_id, latest.path if latest else None)
+
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.ledger.trial_ended(trial.trial_id, trial.last_result or {}, errored=True)
 
@@ -95,7 +99,8 @@ def run_tuner(spec: StudySpec, ledger: StudyLedger, search: StudySearch, rules: 
             storage_path=store.uri(tune_dir),  # a shared folder or a bucket on a multi-node cluster
             stop=RulesStopper(rules),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the latest: resume state + best/
-            failure_config=tune.FailureConfig(max_failures=0),
+            # A trial whose worker dies restarts from its latest checkpoint (hpo.trial reads it back).
+            failure_config=tune.FailureConfig(max_failures=spec.resources.max_retries),
             callbacks=[LedgerCallback(ledger)],
             verbose=1 if spec.cluster.verbose else 0,
         ),
