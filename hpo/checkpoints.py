@@ -77,7 +77,10 @@ class CheckpointStore:
                 if entry.type != pafs.FileType.Directory or not Path(entry.path).name.startswith("checkpoint_"):
                     continue
                 if layout.is_complete({Path(i.path).name for i in self._list(entry.path)}):
-                    epoch = self.read_summary(entry.path)["epoch"]
+                    try:
+                        epoch = self.read_summary(entry.path)["epoch"]
+                    except (ValueError, KeyError, OSError):  # a copy cut short (a full disk): every file named,
+                        continue                             # its summary empty or torn
                     if epoch > best_epoch:
                         best, best_epoch = entry.path, epoch
         return best

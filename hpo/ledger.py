@@ -27,10 +27,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState as OptunaState
 
-from hpo.checkpoints import CheckpointStore
+from hpo.checkpoints import CheckpointStore, redacted
 from hpo.progress import PlainProgress, Tally
 from hpo.registry import Registry, TrialRecord
-from hpo.result_keys import NODE_KEY, OOM_KEY
+from hpo.result_keys import NODE_KEY, OOM_KEY, STORAGE_FULL_KEY
 from hpo.spec import StudySpec
 from hpo.states import StudyStatus, TrialState
 from hpo.stopping import StopSignal
@@ -144,7 +144,12 @@ class StudyLedger:
         if number is None:
             return
         record = self.registry.trial(self.name, number)
-        if errored or last_result.get(OOM_KEY):
+        if last_result.get(STORAGE_FULL_KEY):
+            where = redacted(self.spec.storage.checkpoints)
+            self.signal.request(f"no space left for checkpoints in {where} ({last_result.get('error', '')}); free "
+                                f"space and run `hpo resume {self.name}`")
+            self.close(number, TrialState.INTERRUPTED)
+        elif errored or last_result.get(OOM_KEY):
             self.close(number, TrialState.FAILED, OOM if not errored else ERROR)
         elif self.signal.is_set:
             self.close(number, TrialState.INTERRUPTED)

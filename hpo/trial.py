@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import ray
 from ray import tune
 
 from hpo.checkpoints import CheckpointStore
-from hpo.result_keys import NODE_KEY, OOM_KEY, RESUME_KEY
+from hpo.result_keys import NODE_KEY, OOM_KEY, RESUME_KEY, STORAGE_FULL_KEY
 from hpo.search_space import HYPERPARAMETERS
 from trainers import PreparedData, TrainConfig, fine_tune
 from trainers.oom import TrainingOutOfMemory
@@ -32,7 +33,16 @@ class RayReporter:
 
     def report(self, metrics: Mapping[str, float], checkpoint_dir: Path | None) -> None:
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        tune.report({**metrics, NODE_KEY: self.node_id}, checkpoint=checkpoint)
+        try:
+            tune.report({**metrics, NODE_KEY: self.node_id}, checkpoint=checkpoint)
+        except OSError as err:
+            if err.errno == errno.ENOSPC or "No space left" in str(err):  # pyarrow's errors carry no errno
+                raise StorageFull(str(err).splitlines()[0]) from None
+            raise
+
+
+class StorageFull(RuntimeError):
+    """The checkpoint location has no space left: the trial stops at its previous checkpoint, resumable."""
 
 
 def run_trial(config: dict[str, Any], *, data: PreparedData, trainer: TrainConfig, checkpoints: str) -> None:
@@ -50,6 +60,11 @@ def run_trial(config: dict[str, Any], *, data: PreparedData, trainer: TrainConfi
         settings = dataclasses.replace(trainer, **sampled, num_threads=num_threads, resume_from=resume_from)
         try:
             fine_tune(settings, data, RayReporter())
+        except StorageFull as err:
+            # A result, not an exception (which Ray would retry into the same full disk): the ledger keeps the
+            # trial resumable and stops the study with the reason.
+            print(f"trial could not write its checkpoint: {err}", flush=True)
+            tune.report({STORAGE_FULL_KEY: 1.0, "error": str(err)[:500]})
         except TrainingOutOfMemory as err:
             # A result, not an exception: the trial ends as failed for reason "oom" and the study goes on.
             print(f"trial ran out of memory: {err}", flush=True)

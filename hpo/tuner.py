@@ -64,7 +64,7 @@ class RulesStopper(tune.Stopper):
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         # A trial that returns is reported once more, its last result again with done=True: not a new epoch.
-        if not result.get("done"):
+        if not result.get("done") and "epoch" in result:  # an epoch, not an OOM or full-disk notice
             self.rules.result(result.get(self.rules.objective.metric))
         return False
 

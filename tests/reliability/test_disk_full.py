@@ -1,0 +1,62 @@
+"""The checkpoint location fills up mid-study (a 24 MB tmpfs: one tiny-BERT checkpoint fits, the next does not):
+the study stops with a clear reason, the previous checkpoint intact, and resumes once there is space again."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # the lifecycle helpers in tests/
+from lifecycle import TINY_SWEEP, Driver, with_overrides  # noqa: E402
+from stores import assert_stores_agree  # noqa: E402
+
+from hpo.registry import Registry  # noqa: E402
+from hpo.states import StudyStatus, TrialState  # noqa: E402
+from trainers import TextClassifier  # noqa: E402
+from trainers.checkpoint import STATE_FILE, read_summary  # noqa: E402
+
+pytestmark = pytest.mark.integration
+NAME = "disk_full"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 24 MB tmpfs (needs root, as in CI's container); unmounted after the test."""
+    where = tmp_path / "checkpoints"
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(where)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    yield where
+    subprocess.run(["umount", str(where)], check=False)
+
+
+def test_a_full_disk_stops_the_study_resumably_with_the_previous_checkpoint_intact(tmp_path, sst2_dir, small_disk):
+    url = f"sqlite:///{tmp_path}/registry.db"
+    args = with_overrides(TINY_SWEEP, f"study.name={NAME}", "study.num_samples=2", f"storage.root={tmp_path}",
+                          f"storage.checkpoints={small_disk}", "data.train_limit=300", "data.validation_limit=100")
+    sweep = Driver(["sweep", *args], tmp_path, sst2_dir)
+    assert sweep.wait(timeout=600) == 0, sweep.output()[-3000:]
+    output = sweep.output()
+    assert f"no space left for checkpoints in {small_disk}" in output and f"hpo resume {NAME}" in output
+
+    registry = Registry.open(url)
+    record, trial = registry.require(NAME), registry.trial(NAME, 0)
+    assert record.status == StudyStatus.STOPPED and "no space left" in record.stop_reason
+    assert trial.state == TrialState.INTERRUPTED and trial.epochs == 1
+    assert read_summary(trial.checkpoint)["epoch"] == 1, "the recorded checkpoint is the last one written whole"
+    TextClassifier.from_checkpoint(trial.checkpoint)
+    torch.load(Path(trial.checkpoint) / STATE_FILE, weights_only=True)
+
+    subprocess.run(["mount", "-o", "remount,size=256m", str(small_disk)], check=True)  # space again
+    resume = Driver(["resume", NAME], tmp_path, sst2_dir)
+    assert resume.wait(timeout=600) == 0, resume.output()[-3000:]
+    assert "trial 0 resumed after epoch 1" in resume.output()
+    s = assert_stores_agree(url, f"sqlite:///{tmp_path}/mlflow.db", NAME)
+    assert [t.state for t in s["registry"].values()] == [TrialState.COMPLETED] * 2
+    assert Registry.open(url).require(NAME).status == StudyStatus.COMPLETED
