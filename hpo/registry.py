@@ -41,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
+from hpo.db_retry import retrying
 from hpo.secrets import redact_url
 from hpo.states import StudyStatus, TrialState
 
@@ -129,6 +130,8 @@ class Registry:
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30}
+        else:  # a server: a pooled connection it dropped (restart, failover) is replaced before use
+            kwargs["pool_pre_ping"] = True
         self.url = url
         self.engine = create_engine(url, **kwargs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -189,6 +192,7 @@ class Registry:
 
     # --- studies ---------------------------------------------------------------------------
 
+    @retrying
     def get(self, name: str) -> StudyRecord | None:
         with self.session() as s:
             return s.scalar(select(StudyRecord).where(StudyRecord.name == name))
@@ -200,26 +204,31 @@ class Registry:
             raise RegistryError(f"no study named {name!r} in {redact_url(self.url)} (studies: {known or 'none'})")
         return study
 
+    @retrying
     def list_studies(self) -> list[StudyRecord]:
         with self.session() as s:
             return list(s.scalars(select(StudyRecord).order_by(StudyRecord.created_at)))
 
+    @retrying
     def trials(self, name: str) -> list[TrialRecord]:
         with self.session() as s:
             study = s.scalar(select(StudyRecord).where(StudyRecord.name == name))
             return list(study.trials) if study else []
 
+    @retrying
     def create(self, name: str, config_yaml: str, num_samples: int, metric: str, mode: str, **fields) -> None:
         with self.session() as s:
             s.add(StudyRecord(name=name, config_yaml=config_yaml, num_samples=num_samples, metric=metric,
                               mode=mode, status=StudyStatus.RUNNING, **fields))
 
+    @retrying
     def update(self, name: str, **fields) -> None:
         with self.session() as s:
             study = s.scalar(select(StudyRecord).where(StudyRecord.name == name))
             for key, value in fields.items():
                 setattr(study, key, value)
 
+    @retrying
     def request_stop(self, name: str) -> bool:
         """Asks the study's driver to stop (it reads this at its next heartbeat); False if none drives it."""
         with self.session() as s:
@@ -242,6 +251,7 @@ class Registry:
                 return False
         return utcnow() - study.heartbeat_at < timedelta(seconds=stale_after_s)
 
+    @retrying
     def claim(self, name: str, stale_after_s: float) -> None:
         """Makes this process the study's driver, or raises if a live driver holds it."""
         with self.session() as s:
@@ -257,6 +267,7 @@ class Registry:
             study.driver_host, study.driver_pid = socket.gethostname(), os.getpid()
             study.heartbeat_at, study.status, study.stop_reason = utcnow(), StudyStatus.RUNNING, None
 
+    @retrying
     def heartbeat(self, name: str, elapsed_s: float) -> StudyStatus:
         """Refreshes this driver's heartbeat; returns the study status (STOPPING asks it to stop)."""
         with self.session() as s:
@@ -266,11 +277,13 @@ class Registry:
 
     # --- trials ------------------------------------------------------------------------------
 
+    @retrying
     def trial(self, name: str, number: int) -> TrialRecord | None:
         with self.session() as s:
             return s.scalar(select(TrialRecord).join(StudyRecord).where(
                 StudyRecord.name == name, TrialRecord.number == number))
 
+    @retrying
     def upsert_trial(self, name: str, number: int, **fields) -> TrialRecord:
         with self.session() as s:
             study = s.scalar(select(StudyRecord).where(StudyRecord.name == name))

@@ -101,7 +101,7 @@ def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
         sampler = spec.sampler.build()
         if resumed:
             sampler.reseed_rng()  # a seeded sampler would otherwise replay its first attempt's draws
-        study = optuna.create_study(study_name=spec.name, storage=spec.storage.optuna_url, sampler=sampler,
+        study = optuna.create_study(study_name=spec.name, storage=_optuna_storage(spec), sampler=sampler,
                                     direction=spec.objective.direction, load_if_exists=True)
         finished = [t for t in registry.trials(spec.name) if t.state.finished]
         rules = StudyStop(spec.objective, signal, elapsed_before_s=record.elapsed_s,
@@ -158,6 +158,13 @@ def _check_can_drive(spec: StudySpec, registry: Registry, resume: bool) -> Study
     if resume and record is None:
         registry.require(spec.name)
     return record
+
+
+def _optuna_storage(spec: StudySpec) -> optuna.storages.BaseStorage | str:
+    """The study's Optuna storage; on a database server, pooled connections it dropped (a restart) are replaced
+    before use, as the registry's are."""
+    url = spec.storage.optuna_url
+    return url if url.startswith("sqlite") else optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
 
 
 def _optuna_has_trials(spec: StudySpec) -> bool:

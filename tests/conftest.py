@@ -166,51 +166,72 @@ def _postgres_bin() -> Path | None:
     return versions[-1].parent if versions else None
 
 
-@pytest.fixture(scope="session")
-def postgres_server():
-    """A real PostgreSQL server on 127.0.0.1 in a throwaway data folder; yields its base URL.
+class PostgresServer:
+    """A real PostgreSQL server on 127.0.0.1 in a throwaway data folder, which can be stopped and started again
+    (a restart keeps its databases). As root, it runs as the `postgres` user (postgres refuses root)."""
 
-    Skipped where no server is installed, unless HPO_REQUIRE_POSTGRES=1 (set by .ci/run), which
-    turns a missing server into a failure. As root, the server runs as the `postgres` user.
-    """
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin_dir, self.user = bin_dir, {}
+        self.data = Path(tempfile.mkdtemp(prefix="hpo-pg-"))
+        if os.geteuid() == 0:
+            self.user = {"user": "postgres", "group": "postgres"}
+            shutil.chown(self.data, "postgres", "postgres")
+        subprocess.run([bin_dir / "initdb", "-D", self.data / "db", "-U", "hpo", "--auth=trust", "-E", "UTF8"],
+                       check=True, capture_output=True, **self.user)
+        self.port, self.proc = _free_port(), None
+        self.url = f"postgresql+psycopg://hpo@127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import psycopg
+
+        log = (self.data / "server.log").open("a")
+        self.proc = subprocess.Popen(
+            [self.bin_dir / "postgres", "-D", self.data / "db", "-h", "127.0.0.1", "-p", str(self.port), "-k",
+             self.data, "-c", "fsync=off", "-c", "max_connections=200"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **self.user,
+        )
+        deadline = time.time() + 60
+        while True:
+            try:
+                psycopg.connect(f"postgresql://hpo@127.0.0.1:{self.port}/postgres", connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"postgres did not start: {(self.data / 'server.log').read_text()[-2000:]}"
+                                       ) from None
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            _stop_group(self.proc, signal.SIGINT)  # postgres' fast shutdown: clients are disconnected
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def start_postgres() -> PostgresServer:
+    """A started server; skipped where none is installed, unless HPO_REQUIRE_POSTGRES=1 (set by .ci/run), which
+    turns a missing server into a failure."""
     bin_dir = _postgres_bin()
     if bin_dir is None:
         message = "PostgreSQL server binaries (initdb, postgres) not found; install Debian's `postgresql`"
         if os.environ.get("HPO_REQUIRE_POSTGRES") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    user = {}
-    data = Path(tempfile.mkdtemp(prefix="hpo-pg-"))
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        user = {"user": "postgres", "group": "postgres"}
-        shutil.chown(data, "postgres", "postgres")
-    subprocess.run([bin_dir / "initdb", "-D", data / "db", "-U", "hpo", "--auth=trust", "-E", "UTF8"],
-                   check=True, capture_output=True, **user)
-    port = _free_port()
-    log = (data / "server.log").open("w")
-    proc = subprocess.Popen(
-        [bin_dir / "postgres", "-D", data / "db", "-h", "127.0.0.1", "-p", str(port), "-k", data,
-         "-c", "fsync=off", "-c", "max_connections=200"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **user,
-    )
-    url = f"postgresql+psycopg://hpo@127.0.0.1:{port}"
-    try:
-        import psycopg
+    server = PostgresServer(bin_dir)
+    server.start()
+    return server
 
-        deadline = time.time() + 60
-        while True:
-            try:
-                psycopg.connect(f"postgresql://hpo@127.0.0.1:{port}/postgres", connect_timeout=2).close()
-                break
-            except psycopg.OperationalError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"postgres did not start: {(data / 'server.log').read_text()[-2000:]}") from None
-                time.sleep(0.3)
-        yield url
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The session's PostgreSQL server (see :class:`PostgresServer`); yields its base URL."""
+    server = start_postgres()
+    try:
+        yield server.url
     finally:
-        _stop_group(proc, signal.SIGINT)  # postgres' fast shutdown
-        log.close()
-        shutil.rmtree(data, ignore_errors=True)
+        server.remove()
 
 
 @pytest.fixture

@@ -1,0 +1,44 @@
+"""Riding out a database that goes away for a moment (a PostgreSQL restart or failover, SQLite busy): a
+registry call that fails to reach its database is tried again with backoff for up to ``RETRY_FOR_S``, on a fresh
+connection (the engine pings pooled ones before use), instead of failing the study at the first lost connection.
+
+Example::
+
+    >>> calls = []
+    >>> @retrying
+    ... def flaky():
+    ...     calls.append(1)
+    ...     if len(calls) < 3:
+    ...         raise OperationalError("select 1", {}, ConnectionError("server closed the connection"))
+    ...     return "ok"
+    >>> flaky(), len(calls)
+    ('ok', 3)
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+
+RETRY_FOR_S = 60.0
+_TRANSIENT = (OperationalError, InterfaceError, DisconnectionError)
+T = TypeVar("T")
+
+
+def retrying(call: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(call)
+    def again(*args, **kwargs) -> T:
+        deadline, wait = time.monotonic() + RETRY_FOR_S, 0.05
+        while True:
+            try:
+                return call(*args, **kwargs)
+            except _TRANSIENT:
+                if time.monotonic() + wait > deadline:
+                    raise
+                time.sleep(wait)
+                wait = min(wait * 2, 5.0)
+    return again
