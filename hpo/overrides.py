@@ -37,7 +37,8 @@ def check_overrides(overrides: Sequence[str]) -> None:
     """Raises :class:`ConfigError` for the first override Hydra would refuse or silently accept as new."""
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
-    plain = [o for o in overrides if not o.startswith("-")]  # Hydra's own flags (--cfg job) are Hydra's
+    # Overrides are key=value or ~key; Hydra's own flags and their values (--cfg job) are Hydra's to check.
+    plain = [o for o in overrides if not o.startswith("-") and ("=" in o or o.startswith("~"))]
     try:
         cfg = compose(plain)
     except MissingConfigException as err:
