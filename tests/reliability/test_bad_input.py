@@ -1,17 +1,14 @@
 """Bad input, refused the way a user needs it: `hpo sweep` exits 2 with one line naming the key (or file) and the
 fix, no traceback, before Ray starts, and nothing recorded (no registry row, MLflow experiment or Optuna study).
 
-Each case is a real `hpo sweep` subprocess on the default experiment with one thing wrong. Services that are
-"unreachable" are real closed ports on 127.0.0.1.
+Each case is `hpo sweep` on the default experiment with one thing wrong, run through the command's own entry
+point. Services that are "unreachable" are real closed ports on 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import sqlite3
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -124,17 +121,23 @@ def test_there_are_at_least_30_distinct_cases():
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_bad_input_is_refused_early_with_one_line_and_nothing_recorded(case, files, tmp_path, sst2_dir):
+def test_bad_input_is_refused_early_with_one_line_and_nothing_recorded(case, files, tmp_path, sst2_dir, monkeypatch,
+                                                                       capfd):
+    """`hpo sweep` as its console script runs it (``hpo.cli.main`` with the same argv), in this process: the
+    imports are paid once for all cases (tests/test_cli.py runs three of them as real subprocesses too)."""
+    from hpo.cli import main
+
     _, overrides, key = next(c for c in _cases(files) if c[0] == case)
     root = tmp_path / "runs"
-    env = {**os.environ, "HPO_DATA_DIR": str(sst2_dir)}
-    proc = subprocess.run([sys.executable, "-m", "hpo", "sweep", "experiment=sst2_minilm", f"storage.root={root}",
-                           f"study.name={NAME}", *overrides], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=180)
-    err = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2, f"{case}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
-    assert len(err) == 1, f"{case}: {len(err)} lines on stderr:\n{proc.stderr[-3000:]}"
-    assert err[0].startswith("hpo: config error: ") and key in err[0], f"{case}: {err[0]}"
-    assert "Traceback" not in proc.stdout + proc.stderr
-    assert "Started a local Ray instance" not in proc.stdout + proc.stderr, f"{case}: Ray was started"
+    monkeypatch.setenv("HPO_DATA_DIR", str(sst2_dir))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("hpo.study.start_ray", lambda cluster: pytest.fail(f"{case}: Ray was started"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "experiment=sst2_minilm", f"storage.root={root}", f"study.name={NAME}", *overrides])
+    out, err = capfd.readouterr()
+    lines = err.strip().splitlines()
+    assert exit_.value.code == 2, f"{case}: exit {exit_.value.code}\n{err[-3000:]}"
+    assert len(lines) == 1, f"{case}: {len(lines)} lines on stderr:\n{err[-3000:]}"
+    assert lines[0].startswith("hpo: config error: ") and key in lines[0], f"{case}: {lines[0]}"
+    assert "Traceback" not in out + err
     assert _recorded(root) == [], f"{case}: recorded {_recorded(root)}"
