@@ -33,7 +33,8 @@ def own_postgres():
 
 def test_a_database_restart_mid_study_loses_and_doubles_nothing(tmp_path, sst2_dir, own_postgres, capsys):
     pg = _fresh_database(own_postgres.url, "hpo")
-    args = with_overrides(TINY_SWEEP, f"study.name={NAME}", f"study.num_samples={TRIALS}", f"storage.root={tmp_path}",
+    args = with_overrides(TINY_SWEEP, "data.train_limit=500", f"study.name={NAME}", f"study.num_samples={TRIALS}",
+                          f"storage.root={tmp_path}",
                           f"storage.optuna_url={pg}")
     sweep = Driver(["--registry", pg, "sweep", *args], tmp_path, sst2_dir)
     registry, deadline = Registry(pg), time.time() + 300

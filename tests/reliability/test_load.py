@@ -3,7 +3,7 @@ the real Ray Tune, ASHA, ledger and stores, on SQLite and on PostgreSQL (registr
 MLflow on a real `mlflow server` backed by it). No storage error, every trial recorded once in every store, the
 driver's memory flat; trials per second reported.
 
-CI runs 80 trials per backend; `HPO_LOAD_TRIALS=500` is the full variant (figures in docs/reliability.md).
+CI runs 30 trials per backend; `HPO_LOAD_TRIALS=500` is the full variant (figures in docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hpo.registry import Registry
 from hpo.study import run_study
 
 pytestmark = pytest.mark.integration
-TRIALS = int(os.environ.get("HPO_LOAD_TRIALS", "80"))
+TRIALS = int(os.environ.get("HPO_LOAD_TRIALS", "30"))
 
 
 def instant_trial(config, *, data, trainer, checkpoints) -> None:

@@ -21,7 +21,7 @@ from lifecycle import TINY_SWEEP, Driver, wait_for, with_overrides  # noqa: E402
 from stores import assert_stores_agree  # noqa: E402
 
 pytestmark = pytest.mark.integration
-NAME, TRIALS, OUTAGE_S = "mlflow_outage", 3, 30
+NAME, TRIALS, OUTAGE_S = "mlflow_outage", 2, 30
 
 
 class MlflowServer:
@@ -66,7 +66,8 @@ def server(tmp_path):
 
 def test_a_30_second_mlflow_outage_loses_nothing(tmp_path, sst2_dir, server, capsys):
     url = f"sqlite:///{tmp_path}/registry.db"
-    args = with_overrides(TINY_SWEEP, f"study.name={NAME}", f"study.num_samples={TRIALS}", f"storage.root={tmp_path}",
+    args = with_overrides(TINY_SWEEP, "data.train_limit=500", f"study.name={NAME}", f"study.num_samples={TRIALS}",
+                          f"storage.root={tmp_path}",
                           f"tracking.uri={server.uri}")
     driver = Driver(["sweep", *args], tmp_path, sst2_dir)
     wait_for(driver, url, NAME, lambda trials: trials[0].epochs >= 1)
