@@ -37,13 +37,18 @@ def load(path: str | Path):
     return AutoTokenizer.from_pretrained(str(path)), TextClassifier.from_checkpoint(path).eval()
 
 
-def probabilities(tokenizer, classifier, texts: list[str], max_length: int = 512):
-    """Class probabilities (a torch tensor, rows = texts)."""
+def logits(tokenizer, classifier, texts: list[str], max_length: int = 512):
+    """The classifier's logits (a torch tensor, rows = texts)."""
     import torch
 
     batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     with torch.no_grad():
-        return torch.softmax(classifier(batch["input_ids"], batch["attention_mask"]), -1)
+        return classifier(batch["input_ids"], batch["attention_mask"])
+
+
+def probabilities(tokenizer, classifier, texts: list[str], max_length: int = 512):
+    """Class probabilities (a torch tensor, rows = texts)."""
+    return logits(tokenizer, classifier, texts, max_length).softmax(-1)
 
 
 def predictions_frame(probs, id2label: dict[int, str]):

@@ -86,7 +86,7 @@ def cmd_export(args: Namespace) -> None:
     import numpy as np
 
     from hpo.config import stored_storage
-    from hpo.export import export_folder, export_onnx, load, onnx_logits
+    from hpo.export import export_folder, export_onnx, load, logits, onnx_logits
     from hpo.model_card import model_card
 
     registry = open_registry(args)
@@ -102,11 +102,7 @@ def cmd_export(args: Namespace) -> None:
         target = export_onnx(out, out / "model.onnx")
         tokenizer, classifier = load(out)
         texts = validation_texts(record, CHECK_ROWS)
-        import torch
-
-        batch = tokenizer(texts, padding=True, truncation=True, max_length=512, return_tensors="pt")
-        with torch.no_grad():
-            reference = classifier(batch["input_ids"], batch["attention_mask"]).numpy()
+        reference = logits(tokenizer, classifier, texts).numpy()
         diff = float(np.abs(onnx_logits(target, tokenizer, texts) - reference).max())
         if diff > ONNX_TOLERANCE:
             fail(f"ONNX logits differ from PyTorch's by {diff:.2e} (> {ONNX_TOLERANCE}) on {len(texts)} "
