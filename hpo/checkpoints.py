@@ -108,5 +108,34 @@ class CheckpointStore:
             pafs.copy_files(path, tmp, source_filesystem=self.fs, destination_filesystem=pafs.LocalFileSystem())
             yield Path(tmp)
 
+    @contextmanager
+    def full_model(self, path: str) -> Iterator[Path]:
+        """The model in ``path`` (a checkpoint or its ``best/``, compact) as a full Hugging Face folder: what
+        leaves the study (MLflow, export) is whole; what stays in it refers to the base model."""
+        with self.local_copy(path) as folder, tempfile.TemporaryDirectory(prefix="hpo-model-") as tmp:
+            yield layout.full_model(folder, Path(tmp) / "model")
+
+    def checkpoints_of(self, trial_dir: str) -> list[str]:
+        """The ``checkpoint_*`` folders in a trial's Ray folder (whole or not)."""
+        return [i.path for i in self._list(trial_dir)
+                if i.type == pafs.FileType.Directory and Path(i.path).name.startswith("checkpoint_")]
+
+    def size(self, folder: str) -> int:
+        """Bytes under ``folder`` (0 if it is missing)."""
+        selector = pafs.FileSelector(folder, allow_not_found=True, recursive=True)
+        return sum(i.size or 0 for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File)
+
+    def write_text(self, path: str, text: str) -> None:
+        with self.fs.open_output_stream(path) as f:
+            f.write(text.encode())
+
+    def delete(self, path: str) -> None:
+        """Removes a file or folder; nothing if it is already gone."""
+        info = self.fs.get_file_info(path)
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(path)
+        elif info.type == pafs.FileType.File:
+            self.fs.delete_file(path)
+
     def _list(self, folder: str) -> list[pafs.FileInfo]:
         return self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))

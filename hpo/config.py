@@ -170,7 +170,10 @@ def _storage(cfg: DictConfig, name: str) -> s.StorageSpec:
                                           "same path on every node (NFS, EFS, Filestore); for checkpoints in a "
                                           "bucket set storage.checkpoints=s3://bucket/prefix")
     root = Path(str(_get(cfg, "storage.root"))).expanduser().resolve()
+    if (keep := _get(cfg, "storage.keep")) not in s.KEEPS:
+        raise ConfigError("storage.keep", f"must be one of {list(s.KEEPS)}, got {keep!r}")
     return s.StorageSpec(
+        keep=keep, max_gb=_number(cfg, "storage.max_gb", minimum=0, optional=True),
         root=root, checkpoints=_checkpoints_location(cfg, root),
         optuna_url=_get(cfg, "storage.optuna_url") or f"sqlite:///{root / name / 'optuna.db'}",
         registry_url=_get(cfg, "registry.url") or f"sqlite:///{root / 'registry.db'}",

@@ -31,6 +31,7 @@ from hpo.checkpoints import CheckpointStore, redacted
 from hpo.progress import PlainProgress, Tally
 from hpo.registry import Registry, TrialRecord
 from hpo.result_keys import NODE_KEY, OOM_KEY, STORAGE_FULL_KEY
+from hpo.retention import Retention
 from hpo.spec import StudySpec
 from hpo.states import StudyStatus, TrialState
 from hpo.stopping import StopSignal
@@ -70,6 +71,8 @@ class StudyLedger:
         self.params: dict[int, dict[str, Any]] = {}  # what each open trial sampled
         self.placed: set[int] = set()  # trials whose node is tagged in MLflow
         self.retries: dict[int, int] = {}  # restarts after a worker died, per trial
+        self.retention = Retention(store, spec.storage, spec.objective, self.progress.message,
+                                   earlier=registry.trials(self.name))
 
     # --- birth ------------------------------------------------------------------------------------
 
@@ -181,7 +184,9 @@ class StudyLedger:
         self._tell(record)
         run_id = self.run_ids.get(number) or record.mlflow_run_id
         if run_id:
-            self.mlflow.close_trial_run(run_id, state, self._latest_checkpoint(record), reason)
+            kept = self._latest_checkpoint(record) if self.retention.keeps_model(state) else None
+            self.mlflow.close_trial_run(run_id, state, kept, reason)
+        self.retention.trial_ended(record)
         self.progress.trial_ended(number, state.value, reason, record.epochs, record.best_metric)
         if state in (TrialState.COMPLETED, TrialState.PRUNED):
             self.on_finished(record.best_metric)
@@ -269,7 +274,7 @@ class StudyLedger:
         checkpoint = self._latest_checkpoint(best) if best else None
         model_uri = None
         if checkpoint and status == StudyStatus.COMPLETED:
-            with self.store.local_copy(best_model(checkpoint)) as folder:
+            with self.store.full_model(best_model(checkpoint)) as folder:
                 model_uri = self.mlflow.log_best_model(folder, best.best_metric, best.number)
         params = {**self.spec.space.fixed, **best.params} if best else None
         self.registry.update(

@@ -39,7 +39,7 @@ def best_model_folder(record: StudyRecord, storage: StorageSpec, model_uri: str 
             artifacts = mlflow.models.Model.load(str(local)).flavors["python_function"]["artifacts"]
             yield local / artifacts["checkpoint"]["path"]
     elif record.best_checkpoint:
-        with CheckpointStore(storage.checkpoints).local_copy(record.best_checkpoint) as folder:
+        with CheckpointStore(storage.checkpoints).full_model(record.best_checkpoint) as folder:
             yield Path(folder)
     else:
         fail(f"study {record.name!r} has no best model yet (no finished trial)", code=1)

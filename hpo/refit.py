@@ -27,7 +27,7 @@ from hpo.registry import Registry, RegistryError, StudyRecord
 from hpo.spec import StudySpec
 from hpo.tracking import RefitRun
 from trainers import PreparedData, TrainConfig, fine_tune
-from trainers.checkpoint import BEST_DIR, STATE_FILE, SUMMARY_FILE
+from trainers.checkpoint import full_model
 from trainers.data import TokenizedSplit
 
 
@@ -64,8 +64,7 @@ class _FinalModel:
         self.run.log_epoch(self.epoch, metrics)
         if checkpoint_dir is not None:
             shutil.rmtree(self.keep, ignore_errors=True)
-            resume_state = shutil.ignore_patterns(STATE_FILE, SUMMARY_FILE, BEST_DIR)
-            shutil.copytree(checkpoint_dir, self.keep, ignore=resume_state)
+            full_model(checkpoint_dir, self.keep)
 
 
 def refit(registry: Registry, name: str, overrides: list[str], include_validation: bool,

@@ -61,6 +61,9 @@ class StudySettings:
     first_trial: str  # "midpoint": the space's centre first | "sampler": the sampler's own first draw
 
 
+KEEPS = ("best", "all")  # storage.keep
+
+
 @dataclass(frozen=True)
 class StorageSpec:
     root: Path
@@ -68,6 +71,8 @@ class StorageSpec:
     optuna_url: str
     registry_url: str
     tracking_uri: str
+    keep: str = "best"  # one of KEEPS (hpo.retention)
+    max_gb: float | None = None  # study-wide cap on checkpoint storage
 
     def study_dir(self, name: str) -> Path:
         return self.root / name

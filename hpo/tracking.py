@@ -184,7 +184,7 @@ class StudyRun:
         self.tag(run_id, **tags)
         if checkpoint and not self.client.list_artifacts(run_id, "checkpoint") \
                 and self.store.is_dir(best_model(checkpoint)):
-            with self.store.local_copy(best_model(checkpoint)) as folder:
+            with self.store.full_model(best_model(checkpoint)) as folder:
                 self.client.log_artifacts(run_id, str(folder), "checkpoint")
         self.client.set_terminated(run_id, RUN_STATUS[state])
 

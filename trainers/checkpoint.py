@@ -1,12 +1,18 @@
 """The layout of a trainer checkpoint, in one place: what :func:`trainers.fine_tune` writes each epoch and
 what anyone reading a checkpoint (a resumed run, the orchestrator, an export) may rely on.
 
-A checkpoint folder holds the latest weights and tokenizer (``from_pretrained``-loadable), ``STATE_FILE``
-(optimizer, LR schedule, RNG: enough to resume exactly), ``SUMMARY_FILE`` (the epoch and its metrics, small
-JSON for readers that must not load torch state) and ``BEST_DIR/``, the best model so far. Example::
+A checkpoint folder is compact (:mod:`trainers.compact`): the latest trainable parameters, the classifier's
+config and a reference to the base model; ``STATE_FILE`` (optimizer, LR schedule, RNG: enough to resume
+exactly); ``SUMMARY_FILE`` (the epoch and its metrics, small JSON for readers that must not load torch state)
+and ``BEST_DIR/``, the best model so far, itself a compact folder. When the epoch is the best so far its
+parameters are written once, in ``BEST_DIR/``, and the folder's own weights file is left out. What a trial
+writes per epoch is then its trainable fraction (x3 or x4 with Adam's two moments), never the frozen layers.
+Example::
 
     >>> is_complete({"config.json", STATE_FILE, SUMMARY_FILE, BEST_DIR})
     True
+    >>> is_complete({"config.json", SUMMARY_FILE, BEST_DIR})  # torn: the resume state never arrived
+    False
     >>> parse_summary('{"epoch": 2, "metrics": {"val_accuracy": 0.8}}')["epoch"]
     2
 """
@@ -21,15 +27,22 @@ from typing import Any
 
 import torch
 
+from trainers import compact
+from trainers.modeling import TextClassifier
+
 STATE_FILE = "trainer_state.pt"
 SUMMARY_FILE = "trainer_state.json"
 BEST_DIR = "best"
 _WRITTEN_LAST = {STATE_FILE, SUMMARY_FILE, BEST_DIR}  # present once the folder is fully written
+RESUME_STATE = (STATE_FILE, compact.WEIGHTS_FILE)  # what only resuming needs: dropped when a trial ends
+RETIRED_FILE = "retired"  # written before the resume state of an ended trial is dropped (hpo.retention)
 
 
 def is_complete(names: set[str]) -> bool:
-    """Whether a folder with these entries is a whole checkpoint (a crash mid-write leaves some out)."""
-    return _WRITTEN_LAST <= set(names)
+    """Whether a folder with these entries is a whole checkpoint (a crash mid-write leaves some out), or one
+    whose ended trial no longer needs its resume state (its model stays readable)."""
+    names = set(names)
+    return _WRITTEN_LAST <= names or (RETIRED_FILE in names and {SUMMARY_FILE, BEST_DIR} <= names)
 
 
 def parse_summary(text: str | bytes) -> dict[str, Any]:
@@ -46,11 +59,34 @@ def best_model(checkpoint: str) -> str:
     return f"{checkpoint.rstrip('/')}/{BEST_DIR}"
 
 
-def save(directory: Path, classifier, tokenizer, optimizer, scheduler, state: dict, best_dir: Path,
-         metrics: dict[str, float]) -> Path:
-    """Writes a checkpoint into ``directory``: weights, resume state, summary, and ``best/`` (hard-linked
-    from ``best_dir``, not copied)."""
-    classifier.save(directory, tokenizer)
+def weights_of(folder: str | Path) -> Path:
+    """The trainable parameters of a compact model or checkpoint folder: its own, or its ``best/``'s when the
+    checkpoint's epoch was the best (written once, there)."""
+    folder = Path(folder)
+    own = folder / compact.WEIGHTS_FILE
+    return own if own.is_file() else folder / BEST_DIR / compact.WEIGHTS_FILE
+
+
+def load_model(folder: str | Path) -> TextClassifier:
+    """The classifier in a checkpoint (its latest weights), its ``best/``, or a full Hugging Face folder."""
+    if compact.is_compact(folder):
+        return compact.load(folder, weights_of(folder))
+    return TextClassifier.from_pretrained_folder(folder)
+
+
+def full_model(folder: str | Path, destination: str | Path) -> Path:
+    """``folder``'s model as a full Hugging Face folder with its tokenizer (a copy if it is one already)."""
+    if compact.is_compact(folder):
+        return compact.materialize(folder, destination, weights_of(folder))
+    shutil.copytree(folder, destination, ignore=shutil.ignore_patterns(*_WRITTEN_LAST))
+    return Path(destination)
+
+
+def save(directory: Path, classifier: TextClassifier, base: compact.BaseModel, optimizer, scheduler, state: dict,
+         best_dir: Path, metrics: dict[str, float]) -> Path:
+    """Writes a checkpoint into ``directory``: trainable weights (unless this epoch is the best, whose weights
+    ``best_dir`` holds), resume state, summary, and ``best/`` (hard-linked from ``best_dir``, not copied)."""
+    compact.save(classifier, directory, base, weights=not metrics.get("improved"))
     torch.save(
         {**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
          "torch_rng": torch.get_rng_state()},

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainers import checkpoint
+from trainers import checkpoint, compact
+from trainers.compact import BaseModel
 from trainers.config import TrainConfig
 from trainers.data import PreparedData, TokenizedSplit, batches
 from trainers.metrics import classification_metrics
@@ -86,19 +87,18 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     micro-batch and keeps the effective batch size (:mod:`trainers.oom`); below
     ``cfg.min_micro_batch_size`` it raises :class:`~trainers.oom.TrainingOutOfMemory`.
     """
-    from transformers import AutoTokenizer
-
     seed_everything(cfg.seed)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = pick_device()
 
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model_name_or_path)
     if cfg.resume_from:
         classifier = TextClassifier.from_checkpoint(cfg.resume_from)
     else:
         classifier = load_classifier(cfg.model_name_or_path, data.label_names, pooling=cfg.pooling, dropout=cfg.dropout)
     freeze(classifier.model, cfg.freeze_depth)
+    # What checkpoints leave out and refer to instead: the frozen parameters, hashed before any step.
+    base = BaseModel.of(classifier, cfg.model_name_or_path)
     classifier.to(device)
     model = _data_parallel(classifier, device)
 
@@ -158,12 +158,12 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
             if improved:
                 best = metrics
                 shutil.rmtree(best_dir, ignore_errors=True)
-                classifier.save(best_dir, tokenizer)
+                compact.save(classifier, best_dir, base)
             state = {"epoch": epoch, "best": best, "epochs_without_improvement": epochs_without_improvement,
                      "micro_batch_size": micro.size, "eval_batch_size": eval_micro.size}
             with tempfile.TemporaryDirectory(prefix="hpo-ckpt-") as tmp:
-                reporter.report(metrics, checkpoint.save(Path(tmp), classifier, tokenizer, optimizer, scheduler,
-                                                         state, best_dir, metrics))
+                reporter.report(metrics, checkpoint.save(Path(tmp), classifier, base, optimizer, scheduler, state,
+                                                         best_dir, metrics))
             if "early_stopped" in metrics:
                 break
     finally:

@@ -6,23 +6,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-from trainers.checkpoint import BEST_DIR
+from trainers.checkpoint import BEST_DIR, full_model
 
 
 class Reporter(Protocol):
     """Receives one call per epoch with that epoch's checkpoint folder.
 
-    The folder holds the latest weights plus ``trainer_state.pt`` (enough to resume exactly) and
-    ``best/``, the best model so far (``from_pretrained``-loadable). It is only valid during the
-    call: a reporter that wants to keep it copies it. ``metrics["improved"]`` is 1.0 when this
-    epoch is the new best.
+    The folder (:mod:`trainers.checkpoint`) holds the latest trainable weights plus ``trainer_state.pt``
+    (enough to resume exactly) and ``best/``, the best model so far, both compact: they refer to the base
+    model for the frozen layers (``TextClassifier.from_checkpoint`` loads either; ``checkpoint.full_model``
+    writes a ``from_pretrained``-loadable folder). It is only valid during the call: a reporter that wants to
+    keep it copies it. ``metrics["improved"]`` is 1.0 when this epoch is the new best.
     """
 
     def report(self, metrics: Mapping[str, float], checkpoint_dir: Path | None) -> None: ...
 
 
 class ConsoleReporter:
-    """Prints each epoch's metrics and keeps a copy of the best checkpoint when ``keep_dir`` is given."""
+    """Prints each epoch's metrics and keeps the best model as a full Hugging Face folder when ``keep_dir`` is
+    given."""
 
     def __init__(self, keep_dir: str | Path | None = None) -> None:
         self.keep_dir = Path(keep_dir) if keep_dir else None
@@ -35,4 +37,4 @@ class ConsoleReporter:
             import shutil
 
             shutil.rmtree(self.keep_dir, ignore_errors=True)
-            shutil.copytree(checkpoint_dir / BEST_DIR, self.keep_dir)
+            full_model(checkpoint_dir / BEST_DIR, self.keep_dir)
