@@ -10,7 +10,7 @@ PORT    ?= 5000
 STORAGE ?= runs
 STUDY   ?=
 
-.PHONY: install sweep test test-fast lint ui clean bench-quick
+.PHONY: install sweep test test-fast lint ui clean bench-quick bench bench-checkpoints bench-speed bench-overhead bench-scale
 
 install: $(STAMP)
 
@@ -39,6 +39,24 @@ bench-quick: install
 	$(BIN)/python -m bench.replay.run --seeds 10 --design default= --design random_fifo=sampler=random,scheduler=fifo \
 		--top-k 8,2 --out $(STORAGE)/bench-quick-replay.json
 	$(BIN)/python -m bench.search_quality --quick --out $(STORAGE)/bench-quick-search_quality.json
+
+# The compute-economy benchmarks (issue 12) at quick sizes for 2 cores, one after another (never two at once:
+# they time things); each also alone. JSON with the machine named into bench/results/, then the table in
+# bench/results/README.md. Full sizes: the commands in that README.
+bench: bench-checkpoints bench-speed bench-overhead bench-scale
+	$(BIN)/python -m bench.table
+
+bench-checkpoints: install
+	$(BIN)/python -m bench.checkpoint_bytes --rows 1000
+
+bench-speed: install
+	$(BIN)/python -m bench.trainer_speed --rows 512 --repeats 3
+
+bench-overhead: install
+	$(BIN)/python -m bench.overhead --trials 3 9 --epochs 1 5
+
+bench-scale: install
+	$(BIN)/python -m bench.scale --sizes 100 300 1000
 
 lint: install
 	$(BIN)/ruff check hpo trainers tests bench

@@ -24,77 +24,24 @@ import multiprocessing as mp
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trainers import TrainConfig, fine_tune, prepare_data  # noqa: E402
-from trainers.data import batches  # noqa: E402
-from trainers.loop import autocast_for, pick_device, to_device  # noqa: E402
-from trainers.modeling import freeze, load_classifier  # noqa: E402
-from trainers.optim import param_groups  # noqa: E402
-
-
-class _Rates:
-    def __init__(self) -> None:
-        self.history: list[dict] = []
-
-    def report(self, metrics, checkpoint_dir) -> None:
-        self.history.append(dict(metrics))
+from bench.trainer_speed import bare_rate, settings, trainer_rate  # noqa: E402
+from trainers import TrainConfig, prepare_data  # noqa: E402
+from trainers.loop import pick_device  # noqa: E402
 
 
 def _config(args, model: str) -> TrainConfig:
-    return TrainConfig(model_name_or_path=model, batch_size=args.batch_size, max_epochs=args.epochs,
-                       pooling="mean", learning_rate=5e-5, layer_lr_decay=0.9, num_threads=args.threads)
-
-
-def trainer_rate(args, model: str, data) -> float:
-    rates = _Rates()
-    fine_tune(_config(args, model), data, rates)
-    return rates.history[-1]["train_examples_per_s"]  # the last epoch: warm caches, no first-step costs
-
-
-def bare_rate(args, model: str, data) -> float:
-    """The floor: same model, batches, precision and optimizer (the same layer-wise parameter groups),
-    and nothing else: no on-the-fly batching, clipping, LR schedule, evaluation or checkpoints."""
-    device = pick_device()
-    config = _config(args, model)
-    classifier = load_classifier(model, data.label_names, pooling="mean", dropout=config.dropout).to(device)
-    freeze(classifier.model, 0)
-    groups = param_groups(classifier.model, config.learning_rate, config.weight_decay, config.layer_lr_decay)
-    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type == "cuda")
-    prepared = [list(batches(data.train, args.batch_size, data.pad_token_id, shuffle_seed=epoch))
-                for epoch in range(1, args.epochs + 1)]
-    rate = 0.0
-    for epoch_batches in prepared:
-        _sync(device)
-        started, seen = time.perf_counter(), 0
-        for batch in epoch_batches:
-            batch = to_device(batch, device)
-            with autocast_for(device):
-                logits = classifier(batch["input_ids"], batch["attention_mask"])
-            loss = F.cross_entropy(logits.float(), batch["labels"])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            seen += len(batch["labels"])
-        _sync(device)
-        rate = seen / (time.perf_counter() - started)
-    return rate
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    return settings(model, 0, args.batch_size, args.epochs, args.threads)
 
 
 def _worker(args, model: str, data, barrier, out) -> None:
     barrier.wait()
-    out.put(trainer_rate(args, model, data))
+    out.put(trainer_rate(_config(args, model), data))
 
 
 def shared_device_rates(args, model: str, data, counts=(1, 2, 4)) -> dict[str, float]:
@@ -120,7 +67,7 @@ def memory_check(args, model: str, data, trials: int = 3) -> dict:
     baseline = torch.cuda.memory_allocated()
     after = []
     for _ in range(trials):
-        fine_tune(_config(args, model), data, _Rates())
+        trainer_rate(_config(args, model), data)
         after.append(torch.cuda.memory_allocated())
     return {"baseline_bytes": baseline, "after_each_trial_bytes": after, "ok": all(a == baseline for a in after)}
 
@@ -154,8 +101,8 @@ def main() -> None:
 
     bares, trainers = [], []
     for _ in range(args.repeats):  # alternated, so drift in clocks or load hits both alike
-        bares.append(bare_rate(args, model, data))
-        trainers.append(trainer_rate(args, model, data))
+        bares.append(bare_rate(_config(args, model), data))
+        trainers.append(trainer_rate(_config(args, model), data))
         print(f"trainer {trainers[-1]:.0f} ex/s, bare loop {bares[-1]:.0f} ex/s", flush=True)
     bare, trainer = statistics.median(bares), statistics.median(trainers)
     print(f"median: trainer {trainer:.0f} ex/s, bare loop {bare:.0f} ex/s, ratio {trainer / bare:.3f}", flush=True)

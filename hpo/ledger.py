@@ -184,7 +184,7 @@ class StudyLedger:
         self._tell(record)
         run_id = self.run_ids.get(number) or record.mlflow_run_id
         if run_id:
-            kept = self._latest_checkpoint(record) if self.retention.keeps_model(state) else None
+            kept = self._latest_checkpoint(record) if self.retention.keeps_model(record) else None
             self.mlflow.close_trial_run(run_id, state, kept, reason)
         self.retention.trial_ended(record)
         self.progress.trial_ended(number, state.value, reason, record.epochs, record.best_metric)

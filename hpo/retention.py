@@ -54,9 +54,13 @@ class Retention:
             if record.state in ENDED:
                 self._remember(record)
 
-    def keeps_model(self, state: TrialState) -> bool:
-        """Whether a trial that ends as ``state`` keeps its model (and so uploads it to its MLflow run)."""
-        return self.keep_all or state not in (TrialState.PRUNED, TrialState.FAILED)
+    def keeps_model(self, record: TrialRecord) -> bool:
+        """Whether a trial that is ending keeps its model (and so uploads it to its MLflow run): a pruned or failed
+        one only while it is the study's best."""
+        if self.keep_all or record.state not in (TrialState.PRUNED, TrialState.FAILED):
+            return True
+        best = self.ended[self.best].value if self.best is not None else None
+        return record.best_metric is not None and self.objective.better(record.best_metric, best)
 
     def trial_ended(self, record: TrialRecord) -> None:
         if self.keep_all or record.state not in ENDED:

@@ -44,12 +44,13 @@ def test_a_study_keeps_its_checkpoints_in_a_bucket(small_sst2, tiny_bert, local_
                                                    tmp_path):
     spec = build_spec(compose(_overrides(
         small_sst2, tiny_bert, tmp_path, "study.name=bucketed", "study.num_samples=2", "study.max_concurrent=2",
-        "trainer.max_epochs=2", f"tracking.uri={mlflow_server}", f"storage.checkpoints='{bucket_uri}'")))
+        "trainer.max_epochs=2", f"tracking.uri={mlflow_server}", f"storage.checkpoints='{bucket_uri}'",
+        "storage.keep=all")))  # ended trials keep their resume state: the resume below reads it
     outcome = run_study(spec)
 
     store = CheckpointStore(bucket_uri)
     written = store.fs.get_file_info(pafs.FileSelector(f"{BUCKET}/hpo/bucketed/tune", recursive=True))
-    assert any(i.path.endswith("/best/model.safetensors") for i in written), "checkpoints are in the bucket"
+    assert any(i.path.endswith("/best/delta.safetensors") for i in written), "checkpoints are in the bucket"
     assert not list(tmp_path.glob("bucketed/tune/*/trial_*/checkpoint_*")), "and not on the driver's disk"
     assert outcome.status == "completed" and outcome.best_checkpoint.startswith(f"s3://{BUCKET}/hpo/bucketed/")
 

@@ -52,6 +52,8 @@ def test_a_pruned_trial_keeps_its_model_only_while_it_is_the_best(tmp_path):
     retention, _ = _retention(tmp_path)
     retention.trial_ended(_trial(tmp_path, 0, TrialState.COMPLETED, 0.80))
     leader = _trial(tmp_path, 1, TrialState.PRUNED, 0.90)  # ASHA stopped it at a rung, still the best
+    loser = _trial(tmp_path, 3, TrialState.PRUNED, 0.75)
+    assert retention.keeps_model(leader) and not retention.keeps_model(loser)
     retention.trial_ended(leader)
     assert (Path(leader.checkpoint) / BEST_DIR).is_dir() and not (Path(leader.checkpoint) / STATE_FILE).exists()
 
@@ -73,4 +75,4 @@ def test_keep_all_deletes_nothing(tmp_path, state):
     retention, _ = _retention(tmp_path, keep="all")
     record = _trial(tmp_path, 0, state, 0.5)
     retention.trial_ended(record)
-    assert (Path(record.checkpoint) / STATE_FILE).exists() and retention.keeps_model(TrialState.PRUNED)
+    assert (Path(record.checkpoint) / STATE_FILE).exists() and retention.keeps_model(record)

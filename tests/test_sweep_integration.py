@@ -1,5 +1,7 @@
 """A real sweep: tiny BERT on real SST-2 rows, a local Ray, ASHA, Optuna, a real `mlflow server`."""
 
+from pathlib import Path
+
 import mlflow
 import optuna
 import pytest
@@ -104,3 +106,18 @@ def test_a_trial_no_node_can_hold_stops_the_study_before_anything_is_recorded(sm
         run_study(spec)
     assert Registry.open(spec.storage.registry_url).list_studies() == []
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_finished_study_keeps_only_models_and_metrics(finished_study):
+    """storage.keep=best: no trial keeps its resume state; a pruned trial keeps a model only if it is the best."""
+    from hpo.registry import Registry
+    from hpo.states import TrialState
+    from trainers.checkpoint import STATE_FILE
+
+    spec, outcome, _ = finished_study
+    tune = spec.storage.root / spec.name / "tune"
+    assert list(tune.rglob("result.json")) and not list(tune.rglob(STATE_FILE))
+    for trial in Registry.open(spec.storage.registry_url).trials(spec.name):
+        models = list(Path(trial.ray_trial_dir).glob("checkpoint_*/best"))
+        kept = trial.state == TrialState.COMPLETED or trial.number == outcome.best_trial_number
+        assert bool(models) == kept, (trial.number, trial.state)
