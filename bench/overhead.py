@@ -81,7 +81,8 @@ def _overrides(root: Path, trials: int, epochs: int) -> list[str]:
     return ["model=tiny_bert", f"data.train_path={data_file('train')}", f"data.validation_path={data_file('dev')}",
             f"data.train_limit={ROWS}", f"data.validation_limit={VALIDATION_ROWS}", "trainer.max_length=64",
             "sampler=grid", "scheduler=fifo", f"study.num_samples={trials}", "study.max_concurrent=1",
-            f"search.learning_rate={{choices:[{rates}]}}", "search.batch_size=32", "search.freeze_depth=0",
+            "~search.learning_rate", f"+search.learning_rate={{choices:[{rates}]}}", "search.batch_size=32",
+            "search.freeze_depth=0",
             "search.weight_decay=0.01", "search.dropout=0.1", "search.layer_lr_decay=1.0", "search.warmup_ratio=0.1",
             f"trainer.max_epochs={epochs}", "resources.cpu=2", "cluster.num_cpus=2", f"storage.root={root}",
             "tracking.register_best=true", f"study.name=overhead_{trials}_{epochs}"]
@@ -204,7 +205,9 @@ def main() -> None:
     per_trial = max(r["fixed_cost_per_trial_s"] for r in rows)
     per_epoch = (rows[-1]["fixed_cost_per_trial_s"] - rows[0]["fixed_cost_per_trial_s"]) / max(
         rows[-1]["epochs"] - rows[0]["epochs"], 1)
-    sixty = (rows[0]["fixed_cost_per_trial_s"] + per_epoch * 2) / 60  # a 60-second trial of 3 epochs
+    # A 60-second trial of 3 epochs: the largest fixed cost measured, plus 2 more epochs' cost if it is positive
+    # (a difference of differences, noisy with one run per cell).
+    sixty = (per_trial + max(per_epoch, 0.0) * 2) / 60
     print(f"a 60-second, 3-epoch trial pays {sixty:.1%} (goal <= 3%); per extra epoch {per_epoch:.2f} s")
     write({"benchmark": "overhead", "model": "tiny_bert", "rows": ROWS, "results": rows,
            "overhead_for_60s_trials": sixty, "per_epoch_s": per_epoch,

@@ -84,7 +84,7 @@ class StudyLedger:
     def new_trial(self, ray_trial_id: str) -> tuple[int, dict[str, Any]]:
         """Asks the sampler for a new trial; returns its number and sampled params."""
         trial = self.study.ask(self.spec.space.distributions)
-        self._open(ray_trial_id, trial, dict(trial.params))
+        self._open(ray_trial_id, trial, dict(trial.params), new=True)
         return trial.number, dict(trial.params)
 
     def continue_trial(self, ray_trial_id: str, number: int) -> dict[str, Any]:
@@ -94,13 +94,13 @@ class StudyLedger:
         self._open(ray_trial_id, optuna.trial.Trial(self.study, frozen._trial_id), dict(frozen.params))
         return dict(frozen.params)
 
-    def _open(self, ray_trial_id: str, trial: optuna.Trial, params: dict[str, Any]) -> None:
+    def _open(self, ray_trial_id: str, trial: optuna.Trial, params: dict[str, Any], new: bool = False) -> None:
         number = trial.number
         self.numbers[ray_trial_id], self.trials[number], self.params[number] = number, trial, params
         self.reported[number] = set(self._frozen(number).intermediate_values)
         self.registry.upsert_trial(self.name, number, state=TrialState.RUNNING, params=params,
                                    ray_trial_id=ray_trial_id)
-        self.run_ids[number] = run_id = self.mlflow.open_trial_run(number, params | self.spec.space.fixed)
+        self.run_ids[number] = run_id = self.mlflow.open_trial_run(number, params | self.spec.space.fixed, new)
         self.registry.upsert_trial(self.name, number, mlflow_run_id=run_id)
 
     # --- Ray's events -----------------------------------------------------------------------------

@@ -135,9 +135,10 @@ class StudyRun:
         )
         return runs[0].info.run_id if runs else None
 
-    def open_trial_run(self, number: int, params: dict[str, Any]) -> str:
-        """Trial ``number``'s run: reopened if it has one, else created with every setting as a param."""
-        run_id = self.find_trial_run(number)
+    def open_trial_run(self, number: int, params: dict[str, Any], new: bool = False) -> str:
+        """Trial ``number``'s run: reopened if it has one, else created with every setting as a param. ``new``: a
+        trial Optuna has just created, which cannot have a run yet (no search: it grows with the study's runs)."""
+        run_id = None if new else self.find_trial_run(number)
         if run_id is not None:
             self.client.update_run(run_id, status="RUNNING")
             self.client.set_tag(run_id, STATUS_TAG, TrialState.RUNNING.value)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import torch
-from sklearn.metrics import f1_score, roc_auc_score
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, prefix: str = "val_") -> dict[str, float]:
+    # Imported here, not at the top: scikit-learn takes 1.4 s to import on a 2-core machine, paid by the driver
+    # and every trial worker before its first step otherwise (bench/overhead.py).
+    from sklearn.metrics import f1_score, roc_auc_score
+
     preds = logits.argmax(-1)
     y, p = labels.cpu().numpy(), preds.cpu().numpy()
     out = {
