@@ -276,6 +276,7 @@ class StudyLedger:
         if checkpoint and status == StudyStatus.COMPLETED:
             with self.store.full_model(best_model(checkpoint)) as folder:
                 model_uri = self.mlflow.log_best_model(folder, best.best_metric, best.number)
+            self.retention.study_ended()
         params = {**self.spec.space.fixed, **best.params} if best else None
         self.registry.update(
             self.name, status=status, stop_reason=reason, driver_pid=None, heartbeat_at=None, elapsed_s=elapsed_s,

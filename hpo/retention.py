@@ -3,7 +3,8 @@
 While a trial runs, Ray keeps its latest checkpoint (resume state + ``best/``). Once it ends, resuming it is
 no longer possible, so with ``storage.keep: best`` (the default):
 
-- a finished trial keeps its ``best/`` only: its optimizer state and latest weights are deleted;
+- a finished trial keeps its ``best/`` only: its optimizer state and latest weights are deleted; when the
+  study ends, only the best trial's model stays (every finished trial's is in its MLflow run by then);
 - a pruned or failed trial keeps nothing but its metrics (Ray's ``result.json``, the registry, MLflow), except
   while it is the study's best trial, whose model the study registers at its end;
 - with ``storage.max_gb`` set, the worst finished trials' models are deleted first until the study's
@@ -77,6 +78,15 @@ class Retention:
             self._drop(self.ended[displaced])
         if self.max_bytes:
             self._cap(ranked)
+
+    def study_ended(self) -> None:
+        """At the study's end every ended trial's model is in MLflow (uploaded when it ended): only the best one
+        stays in checkpoint storage, where ``hpo export`` and the study's record point."""
+        if self.keep_all:
+            return
+        for trial in self.ended.values():
+            if trial.number != self.best and trial.number not in self.dropped:
+                self._drop(trial)
 
     def _remember(self, record: TrialRecord) -> _Ended:
         folders = [record.ray_trial_dir, record.checkpoint and record.checkpoint.rsplit("/", 1)[0]]

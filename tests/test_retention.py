@@ -76,3 +76,12 @@ def test_keep_all_deletes_nothing(tmp_path, state):
     record = _trial(tmp_path, 0, state, 0.5)
     retention.trial_ended(record)
     assert (Path(record.checkpoint) / STATE_FILE).exists() and retention.keeps_model(record)
+
+
+def test_when_the_study_ends_only_the_best_model_stays(tmp_path):
+    retention, _ = _retention(tmp_path)
+    records = [_trial(tmp_path, n, TrialState.COMPLETED, value) for n, value in enumerate([0.85, 0.90, 0.80])]
+    for record in records:
+        retention.trial_ended(record)
+    retention.study_ended()
+    assert [Path(r.checkpoint).exists() for r in records] == [False, True, False]
