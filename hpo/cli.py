@@ -134,7 +134,11 @@ def cmd_resume(args: argparse.Namespace) -> None:
     registry = open_registry(args)
     s = require(registry, args.name)
     if s.status == StudyStatus.COMPLETED:
-        print(f"study {s.name} already completed ({s.stop_reason}); nothing to resume")
+        from hpo.commands import finish_closing
+
+        closed = finish_closing(registry, s)  # its driver died while closing it: the MLflow run and report
+        print(f"study {s.name} already completed ({s.stop_reason}); nothing to resume"
+              + ("; its MLflow run and report, left open when its driver stopped, are now closed" if closed else ""))
         return
     from hpo.config import stored_config
 

@@ -184,3 +184,29 @@ def cmd_ui(args: Namespace) -> None:
         pass
     finally:
         stop(server)
+
+
+def finish_closing(registry: Registry, record: StudyRecord) -> bool:
+    """Completes what a driver killed while closing its study left undone: the registry had recorded the end (it is
+    written first), the study's MLflow run was still open and its report unwritten. True if there was any."""
+    from mlflow import MlflowClient
+
+    from hpo.config import stored_storage
+    from hpo.report import build_report, write_report
+    from hpo.tracking import finish_study_run, log_report
+
+    storage = stored_storage(record, [registry.url])
+    client = MlflowClient(storage.tracking_uri)
+    run_id = record.mlflow_parent_run_id
+    if run_id is None or client.get_run(run_id).info.status != "RUNNING":
+        return False
+    out = storage.study_dir(record.name) / "report"
+    write_report(build_report(registry, record.name), out)
+    log_report(client, run_id, out)
+    best = None
+    if record.best_trial_number is not None:
+        trial = registry.trial(record.name, record.best_trial_number)
+        best = {"value": record.best_metric, "params": record.best_params or {}, "number": record.best_trial_number,
+                "run_id": trial.mlflow_run_id if trial else None}
+    finish_study_run(client, run_id, record.metric, best, record.status.mlflow_status, record.stop_reason)
+    return True

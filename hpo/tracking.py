@@ -85,17 +85,7 @@ class StudyRun:
 
     def finish(self, best: dict[str, Any] | None, status: str, stop_reason: str | None) -> None:
         """Records the best trial and why the study ended on the parent run, and closes it."""
-        if best is not None:  # tags, not params: a resumed study may find a new best, and params are immutable
-            tags = {f"best.{k}": str(v) for k, v in best["params"].items()}
-            tags |= {"hpo.best_trial_number": str(best["number"]), "hpo.best_run_id": best.get("run_id") or ""}
-            self.client.log_batch(
-                self.run_id,
-                metrics=[Metric(f"best_{self.spec.objective.metric}", best["value"], _now_ms(), 0)],
-                tags=[RunTag(k, v) for k, v in tags.items()],
-            )
-        if stop_reason:
-            self.client.set_tag(self.run_id, "hpo.stop_reason", stop_reason)
-        self.client.set_terminated(self.run_id, status)
+        finish_study_run(self.client, self.run_id, self.spec.objective.metric, best, status, stop_reason)
 
     def log_best_model(self, checkpoint_dir: Path, value: float, trial_number: int) -> str:
         """Logs the best checkpoint (a local folder) as a pyfunc model under the parent run, registers it under
@@ -188,6 +178,19 @@ class StudyRun:
             with self.store.full_model(best_model(checkpoint)) as folder:
                 self.client.log_artifacts(run_id, str(folder), "checkpoint")
         self.client.set_terminated(run_id, RUN_STATUS[state])
+
+
+def finish_study_run(client: MlflowClient, run_id: str, metric: str, best: dict[str, Any] | None, status: str,
+                     stop_reason: str | None) -> None:
+    """The study run's end: its best trial (``value``, ``params``, ``number``, ``run_id``), why it ended, its status."""
+    if best is not None:  # tags, not params: a resumed study may find a new best, and params are immutable
+        tags = {f"best.{k}": str(v) for k, v in best["params"].items()}
+        tags |= {"hpo.best_trial_number": str(best["number"]), "hpo.best_run_id": best.get("run_id") or ""}
+        client.log_batch(run_id, metrics=[Metric(f"best_{metric}", best["value"], _now_ms(), 0)],
+                         tags=[RunTag(k, v) for k, v in tags.items()])
+    if stop_reason:
+        client.set_tag(run_id, "hpo.stop_reason", stop_reason)
+    client.set_terminated(run_id, status)
 
 
 def log_report(client: MlflowClient, study_run_id: str, folder: Path) -> None:
