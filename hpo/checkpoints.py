@@ -78,10 +78,11 @@ class CheckpointStore:
                     continue
                 if layout.is_complete({Path(i.path).name for i in self._list(entry.path)}):
                     try:
-                        epoch = self.read_summary(entry.path)["epoch"]
+                        summary = self.read_summary(entry.path)
+                        epoch = summary["epoch"]
                     except (ValueError, KeyError, OSError):  # a copy cut short (a full disk): every file named,
                         continue                             # its summary empty or torn
-                    if epoch > best_epoch:
+                    if epoch > best_epoch and layout.is_whole(summary, self._sizes(entry.path)):
                         best, best_epoch = entry.path, epoch
         return best
 
@@ -136,6 +137,12 @@ class CheckpointStore:
             self.fs.delete_dir(path)
         elif info.type == pafs.FileType.File:
             self.fs.delete_file(path)
+
+    def _sizes(self, folder: str) -> dict[str, int]:
+        """Every file under ``folder`` by its path relative to it, with its size."""
+        selector = pafs.FileSelector(folder, allow_not_found=True, recursive=True)
+        return {i.path[len(folder.rstrip("/")) + 1:]: i.size for i in self.fs.get_file_info(selector)
+                if i.type == pafs.FileType.File}
 
     def _list(self, folder: str) -> list[pafs.FileInfo]:
         return self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))

@@ -85,3 +85,15 @@ def test_when_the_study_ends_only_the_best_model_stays(tmp_path):
         retention.trial_ended(record)
     retention.study_ended()
     assert [Path(r.checkpoint).exists() for r in records] == [False, True, False]
+
+
+def test_a_checkpoint_with_a_short_file_is_not_resumed_from(tmp_path):
+    """A full disk can cut any file Ray copies short while the summary arrives whole: the summary's file sizes tell."""
+    from trainers.checkpoint import is_whole
+
+    summary = {"epoch": 2, "files": {STATE_FILE: 200, WEIGHTS_FILE: 100, f"{BEST_DIR}/{WEIGHTS_FILE}": 100}}
+    whole = {STATE_FILE: 200, WEIGHTS_FILE: 100, f"{BEST_DIR}/{WEIGHTS_FILE}": 100, SUMMARY_FILE: 30}
+    assert is_whole(summary, whole)
+    assert not is_whole(summary, whole | {WEIGHTS_FILE: 64})
+    retired = {f"{BEST_DIR}/{WEIGHTS_FILE}": 100, SUMMARY_FILE: 30, RETIRED_FILE: 40}
+    assert is_whole(summary, retired) and not is_whole(summary, {SUMMARY_FILE: 30, RETIRED_FILE: 40})

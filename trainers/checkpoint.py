@@ -93,8 +93,18 @@ def save(directory: Path, classifier: TextClassifier, base: compact.BaseModel, o
         directory / STATE_FILE,
     )
     shutil.copytree(best_dir, directory / BEST_DIR, copy_function=_link_or_copy)
-    (directory / SUMMARY_FILE).write_text(json.dumps({"epoch": state["epoch"], "metrics": metrics}))
+    files = {p.relative_to(directory).as_posix(): p.stat().st_size for p in directory.rglob("*") if p.is_file()}
+    (directory / SUMMARY_FILE).write_text(json.dumps({"epoch": state["epoch"], "metrics": metrics, "files": files}))
     return directory
+
+
+def is_whole(summary: dict[str, Any], sizes: dict[str, int]) -> bool:
+    """Whether every file ``summary`` lists is in ``sizes`` (relative path -> bytes) at its size. Ray copies a
+    checkpoint's files in no set order, so a full disk can leave any of them short, the summary whole; an ended
+    trial's dropped resume state is the one allowed absence."""
+    retired = RETIRED_FILE in sizes
+    return all(sizes.get(name) == size for name, size in summary.get("files", {}).items()
+               if not (retired and name in RESUME_STATE))
 
 
 def restore(checkpoint: Path, optimizer, scheduler, best_dir: Path) -> dict:

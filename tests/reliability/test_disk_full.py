@@ -3,6 +3,7 @@ the study stops with a clear reason, the previous checkpoint intact, and resumes
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +57,9 @@ def test_a_full_disk_stops_the_study_resumably_with_the_previous_checkpoint_inta
     subprocess.run(["mount", "-o", "remount,size=256m", str(small_disk)], check=True)  # space again
     resume = Driver(["resume", NAME], tmp_path, sst2_dir)
     assert resume.wait(timeout=600) == 0, resume.output()[-3000:]
-    assert "trial 0 resumed after epoch 1" in resume.output()
+    # After epoch 1, or after epoch 2 when that checkpoint's own files were written whole and the disk filled on
+    # Ray's bookkeeping after them (compact checkpoints are small enough for that): the newest whole one either way.
+    assert re.search(r"trial 0 resumed after epoch [12]\b", resume.output()), resume.output()[-3000:]
     s = assert_stores_agree(url, f"sqlite:///{tmp_path}/mlflow.db", NAME)
     assert [t.state for t in s["registry"].values()] == [TrialState.COMPLETED] * 2
     assert Registry.open(url).require(NAME).status == StudyStatus.COMPLETED
