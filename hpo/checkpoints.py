@@ -14,6 +14,7 @@ scheme, so a local folder and a bucket read the same way. Example::
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow.fs as pafs
 
 from trainers import checkpoint as layout
+from trainers.metrics import EVALUATION_FILE
 
 
 def is_uri(location: str) -> bool:
@@ -95,6 +97,14 @@ class CheckpointStore:
         """The checkpoint's epoch and metrics (small JSON the trainer writes beside its state)."""
         with self.fs.open_input_stream(f"{checkpoint}/{layout.SUMMARY_FILE}") as f:
             return layout.parse_summary(f.read())
+
+    def read_evaluation(self, checkpoint: str) -> dict | None:
+        """The per-class evaluation of the checkpoint's best epoch (``best/evaluation.json``), if it has one."""
+        path = f"{layout.best_model(checkpoint)}/{EVALUATION_FILE}"
+        if self.fs.get_file_info(path).type != pafs.FileType.File:
+            return None
+        with self.fs.open_input_stream(path) as f:
+            return json.loads(f.read())
 
     def is_dir(self, path: str) -> bool:
         return self.fs.get_file_info(path).type == pafs.FileType.Directory

@@ -12,14 +12,13 @@ import dataclasses
 import os
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hpo import spec as s
-from hpo.checkpoints import is_uri
+from hpo.config_parts import cluster_spec, confirm_spec, data_spec, get_key, number, storage_spec
 from hpo.errors import ConfigError
 from hpo.model_check import resolve_model
 from hpo.resolvers import CONFIG_DIR, register
@@ -37,7 +36,6 @@ FEEDBACKS = ("pruned", "complete")
 FIRST_TRIALS = ("midpoint", "sampler")
 _BUILT_IN_TARGETS = ("optuna.samplers.", "ray.tune.schedulers.")
 ALLOWED_TARGETS_ENV = "HPO_ALLOWED_TARGETS"
-CHECKPOINT_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")  # what pyarrow.fs (Ray's storage) opens
 
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:
@@ -70,25 +68,7 @@ def _unmask(value: Any, given: list[str]) -> Any:
 def stored_storage(record, given: Sequence[str] = ()) -> s.StorageSpec:
     """Where a recorded study keeps its stores (MLflow, Optuna, checkpoints), as its driver resolved them."""
     cfg = stored_config(record.config_yaml, given)
-    return _storage(cfg, record.name)
-
-
-def _get(cfg: DictConfig, key: str) -> Any:
-    try:
-        return OmegaConf.select(cfg, key, throw_on_missing=True)
-    except OmegaConfBaseException as err:
-        raise ConfigError(key, f"{str(err).splitlines()[0]}; set it on the command line ({key}=...)") from None
-
-
-def _number(cfg: DictConfig, key: str, *, minimum: float, integer: bool = False, optional: bool = False):
-    value = _get(cfg, key)
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and int(value) != value):
-        raise ConfigError(key, f"must be {'an integer' if integer else 'a number'} >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ConfigError(key, f"must be >= {minimum}, got {value!r}")
-    return int(value) if integer else value
+    return storage_spec(cfg, record.name)
 
 
 def build_spec(cfg: DictConfig) -> s.StudySpec:
@@ -100,134 +80,73 @@ def build_spec(cfg: DictConfig) -> s.StudySpec:
         raise ConfigError(str(key), str(err).splitlines()[0]) from None
 
     study = _study(cfg)
-    storage = _storage(cfg, study.name)
-    model = resolve_model(str(_get(cfg, "model.name_or_path")), OmegaConf.select(cfg, "model.build_if_missing"))
-    pooling = _get(cfg, "model.pooling")
+    storage = storage_spec(cfg, study.name)
+    model = resolve_model(str(get_key(cfg, "model.name_or_path")), OmegaConf.select(cfg, "model.build_if_missing"))
+    pooling = get_key(cfg, "model.pooling")
     if pooling not in POOLINGS:
         raise ConfigError("model.pooling", f"must be one of {list(POOLINGS)}, got {pooling!r}")
-    data = _data(cfg)
+    data = data_spec(cfg)
     space = _space(cfg, model.num_layers)
     trainer = _trainer(cfg, model, pooling, study, space)
 
-    cpu = _number(cfg, "resources.cpu", minimum=0.01)
-    gpu = _number(cfg, "resources.gpu", minimum=0)
+    cpu = number(cfg, "resources.cpu", minimum=0.01)
+    gpu = number(cfg, "resources.gpu", minimum=0)
     if gpu > 1 and int(gpu) != gpu:
         raise ConfigError("resources.gpu", f"{gpu} GPUs per trial: above 1 it must be a whole number (Ray's rule); "
                                            "use a fraction below 1 to pack trials onto one GPU")
-    warm_from = _get(cfg, "warm_start.from")
+    warm_from = get_key(cfg, "warm_start.from")
     if warm_from is not None and warm_from == study.name:
         raise ConfigError("warm_start.from", "a study cannot warm-start from itself; name another study")
     return s.StudySpec(
         study=study, storage=storage, model=model, data=data, space=space, trainer=trainer,
-        lease=s.LeaseSpec(heartbeat_s=_number(cfg, "registry.heartbeat_s", minimum=0.1),
-                          stale_after_s=_number(cfg, "registry.stale_after_s", minimum=1)),
-        resources=s.ResourcesSpec(cpu=cpu, gpu=gpu, reuse_workers=bool(_get(cfg, "resources.reuse_workers")),
-                                  max_retries=_number(cfg, "resources.max_retries", minimum=0, integer=True)),
-        cluster=_cluster(cfg),
+        lease=s.LeaseSpec(heartbeat_s=number(cfg, "registry.heartbeat_s", minimum=0.1),
+                          stale_after_s=number(cfg, "registry.stale_after_s", minimum=1)),
+        resources=s.ResourcesSpec(cpu=cpu, gpu=gpu, reuse_workers=bool(get_key(cfg, "resources.reuse_workers")),
+                                  max_retries=number(cfg, "resources.max_retries", minimum=0, integer=True)),
+        cluster=cluster_spec(cfg),
         sampler=_component(cfg, "sampler", space), scheduler=_component(cfg, "scheduler", space),
-        warm_start=s.WarmStartSpec(source=warm_from, top_k=_number(cfg, "warm_start.top_k", minimum=1, integer=True)),
-        register_best=bool(_get(cfg, "tracking.register_best")),
+        warm_start=s.WarmStartSpec(source=warm_from, top_k=number(cfg, "warm_start.top_k", minimum=1, integer=True)),
+        confirm=confirm_spec(cfg),
+        register_best=bool(get_key(cfg, "tracking.register_best")),
         config_yaml=config_yaml,
     )
 
 
 def _study(cfg: DictConfig) -> s.StudySettings:
-    name = str(_get(cfg, "study.name"))
+    name = str(get_key(cfg, "study.name"))
     if not _STUDY_NAME.match(name):
         raise ConfigError("study.name", f"{name!r} must be letters, digits, '_', '.' or '-' (used in paths and MLflow)")
-    metric, mode = _get(cfg, "study.metric"), _get(cfg, "study.mode")
+    metric, mode = get_key(cfg, "study.metric"), get_key(cfg, "study.mode")
     if metric not in VALIDATION_METRICS:
         raise ConfigError("study.metric", f"{metric!r} is not reported; choose one of {list(VALIDATION_METRICS)}")
     if mode not in ("min", "max"):
         raise ConfigError("study.mode", f"must be 'min' or 'max', got {mode!r}")
     if (metric == "val_loss") != (mode == "min"):
         raise ConfigError("study.mode", f"{metric} should be {'minimized' if metric == 'val_loss' else 'maximized'}")
-    feedback = _get(cfg, "search.feedback")
+    feedback = get_key(cfg, "search.feedback")
     if feedback not in FEEDBACKS:
         raise ConfigError("search.feedback", f"must be one of {list(FEEDBACKS)}, got {feedback!r}")
-    first_trial = _get(cfg, "search.first_trial")
+    first_trial = get_key(cfg, "search.first_trial")
     if first_trial not in FIRST_TRIALS:
         raise ConfigError("search.first_trial", f"must be one of {list(FIRST_TRIALS)}, got {first_trial!r}")
     return s.StudySettings(
         name=name, objective=Objective(metric, mode),
-        num_samples=_number(cfg, "study.num_samples", minimum=1, integer=True),
-        max_concurrent=_number(cfg, "study.max_concurrent", minimum=1, integer=True, optional=True),
-        seed=_number(cfg, "study.seed", minimum=0, integer=True),
+        num_samples=number(cfg, "study.num_samples", minimum=1, integer=True),
+        max_concurrent=number(cfg, "study.max_concurrent", minimum=1, integer=True, optional=True),
+        seed=number(cfg, "study.seed", minimum=0, integer=True),
         stop=s.StopRules(
-            time_budget_s=_number(cfg, "study.time_budget_s", minimum=1, optional=True),
-            epoch_budget=_number(cfg, "study.epoch_budget", minimum=1, integer=True, optional=True),
-            target=_number(cfg, "study.stop.target", minimum=-1e30, optional=True),
-            patience=_number(cfg, "study.stop.patience", minimum=1, integer=True, optional=True),
-            min_delta=_number(cfg, "study.stop.min_delta", minimum=0),
+            time_budget_s=number(cfg, "study.time_budget_s", minimum=1, optional=True),
+            epoch_budget=number(cfg, "study.epoch_budget", minimum=1, integer=True, optional=True),
+            target=number(cfg, "study.stop.target", minimum=-1e30, optional=True),
+            patience=number(cfg, "study.stop.patience", minimum=1, integer=True, optional=True),
+            min_delta=number(cfg, "study.stop.min_delta", minimum=0),
         ),
         feedback=feedback, first_trial=first_trial,
     )
 
 
-def _storage(cfg: DictConfig, name: str) -> s.StorageSpec:
-    if is_uri(str(_get(cfg, "storage.root"))):
-        raise ConfigError("storage.root", "must be a folder path; on a cluster, a shared filesystem mounted at the "
-                                          "same path on every node (NFS, EFS, Filestore); for checkpoints in a "
-                                          "bucket set storage.checkpoints=s3://bucket/prefix")
-    root = Path(str(_get(cfg, "storage.root"))).expanduser().resolve()
-    if (keep := _get(cfg, "storage.keep")) not in s.KEEPS:
-        raise ConfigError("storage.keep", f"must be one of {list(s.KEEPS)}, got {keep!r}")
-    return s.StorageSpec(
-        keep=keep, max_gb=_number(cfg, "storage.max_gb", minimum=0, optional=True),
-        root=root, checkpoints=_checkpoints_location(cfg, root),
-        optuna_url=_get(cfg, "storage.optuna_url") or f"sqlite:///{root / name / 'optuna.db'}",
-        registry_url=_get(cfg, "registry.url") or f"sqlite:///{root / 'registry.db'}",
-        tracking_uri=_get(cfg, "tracking.uri") or f"sqlite:///{root / 'mlflow.db'}",
-    )
-
-
-def _checkpoints_location(cfg: DictConfig, root: Path) -> str:
-    """``storage.checkpoints``: null means the storage root; a URI must be one pyarrow can open."""
-    location = _get(cfg, "storage.checkpoints")
-    if location is None:
-        return str(root)
-    location = str(location)
-    if not is_uri(location):
-        return str(Path(location).expanduser().resolve())
-    scheme = location.split("://", 1)[0]
-    if scheme not in CHECKPOINT_SCHEMES:
-        schemes = [x + "://" for x in CHECKPOINT_SCHEMES]
-        raise ConfigError("storage.checkpoints", f"{scheme}:// is not a filesystem Ray can write checkpoints to; "
-                                                 f"use a shared folder or one of {schemes}")
-    return location
-
-
-def _data(cfg: DictConfig) -> s.DataSpec:
-    from trainers.data import DataError, read_header
-
-    paths = {}
-    for split in ("train_path", "validation_path"):
-        key = f"data.{split}"
-        path = Path(str(_get(cfg, key))).expanduser().resolve()
-        if not path.is_file():
-            hint = " (or set HPO_DATA_DIR to the SST-2 folder)" if "sst2" in str(path) else ""
-            raise ConfigError(key, f"{path} does not exist; point it at a CSV file{hint}")
-        paths[split] = path
-    text_column, label_column = _get(cfg, "data.text_column"), _get(cfg, "data.label_column")
-    for split, path in paths.items():
-        try:
-            columns = read_header(path)
-        except DataError as err:
-            raise ConfigError(f"data.{split}", str(err)) from None
-        for key, column in (("data.text_column", text_column), ("data.label_column", label_column)):
-            if column not in columns:
-                raise ConfigError(key, f"{path.name} has no column {column!r}; its columns are {columns}")
-    return s.DataSpec(
-        train_path=paths["train_path"], validation_path=paths["validation_path"],
-        text_column=text_column, label_column=label_column,
-        train_limit=_number(cfg, "data.train_limit", minimum=2, integer=True, optional=True),
-        validation_limit=_number(cfg, "data.validation_limit", minimum=2, integer=True, optional=True),
-        seed=_number(cfg, "data.seed", minimum=0, integer=True, optional=True),
-    )
-
-
 def _space(cfg: DictConfig, num_layers: int) -> SearchSpace:
-    search = _get(cfg, "search")
+    search = get_key(cfg, "search")
     if not isinstance(search, DictConfig):
         raise ConfigError("search", "must be a mapping of hyperparameter -> range, choices or value")
     node = {k: v for k, v in OmegaConf.to_container(search, resolve=True).items()
@@ -237,12 +156,12 @@ def _space(cfg: DictConfig, num_layers: int) -> SearchSpace:
 
 def _trainer(cfg: DictConfig, model: s.ModelSpec, pooling: str, study: s.StudySettings,
              space: SearchSpace) -> TrainConfig:
-    _number(cfg, "trainer.max_epochs", minimum=1, integer=True)
-    _number(cfg, "trainer.max_length", minimum=8, integer=True)
-    _number(cfg, "trainer.eval_batch_size", minimum=1, integer=True)
-    _number(cfg, "trainer.min_micro_batch_size", minimum=1, integer=True)
-    _number(cfg, "trainer.early_stopping_patience", minimum=1, integer=True, optional=True)
-    fixed = {key: _get(cfg, f"trainer.{key}") for key in _TRAINER_KEYS} | space.fixed
+    number(cfg, "trainer.max_epochs", minimum=1, integer=True)
+    number(cfg, "trainer.max_length", minimum=8, integer=True)
+    number(cfg, "trainer.eval_batch_size", minimum=1, integer=True)
+    number(cfg, "trainer.min_micro_batch_size", minimum=1, integer=True)
+    number(cfg, "trainer.early_stopping_patience", minimum=1, integer=True, optional=True)
+    fixed = {key: get_key(cfg, f"trainer.{key}") for key in _TRAINER_KEYS} | space.fixed
     try:
         return TrainConfig.from_mapping(fixed | {
             "model_name_or_path": model.name_or_path, "pooling": pooling, "metric": study.objective.metric,
@@ -251,25 +170,10 @@ def _trainer(cfg: DictConfig, model: s.ModelSpec, pooling: str, study: s.StudySe
         raise ConfigError("trainer", str(err)) from None
 
 
-def _cluster(cfg: DictConfig) -> s.ClusterSpec:
-    address = _get(cfg, "cluster.address")
-    if isinstance(address, str) and address.startswith("ray://"):
-        raise ConfigError("cluster.address", f"{address}: Ray Client would run the study's driver loop remotely "
-                                             "and end it when your connection drops; submit the study with "
-                                             "`hpo launch ... cluster=ray` (a Ray Job on the cluster) instead")
-    return s.ClusterSpec(
-        address=address,
-        num_cpus=_number(cfg, "cluster.num_cpus", minimum=1, integer=True, optional=True),
-        num_gpus=_number(cfg, "cluster.num_gpus", minimum=0, integer=True, optional=True),
-        dashboard_url=_get(cfg, "cluster.dashboard_url"),
-        verbose=bool(_get(cfg, "cluster.verbose")),
-    )
-
-
 def _component(cfg: DictConfig, group: str, space: SearchSpace) -> s.Component:
     """The sampler or scheduler as a recipe, built once here so a bad ``_target_`` or argument fails before
     Ray starts (building one writes nothing); the study builds its own where it uses it."""
-    node = _get(cfg, group)
+    node = get_key(cfg, group)
     if not isinstance(node, DictConfig) or "_target_" not in node:
         raise ConfigError(group, f"needs a `_target_`; pick one of the {group}/ configs, e.g. {group}=tpe")
     kwargs = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "_target_"}

@@ -28,6 +28,7 @@ import optuna
 from optuna.trial import TrialState as OptunaState
 
 from hpo.checkpoints import CheckpointStore, redacted
+from hpo.confirm import ConfirmationSummary, summary_of
 from hpo.progress import PlainProgress, Tally
 from hpo.registry import Registry, TrialRecord
 from hpo.result_keys import NODE_KEY, OOM_KEY, STORAGE_FULL_KEY
@@ -184,8 +185,10 @@ class StudyLedger:
         self._tell(record)
         run_id = self.run_ids.get(number) or record.mlflow_run_id
         if run_id:
-            kept = self._latest_checkpoint(record) if self.retention.keeps_model(record) else None
-            self.mlflow.close_trial_run(run_id, state, kept, reason)
+            latest = self._latest_checkpoint(record)
+            evaluation = self.store.read_evaluation(latest) if latest else None
+            kept = latest if self.retention.keeps_model(record) else None
+            self.mlflow.close_trial_run(run_id, state, kept, reason, evaluation)
         self.retention.trial_ended(record)
         self.progress.trial_ended(number, state.value, reason, record.epochs, record.best_metric)
         if state in (TrialState.COMPLETED, TrialState.PRUNED):
@@ -220,6 +223,36 @@ class StudyLedger:
 
     def _latest_checkpoint(self, record: TrialRecord) -> str | None:
         return self.store.latest_of_trial(record.ray_trial_dir, record.checkpoint)
+
+    # --- confirmation reruns (hpo.confirm): not told to Optuna, whose sampler learns from the search alone ---
+
+    def rerun_started(self, number: int, seed: int) -> None:
+        trial = self.registry.trial(self.name, number)
+        earlier = next((c for c in self.registry.confirmations(self.name)
+                        if (c.trial_number, c.seed) == (number, seed)), None)
+        self.registry.upsert_confirmation(self.name, number, seed, state=TrialState.RUNNING, epochs=0, best_metric=None)
+        run_id = self.mlflow.open_rerun_run(number, seed, {**self.spec.space.fixed, **trial.params},
+                                            trial.mlflow_run_id, earlier.mlflow_run_id if earlier else None)
+        self.registry.upsert_confirmation(self.name, number, seed, mlflow_run_id=run_id)
+        self.progress.message(f"confirming trial {number}'s config on seed {seed}")
+
+    def rerun_ended(self, number: int, seed: int, epochs: list[dict[str, float]] | None, error: str | None) -> None:
+        """A rerun's end: its epochs (completed), an error (failed), or neither (stopped: rerun on resume)."""
+        state = TrialState.COMPLETED if epochs else TrialState.FAILED if error else TrialState.INTERRUPTED
+        best = self.objective.best(e.get(self.objective.metric) for e in epochs or [])
+        record = self.registry.upsert_confirmation(self.name, number, seed, state=state, best_metric=best,
+                                                   epochs=len(epochs or []))
+        self.mlflow.close_rerun_run(record.mlflow_run_id, state, epochs or [])
+        outcome = f"{self.objective.metric} {best:.4f}" if best is not None else (error or "stopped")
+        self.progress.message(f"trial {number}'s config on seed {seed}: {state.value}, {outcome}")
+
+    def confirmation(self) -> ConfirmationSummary | None:
+        """The confirmed ranking of the study's top configs, when ``confirm.top_k`` is on."""
+        confirm = self.spec.confirm
+        if not confirm.top_k:
+            return None
+        return summary_of(self.registry.trials(self.name), self.registry.confirmations(self.name), self.objective,
+                          confirm.top_k, confirm.rank_by)
 
     # --- study boundaries -------------------------------------------------------------------------
 
@@ -269,14 +302,21 @@ class StudyLedger:
         """The study's end: open trials closed, its best trial (over all attempts) found and its model
         registered when the study completed, then the registry's study record, then MLflow's study run."""
         self.close_open_trials(status)
-        best = self.objective.ranked(self.registry.trials(self.name), key=lambda t: t.best_metric)
-        best = best[0] if best else None
+        trials = self.registry.trials(self.name)
+        confirmed = self.confirmation() if status == StudyStatus.COMPLETED else None
+        ranked = self.objective.ranked(trials, key=lambda t: t.best_metric)
+        best = next(t for t in trials if t.number == confirmed.winner) if confirmed else ranked[0] if ranked else None
         checkpoint = self._latest_checkpoint(best) if best else None
         model_uri = None
+        if confirmed:
+            self.mlflow.log_confirmation(confirmed, {t.number: t.mlflow_run_id for t in trials})
+            self.progress.message(confirmed.describe())
         if checkpoint and status == StudyStatus.COMPLETED:
+            mean = confirmed.config(best.number).mean if confirmed else None
             with self.store.full_model(best_model(checkpoint)) as folder:
-                model_uri = self.mlflow.log_best_model(folder, best.best_metric, best.number)
-            self.retention.study_ended()
+                model_uri = self.mlflow.log_best_model(folder, best.best_metric if mean is None else mean, best.number,
+                                                       confirmed=mean is not None)
+            self.retention.study_ended(keep=best.number)
         params = {**self.spec.space.fixed, **best.params} if best else None
         self.registry.update(
             self.name, status=status, stop_reason=reason, driver_pid=None, heartbeat_at=None, elapsed_s=elapsed_s,
@@ -290,15 +330,7 @@ class StudyLedger:
                            status.mlflow_status, reason)
 
     def _report(self) -> None:
-        """The study report (:mod:`hpo.report`) into the study's folder and onto its MLflow run. A derived view:
-        a failure to draw it is reported and never fails the study (``hpo report`` draws it again)."""
-        from hpo.report import build_report, write_report
+        from hpo.report import report_study
 
-        folder = self.spec.study_dir / "report"
-        try:
-            write_report(build_report(self.registry, self.name), folder)
-            self.mlflow.log_report(folder)
-        except Exception as err:  # noqa: BLE001 - any plotting error: the study's records are already whole
-            self.progress.message(f"report not written ({type(err).__name__}: {err}); try `hpo report {self.name}`")
-            return
-        self.progress.message(f"report: {folder / 'report.md'} (and report.html, PNGs; in MLflow under report/)")
+        report_study(self.registry, self.name, self.spec.study_dir / "report", self.mlflow, self.progress.message)
+

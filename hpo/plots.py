@@ -158,3 +158,20 @@ def plotly_figures(study: optuna.Study, trials: list[TrialRecord], metric: str) 
             continue
     figures["learning_curves"] = learning_curves_plotly(trials, metric)
     return figures
+
+
+def confusion_matrix_png(evaluation: dict, path: Path) -> Path:
+    """A trial's confusion matrix at its best epoch (``trainers.metrics.per_class``), drawn by scikit-learn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    display = ConfusionMatrixDisplay(np.array(evaluation["confusion_matrix"]), display_labels=evaluation["labels"])
+    display.plot(cmap="Blues", colorbar=False)
+    display.ax_.set_title(f"validation, epoch {evaluation.get('epoch', '?')} (rows: true label)")
+    display.figure_.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(display.figure_)
+    return path

@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import html
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 
-from hpo.config import stored_config
+from hpo.config import stored_config, stored_storage
+from hpo.confirm import ConfirmationSummary, summary_of
 from hpo.plots import finished_study, plotly_figures, write_pngs
 from hpo.registry import Registry, StudyRecord, TrialRecord
 from hpo.secrets import restore
 from hpo.states import TrialState
 from hpo.summary import format_params
+from hpo.tracking import EVALUATION_DIR
 from trainers.objective import Objective
 
 TOP = 5
@@ -47,6 +50,14 @@ class StudyReport:
     objective: Objective
     max_epochs: int
     study: optuna.Study  # finished trials at their best epoch (see hpo.plots.finished_study)
+    confirmation: ConfirmationSummary | None = None  # confirm.top_k's reruns, when the study ran them
+    evaluation: dict | None = None  # the winner's per-class results at its best epoch (trainers.metrics.per_class)
+
+    @property
+    def winner(self) -> TrialRecord | None:
+        """The study's recorded best trial (the confirmed winner when confirmation ran), else the best so far."""
+        chosen = [t for t in self.trials if t.number == self.record.best_trial_number]
+        return chosen[0] if chosen else self.ranked[0] if self.ranked else None
 
     @property
     def ranked(self) -> list[TrialRecord]:
@@ -82,8 +93,44 @@ def build_report(registry: Registry, name: str) -> StudyReport:
     objective = Objective(record.metric, record.mode)
     # The registry keeps the URL masked (hpo.secrets); the password is the registry's own where they share a server.
     stored = optuna.load_study(study_name=name, storage=restore(record.optuna_url, [registry.url]))
-    return StudyReport(record, trials, objective, int(stored_config(record.config_yaml).trainer.max_epochs),
-                       finished_study(stored, trials, objective.direction))
+    cfg = stored_config(record.config_yaml)
+    confirmation = summary_of(trials, registry.confirmations(name), objective, int(cfg.confirm.top_k),
+                              str(cfg.confirm.rank_by)) if cfg.confirm.top_k else None
+    report = StudyReport(record, trials, objective, int(cfg.trainer.max_epochs),
+                         finished_study(stored, trials, objective.direction), confirmation)
+    report.evaluation = _evaluation(stored_storage(record, [registry.url]).tracking_uri, report.winner)
+    return report
+
+
+def _evaluation(tracking_uri: str, trial: TrialRecord | None) -> dict | None:
+    """The trial's per-class results, from its MLflow run (logged when it ended); None when it has none."""
+    import json
+    import tempfile
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    if trial is None or not trial.mlflow_run_id:
+        return None
+    try:
+        with tempfile.TemporaryDirectory(prefix="hpo-report-") as tmp:
+            client = MlflowClient(tracking_uri)
+            path = client.download_artifacts(trial.mlflow_run_id, f"{EVALUATION_DIR}/per_class.json", tmp)
+            return json.loads(Path(path).read_text())
+    except (MlflowException, OSError, ValueError):
+        return None
+
+
+def report_study(registry: Registry, name: str, folder: Path, mlflow, log: Callable[[str], None]) -> None:
+    """The study report into ``folder`` and onto its MLflow run, at the study's end. A derived view: a failure to
+    draw it is reported and never fails the study (``hpo report`` draws it again)."""
+    try:
+        write_report(build_report(registry, name), folder)
+        mlflow.log_report(folder)
+    except Exception as err:  # noqa: BLE001 - any plotting error: the study's records are already whole
+        log(f"report not written ({type(err).__name__}: {err}); try `hpo report {name}`")
+        return
+    log(f"report: {folder / 'report.md'} (and report.html, PNGs; in MLflow under report/)")
 
 
 def write_report(report: StudyReport, out: Path) -> list[Path]:
@@ -120,11 +167,43 @@ def _top_rows(r: StudyReport) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _per_class_lines(evaluation: dict | None) -> list[str]:
+    if not evaluation:
+        return []
+    labels, matrix = evaluation["labels"], evaluation["confusion_matrix"]
+    lines = [f"### Per class (epoch {evaluation.get('epoch', '?')})", "",
+             "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
+              for name, c in evaluation["per_class"].items()]
+    lines += ["", "Confusion matrix (rows: true label, columns: predicted):", "", "| | " + " | ".join(labels) + " |",
+              "|---|" + "---|" * len(labels), *(f"| **{labels[i]}** | " + " | ".join(map(str, row)) + " |"
+                                                 for i, row in enumerate(matrix)), ""]
+    return lines
+
+
+def _confirmation_lines(r: StudyReport) -> list[str]:
+    """The confirmation stage: each top config's search value against its mean over further seeds."""
+    c = r.confirmation
+    if c is None:
+        return []
+    lines = ["## Confirmation", "", "The top configs trained again on further seeds; the winner is chosen by "
+             "its mean there (the search's own run, the one selection favoured, is not counted).", "",
+             "| trial | search value | confirmed mean | sd | seeds |", "|---|---|---|---|---|"]
+    for config in c.configs:
+        mean = f"{config.mean:.4f}" if config.mean is not None else "-"
+        mark = " (winner)" if config.trial_number == c.winner else ""
+        lines.append(f"| {config.trial_number}{mark} | {config.search_value:.4f} | {mean} | {config.sd:.4f} | "
+                     f"{len(config.values)} |")
+    gap = c.optimism_gap
+    lines += ["", c.describe() + ".", ""] + ([f"Optimism gap: **{gap:+.4f}**.", ""] if gap is not None else [])
+    return lines
+
+
 def markdown(r: StudyReport, images: list[str]) -> str:
     """The one-page summary."""
     s = r.record
     lines = [f"# Study `{s.name}`", "", *(f"- {fact}" for fact in _facts(r)), ""]
-    best = r.ranked[0] if r.ranked else None
+    best = r.winner
     if best:
         at = min((e for e, v in best.values.items() if v == best.best_metric), default=best.epochs)
         lines += ["## Best trial", "", f"Trial {best.number} ({best.state.value}): **{r.objective.metric} = "
@@ -134,6 +213,8 @@ def markdown(r: StudyReport, images: list[str]) -> str:
         if s.best_model_uri:
             lines += [f"Registered model: `{s.best_model_uri}`; the study's best version carries the alias "
                       f"`champion` (`models:/{s.name}@champion`).", ""]
+        lines += _per_class_lines(r.evaluation)
+        lines += _confirmation_lines(r)
         header, rows = _top_rows(r)
         lines += [f"## Top {len(rows)}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
                   *("| " + " | ".join(row) + " |" for row in rows), ""]

@@ -79,13 +79,15 @@ class Retention:
         if self.max_bytes:
             self._cap(ranked)
 
-    def study_ended(self) -> None:
-        """At the study's end every ended trial's model is in MLflow (uploaded when it ended): only the best one
-        stays in checkpoint storage, where ``hpo export`` and the study's record point."""
+    def study_ended(self, keep: int | None = None) -> None:
+        """At the study's end every ended trial's model is in MLflow (uploaded when it ended): only the study's
+        winner (``keep``: the confirmed one; else the best trial) stays in checkpoint storage, where ``hpo export``
+        and the study's record point."""
         if self.keep_all:
             return
+        keep = self.best if keep is None else keep
         for trial in self.ended.values():
-            if trial.number != self.best and trial.number not in self.dropped:
+            if trial.number != keep and trial.number not in self.dropped:
                 self._drop(trial)
 
     def _remember(self, record: TrialRecord) -> _Ended:

@@ -27,6 +27,7 @@ from optuna.distributions import (
 )
 
 from hpo.errors import ConfigError
+from trainers.loop import CLASS_WEIGHTS
 
 # What a trial may sample, with the values that make sense for each.
 _BOUNDS: dict[str, tuple[type, float, float, str]] = {
@@ -38,7 +39,9 @@ _BOUNDS: dict[str, tuple[type, float, float, str]] = {
     "layer_lr_decay": (float, 1e-9, 1.0, "in (0, 1]; 1 = the same LR for every layer"),
     "warmup_ratio": (float, 0.0, 1.0, "in [0, 1]"),
 }
-HYPERPARAMETERS = tuple(_BOUNDS)
+# Hyperparameters that take one of a few names (a categorical, or fixed), never a range.
+_NAMED: dict[str, tuple[str, ...]] = {"class_weights": CLASS_WEIGHTS}
+HYPERPARAMETERS = (*_BOUNDS, *_NAMED)
 _RANGE_KEYS = {"low", "high", "log", "step", "type", "grid"}
 
 
@@ -53,7 +56,7 @@ class SearchSpace:
         distributions, fixed, grids = {}, {}, {}
         for name, spec in node.items():
             key = f"search.{name}"
-            if name not in _BOUNDS:
+            if name not in HYPERPARAMETERS:
                 raise ConfigError(key, f"unknown hyperparameter; searchable ones are {list(HYPERPARAMETERS)}")
             if isinstance(spec, Mapping):
                 distributions[name], grid = _distribution(key, name, dict(spec), num_layers)
@@ -118,6 +121,8 @@ def _distribution(key: str, name: str, spec: dict, num_layers: int) -> tuple[Bas
             raise ConfigError(key + ".choices", "must be a non-empty list")
         return CategoricalDistribution([_checked_value(key + ".choices", name, c, num_layers) for c in choices]), None
 
+    if name in _NAMED:
+        raise ConfigError(key, f"takes a name, not a range: write {{choices: {list(_NAMED[name])}}} or one of them")
     unknown = set(spec) - _RANGE_KEYS
     if unknown:
         raise ConfigError(key, f"unknown field(s) {sorted(unknown)}; a range takes {sorted(_RANGE_KEYS)}")
@@ -148,6 +153,10 @@ def _distribution(key: str, name: str, spec: dict, num_layers: int) -> tuple[Bas
 
 
 def _checked_value(key: str, name: str, value: Any, num_layers: int) -> Any:
+    if name in _NAMED:
+        if value not in _NAMED[name]:
+            raise ConfigError(key, f"must be one of {list(_NAMED[name])}, got {value!r}")
+        return value
     kind, low, high, hint = _BOUNDS[name]
     if name == "freeze_depth":
         high = num_layers

@@ -98,6 +98,7 @@ class DataSpec:
     train_limit: int | None
     validation_limit: int | None
     seed: int | None  # of the subsets the limits pick; None (a study recorded before data.seed): study.seed
+    stratify: bool = False  # the limits keep each label's share (False for studies recorded before data.stratify)
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,15 @@ class WarmStartSpec:
 
 
 @dataclass(frozen=True)
+class ConfirmSpec:
+    """The confirmation stage (:mod:`hpo.confirm`): ``top_k`` configs rerun on ``seeds`` more seeds (0: off)."""
+
+    top_k: int = 0
+    seeds: int = 2
+    rank_by: str = "mean"  # one of hpo.confirm.RANK_BY
+
+
+@dataclass(frozen=True)
 class StudySpec:
     """Everything a study run needs, checked. ``trainer`` is the :class:`TrainConfig` every trial starts
     from (fixed search values included); a trial replaces only what it sampled."""
@@ -146,6 +156,7 @@ class StudySpec:
     sampler: Component
     scheduler: Component
     warm_start: WarmStartSpec
+    confirm: ConfirmSpec
     register_best: bool
     config_yaml: str
 

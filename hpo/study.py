@@ -19,6 +19,7 @@ import ray
 
 from hpo.capacity import fit_to_cluster, start_ray
 from hpo.checkpoints import CheckpointStore, redacted
+from hpo.confirm import candidates, rerun_seeds, run_reruns
 from hpo.datasets import study_datasets
 from hpo.errors import ConfigError
 from hpo.launch import JOB_ID_ENV
@@ -130,6 +131,8 @@ def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
                 run_tuner(spec, ledger, StudySearch(ledger, resumes), rules, checked.data, store, checked.trainable,
                           num_trials=len(resumes) + new, max_concurrent=checked.max_concurrent, attempt=attempt)
             rules.should_stop()
+            if spec.confirm.top_k and not signal.is_set:
+                _confirm(spec, ledger, checked)
             status = StudyStatus.STOPPED if signal.is_set else StudyStatus.COMPLETED
             reason = rules.reason or f"{spec.study.num_samples} trials finished"
         except KeyboardInterrupt:
@@ -138,6 +141,22 @@ def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
         finally:
             ledger.close_study(status, reason, lease.elapsed_s())
     return outcome_of(registry.require(spec.name), registry.trials(spec.name), spec, wall_s=time.time() - started)
+
+
+def _confirm(spec: StudySpec, ledger: StudyLedger, checked: _Checked) -> None:
+    """The confirmation stage (:mod:`hpo.confirm`): the top configs' reruns not yet recorded (a resumed study
+    runs only what its earlier attempt did not finish), then the ledger has what picks the winner."""
+    registry, confirm = checked.registry, spec.confirm
+    done = {(c.trial_number, c.seed) for c in registry.confirmations(spec.name) if c.state == TrialState.COMPLETED}
+    todo = [(t.number, seed, t.params) for t in candidates(registry.trials(spec.name), spec.objective, confirm.top_k)
+            for seed in rerun_seeds(spec.study.seed, confirm.seeds) if (t.number, seed) not in done]
+    if not todo:
+        return
+    checked.progress.message(f"confirmation: {len(todo)} rerun(s) of the top {confirm.top_k} config(s) on seeds "
+                             f"{rerun_seeds(spec.study.seed, confirm.seeds)}")
+    run_reruns(todo, trainer=spec.trainer, data=checked.data, cpu=spec.resources.cpu, gpu=spec.resources.gpu,
+               max_retries=spec.resources.max_retries, max_concurrent=checked.max_concurrent,
+               stopped=lambda: ledger.signal.is_set, started=ledger.rerun_started, ended=ledger.rerun_ended)
 
 
 def _check_can_drive(spec: StudySpec, registry: Registry, resume: bool) -> StudyRecord | None:
@@ -193,7 +212,7 @@ def prepare_study_data(spec: StudySpec, log: Callable[[str], None] = print) -> P
             d.train_path, d.validation_path, spec.model.name_or_path,
             text_column=d.text_column, label_column=d.label_column, max_length=spec.trainer.max_length,
             train_limit=d.train_limit, validation_limit=d.validation_limit,
-            seed=spec.study.seed if d.seed is None else d.seed,
+            seed=spec.study.seed if d.seed is None else d.seed, stratify=d.stratify,
             cache_dir=spec.storage.cache_dir / "tokenized",
         )
     except DataError as err:

@@ -9,6 +9,7 @@ processes need no MLflow access. A trial's identity is its Optuna trial number: 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,13 +29,14 @@ TRIAL_NUMBER_TAG = "hpo.optuna_trial_number"
 NODE_TAG = "hpo.ray_node_id"  # where the trial's latest attempt ran (with hpo.node_ip)
 STATUS_TAG = "hpo.trial_status"  # a TrialState value
 FAIL_REASON_TAG = "hpo.fail_reason"  # oom | error
+EVALUATION_DIR = "evaluation"  # a trial run's per-class results at its best epoch
 CHAMPION = "champion"  # the registered model's alias for the study's best version
 REFIT = "refit"  # the alias of its latest refit (hpo refit)
 VALUE_TAG = "hpo.value"  # a registered version's objective value, which the champion is chosen by
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by MLflow's UI to pick an experiment's landing page
 RUN_STATUS = {TrialState.RUNNING: "RUNNING", TrialState.COMPLETED: "FINISHED", TrialState.PRUNED: "FINISHED",
               TrialState.FAILED: "FAILED", TrialState.INTERRUPTED: "KILLED"}
-_LOGGED_METRICS = ("val_loss", "val_accuracy", "val_f1_macro", "val_auc", "train_loss", "lr",
+_LOGGED_METRICS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1_macro", "val_auc", "train_loss", "lr",
                    "train_examples_per_s", "time_this_iter_s", "micro_batch_size", "grad_accumulation")
 
 
@@ -87,16 +89,18 @@ class StudyRun:
         """Records the best trial and why the study ended on the parent run, and closes it."""
         finish_study_run(self.client, self.run_id, self.spec.objective.metric, best, status, stop_reason)
 
-    def log_best_model(self, checkpoint_dir: Path, value: float, trial_number: int) -> str:
+    def log_best_model(self, checkpoint_dir: Path, value: float, trial_number: int, confirmed: bool = False) -> str:
         """Logs the best checkpoint (a local folder) as a pyfunc model under the parent run, registers it under
         the study's name with its trial and value as tags, and moves the alias ``champion`` to it unless the
-        champion is at least as good. Returns its URI."""
+        champion is at least as good. ``confirmed``: ``value`` is the config's mean over its confirmation reruns.
+        Returns its URI."""
         register_as = self.spec.name if self.spec.register_best else None
         uri, version = log_classifier(self.spec.storage.tracking_uri, self.run_id, checkpoint_dir, register_as)
         if version is None:
             return uri
         tags = {"hpo.study": self.spec.name, "hpo.trial_number": str(trial_number), "hpo.metric":
-                self.spec.objective.metric, VALUE_TAG: repr(value), "hpo.kind": "search"}
+                self.spec.objective.metric, VALUE_TAG: repr(value), "hpo.kind": "search",
+                "hpo.confirmed": str(confirmed)}
         for key, tag in tags.items():
             self.client.set_model_version_tag(self.spec.name, version, key, tag)
         self._crown(version, value)
@@ -145,6 +149,45 @@ class StudyRun:
             self.client.log_inputs(run.info.run_id, datasets=self.datasets)
         return run.info.run_id
 
+    # --- confirmation reruns (hpo.confirm) --------------------------------------------------------
+
+    def open_rerun_run(self, number: int, seed: int, params: dict[str, Any], trial_run_id: str | None,
+                       run_id: str | None = None) -> str:
+        """A seed-only rerun of trial ``number``'s config: nested under the study, tagged ``hpo.role=confirmation``
+        and linked to the trial's run (``hpo.confirms_run_id``). ``run_id``: a run a crash left open, reopened."""
+        if run_id is not None:
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"trial_{number:04d}_seed_{seed}",
+            tags={"mlflow.parentRunId": self.run_id, "hpo.study": self.spec.name, "hpo.role": "confirmation",
+                  "hpo.confirms_trial": str(number), "hpo.confirms_run_id": trial_run_id or "", "hpo.seed": str(seed),
+                  STATUS_TAG: TrialState.RUNNING.value})
+        fixed = {k: v for k, v in self.spec.trainer.to_dict().items()
+                 if k not in ("model_name_or_path", "num_threads", "resume_from")}
+        self.client.log_batch(run.info.run_id, params=_params(fixed | params | {"seed": seed}))
+        return run.info.run_id
+
+    def close_rerun_run(self, run_id: str, state: TrialState, epochs: Sequence[Mapping[str, float]]) -> None:
+        for epoch in epochs:
+            self.log_epoch(run_id, int(epoch["epoch"]), dict(epoch))
+        self.tag(run_id, **{STATUS_TAG: state.value})
+        self.client.set_terminated(run_id, RUN_STATUS[state])
+
+    def log_confirmation(self, summary, run_ids: Mapping[int, str | None]) -> None:
+        """The confirmed mean on each confirmed trial's run; the winner and the search's optimism gap on the study's."""
+        metric = self.spec.objective.metric
+        for config in summary.configs:
+            if (run_id := run_ids.get(config.trial_number)) and config.mean is not None:
+                self.client.log_batch(run_id, metrics=[Metric(f"confirmed_{metric}_mean", config.mean, _now_ms(), 0),
+                                                       Metric(f"confirmed_{metric}_sd", config.sd, _now_ms(), 0)],
+                                      tags=[RunTag("hpo.confirm_seeds", str(len(config.values)))])
+        tags = {"hpo.confirmed_winner": str(summary.winner), "hpo.search_best_trial": str(summary.search_best),
+                "hpo.winner_changed": str(summary.winner_changed)}
+        gap = summary.optimism_gap
+        self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()],
+                              metrics=[Metric("optimism_gap", gap, _now_ms(), 0)] if gap is not None else [])
+
     def mark_started(self, run_id: str, ray_trial_id: str, resumed_after_epoch: int | None) -> None:
         """The Ray trial now running it, and the epoch it continues after when it resumed."""
         tags = {TRIAL_ID_TAG: ray_trial_id}
@@ -169,15 +212,27 @@ class StudyRun:
         return self.client.get_run(run_id).info.status
 
     def close_trial_run(self, run_id: str, state: TrialState, checkpoint: str | None,
-                        reason: str | None = None) -> None:
-        """Tags the trial's outcome, uploads its best model (``checkpoint/``) and ends the run."""
+                        reason: str | None = None, evaluation: dict | None = None) -> None:
+        """Tags the trial's outcome, logs its best epoch's per-class results (``evaluation/``: JSON and the confusion
+        matrix as a PNG), uploads its best model (``checkpoint/``) and ends the run."""
         tags = {STATUS_TAG: state.value} | ({FAIL_REASON_TAG: reason} if reason else {})
         self.tag(run_id, **tags)
+        if evaluation:
+            self.log_evaluation(run_id, evaluation)
         if checkpoint and not self.client.list_artifacts(run_id, "checkpoint") \
                 and self.store.is_dir(best_model(checkpoint)):
             with self.store.full_model(best_model(checkpoint)) as folder:
                 self.client.log_artifacts(run_id, str(folder), "checkpoint")
         self.client.set_terminated(run_id, RUN_STATUS[state])
+
+
+    def log_evaluation(self, run_id: str, evaluation: dict) -> None:
+        from hpo.plots import confusion_matrix_png
+
+        self.client.log_dict(run_id, evaluation, f"{EVALUATION_DIR}/per_class.json")
+        with tempfile.TemporaryDirectory(prefix="hpo-eval-") as tmp:
+            self.client.log_artifact(run_id, str(confusion_matrix_png(evaluation, Path(tmp) / "confusion_matrix.png")),
+                                     EVALUATION_DIR)
 
 
 def finish_study_run(client: MlflowClient, run_id: str, metric: str, best: dict[str, Any] | None, status: str,

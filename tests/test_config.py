@@ -31,7 +31,7 @@ def test_group_overrides_win_over_the_experiment(sst2_dir, monkeypatch, tmp_path
     ]))
     assert spec.model.num_layers == 2
     assert spec.sampler.name == "RandomSampler" and spec.scheduler.name == "FIFOScheduler"
-    assert spec.space.fixed == {"learning_rate": 3e-5} and spec.trainer.learning_rate == 3e-5
+    assert spec.space.fixed == {"learning_rate": 3e-5, "class_weights": "none"} and spec.trainer.learning_rate == 3e-5
     assert "dropout" not in spec.space.distributions
     assert spec.study.feedback == "complete"
 

@@ -25,6 +25,7 @@ class TrainConfig:
     dropout: float = 0.1
     layer_lr_decay: float = 1.0
     warmup_ratio: float = 0.1
+    class_weights: str = "none"  # "balanced": rare classes weigh as much in the loss as common ones
 
     model_name_or_path: str = ""
     pooling: str = "cls"

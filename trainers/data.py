@@ -91,11 +91,30 @@ def _is_int(text: str) -> bool:
     return True
 
 
-def subsample(texts: list[str], labels: list[str], limit: int | None, seed: int) -> tuple[list[str], list[str]]:
-    """A seeded random subset of ``limit`` rows (all rows when ``limit`` is None)."""
+def subsample(texts: list[str], labels: list[str], limit: int | None, seed: int,
+              stratified: bool = False) -> tuple[list[str], list[str]]:
+    """A seeded random subset of ``limit`` rows (all rows when ``limit`` is None). ``stratified``: each label keeps
+    its share of the rows (largest remainders get the rounding), so a rare class is not lost to a small limit.
+
+    >>> _, kept = subsample(list("abcdefghij"), list("0000000011"), 5, seed=0, stratified=True)
+    >>> sorted(kept)
+    ['0', '0', '0', '0', '1']
+    """
     if limit is None or limit >= len(texts):
         return texts, labels
-    order = random.Random(seed).sample(range(len(texts)), limit)
+    rng = random.Random(seed)
+    if not stratified:
+        order = rng.sample(range(len(texts)), limit)
+    else:
+        by_label: dict[str, list[int]] = {}
+        for i, label in enumerate(labels):
+            by_label.setdefault(label, []).append(i)
+        shares = {label: limit * len(rows) / len(texts) for label, rows in sorted(by_label.items())}
+        counts = {label: int(share) for label, share in shares.items()}
+        for label in sorted(shares, key=lambda x: counts[x] - shares[x])[: limit - sum(counts.values())]:
+            counts[label] += 1
+        order = [i for label, rows in sorted(by_label.items()) for i in rng.sample(rows, counts[label])]
+        rng.shuffle(order)
     return [texts[i] for i in order], [labels[i] for i in order]
 
 
@@ -114,15 +133,17 @@ def prepare_data(
     train_limit: int | None = None,
     validation_limit: int | None = None,
     seed: int = 0,
+    stratify: bool = False,
     cache_dir: str | Path | None = None,
 ) -> PreparedData:
-    """Reads, maps labels and tokenizes both splits, reusing a disk cache keyed by every input."""
+    """Reads, maps labels and tokenizes both splits, reusing a disk cache keyed by every input. ``stratify``: the
+    limits keep each label's share of the rows (:func:`subsample`)."""
     from transformers import AutoTokenizer
 
     key_parts = [
         _file_digest(train_path), _file_digest(validation_path), str(tokenizer_path), text_column,
         label_column, str(max_length), str(train_limit), str(validation_limit), str(seed),
-    ]
+    ] + (["stratified"] if stratify else [])
     cache_file = None
     if cache_dir is not None:
         key = hashlib.sha256("\0".join(key_parts).encode()).hexdigest()[:24]
@@ -133,8 +154,9 @@ def prepare_data(
             except (pickle.UnpicklingError, KeyError, TypeError, RuntimeError):
                 pass  # written by an older hpo, or not ours: tokenize again and replace it
 
-    train_texts, train_raw = subsample(*read_csv(train_path, text_column, label_column), train_limit, seed)
-    val_texts, val_raw = subsample(*read_csv(validation_path, text_column, label_column), validation_limit, seed)
+    train_texts, train_raw = subsample(*read_csv(train_path, text_column, label_column), train_limit, seed, stratify)
+    val_texts, val_raw = subsample(*read_csv(validation_path, text_column, label_column), validation_limit, seed,
+                                   stratify)
     names = label_names_for(train_raw)
     if len(names) < 2:
         raise DataError(f"{train_path}: needs at least two distinct labels, found {list(names)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
 import shutil
@@ -18,13 +19,14 @@ from trainers import checkpoint, compact
 from trainers.compact import BaseModel
 from trainers.config import TrainConfig
 from trainers.data import PreparedData, TokenizedSplit, batches
-from trainers.metrics import classification_metrics
+from trainers.metrics import EVALUATION_FILE, classification_metrics, per_class
 from trainers.modeling import TextClassifier, freeze, load_classifier
 from trainers.oom import MicroBatching, release_cuda_memory
 from trainers.optim import param_groups, warmup_then_linear_decay
 from trainers.reporting import Reporter
 
-VALIDATION_METRICS = ("val_loss", "val_accuracy", "val_f1_macro", "val_auc")
+VALIDATION_METRICS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1_macro", "val_auc")
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 def seed_everything(seed: int) -> None:
@@ -62,9 +64,10 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 
 @torch.no_grad()
-def evaluate(
-    classifier: torch.nn.Module, split: TokenizedSplit, pad_token_id: int, batch_size: int, device: torch.device
-) -> dict[str, float]:
+def predict(classifier: torch.nn.Module, split: TokenizedSplit, pad_token_id: int, batch_size: int,
+            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits in float32 on the CPU, labels) of every row of ``split``, in :func:`batches`' evaluation order
+    (by length: the same order for every model, so several models' outputs line up row by row)."""
     classifier.eval()
     all_logits, all_labels = [], []
     for batch in batches(split, batch_size, pad_token_id):
@@ -73,8 +76,32 @@ def evaluate(
         with autocast_for(device):
             logits = classifier(batch["input_ids"], batch["attention_mask"])
         all_logits.append(logits.float().cpu())
-    logits, labels = torch.cat(all_logits), torch.cat(all_labels)
+    return torch.cat(all_logits), torch.cat(all_labels)
+
+
+def validation_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     return {"val_loss": float(F.cross_entropy(logits, labels)), **classification_metrics(logits, labels)}
+
+
+def evaluate(
+    classifier: torch.nn.Module, split: TokenizedSplit, pad_token_id: int, batch_size: int, device: torch.device
+) -> dict[str, float]:
+    return validation_metrics(*predict(classifier, split, pad_token_id, batch_size, device))
+
+
+def class_weights(kind: str, labels: list[int], num_labels: int) -> torch.Tensor | None:
+    """The loss weight of each class: ``balanced`` gives class c the weight n / (k * n_c) (scikit-learn's rule), so
+    every class adds as much to the loss as the others however rare it is; ``none``: None (plain mean).
+
+    >>> [round(w, 3) for w in class_weights("balanced", [0, 0, 0, 1], 2).tolist()]
+    [0.667, 2.0]
+    """
+    if kind not in CLASS_WEIGHTS:
+        raise ValueError(f"class_weights must be one of {CLASS_WEIGHTS}, got {kind!r}")
+    if kind == "none":
+        return None
+    counts = torch.bincount(torch.tensor(labels), minlength=num_labels).float()
+    return len(labels) / (num_labels * counts.clamp(min=1.0))
 
 
 def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[str, float]:
@@ -109,6 +136,8 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     )
     # fp16 needs loss scaling to keep small gradients; bf16 and fp32 do not (the scaler is then a no-op).
     scaler = torch.amp.GradScaler("cuda", enabled=half_dtype(device) == torch.float16)
+    weights = class_weights(cfg.class_weights, data.train.labels, data.num_labels)
+    weights = weights.to(device) if weights is not None else None
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     scheduler = warmup_then_linear_decay(optimizer, steps_per_epoch * cfg.max_epochs, cfg.warmup_ratio)
 
@@ -133,14 +162,15 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
             started, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
             for batch in batches(data.train, cfg.batch_size, data.pad_token_id, shuffle_seed=cfg.seed * 1000 + epoch):
                 batch = to_device(batch, device)
-                loss = _train_step(model, batch, micro, optimizer, scaler, cfg.grad_clip, device)
+                loss = _train_step(model, batch, micro, optimizer, scaler, cfg.grad_clip, device, weights)
                 scheduler.step()
                 loss_sum += loss * len(batch["labels"])  # on the device: no sync per step
                 seen += len(batch["labels"])
             train_loss = float(loss_sum) / max(seen, 1)  # the epoch's one sync
             train_seconds = time.perf_counter() - started
 
-            metrics = _evaluate_within_memory(model, data, eval_micro, device)
+            logits, labels = _predict_within_memory(model, data, eval_micro, device)
+            metrics = validation_metrics(logits, labels)
             metrics.update(
                 epoch=epoch,
                 train_loss=train_loss,
@@ -159,6 +189,8 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
                 best = metrics
                 shutil.rmtree(best_dir, ignore_errors=True)
                 compact.save(classifier, best_dir, base)
+                report = {"epoch": epoch, **per_class(logits, labels, data.label_names)}
+                (best_dir / EVALUATION_FILE).write_text(json.dumps(report))
             state = {"epoch": epoch, "best": best, "epochs_without_improvement": epochs_without_improvement,
                      "micro_batch_size": micro.size, "eval_batch_size": eval_micro.size}
             with tempfile.TemporaryDirectory(prefix="hpo-ckpt-") as tmp:
@@ -183,7 +215,8 @@ def _data_parallel(classifier: TextClassifier, device: torch.device) -> torch.nn
 
 
 def _train_step(classifier: torch.nn.Module, batch: dict[str, torch.Tensor], micro: MicroBatching, optimizer,
-                scaler: torch.amp.GradScaler, grad_clip: float, device: torch.device) -> torch.Tensor:
+                scaler: torch.amp.GradScaler, grad_clip: float, device: torch.device,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
     """One optimizer step over ``batch``, in micro-batches whose gradients sum to the whole batch's.
 
     On CUDA out-of-memory the step is redone from scratch with half the micro-batch (see
@@ -191,7 +224,7 @@ def _train_step(classifier: torch.nn.Module, batch: dict[str, torch.Tensor], mic
     """
     while True:
         try:
-            loss = _accumulate_gradients(classifier, batch, micro, scaler, device)
+            loss = _accumulate_gradients(classifier, batch, micro, scaler, device, weights)
             break
         except torch.OutOfMemoryError:
             optimizer.zero_grad(set_to_none=True)
@@ -219,25 +252,27 @@ def _clip_gradients(classifier: torch.nn.Module, max_norm: float, device: torch.
 
 
 def _accumulate_gradients(classifier: torch.nn.Module, batch: dict[str, torch.Tensor], micro: MicroBatching,
-                          scaler: torch.amp.GradScaler, device: torch.device) -> torch.Tensor:
+                          scaler: torch.amp.GradScaler, device: torch.device,
+                          weights: torch.Tensor | None) -> torch.Tensor:
     rows = len(batch["labels"])
     total = torch.zeros((), device=device)
     for part in micro.split(batch):
         with autocast_for(device):
             logits = classifier(part["input_ids"], part["attention_mask"])
-        # Summed over the part, divided by the whole batch: the parts' gradients add up to the batch mean's.
-        loss = F.cross_entropy(logits.float(), part["labels"], reduction="sum") / rows
+        # Summed over the part, divided by the whole batch: the parts' gradients add up to the batch mean's. Class
+        # weights scale each row's term (divided by rows, not by the weights' sum, so micro-batches still add up).
+        loss = F.cross_entropy(logits.float(), part["labels"], weight=weights, reduction="sum") / rows
         scaler.scale(loss).backward()
         total += loss.detach()
     return total
 
 
-def _evaluate_within_memory(classifier: torch.nn.Module, data: PreparedData, eval_micro: MicroBatching,
-                            device: torch.device) -> dict[str, float]:
+def _predict_within_memory(classifier: torch.nn.Module, data: PreparedData, eval_micro: MicroBatching,
+                           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Validation, redone with half the batch on CUDA out-of-memory (evaluation has no state to undo)."""
     while True:
         try:
-            return evaluate(classifier, data.validation, data.pad_token_id, eval_micro.size, device)
+            return predict(classifier, data.validation, data.pad_token_id, eval_micro.size, device)
         except torch.OutOfMemoryError:
             pass
         eval_micro.shrink()
