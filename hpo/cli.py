@@ -14,6 +14,7 @@
     hpo export NAME --to DIR [--onnx]           # the best model as a Hugging Face folder (+ model card, ONNX)
     hpo predict NAME [TEXT ...] [--file F]      # labels and probabilities (texts from stdin when none given)
     hpo refit NAME [--with-validation] [K=V...] # the best config trained again for its best epochs, registered
+    hpo ensemble NAME [--top K]                 # the top K trials' probabilities averaged, evaluated, registered
 
 Global options (before the subcommand) say where the registry is; their defaults come from conf/config.yaml.
 """
@@ -28,7 +29,7 @@ from omegaconf import OmegaConf
 
 from hpo.commands import cmd_best, cmd_list, cmd_report, cmd_status, cmd_stop, cmd_ui, fail, open_registry, require
 from hpo.errors import ConfigError
-from hpo.model_commands import cmd_export, cmd_predict, cmd_refit
+from hpo.model_commands import cmd_ensemble, cmd_export, cmd_predict, cmd_refit
 from hpo.registry import RegistryError
 from hpo.resolvers import CONFIG_DIR, register
 from hpo.secrets import MASK, redact_url
@@ -232,6 +233,8 @@ def parser() -> argparse.ArgumentParser:
     command("refit", cmd_refit, "train the best config again (its best epoch count) and register it", name,
             (("--with-validation",), {"action": "store_true", "help": "train on training + validation rows"}),
             (("overrides",), {"nargs": "*", "metavar": "KEY=VALUE", "help": "e.g. study.seed=1 trainer.num_threads=4"}))
+    command("ensemble", cmd_ensemble, "average the top trials' probabilities into one model; evaluate and register it",
+            name, (("--top",), {"type": int, "default": 3, "metavar": "K", "help": "how many trials (default 3)"}))
     return p
 
 

@@ -71,6 +71,23 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):
         return predictions_frame(probs, self.classifier.config.id2label)
 
 
+class EnsembleModel(mlflow.pyfunc.PythonModel):
+    """Several classifiers (artifacts ``member_0``, ``member_1``, ...) whose probabilities are averaged
+    (``hpo ensemble``); the same input and output as :class:`TextClassifierModel`."""
+
+    def load_context(self, context) -> None:
+        names = sorted(context.artifacts, key=lambda k: int(k.rsplit("_", 1)[-1]))
+        self.members = [load(context.artifacts[name]) for name in names]
+
+    def predict(self, context, model_input: list[str], params=None):
+        from hpo.ensemble import average_probabilities
+
+        texts = model_input.iloc[:, 0].tolist() if hasattr(model_input, "iloc") else list(model_input)
+        probs = average_probabilities([probabilities(tokenizer, classifier, texts)
+                                       for tokenizer, classifier in self.members])
+        return predictions_frame(probs, self.members[0][1].config.id2label)
+
+
 def export_folder(best: Path, out: Path, card: str) -> Path:
     """Copies the best model's folder (weights, tokenizer, config with labels and ``hpo_pooling``) to ``out``
     and writes ``card`` as its ``README.md``."""

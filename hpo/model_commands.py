@@ -159,3 +159,29 @@ def cmd_refit(args: Namespace) -> None:
     except RegistryError as err:
         fail(str(err), code=1)
     print(f"refit of {args.name} registered as {uri} (alias refit; champion is unchanged)")
+
+
+def cmd_ensemble(args: Namespace) -> None:
+    from hpo.ensemble import ensemble_top
+    from hpo.errors import ConfigError
+    from hpo.registry import RegistryError
+    from hpo.resolvers import register
+    from hpo.study import prepare_study_data
+
+    register()
+    registry = open_registry(args)
+    record = require(registry, args.name)
+    if args.top < 2:
+        fail("--top must be at least 2 (one trial is the study's best model already)")
+    try:
+        result = ensemble_top(registry, args.name, args.top, prepare_study_data)
+    except ConfigError as err:
+        fail(f"config error: {err}")
+    except RegistryError as err:
+        fail(str(err), code=1)
+    metric = record.metric
+    for number, value in result.members:
+        print(f"  trial {number}: {metric} {value:.4f} (in the search)")
+    gain = result.metrics[metric] - result.best_member[metric]
+    print(f"ensemble of {len(result.members)}: {metric} {result.metrics[metric]:.4f} vs best member "
+          f"{result.best_member[metric]:.4f} ({gain:+.4f}); registered as {result.model_uri} (alias ensemble)")

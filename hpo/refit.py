@@ -23,9 +23,9 @@ from omegaconf import OmegaConf
 
 from hpo.config import build_spec, stored_config
 from hpo.datasets import split_dataset
+from hpo.model_runs import RefitRun
 from hpo.registry import Registry, RegistryError, StudyRecord
 from hpo.spec import StudySpec
-from hpo.tracking import RefitRun
 from trainers import PreparedData, TrainConfig, fine_tune
 from trainers.checkpoint import full_model
 from trainers.data import TokenizedSplit

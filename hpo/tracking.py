@@ -8,7 +8,6 @@ processes need no MLflow access. A trial's identity is its Optuna trial number: 
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -16,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
-from mlflow.entities import DatasetInput, Metric, Param, RunTag
+from mlflow.entities import DatasetInput, Metric, RunTag
 from mlflow.exceptions import MlflowException
 
 from hpo.checkpoints import CheckpointStore
+from hpo.model_runs import LOGGED_METRICS, log_classifier, params_of
 from hpo.spec import StudySpec
 from hpo.states import TrialState
 from trainers.checkpoint import best_model
@@ -31,18 +31,10 @@ STATUS_TAG = "hpo.trial_status"  # a TrialState value
 FAIL_REASON_TAG = "hpo.fail_reason"  # oom | error
 EVALUATION_DIR = "evaluation"  # a trial run's per-class results at its best epoch
 CHAMPION = "champion"  # the registered model's alias for the study's best version
-REFIT = "refit"  # the alias of its latest refit (hpo refit)
 VALUE_TAG = "hpo.value"  # a registered version's objective value, which the champion is chosen by
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by MLflow's UI to pick an experiment's landing page
 RUN_STATUS = {TrialState.RUNNING: "RUNNING", TrialState.COMPLETED: "FINISHED", TrialState.PRUNED: "FINISHED",
               TrialState.FAILED: "FAILED", TrialState.INTERRUPTED: "KILLED"}
-_LOGGED_METRICS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1_macro", "val_auc", "train_loss", "lr",
-                   "train_examples_per_s", "time_this_iter_s", "micro_batch_size", "grad_accumulation")
-
-
-def _params(values: dict[str, Any]) -> list[Param]:
-    return [Param(k, str(v)[:6000]) for k, v in sorted(values.items())]
-
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
@@ -78,7 +70,7 @@ class StudyRun:
         described = spec.space.describe()
         self.client.log_text(self.run_id, spec.config_yaml, "study_config.yaml")
         self.client.log_dict(self.run_id, described, "search_space.json")
-        self.client.log_batch(self.run_id, params=_params(
+        self.client.log_batch(self.run_id, params=params_of(
             {f"space.{k}": v for k, v in described.items()}
             | {"num_samples": spec.study.num_samples, "metric": spec.objective.metric, "mode": spec.objective.mode,
                "sampler": spec.sampler.name, "scheduler": spec.scheduler.name, "feedback": spec.study.feedback}))
@@ -144,7 +136,7 @@ class StudyRun:
         )
         fixed = {k: v for k, v in self.spec.trainer.to_dict().items()
                  if k not in ("model_name_or_path", "num_threads", "resume_from")}
-        self.client.log_batch(run.info.run_id, params=_params(fixed | params))
+        self.client.log_batch(run.info.run_id, params=params_of(fixed | params))
         if self.datasets:
             self.client.log_inputs(run.info.run_id, datasets=self.datasets)
         return run.info.run_id
@@ -165,7 +157,7 @@ class StudyRun:
                   STATUS_TAG: TrialState.RUNNING.value})
         fixed = {k: v for k, v in self.spec.trainer.to_dict().items()
                  if k not in ("model_name_or_path", "num_threads", "resume_from")}
-        self.client.log_batch(run.info.run_id, params=_params(fixed | params | {"seed": seed}))
+        self.client.log_batch(run.info.run_id, params=params_of(fixed | params | {"seed": seed}))
         return run.info.run_id
 
     def close_rerun_run(self, run_id: str, state: TrialState, epochs: Sequence[Mapping[str, float]]) -> None:
@@ -202,7 +194,7 @@ class StudyRun:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_epoch(self, run_id: str, epoch: int, result: dict[str, float]) -> None:
-        metrics = [Metric(k, float(result[k]), _now_ms(), epoch) for k in _LOGGED_METRICS if k in result]
+        metrics = [Metric(k, float(result[k]), _now_ms(), epoch) for k in LOGGED_METRICS if k in result]
         self.client.log_batch(run_id, metrics=metrics)
 
     def logged_epochs(self, run_id: str) -> set[int]:
@@ -252,56 +244,3 @@ def log_report(client: MlflowClient, study_run_id: str, folder: Path) -> None:
     """The study report (:mod:`hpo.report`) as artifacts of the study's run, under ``report/``: at the end of a
     study (through the ledger) and from ``hpo report``, which derives it again from the stores."""
     client.log_artifacts(study_run_id, str(folder), "report")
-
-
-def log_classifier(tracking_uri: str, run_id: str, folder: Path, register_as: str | None) -> tuple[str, str | None]:
-    """Logs a classifier folder as the pyfunc ``best_model`` of run ``run_id`` (registered as ``register_as``
-    when given). Returns (model URI, registered version or None)."""
-    import mlflow
-
-    from hpo.export import TextClassifierModel
-
-    mlflow.set_tracking_uri(tracking_uri)
-    # mlflow warns that a pickled python_model runs code on load; ours is this package's own class.
-    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(
-            name="best_model", python_model=TextClassifierModel(), artifacts={"checkpoint": str(folder)},
-            registered_model_name=register_as,
-            pip_requirements=["torch==2.13.0", "transformers==5.23.0", "pandas", "hpo"],
-        )
-    return info.model_uri, None if info.registered_model_version is None else str(info.registered_model_version)
-
-
-class RefitRun:
-    """``hpo refit``'s MLflow run: in the study's experiment beside (not under) the study's run, tagged with the
-    trial it refits; its model is registered as the study's next version with the alias ``refit``."""
-
-    def __init__(self, spec: StudySpec, record, epochs: int, with_validation: bool, params: dict[str, Any],
-                 datasets: Sequence[DatasetInput]) -> None:
-        self.spec = spec
-        self.client = MlflowClient(tracking_uri=spec.storage.tracking_uri)
-        tags = {"hpo.study": spec.name, "hpo.role": "refit", "hpo.refit_of_trial": str(record.best_trial_number),
-                "hpo.study_run_id": record.mlflow_parent_run_id or "", "hpo.with_validation": str(with_validation),
-                "hpo.validation_held_out": str(not with_validation)}
-        experiment = record.mlflow_experiment_id or self.client.get_experiment_by_name(spec.name).experiment_id
-        self.run_id = self.client.create_run(experiment, run_name=f"{spec.name}-refit", tags=tags).info.run_id
-        self.client.log_batch(self.run_id, params=_params({k: v for k, v in params.items()
-                                                          if k not in ("num_threads", "resume_from")}
-                                                         | {"epochs": epochs}))
-        self.client.log_inputs(self.run_id, datasets=list(datasets))
-
-    def log_epoch(self, epoch: int, result: Mapping[str, float]) -> None:
-        metrics = [Metric(k, float(result[k]), _now_ms(), epoch) for k in _LOGGED_METRICS if k in result]
-        self.client.log_batch(self.run_id, metrics=metrics)
-
-    def fail(self) -> None:
-        self.client.set_terminated(self.run_id, "FAILED")
-
-    def finish(self, folder: Path) -> str:
-        """Logs and registers the model in ``folder``; returns ``models:/<study>/<version>``."""
-        _, version = log_classifier(self.spec.storage.tracking_uri, self.run_id, folder, self.spec.name)
-        self.client.set_model_version_tag(self.spec.name, version, "hpo.kind", "refit")
-        self.client.set_registered_model_alias(self.spec.name, REFIT, version)
-        self.client.set_terminated(self.run_id, "FINISHED")
-        return f"models:/{self.spec.name}/{version}"

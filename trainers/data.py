@@ -215,7 +215,7 @@ def batches(
     order = list(range(len(split)))
     length = lambda i: len(split.input_ids[i])
     if shuffle_seed is None:
-        groups = _chunks(sorted(order, key=length), batch_size)
+        groups = _chunks(evaluation_order(split), batch_size)
     else:
         rng = random.Random(shuffle_seed)
         rng.shuffle(order)
@@ -225,6 +225,11 @@ def batches(
         rng.shuffle(groups)
     for rows in groups:
         yield _collate(split, rows, pad_token_id)
+
+
+def evaluation_order(split: TokenizedSplit) -> list[int]:
+    """The row order of evaluation batches: by length (least padding), ties in file order."""
+    return sorted(range(len(split)), key=lambda i: len(split.input_ids[i]))
 
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from trainers import checkpoint, compact
 from trainers.compact import BaseModel
 from trainers.config import TrainConfig
-from trainers.data import PreparedData, TokenizedSplit, batches
+from trainers.data import PreparedData, TokenizedSplit, batches, evaluation_order
 from trainers.metrics import EVALUATION_FILE, classification_metrics, per_class
 from trainers.modeling import TextClassifier, freeze, load_classifier
 from trainers.oom import MicroBatching, release_cuda_memory
@@ -66,8 +66,8 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 @torch.no_grad()
 def predict(classifier: torch.nn.Module, split: TokenizedSplit, pad_token_id: int, batch_size: int,
             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits in float32 on the CPU, labels) of every row of ``split``, in :func:`batches`' evaluation order
-    (by length: the same order for every model, so several models' outputs line up row by row)."""
+    """(logits in float32 on the CPU, labels) of every row of ``split``, in the split's order (batched by length,
+    put back), so several models' outputs line up row by row."""
     classifier.eval()
     all_logits, all_labels = [], []
     for batch in batches(split, batch_size, pad_token_id):
@@ -76,7 +76,10 @@ def predict(classifier: torch.nn.Module, split: TokenizedSplit, pad_token_id: in
         with autocast_for(device):
             logits = classifier(batch["input_ids"], batch["attention_mask"])
         all_logits.append(logits.float().cpu())
-    return torch.cat(all_logits), torch.cat(all_labels)
+    order = torch.tensor(evaluation_order(split), dtype=torch.long)
+    logits, labels = torch.empty(len(split), all_logits[0].shape[-1]), torch.empty(len(split), dtype=torch.long)
+    logits[order], labels[order] = torch.cat(all_logits), torch.cat(all_labels)
+    return logits, labels
 
 
 def validation_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
