@@ -84,9 +84,10 @@ class StudyLedger:
 
     def new_trial(self, ray_trial_id: str) -> tuple[int, dict[str, Any]]:
         """Asks the sampler for a new trial; returns its number and sampled params."""
-        trial = self.study.ask(self.spec.space.distributions)
-        self._open(ray_trial_id, trial, dict(trial.params), new=True)
-        return trial.number, dict(trial.params)
+        trial = self.study.ask()
+        params = self.spec.space.sample(trial)
+        self._open(ray_trial_id, trial, params, new=True)
+        return trial.number, params
 
     def continue_trial(self, ray_trial_id: str, number: int) -> dict[str, Any]:
         """Reopens an interrupted trial (RUNNING in Optuna) under a new Ray trial; returns its params."""

@@ -27,7 +27,7 @@ from optuna.distributions import (
 )
 
 from hpo.errors import ConfigError
-from trainers.loop import CLASS_WEIGHTS
+from trainers.loop import CLASS_WEIGHTS, METHODS
 
 # What a trial may sample, with the values that make sense for each.
 _BOUNDS: dict[str, tuple[type, float, float, str]] = {
@@ -38,9 +38,18 @@ _BOUNDS: dict[str, tuple[type, float, float, str]] = {
     "dropout": (float, 0.0, 0.999, "in [0, 1)"),
     "layer_lr_decay": (float, 1e-9, 1.0, "in (0, 1]; 1 = the same LR for every layer"),
     "warmup_ratio": (float, 0.0, 1.0, "in [0, 1]"),
+    "lora_rank": (int, 1, 1024, "a positive integer such as 8 (the adapters' rank)"),
+    "lora_alpha": (float, 1e-9, math.inf, "> 0, e.g. twice the rank (the adapters' scale is alpha / rank)"),
+    "lora_learning_rate": (float, 0.0, 1.0, "a small positive number such as 5e-4 (LoRA's own LR)"),
 }
 # Hyperparameters that take one of a few names (a categorical, or fixed), never a range.
-_NAMED: dict[str, tuple[str, ...]] = {"class_weights": CLASS_WEIGHTS}
+_NAMED: dict[str, tuple[str, ...]] = {"class_weights": CLASS_WEIGHTS, "method": METHODS}
+# Hyperparameters that only some fine-tuning methods use: sampled only for trials of those (a conditional space).
+_ONLY_FOR: dict[str, tuple[str, ...]] = {
+    "learning_rate": ("full", "freeze"), "freeze_depth": ("freeze",),
+    "lora_rank": ("lora",), "lora_alpha": ("lora",), "lora_learning_rate": ("lora",),
+}
+DEFAULT_METHOD = "freeze"  # freeze_depth decides (0 = full fine-tuning), as before methods were searchable
 HYPERPARAMETERS = (*_BOUNDS, *_NAMED)
 _RANGE_KEYS = {"low", "high", "log", "step", "type", "grid"}
 
@@ -68,6 +77,31 @@ class SearchSpace:
             raise ConfigError("search", "nothing to search: every hyperparameter is fixed; make one a range")
         return cls(distributions, fixed, grids)
 
+    def applicable(self, method: str | None) -> list[str]:
+        """The searched hyperparameters a trial of ``method`` uses (all when the space has no method)."""
+        method = method or self.fixed.get("method", DEFAULT_METHOD)
+        return [n for n in self.distributions if n == "method" or method in _ONLY_FOR.get(n, METHODS)]
+
+    def sample(self, trial) -> dict[str, Any]:
+        """Samples ``trial`` (an Optuna trial from ``study.ask()``): the method first when it is searched, then what
+        that method uses, so LoRA's rank never reaches a full fine-tuning run. Enqueued values come back as given.
+
+        >>> import optuna
+        >>> space = SearchSpace.from_config({"method": {"choices": ["freeze", "lora"]},
+        ...     "learning_rate": {"low": 1e-5, "high": 1e-4}, "lora_rank": {"low": 4, "high": 16}}, num_layers=2)
+        >>> study = optuna.create_study()
+        >>> study.enqueue_trial({"method": "lora", "lora_rank": 8})
+        >>> space.sample(study.ask())
+        {'method': 'lora', 'lora_rank': 8}
+        """
+        params: dict[str, Any] = {}
+        if "method" in self.distributions:
+            params["method"] = _suggest(trial, "method", self.distributions["method"])
+        for name in self.applicable(params.get("method")):
+            if name != "method":
+                params[name] = _suggest(trial, name, self.distributions[name])
+        return params
+
     def grid_space(self) -> dict[str, list]:
         """The finite value lists that ``optuna.samplers.GridSampler`` needs, one per searched dimension."""
         space = {}
@@ -91,12 +125,22 @@ class SearchSpace:
             ...     "batch_size": {"choices": [16, 32, 64]}, "freeze_depth": {"low": 0, "high": 3}}, 6).midpoint()
             {'learning_rate': 0.0001, 'batch_size': 32, 'freeze_depth': 2}
         """
-        return {name: _centre(dist) for name, dist in self.distributions.items()}
+        method = _centre(self.distributions["method"]) if "method" in self.distributions else None
+        return {name: _centre(self.distributions[name]) for name in self.applicable(method)}
 
     def describe(self) -> dict[str, str]:
         """Human-readable form, for the study's MLflow run."""
         searched = {k: repr(v) for k, v in self.distributions.items()}
         return searched | {k: f"fixed={v!r}" for k, v in self.fixed.items()}
+
+
+def _suggest(trial, name: str, dist: BaseDistribution) -> Any:
+    """``trial``'s value for ``dist`` through the public ``suggest_*`` API (what enqueued trials answer)."""
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
 
 
 def _centre(dist: BaseDistribution) -> Any:

@@ -36,8 +36,9 @@ def warm_start_points(spec: StudySpec, registry: Registry) -> list[dict[str, Any
     finished = [t for t in registry.trials(source.name) if t.state in (TrialState.COMPLETED, TrialState.PRUNED)]
     points: list[dict[str, Any]] = []
     for trial in Objective(source.metric, source.mode).ranked(finished, key=lambda t: t.best_metric):
-        point = {name: trial.params.get(name) for name in spec.space.distributions}
-        if point not in points and all(_inside(d, point[n]) for n, d in spec.space.distributions.items()):
+        wanted = spec.space.applicable(trial.params.get("method"))
+        point = {name: trial.params.get(name) for name in wanted}
+        if point not in points and all(_inside(spec.space.distributions[n], v) for n, v in point.items()):
             points.append(point)
         if len(points) == spec.warm_start.top_k:
             break

@@ -29,7 +29,8 @@ def stores_of(registry_url: str, tracking_uri: str, name: str) -> dict:
     study = optuna.load_study(study_name=name, storage=record.optuna_url)
     client = MlflowClient(tracking_uri)
     runs = [r for r in client.search_runs([record.mlflow_experiment_id], max_results=1000)
-            if r.data.tags.get("mlflow.parentRunId") == record.mlflow_parent_run_id]
+            if r.data.tags.get("mlflow.parentRunId") == record.mlflow_parent_run_id
+            and TRIAL_NUMBER_TAG in r.data.tags]  # trials' runs; confirmation reruns have their own tags
     return {
         "record": record,
         "registry": {t.number: t for t in registry.trials(name)},

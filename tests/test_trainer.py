@@ -124,3 +124,21 @@ def test_a_checkpoint_or_data_cache_that_would_run_code_is_refused(small_sst2, t
     torch.save(_RunsCode(marker), cached)  # a cache file replaced by someone else
     again = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert, cache_dir=cache)
     assert not marker.exists() and again.train.labels == first.train.labels, "refused, tokenized again"
+
+
+def test_the_best_epoch_writes_its_per_class_results_and_balanced_weights_train(small_sst2, tiny_bert, tmp_path):
+    import json
+
+    from trainers.metrics import EVALUATION_FILE
+
+    data = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert, train_limit=128)
+    reporter = ConsoleReporter(keep_dir=tmp_path / "best")
+    config = TrainConfig(model_name_or_path=str(tiny_bert), max_epochs=2, learning_rate=1e-3, num_threads=1,
+                         class_weights="balanced")
+    best = fine_tune(config, data, reporter)
+    evaluation = json.loads((tmp_path / "best" / EVALUATION_FILE).read_text())
+    assert evaluation["epoch"] == best["epoch"] and evaluation["labels"] == list(data.label_names)
+    matrix = evaluation["confusion_matrix"]
+    assert sum(map(sum, matrix)) == len(data.validation)
+    assert sum(matrix[i][i] for i in range(len(matrix))) / len(data.validation) == pytest.approx(best["val_accuracy"])
+    assert {"val_balanced_accuracy"} <= set(best)

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from trainers import compact
+from trainers.metrics import EVALUATION_FILE
 from trainers.modeling import TextClassifier
 
 STATE_FILE = "trainer_state.pt"
@@ -75,9 +76,13 @@ def load_model(folder: str | Path) -> TextClassifier:
 
 
 def full_model(folder: str | Path, destination: str | Path) -> Path:
-    """``folder``'s model as a full Hugging Face folder with its tokenizer (a copy if it is one already)."""
+    """``folder``'s model as a full Hugging Face folder with its tokenizer (a copy if it is one already), with its
+    per-class evaluation when it has one."""
     if compact.is_compact(folder):
-        return compact.materialize(folder, destination, weights_of(folder))
+        full = compact.materialize(folder, destination, weights_of(folder))
+        if (evaluation := Path(folder) / EVALUATION_FILE).is_file():
+            shutil.copy2(evaluation, full / EVALUATION_FILE)
+        return full
     shutil.copytree(folder, destination, ignore=shutil.ignore_patterns(*_WRITTEN_LAST))
     return Path(destination)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trainers.lora import merge, restore_adapters
 from trainers.modeling import TextClassifier
 
 BASE_FILE = "base.json"
@@ -91,6 +92,7 @@ def load(directory: str | Path, weights: str | Path | None = None) -> TextClassi
         model = AutoModelForSequenceClassification.from_pretrained(base.name_or_path, config=config)
     finally:
         hf_logging.set_verbosity(verbosity)
+    restore_adapters(model)  # a LoRA checkpoint's adapters, before its tensors load (trainers.lora)
     if _digest(model, base.frozen) != base.sha256:
         raise BaseModelChanged(
             f"{directory}: the base model {base.name_or_path!r} is not the one this checkpoint was trained on "
@@ -108,6 +110,7 @@ def materialize(directory: str | Path, destination: str | Path, weights: str | P
     from transformers import AutoTokenizer
 
     classifier = load(directory, weights)
+    merge(classifier)  # LoRA adapters folded into the weights: the folder loads without peft
     base = json.loads((Path(directory) / BASE_FILE).read_text())["name_or_path"]
     return classifier.save(destination, AutoTokenizer.from_pretrained(base))
 

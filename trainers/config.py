@@ -26,6 +26,10 @@ class TrainConfig:
     layer_lr_decay: float = 1.0
     warmup_ratio: float = 0.1
     class_weights: str = "none"  # "balanced": rare classes weigh as much in the loss as common ones
+    method: str = "freeze"  # full: train everything | freeze: freeze_depth blocks frozen | lora (trainers.lora)
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_learning_rate: float = 5e-4  # LoRA's own LR (about 10x full fine-tuning's), used instead of learning_rate
 
     model_name_or_path: str = ""
     pooling: str = "cls"
@@ -52,6 +56,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def effective_learning_rate(self) -> float:
+        return self.lora_learning_rate if self.method == "lora" else self.learning_rate
 
     @property
     def objective(self) -> Objective:

@@ -19,6 +19,7 @@ from trainers import checkpoint, compact
 from trainers.compact import BaseModel
 from trainers.config import TrainConfig
 from trainers.data import PreparedData, TokenizedSplit, batches, evaluation_order
+from trainers.lora import add_lora
 from trainers.metrics import EVALUATION_FILE, classification_metrics, per_class
 from trainers.modeling import TextClassifier, freeze, load_classifier
 from trainers.oom import MicroBatching, release_cuda_memory
@@ -27,6 +28,7 @@ from trainers.reporting import Reporter
 
 VALIDATION_METRICS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1_macro", "val_auc")
 CLASS_WEIGHTS = ("none", "balanced")
+METHODS = ("full", "freeze", "lora")
 
 
 def seed_everything(seed: int) -> None:
@@ -126,15 +128,15 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
         classifier = TextClassifier.from_checkpoint(cfg.resume_from)
     else:
         classifier = load_classifier(cfg.model_name_or_path, data.label_names, pooling=cfg.pooling, dropout=cfg.dropout)
-    freeze(classifier.model, cfg.freeze_depth)
+    _prepare_method(classifier, cfg)
     # What checkpoints leave out and refer to instead: the frozen parameters, hashed before any step.
     base = BaseModel.of(classifier, cfg.model_name_or_path)
     classifier.to(device)
     model = _data_parallel(classifier, device)
 
     optimizer = torch.optim.AdamW(
-        param_groups(classifier.model, cfg.learning_rate, cfg.weight_decay, cfg.layer_lr_decay),
-        lr=cfg.learning_rate,
+        param_groups(classifier.model, cfg.effective_learning_rate, cfg.weight_decay, cfg.layer_lr_decay),
+        lr=cfg.effective_learning_rate,
         fused=device.type == "cuda",
     )
     # fp16 needs loss scaling to keep small gradients; bf16 and fp32 do not (the scaler is then a no-op).
@@ -208,6 +210,17 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
             torch.cuda.empty_cache()
     assert best is not None
     return best
+
+
+def _prepare_method(classifier: TextClassifier, cfg: TrainConfig) -> None:
+    """What trains: everything (``full``), all but the embeddings and ``freeze_depth`` blocks (``freeze``), or LoRA
+    adapters and the head (``lora``)."""
+    if cfg.method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {cfg.method!r}")
+    if cfg.method == "lora":
+        add_lora(classifier, cfg.lora_rank, cfg.lora_alpha)
+    else:
+        freeze(classifier.model, cfg.freeze_depth if cfg.method == "freeze" else 0)
 
 
 def _data_parallel(classifier: TextClassifier, device: torch.device) -> torch.nn.Module:

@@ -1,0 +1,77 @@
+"""Issue 13 in whole studies: the confirmation stage survives a SIGKILL and registers its winner; per-class results
+reach MLflow and the report; `hpo ensemble` registers the top trials as one model. Tiny BERT (the model does not
+matter here), real Ray, real MLflow, real processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from lifecycle import TINY_SWEEP, Driver, hpo, study_counts, wait_for, with_overrides
+from stores import assert_stores_agree
+
+from hpo.confirm import summary_of
+from hpo.registry import Registry
+from hpo.states import TrialState
+from trainers.objective import Objective
+
+pytestmark = pytest.mark.integration
+TOP_K, SEEDS = 2, 2
+CONFIRM = with_overrides(TINY_SWEEP, "trainer.max_epochs=2", "study.num_samples=3", f"confirm.top_k={TOP_K}",
+                         f"confirm.seeds={SEEDS}")
+
+
+def test_confirmation_survives_a_kill_registers_its_winner_and_an_ensemble_follows(tmp_path, sst2_dir):
+    name, url = "confirmed", f"sqlite:///{tmp_path}/registry.db"
+    sweep = Driver(["sweep", *CONFIRM, f"study.name={name}", f"storage.root={tmp_path}"], tmp_path, sst2_dir)
+    registry = Registry(url)
+
+    def one_done_one_running(trials) -> bool:
+        states = [c.state for c in registry.confirmations(name)] if all(t.state.finished for t in trials) else []
+        return TrialState.COMPLETED in states and TrialState.RUNNING in states
+
+    try:
+        wait_for(sweep, url, name, one_done_one_running, timeout=600)
+    finally:
+        sweep.sigkill()
+    resume = Driver(["resume", name], tmp_path, sst2_dir)
+    assert resume.wait() == 0, resume.output()[-3000:]
+    assert "confirmation: " in resume.output() and "confirmed winner: trial" in resume.output()
+
+    reruns = registry.confirmations(name)
+    assert len(reruns) == TOP_K * SEEDS and {c.state for c in reruns} == {TrialState.COMPLETED}
+    record, trials = registry.require(name), registry.trials(name)
+    summary = summary_of(trials, reruns, Objective(record.metric, record.mode), TOP_K, "mean")
+    assert record.best_trial_number == summary.winner
+
+    assert_stores_agree(url, f"sqlite:///{tmp_path}/mlflow.db", name)
+    c = study_counts(tmp_path, name)
+    client, runs_of = c["client"], {int(r.data.tags["hpo.optuna_trial_number"]): r for r in c["mlflow_children"]
+                                    if "hpo.optuna_trial_number" in r.data.tags}
+    rerun_runs = [r for r in c["mlflow_children"] if r.data.tags.get("hpo.role") == "confirmation"]
+    assert len(rerun_runs) == TOP_K * SEEDS, "the rerun the kill cut short reopened its run, not a second one"
+    assert {r.info.status for r in rerun_runs} == {"FINISHED"}
+    for run in rerun_runs:
+        assert run.data.tags["hpo.confirms_run_id"] == runs_of[int(run.data.tags["hpo.confirms_trial"])].info.run_id
+    assert f"confirmed_{record.metric}_mean" in runs_of[summary.winner].data.metrics
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert champion.tags["hpo.trial_number"] == str(summary.winner) and champion.tags["hpo.confirmed"] == "True"
+    assert float(champion.tags["hpo.value"]) == pytest.approx(summary.config(summary.winner).mean)
+
+    for number, run in runs_of.items():
+        evaluation = json.loads(Path(client.download_artifacts(run.info.run_id, "evaluation/per_class.json",
+                                                               str(tmp_path / f"eval_{number}"))).read_text())
+        assert sum(map(sum, evaluation["confusion_matrix"])) == 200  # data.validation_limit
+    report = (tmp_path / name / "report" / "report.md").read_text()
+    assert "## Confirmation" in report and "### Per class" in report
+
+    made = hpo(["ensemble", name, "--top", "2"], tmp_path, sst2_dir)
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert "ensemble of 2:" in made.stdout
+    version = client.get_model_version_by_alias(name, "ensemble")
+    assert version.tags["hpo.kind"] == "ensemble"
+    assert "gain_val_accuracy" in client.get_run(version.run_id).data.metrics
+    predicted = hpo(["predict", name, "a gorgeous film", "--model-uri", f"models:/{name}@ensemble"], tmp_path,
+                    sst2_dir)
+    assert predicted.returncode == 0 and predicted.stdout.splitlines()[1].endswith("a gorgeous film")
