@@ -38,7 +38,8 @@ from hpo.env import set_defaults
 from trainers import TrainConfig, fine_tune, prepare_data
 
 SETUP = ["experiment=sst2_minilm", "study.max_concurrent=1", "resources.cpu=2", "trainer.max_length=64",
-         "tracking.register_best=false", "study.num_samples=100"]  # the epoch budget ends each study
+         "tracking.register_best=false", "study.num_samples=100",  # the epoch budget ends each study
+         "data.stratify=false"]  # the rows random.Random(0).sample picks, as every recorded run used
 BERT_DEFAULTS = {"freeze_depth": 0, "weight_decay": 0.01, "dropout": 0.1, "warmup_ratio": 0.1, "layer_lr_decay": 1.0}
 GRID = [{"learning_rate": lr, "batch_size": b, **BERT_DEFAULTS} for lr in (2e-5, 3e-5, 5e-5) for b in (16, 32)]
 
@@ -252,6 +253,9 @@ def main() -> None:
         root = Path(tmp)
         if "hpo" in methods:
             done("hpo", [hpo_study(root, f"hpo_{s}", s, args.budget, args.train_rows) for s in range(args.seeds)])
+        if "hpo_methods" in methods:  # issue 13: full / freeze / LoRA as a search dimension (search=methods)
+            done("hpo_methods", [hpo_study(root, f"methods_{s}", s, args.budget, args.train_rows, "search=methods")
+                                 for s in range(args.seeds)])
         if "random_fifo" in methods:
             done("random_fifo", [hpo_study(root, f"random_{s}", s, args.random_budget, args.train_rows,
                                            "sampler=random", "scheduler=fifo") for s in range(args.seeds)])
