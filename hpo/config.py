@@ -87,7 +87,7 @@ def build_spec(cfg: DictConfig) -> s.StudySpec:
         raise ConfigError("model.pooling", f"must be one of {list(POOLINGS)}, got {pooling!r}")
     data = data_spec(cfg)
     space = _space(cfg, model.num_layers)
-    trainer = _trainer(cfg, model, pooling, study, space)
+    trainer = dataclasses.replace(_trainer(cfg, model, pooling, study, space), cv_folds=data.cv_folds or 0)
 
     cpu = number(cfg, "resources.cpu", minimum=0.01)
     gpu = number(cfg, "resources.gpu", minimum=0)

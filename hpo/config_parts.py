@@ -97,6 +97,7 @@ def data_spec(cfg: DictConfig) -> s.DataSpec:
         validation_limit=number(cfg, "data.validation_limit", minimum=2, integer=True, optional=True),
         seed=number(cfg, "data.seed", minimum=0, integer=True, optional=True),
         stratify=bool(get_key(cfg, "data.stratify")),
+        cv_folds=number(cfg, "data.cv_folds", minimum=2, integer=True, optional=True),
     )
 
 

@@ -76,7 +76,7 @@ def refit(registry: Registry, name: str, overrides: list[str], include_validatio
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     params = {k: v for k, v in (record.best_params or {}).items() if k in known}
     settings = dataclasses.replace(spec.trainer, **params, max_epochs=epochs, early_stopping_patience=None,
-                                   resume_from=None, num_threads=spec.trainer.num_threads or os.cpu_count())
+                                   resume_from=None, cv_folds=0, num_threads=spec.trainer.num_threads or os.cpu_count())
     data = prepare(spec)
     datasets = [split_dataset("train", spec.data.train_path, data.train, data.label_names, spec.data.train_limit)]
     if include_validation:

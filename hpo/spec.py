@@ -99,6 +99,7 @@ class DataSpec:
     validation_limit: int | None
     seed: int | None  # of the subsets the limits pick; None (a study recorded before data.seed): study.seed
     stratify: bool = False  # the limits keep each label's share (False for studies recorded before data.stratify)
+    cv_folds: int | None = None  # k-fold cross-validation as the objective (trainers.cv)
 
 
 @dataclass(frozen=True)

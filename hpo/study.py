@@ -218,6 +218,10 @@ def prepare_study_data(spec: StudySpec, log: Callable[[str], None] = print) -> P
     except DataError as err:
         key = "data.validation_path" if str(d.validation_path) in str(err) else "data.train_path"
         raise ConfigError(key, str(err)) from None
+    smallest = min(data.train.labels.count(i) for i in range(data.num_labels))
+    if d.cv_folds and d.cv_folds > smallest:
+        raise ConfigError("data.cv_folds", f"{d.cv_folds} folds need at least {d.cv_folds} training rows of every "
+                                           f"label; the rarest has {smallest}: use fewer folds or more rows")
     if spec.objective.metric == "val_auc" and data.num_labels != 2:
         raise ConfigError("study.metric", f"val_auc needs a binary task; this data has {data.num_labels} labels")
     log(f"data: {len(data.train)} train / {len(data.validation)} validation rows, "

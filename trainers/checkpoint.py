@@ -35,7 +35,8 @@ STATE_FILE = "trainer_state.pt"
 SUMMARY_FILE = "trainer_state.json"
 BEST_DIR = "best"
 _WRITTEN_LAST = {STATE_FILE, SUMMARY_FILE, BEST_DIR}  # present once the folder is fully written
-RESUME_STATE = (STATE_FILE, compact.WEIGHTS_FILE)  # what only resuming needs: dropped when a trial ends
+FOLDS_DIR = "folds"  # a cross-validated trial's per-fold checkpoints (trainers.cv)
+RESUME_STATE = (STATE_FILE, compact.WEIGHTS_FILE, FOLDS_DIR)  # what only resuming needs: dropped when a trial ends
 RETIRED_FILE = "retired"  # written before the resume state of an ended trial is dropped (hpo.retention)
 
 
@@ -109,7 +110,7 @@ def is_whole(summary: dict[str, Any], sizes: dict[str, int]) -> bool:
     trial's dropped resume state is the one allowed absence."""
     retired = RETIRED_FILE in sizes
     return all(sizes.get(name) == size for name, size in summary.get("files", {}).items()
-               if not (retired and name in RESUME_STATE))
+               if not (retired and name.split("/")[0] in RESUME_STATE))
 
 
 def restore(checkpoint: Path, optimizer, scheduler, best_dir: Path) -> dict:

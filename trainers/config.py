@@ -44,6 +44,8 @@ class TrainConfig:
     seed: int = 0
     num_threads: int | None = None
     resume_from: str | None = None  # a checkpoint folder written by fine_tune: continue after its epoch
+    until_epoch: int | None = None  # stop after this epoch (the LR schedule still spans max_epochs): trainers.cv
+    cv_folds: int = 0  # k >= 2: the objective is the k-fold cross-validated mean (trainers.cv)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TrainConfig:

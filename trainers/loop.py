@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from trainers import checkpoint, compact
 from trainers.compact import BaseModel
 from trainers.config import TrainConfig
+from trainers.cv import cross_validate
 from trainers.data import PreparedData, TokenizedSplit, batches, evaluation_order
 from trainers.lora import add_lora
 from trainers.metrics import EVALUATION_FILE, classification_metrics, per_class
@@ -119,6 +120,8 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     micro-batch and keeps the effective batch size (:mod:`trainers.oom`); below
     ``cfg.min_micro_batch_size`` it raises :class:`~trainers.oom.TrainingOutOfMemory`.
     """
+    if cfg.cv_folds > 1:
+        return cross_validate(cfg, data, reporter)
     seed_everything(cfg.seed)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -162,7 +165,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
         reporter.report(checkpoint.read_summary(cfg.resume_from)["metrics"], Path(cfg.resume_from))
         return best
     try:
-        for epoch in range(state["epoch"] + 1, cfg.max_epochs + 1):
+        for epoch in range(state["epoch"] + 1, min(cfg.until_epoch or cfg.max_epochs, cfg.max_epochs) + 1):
             model.train()
             started, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
             for batch in batches(data.train, cfg.batch_size, data.pad_token_id, shuffle_seed=cfg.seed * 1000 + epoch):
