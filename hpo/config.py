@@ -25,7 +25,7 @@ from hpo.resolvers import CONFIG_DIR, register
 from hpo.search_space import SearchSpace
 from hpo.secrets import redact, restore
 from trainers.config import TrainConfig
-from trainers.loop import VALIDATION_METRICS
+from trainers.loop import COST_METRICS, VALIDATION_METRICS
 from trainers.modeling import POOLINGS
 from trainers.objective import Objective
 
@@ -116,7 +116,10 @@ def _study(cfg: DictConfig) -> s.StudySettings:
     name = str(get_key(cfg, "study.name"))
     if not _STUDY_NAME.match(name):
         raise ConfigError("study.name", f"{name!r} must be letters, digits, '_', '.' or '-' (used in paths and MLflow)")
+    objectives = _objectives(cfg)
     metric, mode = get_key(cfg, "study.metric"), get_key(cfg, "study.mode")
+    if objectives:
+        metric, mode = objectives[0].metric, objectives[0].mode
     if metric not in VALIDATION_METRICS:
         raise ConfigError("study.metric", f"{metric!r} is not reported; choose one of {list(VALIDATION_METRICS)}")
     if mode not in ("min", "max"):
@@ -141,7 +144,7 @@ def _study(cfg: DictConfig) -> s.StudySettings:
             patience=number(cfg, "study.stop.patience", minimum=1, integer=True, optional=True),
             min_delta=number(cfg, "study.stop.min_delta", minimum=0),
         ),
-        feedback=feedback, first_trial=first_trial,
+        feedback=feedback, first_trial=first_trial, extra_objectives=tuple(objectives[1:]),
     )
 
 
@@ -152,6 +155,32 @@ def _space(cfg: DictConfig, num_layers: int) -> SearchSpace:
     node = {k: v for k, v in OmegaConf.to_container(search, resolve=True).items()
             if k not in ("feedback", "first_trial")}
     return SearchSpace.from_config(node, num_layers)
+
+
+def _objectives(cfg: DictConfig) -> list[Objective]:
+    """``study.objectives: [val_accuracy:max, latency_ms:min]``: a multi-objective study (hpo.pareto); the first
+    replaces study.metric and study.mode. Empty when unset."""
+    given = get_key(cfg, "study.objectives")
+    if given is None:
+        return []
+    known = (*VALIDATION_METRICS, *COST_METRICS)
+    hint = "write a list of metric:mode, e.g. [val_accuracy:max, latency_ms:min]"
+    if isinstance(given, str) or len(given) < 2:
+        raise ConfigError("study.objectives", f"needs at least two objectives; {hint}")
+    objectives = []
+    for entry in given:
+        name, _, mode = str(entry).partition(":")
+        if name not in known or mode not in ("min", "max"):
+            raise ConfigError("study.objectives", f"{entry!r}: {hint}; metrics are {list(known)}")
+        if (name in COST_METRICS or name == "val_loss") and mode != "min":
+            raise ConfigError("study.objectives", f"{name} is a cost: it should be minimized ({name}:min)")
+        objectives.append(Objective(name, mode))
+    if objectives[0].metric not in VALIDATION_METRICS:
+        raise ConfigError("study.objectives", f"the first objective is what ASHA schedules on and the best trial is "
+                                              f"ranked by: a validation metric, not {objectives[0].metric}")
+    if len({o.metric for o in objectives}) < len(objectives):
+        raise ConfigError("study.objectives", "lists a metric twice")
+    return objectives
 
 
 def _trainer(cfg: DictConfig, model: s.ModelSpec, pooling: str, study: s.StudySettings,

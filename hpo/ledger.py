@@ -28,7 +28,8 @@ import optuna
 from optuna.trial import TrialState as OptunaState
 
 from hpo.checkpoints import CheckpointStore, redacted
-from hpo.confirm import ConfirmationSummary, summary_of
+from hpo.ledger_reruns import ConfirmationWrites
+from hpo.pareto import pareto_front
 from hpo.progress import PlainProgress, Tally
 from hpo.registry import Registry, TrialRecord
 from hpo.result_keys import NODE_KEY, OOM_KEY, STORAGE_FULL_KEY
@@ -38,6 +39,7 @@ from hpo.states import StudyStatus, TrialState
 from hpo.stopping import StopSignal
 from hpo.tracking import StudyRun
 from trainers.checkpoint import best_model
+from trainers.loop import COST_METRICS
 
 OOM = "oom"
 ERROR = "error"
@@ -53,7 +55,7 @@ def optuna_state(state: TrialState, fail_reason: str | None, feedback: str) -> O
     return {TrialState.COMPLETED: OptunaState.COMPLETE}.get(state, OptunaState.RUNNING)
 
 
-class StudyLedger:
+class StudyLedger(ConfirmationWrites):
     """Records trials as they are born, report epochs, checkpoint and end; tells ``progress`` each time."""
 
     def __init__(self, spec: StudySpec, registry: Registry, study: optuna.Study, mlflow: StudyRun,
@@ -61,6 +63,8 @@ class StudyLedger:
                  on_finished: Callable[[float | None], None] = lambda best: None,
                  progress: PlainProgress | None = None) -> None:
         self.spec, self.name, self.objective = spec, spec.name, spec.objective
+        self.objectives = spec.study.objectives
+        self.multi = len(self.objectives) > 1  # a multi-objective study (study.objectives)
         self.registry, self.study, self.mlflow, self.store, self.signal = registry, study, mlflow, store, signal
         self.on_finished = on_finished
         self.progress = progress or PlainProgress(spec.name, Tally(spec.objective, spec.study.num_samples,
@@ -172,13 +176,29 @@ class StudyLedger:
             return False
         value = result.get(self.objective.metric)
         curve = dict(record.curve or {}) | ({str(epoch): value} if value is not None else {})
+        improved = value is not None and self.objective.better(value, record.best_metric)
+        at_best = self._objectives_at_best(record, result, improved) if self.multi else None
         self.registry.upsert_trial(self.name, number, epochs=epoch, curve=curve, last_metric=value,
-                                   best_metric=self.objective.best([record.best_metric, value]))
-        if value is not None and epoch not in self.reported[number]:
+                                   best_metric=self.objective.best([record.best_metric, value]),
+                                   **({"objectives": at_best} if at_best else {}))
+        # Optuna's multi-objective trials take no intermediate values (optuna#3450): ASHA alone prunes them.
+        if value is not None and epoch not in self.reported[number] and not self.multi:
             self.trials[number].report(value, epoch)
             self.reported[number].add(epoch)
         self.mlflow.log_epoch(self.run_ids[number], epoch, result)
         return True
+
+    def _objectives_at_best(self, record: TrialRecord, result: dict[str, Any], improved: bool) -> dict[str, float]:
+        """Each objective at the trial's best epoch of the first; a cost (latency, size) at the least measured so
+        far: it does not change with training, and timing noise only ever adds to it."""
+        values = dict(record.objectives or {})
+        for objective in self.objectives:
+            new = result.get(objective.metric)
+            if new is not None and objective.metric in COST_METRICS:
+                values[objective.metric] = min(values.get(objective.metric, new), new)
+            elif new is not None and improved:
+                values[objective.metric] = new
+        return values
 
     def close(self, number: int, state: TrialState, reason: str | None = None) -> None:
         """Ends trial ``number`` as ``state`` in the three stores, in the ledger's order."""
@@ -207,6 +227,10 @@ class StudyLedger:
             trial.set_user_attr(FAIL_REASON_ATTR, OOM)
             trial.set_constraint(OOM, 1.0)
         values = record.best_metric if target == OptunaState.COMPLETE else None
+        if self.multi and target == OptunaState.COMPLETE:
+            values = [(record.objectives or {}).get(o.metric) for o in self.objectives]
+            if None in values:
+                target, values = OptunaState.FAIL, None
         try:
             self.study.tell(record.number, values, state=target)
         except RuntimeError:
@@ -224,36 +248,6 @@ class StudyLedger:
 
     def _latest_checkpoint(self, record: TrialRecord) -> str | None:
         return self.store.latest_of_trial(record.ray_trial_dir, record.checkpoint)
-
-    # --- confirmation reruns (hpo.confirm): not told to Optuna, whose sampler learns from the search alone ---
-
-    def rerun_started(self, number: int, seed: int) -> None:
-        trial = self.registry.trial(self.name, number)
-        earlier = next((c for c in self.registry.confirmations(self.name)
-                        if (c.trial_number, c.seed) == (number, seed)), None)
-        self.registry.upsert_confirmation(self.name, number, seed, state=TrialState.RUNNING, epochs=0, best_metric=None)
-        run_id = self.mlflow.open_rerun_run(number, seed, {**self.spec.space.fixed, **trial.params},
-                                            trial.mlflow_run_id, earlier.mlflow_run_id if earlier else None)
-        self.registry.upsert_confirmation(self.name, number, seed, mlflow_run_id=run_id)
-        self.progress.message(f"confirming trial {number}'s config on seed {seed}")
-
-    def rerun_ended(self, number: int, seed: int, epochs: list[dict[str, float]] | None, error: str | None) -> None:
-        """A rerun's end: its epochs (completed), an error (failed), or neither (stopped: rerun on resume)."""
-        state = TrialState.COMPLETED if epochs else TrialState.FAILED if error else TrialState.INTERRUPTED
-        best = self.objective.best(e.get(self.objective.metric) for e in epochs or [])
-        record = self.registry.upsert_confirmation(self.name, number, seed, state=state, best_metric=best,
-                                                   epochs=len(epochs or []))
-        self.mlflow.close_rerun_run(record.mlflow_run_id, state, epochs or [])
-        outcome = f"{self.objective.metric} {best:.4f}" if best is not None else (error or "stopped")
-        self.progress.message(f"trial {number}'s config on seed {seed}: {state.value}, {outcome}")
-
-    def confirmation(self) -> ConfirmationSummary | None:
-        """The confirmed ranking of the study's top configs, when ``confirm.top_k`` is on."""
-        confirm = self.spec.confirm
-        if not confirm.top_k:
-            return None
-        return summary_of(self.registry.trials(self.name), self.registry.confirmations(self.name), self.objective,
-                          confirm.top_k, confirm.rank_by)
 
     # --- study boundaries -------------------------------------------------------------------------
 
@@ -284,7 +278,8 @@ class StudyLedger:
         for record in self.registry.trials(self.name):
             frozen = trials[record.number]
             if frozen.state == OptunaState.RUNNING:
-                missing = {e: v for e, v in record.values.items() if e not in frozen.intermediate_values}
+                missing = {} if self.multi else {e: v for e, v in record.values.items()
+                                                 if e not in frozen.intermediate_values}
                 trial = self._reattach(record.number) if missing else None
                 for epoch, value in sorted(missing.items()):
                     trial.report(value, epoch)
@@ -312,6 +307,10 @@ class StudyLedger:
         if confirmed:
             self.mlflow.log_confirmation(confirmed, {t.number: t.mlflow_run_id for t in trials})
             self.progress.message(confirmed.describe())
+        if self.multi:
+            front = pareto_front(trials, self.objectives)
+            self.mlflow.log_pareto(front, self.objectives)
+            self.progress.message(f"Pareto front: trials {[t.number for t in front]}")
         if checkpoint and status == StudyStatus.COMPLETED:
             mean = confirmed.config(best.number).mean if confirmed else None
             with self.store.full_model(best_model(checkpoint)) as folder:

@@ -73,6 +73,7 @@ class TrialRecord(Base):
     curve: Mapped[dict | None] = mapped_column(JSON)  # {"epoch": objective value}, every epoch recorded
     last_metric: Mapped[float | None] = mapped_column(Float)
     best_metric: Mapped[float | None] = mapped_column(Float)
+    objectives: Mapped[dict | None] = mapped_column(JSON)  # each objective's value at best_metric's epoch (hpo.pareto)
     checkpoint: Mapped[str | None] = mapped_column(Text)  # the latest resumable checkpoint recorded
     ray_trial_dir: Mapped[str | None] = mapped_column(Text)  # where the latest attempt writes checkpoints
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

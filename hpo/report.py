@@ -27,6 +27,7 @@ import optuna
 
 from hpo.config import stored_config, stored_storage
 from hpo.confirm import ConfirmationSummary, summary_of
+from hpo.pareto import pareto_front
 from hpo.plots import finished_study, plotly_figures, write_pngs
 from hpo.registry import Registry, StudyRecord, TrialRecord
 from hpo.secrets import restore
@@ -52,6 +53,7 @@ class StudyReport:
     study: optuna.Study  # finished trials at their best epoch (see hpo.plots.finished_study)
     confirmation: ConfirmationSummary | None = None  # confirm.top_k's reruns, when the study ran them
     evaluation: dict | None = None  # the winner's per-class results at its best epoch (trainers.metrics.per_class)
+    objectives: tuple[Objective, ...] = ()  # a multi-objective study's (study.objectives), the primary first
 
     @property
     def winner(self) -> TrialRecord | None:
@@ -99,6 +101,8 @@ def build_report(registry: Registry, name: str) -> StudyReport:
     report = StudyReport(record, trials, objective, int(cfg.trainer.max_epochs),
                          finished_study(stored, trials, objective.direction), confirmation)
     report.evaluation = _evaluation(stored_storage(record, [registry.url]).tracking_uri, report.winner)
+    given = cfg.study.get("objectives") or []
+    report.objectives = tuple(Objective(*str(o).split(":", 1)) for o in given)
     return report
 
 
@@ -181,6 +185,20 @@ def _per_class_lines(evaluation: dict | None) -> list[str]:
     return lines
 
 
+def _pareto_lines(r: StudyReport) -> list[str]:
+    """A multi-objective study's Pareto front: no listed trial is beaten on every objective by another."""
+    if len(r.objectives) < 2:
+        return []
+    front = pareto_front(r.trials, r.objectives)
+    names = [f"{o.metric} ({o.mode})" for o in r.objectives]
+    lines = ["## Pareto front", "", f"{len(front)} completed trial(s) that no other beats on every objective "
+             "(costs at the least measured; the rest at the best epoch of the first):", "",
+             "| trial | " + " | ".join(names) + " | params |", "|---|" + "---|" * (len(names) + 1)]
+    lines += [f"| {t.number} | " + " | ".join(_cell(t.objectives[o.metric]) for o in r.objectives)
+              + f" | {format_params(t.params or {})} |" for t in front]
+    return lines + [""]
+
+
 def _confirmation_lines(r: StudyReport) -> list[str]:
     """The confirmation stage: each top config's search value against its mean over further seeds."""
     c = r.confirmation
@@ -215,6 +233,7 @@ def markdown(r: StudyReport, images: list[str]) -> str:
                       f"`champion` (`models:/{s.name}@champion`).", ""]
         lines += _per_class_lines(r.evaluation)
         lines += _confirmation_lines(r)
+        lines += _pareto_lines(r)
         header, rows = _top_rows(r)
         lines += [f"## Top {len(rows)}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
                   *("| " + " | ".join(row) + " |" for row in rows), ""]

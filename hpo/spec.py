@@ -59,6 +59,12 @@ class StudySettings:
     stop: StopRules
     feedback: str  # what Optuna is told of a scheduler-stopped trial: "pruned" | "complete"
     first_trial: str  # "midpoint": the space's centre first | "sampler": the sampler's own first draw
+    extra_objectives: tuple[Objective, ...] = ()  # study.objectives after the first: a multi-objective study
+
+    @property
+    def objectives(self) -> tuple[Objective, ...]:
+        """Every objective, the primary (what ASHA schedules on and the best trial is ranked by) first."""
+        return (self.objective, *self.extra_objectives)
 
 
 KEEPS = ("best", "all")  # storage.keep

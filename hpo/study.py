@@ -103,7 +103,7 @@ def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
         if resumed:
             sampler.reseed_rng()  # a seeded sampler would otherwise replay its first attempt's draws
         study = optuna.create_study(study_name=spec.name, storage=_optuna_storage(spec), sampler=sampler,
-                                    direction=spec.objective.direction, load_if_exists=True)
+                                    directions=[o.direction for o in spec.study.objectives], load_if_exists=True)
         finished = [t for t in registry.trials(spec.name) if t.state.finished]
         rules = StudyStop(spec.objective, signal, elapsed_before_s=record.elapsed_s,
                           epochs_before=sum(len(t.values) for t in registry.trials(spec.name)),

@@ -180,6 +180,15 @@ class StudyRun:
         self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()],
                               metrics=[Metric("optimism_gap", gap, _now_ms(), 0)] if gap is not None else [])
 
+    def log_pareto(self, front: Sequence, objectives: Sequence) -> None:
+        """A multi-objective study's Pareto front: ``pareto_front.json`` on the study's run, its trials' runs tagged."""
+        rows = [{"trial": t.number, "run_id": t.mlflow_run_id, "params": t.params, **t.objectives} for t in front]
+        self.client.log_dict(self.run_id, {"objectives": [f"{o.metric}:{o.mode}" for o in objectives],
+                                           "front": rows}, "pareto_front.json")
+        for trial in front:
+            if trial.mlflow_run_id:
+                self.client.set_tag(trial.mlflow_run_id, "hpo.pareto", "true")
+
     def mark_started(self, run_id: str, ray_trial_id: str, resumed_after_epoch: int | None) -> None:
         """The Ray trial now running it, and the epoch it continues after when it resumed."""
         tags = {TRIAL_ID_TAG: ray_trial_id}

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, inspect, text
 from hpo.registry import VERSION_TABLE, Registry, RegistryError, utcnow
 from hpo.states import StudyStatus, TrialState
 
-HEAD = "0004_v4"
+HEAD = "0005_v5"
 V2_STORE = Path(__file__).parent / "fixtures" / "registry_v2.db"  # written by hpo 0.1.0's Registry (schema v2)
 
 

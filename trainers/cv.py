@@ -34,7 +34,7 @@ from trainers.data import PreparedData, TokenizedSplit
 from trainers.reporting import Reporter
 
 _AVERAGED = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1_macro", "val_auc", "train_loss",
-             "train_examples_per_s")
+             "train_examples_per_s", "latency_ms", "trainable_params", "model_mb")
 
 
 def folds(labels: list[int], k: int, seed: int) -> list[tuple[list[int], list[int]]]:

@@ -28,6 +28,7 @@ from trainers.optim import param_groups, warmup_then_linear_decay
 from trainers.reporting import Reporter
 
 VALIDATION_METRICS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1_macro", "val_auc")
+COST_METRICS = ("latency_ms", "trainable_params", "model_mb")  # lower is better: secondary objectives
 CLASS_WEIGHTS = ("none", "balanced")
 METHODS = ("full", "freeze", "lora")
 
@@ -177,12 +178,17 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
             train_loss = float(loss_sum) / max(seen, 1)  # the epoch's one sync
             train_seconds = time.perf_counter() - started
 
+            evaluated = time.perf_counter()
             logits, labels = _predict_within_memory(model, data, eval_micro, device)
             metrics = validation_metrics(logits, labels)
             metrics.update(
                 epoch=epoch,
                 train_loss=train_loss,
                 train_examples_per_s=seen / train_seconds,
+                # Costs a multi-objective study can trade accuracy against (hpo.pareto):
+                latency_ms=1000 * (time.perf_counter() - evaluated) / max(len(labels), 1),  # validation, per row
+                trainable_params=float(sum(p.numel() for p in classifier.parameters() if p.requires_grad)),
+                model_mb=sum(p.numel() * p.element_size() for p in classifier.parameters()) / 2**20,
                 lr=scheduler.get_last_lr()[-1],
                 micro_batch_size=micro.size,
                 grad_accumulation=micro.accumulation,
