@@ -106,3 +106,23 @@ def test_bad_confirmation_settings_are_refused_by_key(override, key):
 def test_an_ensemble_averages_probabilities():
     average = average_probabilities([torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([[0.5, 0.5], [0.6, 0.4]])])
     assert torch.allclose(average, torch.tensor([[0.7, 0.3], [0.4, 0.6]]))
+
+
+@pytest.mark.parametrize("objectives", ["[val_accuracy:max]", "[val_accuracy:max,speed:min]",
+                                        "[val_accuracy:max,latency_ms:max]", "[latency_ms:min,val_accuracy:max]",
+                                        "[val_accuracy:max,val_accuracy:max]"])
+def test_bad_objectives_are_refused_by_key(objectives):
+    with pytest.raises(ConfigError, match=r"study\.objectives"):
+        build_spec(compose(["model=tiny_bert", f"study.objectives={objectives}"]))
+
+
+def test_objectives_set_the_primary_metric_and_the_rest():
+    spec = build_spec(compose(["model=tiny_bert", "study.objectives=[val_f1_macro:max,model_mb:min]"]))
+    assert spec.objective == Objective("val_f1_macro", "max") and spec.trainer.metric == "val_f1_macro"
+    assert spec.study.extra_objectives == (Objective("model_mb", "min"),)
+
+
+def test_cross_validation_folds_are_checked():
+    with pytest.raises(ConfigError, match=r"data\.cv_folds"):
+        build_spec(compose(["model=tiny_bert", "data.cv_folds=1"]))
+    assert build_spec(compose(["model=tiny_bert", "data.cv_folds=5"])).trainer.cv_folds == 5

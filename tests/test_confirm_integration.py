@@ -75,3 +75,32 @@ def test_confirmation_survives_a_kill_registers_its_winner_and_an_ensemble_follo
     predicted = hpo(["predict", name, "a gorgeous film", "--model-uri", f"models:/{name}@ensemble"], tmp_path,
                     sst2_dir)
     assert predicted.returncode == 0 and predicted.stdout.splitlines()[1].endswith("a gorgeous film")
+
+
+def test_a_cross_validated_lora_study_with_two_objectives(tmp_path, sst2_dir):
+    """LoRA trials (search=methods, method fixed), 2-fold cross-validation as the objective, accuracy against
+    trainable parameters: the Pareto front reaches MLflow and the report, and the registered model (its adapters
+    merged) predicts."""
+    name = "cv_lora_pareto"
+    sweep = with_overrides(TINY_SWEEP, "trainer.max_epochs=1", "study.num_samples=2", "search=methods",
+                           "search.method=lora", "data.cv_folds=2",
+                           "study.objectives=[val_accuracy:max,trainable_params:min]")
+    made = hpo(["sweep", *sweep, f"study.name={name}", f"storage.root={tmp_path}"], tmp_path, sst2_dir, timeout=600)
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+    assert "Pareto front: trials" in made.stdout
+
+    registry = Registry(f"sqlite:///{tmp_path}/registry.db")
+    trials = registry.trials(name)
+    assert {t.state for t in trials} == {TrialState.COMPLETED}
+    for trial in trials:
+        assert trial.params["method"] == "lora" and "lora_rank" in trial.params and "freeze_depth" not in trial.params
+        assert 0 < trial.objectives["trainable_params"] < 100_000  # adapters and head, not the whole encoder
+    c = study_counts(tmp_path, name)
+    client = c["client"]
+    front = json.loads(Path(client.download_artifacts(c["record"].mlflow_parent_run_id, "pareto_front.json",
+                                                      str(tmp_path))).read_text())
+    assert front["objectives"] == ["val_accuracy:max", "trainable_params:min"] and front["front"]
+    assert all(r.data.metrics.get("cv_sd") is not None for r in c["mlflow_children"])
+    assert "## Pareto front" in (tmp_path / name / "report" / "report.md").read_text()
+    predicted = hpo(["predict", name, "a gorgeous film"], tmp_path, sst2_dir)
+    assert predicted.returncode == 0 and predicted.stdout.splitlines()[1].endswith("a gorgeous film")

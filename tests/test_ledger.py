@@ -46,8 +46,8 @@ class Harness:
         self.registry.update(self.spec.name, mlflow_experiment_id=mlflow.experiment_id,
                              mlflow_parent_run_id=mlflow.run_id)
         study = optuna.create_study(study_name=self.spec.name, storage=self.spec.storage.optuna_url,
-                                    sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize",
-                                    load_if_exists=True)
+                                    sampler=optuna.samplers.RandomSampler(seed=0),
+                                    directions=[o.direction for o in self.spec.study.objectives], load_if_exists=True)
         self.signal = StopSignal()
         return StudyLedger(self.spec, self.registry, study, mlflow, store, self.signal,
                            progress=PlainProgress(self.spec.name, Tally(self.spec.objective, 8, 3), self.lines.append))
@@ -189,3 +189,23 @@ def test_champion_moves_only_to_a_better_registered_version(root, tmp_path):
         h.ledger.mlflow.log_best_model(folder, value, number)
     champion = client.get_model_version_by_alias(h.spec.name, "champion")
     assert (str(champion.version), champion.tags["hpo.trial_number"]) == ("3", "2"), "ties keep the earlier champion"
+
+
+def test_a_multi_objective_trial_tells_optuna_its_vector_and_costs_are_the_least_measured(root):
+    """Optuna's multi-objective trials take no intermediate values (optuna#3450): ASHA prunes them alone."""
+    h = Harness(root, "pareto", "study.objectives=[val_accuracy:max,latency_ms:min]")
+    number, _ = h.ledger.new_trial("a")
+    h.ledger.trial_started("a", "/nowhere/a", None)
+    for epoch, (accuracy, latency) in enumerate([(0.6, 5.0), (0.8, 3.0), (0.7, 2.0)], 1):
+        h.ledger.epoch_reported("a", {"epoch": epoch, "val_accuracy": accuracy, "latency_ms": latency})
+    h.ledger.trial_ended("a", {"epoch": 3}, errored=False)
+    pruned, _ = h.ledger.new_trial("b")
+    h.ledger.trial_started("b", "/nowhere/b", None)
+    h.ledger.epoch_reported("b", {"epoch": 1, "val_accuracy": 0.5, "latency_ms": 1.0})
+    h.ledger.trial_ended("b", {"epoch": 1}, errored=False)
+
+    trials = {t.number: t for t in h.ledger.study.get_trials()}
+    assert trials[number].state == Optuna.COMPLETE and trials[number].values == [0.8, 2.0]
+    assert h.registry.trial("pareto", number).objectives == {"val_accuracy": 0.8, "latency_ms": 2.0}
+    assert trials[pruned].state == Optuna.PRUNED and trials[pruned].intermediate_values == {}
+    assert h.registry.trial("pareto", number).values == {1: 0.6, 2: 0.8, 3: 0.7}, "the registry keeps the curve"
