@@ -2,27 +2,14 @@
 exact resume, a checkpoint the orchestrator reads like any other. Tiny BERT, real SST-2 rows."""
 
 import dataclasses
-import shutil
 from collections import Counter
 
 import pytest
+from reporters import Interrupted, KeepLatest
 
-from trainers import ConsoleReporter, TextClassifier, TrainConfig, fine_tune, prepare_data
+from trainers import TextClassifier, TrainConfig, fine_tune, prepare_data
 from trainers.checkpoint import FOLDS_DIR, is_complete, read_summary
 from trainers.cv import folds
-
-
-class _Keep(ConsoleReporter):
-    def __init__(self, keep, stop_after=None):
-        super().__init__()
-        self.keep, self.stop_after = keep, stop_after
-
-    def report(self, metrics, checkpoint_dir):
-        super().report(metrics, None)
-        shutil.rmtree(self.keep, ignore_errors=True)
-        shutil.copytree(checkpoint_dir, self.keep)
-        if metrics["epoch"] == self.stop_after:
-            raise KeyboardInterrupt  # what a killed worker looks like to the loop: nothing after this report
 
 
 def test_folds_are_stratified_disjoint_and_seeded():
@@ -40,7 +27,7 @@ def test_cross_validation_reports_fold_means_and_resumes_exactly(small_sst2, tin
     data = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert, train_limit=120, validation_limit=40)
     config = TrainConfig(model_name_or_path=str(tiny_bert), max_epochs=2, learning_rate=1e-3, num_threads=1,
                          cv_folds=3)
-    straight = _Keep(tmp_path / "straight")
+    straight = KeepLatest(tmp_path / "straight")
     best = fine_tune(config, data, straight)
     assert [m["epoch"] for m in straight.history] == [1, 2]
     assert all(m["cv_folds"] == 3 and "cv_sd" in m for m in straight.history)
@@ -53,9 +40,9 @@ def test_cross_validation_reports_fold_means_and_resumes_exactly(small_sst2, tin
     assert read_summary(folder)["epoch"] == 2
     TextClassifier.from_checkpoint(folder / "best")  # fold 0's model at the best epoch of the fold mean
 
-    with pytest.raises(KeyboardInterrupt):
-        fine_tune(config, data, _Keep(tmp_path / "first", stop_after=1))
-    resumed = _Keep(tmp_path / "resumed")
+    with pytest.raises(Interrupted):
+        fine_tune(config, data, KeepLatest(tmp_path / "first", stop_after=1))
+    resumed = KeepLatest(tmp_path / "resumed")
     fine_tune(dataclasses.replace(config, resume_from=str(tmp_path / "first")), data, resumed)
     assert [m["epoch"] for m in resumed.history] == [2]
     assert resumed.history[-1]["val_loss"] == pytest.approx(straight.history[-1]["val_loss"], abs=1e-6)

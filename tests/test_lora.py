@@ -5,42 +5,22 @@ import dataclasses
 
 import pytest
 import torch
+from reporters import Interrupted, KeepLatest
 from safetensors.torch import load_file
 
-from trainers import ConsoleReporter, TextClassifier, TrainConfig, fine_tune, prepare_data
+from trainers import TextClassifier, TrainConfig, fine_tune, prepare_data
 from trainers.checkpoint import full_model
 from trainers.compact import WEIGHTS_FILE
 from trainers.loop import predict
 from trainers.lora import CONFIG_KEY
 
 
-class _Stop(Exception):
-    pass
-
-
-class _Keep(ConsoleReporter):
-    """Keeps the last checkpoint folder (compact) for the test to read; ``stop_after``: an interruption there."""
-
-    def __init__(self, keep, stop_after=None):
-        super().__init__()
-        self.keep, self.stop_after = keep, stop_after
-
-    def report(self, metrics, checkpoint_dir):
-        import shutil
-
-        super().report(metrics, None)
-        shutil.rmtree(self.keep, ignore_errors=True)
-        shutil.copytree(checkpoint_dir, self.keep)
-        if metrics["epoch"] == self.stop_after:
-            raise _Stop
-
-
 def test_lora_trains_adapters_and_head_only_and_exports_merged(small_sst2, tiny_bert, tmp_path):
     data = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert, train_limit=128, validation_limit=64)
     config = TrainConfig(model_name_or_path=str(tiny_bert), max_epochs=2, method="lora", lora_rank=4, lora_alpha=8,
                          lora_learning_rate=1e-2, num_threads=1, freeze_depth=1)
-    with pytest.raises(_Stop):
-        fine_tune(config, data, _Keep(tmp_path / "ckpt", stop_after=1))
+    with pytest.raises(Interrupted):
+        fine_tune(config, data, KeepLatest(tmp_path / "ckpt", stop_after=1))
 
     stored = load_file(next((tmp_path / "ckpt").rglob(WEIGHTS_FILE)))
     assert stored and all("lora_" in name or "classifier" in name or "pooler" in name for name in stored)
@@ -56,8 +36,8 @@ def test_lora_trains_adapters_and_head_only_and_exports_merged(small_sst2, tiny_
     merged_logits, _ = predict(merged, data.validation, data.pad_token_id, 32, torch.device("cpu"))
     assert torch.allclose(logits, merged_logits, atol=1e-4)
 
-    resumed = _Keep(tmp_path / "ckpt2")
+    resumed = KeepLatest(tmp_path / "ckpt2")
     fine_tune(dataclasses.replace(config, resume_from=str(tmp_path / "ckpt")), data, resumed)
-    straight = _Keep(tmp_path / "ckpt3")
+    straight = KeepLatest(tmp_path / "ckpt3")
     fine_tune(config, data, straight)
     assert resumed.history[-1]["val_loss"] == pytest.approx(straight.history[-1]["val_loss"], abs=1e-5)
