@@ -84,6 +84,12 @@ def cmd_status(args: Namespace) -> None:
         state = f"{t.state} ({t.fail_reason})" if t.fail_reason else str(t.state)
         rows.append([str(t.number), state, str(t.epochs), metric, t.mlflow_run_id or "-", params])
     print(_table(rows))
+    if reruns := registry.confirmations(s.name):
+        print("  confirmation reruns (the trial's config on another seed):")
+        rows = [["TRIAL", "SEED", "STATE", "EPOCHS", f"BEST {s.metric}", "MLFLOW RUN"]]
+        rows += [[str(c.trial_number), str(c.seed), str(c.state), str(c.epochs),
+                  f"{c.best_metric:.4f}" if c.best_metric is not None else "-", c.mlflow_run_id or "-"] for c in reruns]
+        print(_table(rows))
 
 
 def cmd_stop(args: Namespace) -> None:

@@ -63,6 +63,8 @@ def test_confirmation_survives_a_kill_registers_its_winner_and_an_ensemble_follo
         evaluation = json.loads(Path(client.download_artifacts(run.info.run_id, "evaluation/per_class.json",
                                                                str(tmp_path / f"eval_{number}"))).read_text())
         assert sum(map(sum, evaluation["confusion_matrix"])) == 200  # data.validation_limit
+    status = hpo(["status", name], tmp_path, sst2_dir)
+    assert status.stdout.count(" completed ") >= TOP_K * SEEDS and "confirmation reruns" in status.stdout
     report = (tmp_path / name / "report" / "report.md").read_text()
     assert "## Confirmation" in report and "### Per class" in report
 
