@@ -119,24 +119,14 @@ def summary_of(trials: Iterable[TrialRecord], reruns: Iterable[ConfirmationRecor
     return summarize({t.number: t.best_metric for t in chosen}, values, objective, rank_by)
 
 
-class _Curve:
-    """``fine_tune``'s reporter inside a rerun: keeps each epoch's metrics (a rerun keeps no model)."""
-
-    def __init__(self) -> None:
-        self.epochs: list[dict[str, float]] = []
-
-    def report(self, metrics: Mapping[str, float], checkpoint_dir: Any) -> None:
-        self.epochs.append({k: float(v) for k, v in metrics.items()})
-
-
 def train_rerun(trainer, params: dict[str, Any], seed: int, data, num_threads: int) -> list[dict[str, float]]:
     """One rerun, in a Ray worker: ``params`` on ``seed``; returns each epoch's metrics."""
-    from trainers import fine_tune
+    from trainers import ConsoleReporter, fine_tune
 
-    curve = _Curve()
+    curve = ConsoleReporter()  # keeps each epoch's metrics (a rerun keeps no model)
     fine_tune(dataclasses.replace(trainer, **params, seed=seed, num_threads=num_threads, resume_from=None),
               data, curve)
-    return curve.epochs
+    return curve.history
 
 
 def run_reruns(todo: Sequence[tuple[int, int, dict[str, Any]]], *, trainer, data, cpu: float, gpu: float,

@@ -145,6 +145,9 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     )
     # fp16 needs loss scaling to keep small gradients; bf16 and fp32 do not (the scaler is then a no-op).
     scaler = torch.amp.GradScaler("cuda", enabled=half_dtype(device) == torch.float16)
+    # Costs a multi-objective study can trade accuracy against (hpo.pareto), with latency_ms measured per epoch.
+    sizes = {"trainable_params": float(sum(p.numel() for p in classifier.parameters() if p.requires_grad)),
+             "model_mb": sum(p.numel() * p.element_size() for p in classifier.parameters()) / 2**20}
     weights = class_weights(cfg.class_weights, data.train.labels, data.num_labels)
     weights = weights.to(device) if weights is not None else None
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
@@ -180,15 +183,14 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
 
             evaluated = time.perf_counter()
             logits, labels = _predict_within_memory(model, data, eval_micro, device)
+            latency_ms = 1000 * (time.perf_counter() - evaluated) / max(len(labels), 1)  # validation, per row
             metrics = validation_metrics(logits, labels)
             metrics.update(
                 epoch=epoch,
                 train_loss=train_loss,
                 train_examples_per_s=seen / train_seconds,
-                # Costs a multi-objective study can trade accuracy against (hpo.pareto):
-                latency_ms=1000 * (time.perf_counter() - evaluated) / max(len(labels), 1),  # validation, per row
-                trainable_params=float(sum(p.numel() for p in classifier.parameters() if p.requires_grad)),
-                model_mb=sum(p.numel() * p.element_size() for p in classifier.parameters()) / 2**20,
+                latency_ms=latency_ms,
+                **sizes,
                 lr=scheduler.get_last_lr()[-1],
                 micro_batch_size=micro.size,
                 grad_accumulation=micro.accumulation,
