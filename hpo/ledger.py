@@ -293,6 +293,7 @@ class StudyLedger(ConfirmationWrites):
             if record.state != TrialState.RUNNING and self.mlflow.run_status(record.mlflow_run_id) == "RUNNING":
                 self.mlflow.close_trial_run(record.mlflow_run_id, record.state, self._latest_checkpoint(record),
                                             record.fail_reason)
+        self.reconcile_reruns()
 
     def close_study(self, status: StudyStatus, reason: str | None, elapsed_s: float) -> None:
         """The study's end: open trials closed, its best trial (over all attempts) found and its model

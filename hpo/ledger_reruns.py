@@ -14,11 +14,10 @@ class ConfirmationWrites:
 
     def rerun_started(self, number: int, seed: int) -> None:
         trial = self.registry.trial(self.name, number)
-        earlier = next((c for c in self.registry.confirmations(self.name)
-                        if (c.trial_number, c.seed) == (number, seed)), None)
+        restarted = any((c.trial_number, c.seed) == (number, seed) for c in self.registry.confirmations(self.name))
         self.registry.upsert_confirmation(self.name, number, seed, state=TrialState.RUNNING, epochs=0, best_metric=None)
         run_id = self.mlflow.open_rerun_run(number, seed, {**self.spec.space.fixed, **trial.params},
-                                            trial.mlflow_run_id, earlier.mlflow_run_id if earlier else None)
+                                            trial.mlflow_run_id, restarted)
         self.registry.upsert_confirmation(self.name, number, seed, mlflow_run_id=run_id)
         self.progress.message(f"confirming trial {number}'s config on seed {seed}")
 
@@ -31,6 +30,14 @@ class ConfirmationWrites:
         self.mlflow.close_rerun_run(record.mlflow_run_id, state, epochs or [])
         outcome = f"{self.objective.metric} {best:.4f}" if best is not None else (error or "stopped")
         self.progress.message(f"trial {number}'s config on seed {seed}: {state.value}, {outcome}")
+
+    def reconcile_reruns(self) -> None:
+        """Closes the MLflow run of a rerun the registry saw end before a crash cut MLflow short (its epochs died
+        with the driver; the registry keeps its best value and state)."""
+        for rerun in self.registry.confirmations(self.name):
+            if (rerun.state != TrialState.RUNNING and rerun.mlflow_run_id
+                    and self.mlflow.run_status(rerun.mlflow_run_id) == "RUNNING"):
+                self.mlflow.close_rerun_run(rerun.mlflow_run_id, rerun.state, [])
 
     def confirmation(self) -> ConfirmationSummary | None:
         """The confirmed ranking of the study's top configs, when ``confirm.top_k`` is on."""

@@ -143,22 +143,37 @@ class StudyRun:
 
     # --- confirmation reruns (hpo.confirm) --------------------------------------------------------
 
+    def find_rerun_run(self, number: int, seed: int) -> str | None:
+        """The run of trial ``number``'s rerun on ``seed``, if MLflow has one (a crash can fall between its creation
+        and the registry learning its id)."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`hpo.confirms_trial` = '{number}' and tags.`hpo.seed` = '{seed}' "
+                          f"and tags.`mlflow.parentRunId` = '{self.run_id}'",
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
     def open_rerun_run(self, number: int, seed: int, params: dict[str, Any], trial_run_id: str | None,
-                       run_id: str | None = None) -> str:
+                       restarted: bool) -> str:
         """A seed-only rerun of trial ``number``'s config: nested under the study, tagged ``hpo.role=confirmation``
-        and linked to the trial's run (``hpo.confirms_run_id``). ``run_id``: a run a crash left open, reopened."""
+        and linked to the trial's run (``hpo.confirms_run_id``). ``restarted``: the rerun was started before (a
+        crash cut it short), so the run it may have is reopened rather than a second one made."""
+        run_id = self.find_rerun_run(number, seed) if restarted else None
         if run_id is not None:
             self.client.update_run(run_id, status="RUNNING")
-            return run_id
-        run = self.client.create_run(
-            self.experiment_id, run_name=f"trial_{number:04d}_seed_{seed}",
-            tags={"mlflow.parentRunId": self.run_id, "hpo.study": self.spec.name, "hpo.role": "confirmation",
-                  "hpo.confirms_trial": str(number), "hpo.confirms_run_id": trial_run_id or "", "hpo.seed": str(seed),
-                  STATUS_TAG: TrialState.RUNNING.value})
+            self.client.set_tag(run_id, STATUS_TAG, TrialState.RUNNING.value)
+        else:
+            run_id = self.client.create_run(
+                self.experiment_id, run_name=f"trial_{number:04d}_seed_{seed}",
+                tags={"mlflow.parentRunId": self.run_id, "hpo.study": self.spec.name, "hpo.role": "confirmation",
+                      "hpo.confirms_trial": str(number), "hpo.confirms_run_id": trial_run_id or "",
+                      "hpo.seed": str(seed), STATUS_TAG: TrialState.RUNNING.value}).info.run_id
         fixed = {k: v for k, v in self.spec.trainer.to_dict().items()
                  if k not in ("model_name_or_path", "num_threads", "resume_from")}
-        self.client.log_batch(run.info.run_id, params=params_of(fixed | params | {"seed": seed}))
-        return run.info.run_id
+        # logged again on a reopened run too (the crash may have come before they were): MLflow accepts equal values
+        self.client.log_batch(run_id, params=params_of(fixed | params | {"seed": seed}))
+        return run_id
 
     def close_rerun_run(self, run_id: str, state: TrialState, epochs: Sequence[Mapping[str, float]]) -> None:
         for epoch in epochs:

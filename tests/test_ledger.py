@@ -209,3 +209,33 @@ def test_a_multi_objective_trial_tells_optuna_its_vector_and_costs_are_the_least
     assert h.registry.trial("pareto", number).objectives == {"val_accuracy": 0.8, "latency_ms": 2.0}
     assert trials[pruned].state == Optuna.PRUNED and trials[pruned].intermediate_values == {}
     assert h.registry.trial("pareto", number).values == {1: 0.6, 2: 0.8, 3: 0.7}, "the registry keeps the curve"
+
+
+def test_a_rerun_cut_short_between_its_run_and_its_record_reopens_that_run(root):
+    """CI's kill once fell after MLflow created a rerun's run and before the registry held its id: the next
+    driver found no id and made a second run. It now looks for the run by its tags."""
+    h = Harness(root, "rerun_crash", "confirm.top_k=1")
+    number = h.run("a", [0.6, 0.7])
+    h.registry.upsert_confirmation(h.spec.name, number, 1, state=TrialState.RUNNING, epochs=0, best_metric=None)
+    params = {**h.spec.space.fixed, **h.registry.trial(h.spec.name, number).params}
+    h.ledger.mlflow.open_rerun_run(number, 1, params, None, restarted=False)  # ...and the driver dies.
+
+    ledger = h.reopen()
+    ledger.rerun_started(number, 1)
+    ledger.rerun_ended(number, 1, [{"epoch": 1, "val_accuracy": 0.65}], None)
+    runs = ledger.mlflow.client.search_runs([ledger.mlflow.experiment_id], "tags.`hpo.role` = 'confirmation'")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert h.registry.confirmations(h.spec.name)[0].mlflow_run_id == runs[0].info.run_id
+
+
+def test_a_rerun_the_registry_saw_end_has_its_mlflow_run_closed_on_resume(root):
+    h = Harness(root, "rerun_closed", "confirm.top_k=1")
+    number = h.run("a", [0.6, 0.7])
+    h.ledger.rerun_started(number, 1)
+    h.registry.upsert_confirmation(h.spec.name, number, 1, state=TrialState.COMPLETED, epochs=1, best_metric=0.65)
+    # ...and the driver dies before MLflow hears of the end.
+    ledger = h.reopen()
+    ledger.reconcile()
+    run_id = h.registry.confirmations(h.spec.name)[0].mlflow_run_id
+    run = ledger.mlflow.client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["hpo.trial_status"] == "completed"
