@@ -21,6 +21,7 @@ from hpo import spec as s
 from hpo.config_parts import cluster_spec, confirm_spec, data_spec, get_key, number, storage_spec
 from hpo.errors import ConfigError
 from hpo.model_check import resolve_model
+from hpo.model_choice import model_choices, with_choice_configs
 from hpo.resolvers import CONFIG_DIR, register
 from hpo.search_space import SearchSpace
 from hpo.secrets import redact, restore
@@ -73,6 +74,7 @@ def stored_storage(record, given: Sequence[str] = ()) -> s.StorageSpec:
 
 def build_spec(cfg: DictConfig) -> s.StudySpec:
     """Checks ``cfg`` in the order a user would fix it: study, storage, model, data, search, trainer, rest."""
+    cfg = with_choice_configs(cfg)
     try:  # what the registry keeps and MLflow shows: credentials masked (hpo.secrets)
         config_yaml = OmegaConf.to_yaml(OmegaConf.create(redact(OmegaConf.to_container(cfg, resolve=True))))
     except OmegaConfBaseException as err:
@@ -86,7 +88,8 @@ def build_spec(cfg: DictConfig) -> s.StudySpec:
     if pooling not in POOLINGS:
         raise ConfigError("model.pooling", f"must be one of {list(POOLINGS)}, got {pooling!r}")
     data = data_spec(cfg)
-    space = _space(cfg, model.num_layers)
+    choices = model_choices(cfg)
+    space = _space(cfg, model.num_layers, {name: (c.model.num_layers, c.prior) for name, c in choices.items()})
     trainer = dataclasses.replace(_trainer(cfg, model, pooling, study, space), cv_folds=data.cv_folds or 0)
 
     cpu = number(cfg, "resources.cpu", minimum=0.01)
@@ -108,7 +111,7 @@ def build_spec(cfg: DictConfig) -> s.StudySpec:
         warm_start=s.WarmStartSpec(source=warm_from, top_k=number(cfg, "warm_start.top_k", minimum=1, integer=True)),
         confirm=confirm_spec(cfg),
         register_best=bool(get_key(cfg, "tracking.register_best")),
-        config_yaml=config_yaml,
+        config_yaml=config_yaml, models=choices,
     )
 
 
@@ -148,13 +151,13 @@ def _study(cfg: DictConfig) -> s.StudySettings:
     )
 
 
-def _space(cfg: DictConfig, num_layers: int) -> SearchSpace:
+def _space(cfg: DictConfig, num_layers: int, models: dict[str, tuple[int, dict]]) -> SearchSpace:
     search = get_key(cfg, "search")
     if not isinstance(search, DictConfig):
         raise ConfigError("search", "must be a mapping of hyperparameter -> range, choices or value")
     node = {k: v for k, v in OmegaConf.to_container(search, resolve=True).items()
             if k not in ("feedback", "first_trial")}
-    return SearchSpace.from_config(node, num_layers)
+    return SearchSpace.from_config(node, num_layers, models)
 
 
 def _objectives(cfg: DictConfig) -> list[Objective]:

@@ -14,7 +14,6 @@ not counted in the mean, because it is the run the selection favoured. Example::
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -119,17 +118,18 @@ def summary_of(trials: Iterable[TrialRecord], reruns: Iterable[ConfirmationRecor
     return summarize({t.number: t.best_metric for t in chosen}, values, objective, rank_by)
 
 
-def train_rerun(trainer, params: dict[str, Any], seed: int, data, num_threads: int) -> list[dict[str, float]]:
+def train_rerun(trainer, models, params: dict[str, Any], seed: int, data, num_threads: int) -> list[dict[str, float]]:
     """One rerun, in a Ray worker: ``params`` on ``seed``; returns each epoch's metrics."""
+    from hpo.model_choice import trial_data, trial_settings
     from trainers import ConsoleReporter, fine_tune
 
     curve = ConsoleReporter()  # keeps each epoch's metrics (a rerun keeps no model)
-    fine_tune(dataclasses.replace(trainer, **params, seed=seed, num_threads=num_threads, resume_from=None),
-              data, curve)
+    settings = trial_settings(trainer, params, models, seed=seed, num_threads=num_threads, resume_from=None)
+    fine_tune(settings, trial_data(data, params), curve)
     return curve.history
 
 
-def run_reruns(todo: Sequence[tuple[int, int, dict[str, Any]]], *, trainer, data, cpu: float, gpu: float,
+def run_reruns(todo: Sequence[tuple[int, int, dict[str, Any]]], *, trainer, models, data, cpu: float, gpu: float,
                max_retries: int, max_concurrent: int, stopped: Callable[[], bool],
                started: Callable[[int, int], None], ended: Callable[[int, int, list | None, str | None], None]) -> None:
     """Runs ``todo`` (trial number, seed, params) as Ray tasks, ``max_concurrent`` at a time; ``started`` and
@@ -144,7 +144,7 @@ def run_reruns(todo: Sequence[tuple[int, int, dict[str, Any]]], *, trainer, data
         while pending and len(running) < max_concurrent and not stopped():
             number, seed, params = pending.pop(0)
             started(number, seed)
-            running[task.remote(trainer, params, seed, shared, max(1, int(cpu)))] = (number, seed)
+            running[task.remote(trainer, models, params, seed, shared, max(1, int(cpu)))] = (number, seed)
         if stopped():
             for ref, (number, seed) in running.items():
                 ray.cancel(ref, force=True)

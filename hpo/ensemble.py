@@ -19,12 +19,13 @@ from pathlib import Path
 
 import torch
 
+from hpo.model_choice import StudyData, rows_of, trial_data
 from hpo.model_runs import EnsembleRun
 from hpo.refit import refit_spec
 from hpo.registry import Registry, RegistryError
 from hpo.spec import StudySpec
 from hpo.states import TrialState
-from trainers import PreparedData, TextClassifier
+from trainers import TextClassifier
 from trainers.loop import predict, validation_metrics
 
 
@@ -45,7 +46,7 @@ class EnsembleResult:
     model_uri: str
 
 
-def ensemble_top(registry: Registry, name: str, top: int, prepare: Callable[[StudySpec], PreparedData],
+def ensemble_top(registry: Registry, name: str, top: int, prepare: Callable[[StudySpec], StudyData],
                  log: Callable[[str], None] = print) -> EnsembleResult:
     """Averages the probabilities of the study's ``top`` best trials that have a model in MLflow, evaluates the
     average on the validation split beside the best member, and logs and registers it (:class:`EnsembleRun`)."""
@@ -61,14 +62,16 @@ def ensemble_top(registry: Registry, name: str, top: int, prepare: Callable[[Stu
         raise RegistryError(f"study {name!r} has {len(members)} finished trial(s) with a model in MLflow; an "
                             "ensemble needs at least 2 (run more trials, or keep pruned ones with storage.keep=all)")
     data = prepare(spec)
-    log(f"ensemble of {name}: trials {[t.number for t in members]} on {len(data.validation)} validation rows")
+    log(f"ensemble of {name}: trials {[t.number for t in members]} on {len(rows_of(data).validation)} validation "
+        "rows")
     run = EnsembleRun(spec, record, members)
     try:
         with tempfile.TemporaryDirectory(prefix="hpo-ensemble-") as tmp:
             folders, probabilities = [], []
             for trial in members:
                 folder = Path(client.download_artifacts(trial.mlflow_run_id, "checkpoint", f"{tmp}/{trial.number}"))
-                logits, labels = predict(TextClassifier.from_checkpoint(folder), data.validation, data.pad_token_id,
+                rows = trial_data(data, trial.params)  # its own model's tokens when the model was searched
+                logits, labels = predict(TextClassifier.from_checkpoint(folder), rows.validation, rows.pad_token_id,
                                          spec.trainer.eval_batch_size, torch.device("cpu"))
                 folders.append(folder)
                 probabilities.append(logits.softmax(-1))

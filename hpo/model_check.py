@@ -1,5 +1,5 @@
 """Finding the model a study fine-tunes and counting its encoder blocks, without loading weights or writing
-anything (the tiny test model is described, not built: :func:`ensure_model` builds it when a study starts)."""
+anything (a model hpo builds locally is described, not built: :func:`ensure_model` builds it when a study starts)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ from pathlib import Path
 from hpo.errors import ConfigError
 from hpo.spec import ModelSpec
 from trainers.modeling import UnsupportedArchitecture, num_encoder_blocks
+from trainers.truncated import TRUNCATIONS
 
-BUILDERS = ("tiny_bert",)
+BUILDERS = ("tiny_bert", *TRUNCATIONS)
 
 
 def resolve_model(raw: str, build_if_missing: str | None) -> ModelSpec:
     """``model.name_or_path`` as a local folder (absolute) or a hub name, with its number of encoder blocks."""
     if build_if_missing is not None and build_if_missing not in BUILDERS:
         raise ConfigError("model.build_if_missing",
-                          f"unknown builder {build_if_missing!r}; the only one is 'tiny_bert'")
+                          f"unknown builder {build_if_missing!r}; the builders are {list(BUILDERS)}")
     local = Path(raw).expanduser()
     to_build = build_if_missing is not None and not (local / "config.json").is_file()
     looks_local = local.exists() or raw.startswith(("/", ".", "~")) or raw.count("/") > 1
@@ -31,10 +32,14 @@ def resolve_model(raw: str, build_if_missing: str | None) -> ModelSpec:
         import torch
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
-        if to_build:
+        if to_build and build_if_missing == "tiny_bert":
             from trainers.tiny import tiny_bert_config
 
             config = tiny_bert_config()
+        elif to_build:
+            from trainers.truncated import truncated_config
+
+            config = truncated_config(build_if_missing)
         else:
             config = AutoConfig.from_pretrained(name_or_path)
         with torch.device("meta"):  # the architecture, without allocating weights
@@ -47,8 +52,12 @@ def resolve_model(raw: str, build_if_missing: str | None) -> ModelSpec:
 
 
 def ensure_model(model: ModelSpec) -> None:
-    """Builds the model folder a builder promised (the tiny test BERT), once."""
+    """Builds the model folder a builder promised (the tiny test BERT, a truncated encoder), once."""
     if model.build_if_missing == "tiny_bert":
         from trainers.tiny import build_tiny_bert
 
         build_tiny_bert(model.name_or_path)
+    elif model.build_if_missing in TRUNCATIONS:
+        from trainers.truncated import build_truncated
+
+        build_truncated(model.build_if_missing, model.name_or_path)

@@ -22,7 +22,7 @@ REFIT = "refit"  # the alias of a study's latest refit (hpo refit)
 ENSEMBLE = "ensemble"  # the alias of its latest ensemble (hpo ensemble)
 LOGGED_METRICS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1_macro", "val_auc", "train_loss", "lr",
                   "train_examples_per_s", "time_this_iter_s", "micro_batch_size", "grad_accumulation",
-                  "cv_sd", "latency_ms", "trainable_params", "model_mb")
+                  "cv_sd", "latency_ms", "epoch_seconds", "trainable_params", "model_mb")
 _PIP = ["torch==2.13.0", "transformers==5.23.0", "pandas", "hpo"]
 
 

@@ -23,10 +23,11 @@ from omegaconf import OmegaConf
 
 from hpo.config import build_spec, stored_config
 from hpo.datasets import split_dataset
+from hpo.model_choice import StudyData, trial_data, trial_settings
 from hpo.model_runs import RefitRun
 from hpo.registry import Registry, RegistryError, StudyRecord
 from hpo.spec import StudySpec
-from trainers import PreparedData, TrainConfig, fine_tune
+from trainers import PreparedData, fine_tune
 from trainers.checkpoint import full_model
 from trainers.data import TokenizedSplit
 
@@ -68,16 +69,15 @@ class _FinalModel:
 
 
 def refit(registry: Registry, name: str, overrides: list[str], include_validation: bool,
-          prepare: Callable[[StudySpec], PreparedData], log: Callable[[str], None] = print) -> str:
+          prepare: Callable[[StudySpec], StudyData], log: Callable[[str], None] = print) -> str:
     """Trains and registers the refit model; returns its model URI."""
     record = registry.require(name)
     spec = refit_spec(record, overrides, [registry.url])
     epochs = best_epoch(registry, record)
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    params = {k: v for k, v in (record.best_params or {}).items() if k in known}
-    settings = dataclasses.replace(spec.trainer, **params, max_epochs=epochs, early_stopping_patience=None,
-                                   resume_from=None, cv_folds=0, num_threads=spec.trainer.num_threads or os.cpu_count())
-    data = prepare(spec)
+    params = record.best_params or {}
+    settings = trial_settings(spec.trainer, params, spec.models, max_epochs=epochs, early_stopping_patience=None,
+                              resume_from=None, cv_folds=0, num_threads=spec.trainer.num_threads or os.cpu_count())
+    data = trial_data(prepare(spec), params)
     datasets = [split_dataset("train", spec.data.train_path, data.train, data.label_names, spec.data.train_limit)]
     if include_validation:
         datasets.append(split_dataset("train", spec.data.validation_path, data.validation, data.label_names,

@@ -20,13 +20,14 @@ from __future__ import annotations
 import html
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
 
 from hpo.config import stored_config, stored_storage
 from hpo.confirm import ConfirmationSummary, summary_of
+from hpo.model_costs import ModelCost, model_cost_lines, model_costs
 from hpo.pareto import pareto_front
 from hpo.plots import finished_study, plotly_figures, write_pngs
 from hpo.registry import Registry, StudyRecord, TrialRecord
@@ -54,6 +55,7 @@ class StudyReport:
     confirmation: ConfirmationSummary | None = None  # confirm.top_k's reruns, when the study ran them
     evaluation: dict | None = None  # the winner's per-class results at its best epoch (trainers.metrics.per_class)
     objectives: tuple[Objective, ...] = ()  # a multi-objective study's (study.objectives), the primary first
+    model_costs: list[ModelCost] = field(default_factory=list)  # per searched model (search.model)
 
     @property
     def winner(self) -> TrialRecord | None:
@@ -100,7 +102,9 @@ def build_report(registry: Registry, name: str) -> StudyReport:
                               str(cfg.confirm.rank_by)) if cfg.confirm.top_k else None
     report = StudyReport(record, trials, objective, int(cfg.trainer.max_epochs),
                          finished_study(stored, trials, objective.direction), confirmation)
-    report.evaluation = _evaluation(stored_storage(record, [registry.url]).tracking_uri, report.winner)
+    tracking_uri = stored_storage(record, [registry.url]).tracking_uri
+    report.evaluation = _evaluation(tracking_uri, report.winner)
+    report.model_costs = model_costs(trials, objective, tracking_uri)
     given = cfg.study.get("objectives") or []
     report.objectives = tuple(Objective(*str(o).split(":", 1)) for o in given)
     return report
@@ -233,6 +237,7 @@ def markdown(r: StudyReport, images: list[str]) -> str:
                       f"`champion` (`models:/{s.name}@champion`).", ""]
         lines += _per_class_lines(r.evaluation)
         lines += _confirmation_lines(r)
+        lines += model_cost_lines(r.model_costs, r.objective)
         lines += _pareto_lines(r)
         header, rows = _top_rows(r)
         lines += [f"## Top {len(rows)}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header),

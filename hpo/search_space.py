@@ -50,7 +50,14 @@ _ONLY_FOR: dict[str, tuple[str, ...]] = {
     "lora_rank": ("lora",), "lora_alpha": ("lora",), "lora_learning_rate": ("lora",),
 }
 DEFAULT_METHOD = "freeze"  # freeze_depth decides (0 = full fine-tuning), as before methods were searchable
-HYPERPARAMETERS = (*_BOUNDS, *_NAMED)
+MODEL = "model"  # the pretrained model as a dimension (hpo.model_choice): choices are model/ config names
+HYPERPARAMETERS = (*_BOUNDS, *_NAMED, MODEL)
+_PER_MODEL = "."  # Optuna's name for a dimension whose range depends on the model: learning_rate.minilm_l3
+
+
+def trainer_name(name: str) -> str:
+    """The trainer setting an Optuna parameter sets: ``learning_rate.minilm_l3`` -> ``learning_rate``."""
+    return name.split(_PER_MODEL, 1)[0]
 _RANGE_KEYS = {"low", "high", "log", "step", "type", "grid"}
 
 
@@ -61,7 +68,22 @@ class SearchSpace:
     grids: dict[str, list] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, node: Mapping[str, Any], num_layers: int) -> SearchSpace:
+    def from_config(cls, node: Mapping[str, Any], num_layers: int,
+                    models: Mapping[str, tuple[int, Mapping[str, Any]]] | None = None) -> SearchSpace:
+        """``models``: when the model is searched, each choice's number of blocks and prior (the ranges that
+        replace ``node``'s for its trials). A range that differs between models is one Optuna parameter per
+        model (``freeze_depth.minilm_l3``), so the sampler never mixes one model's evidence into another's.
+
+        >>> space = SearchSpace.from_config({"model": {"choices": ["big", "small"]},
+        ...     "freeze_depth": {"low": 0, "high": "half"}, "dropout": {"low": 0.0, "high": 0.2}},
+        ...     num_layers=6, models={"big": (6, {}), "small": (3, {})})
+        >>> sorted(space.distributions)
+        ['dropout', 'freeze_depth.big', 'freeze_depth.small', 'model']
+        """
+        if models:
+            return cls._per_model(node, num_layers, models)
+        if MODEL in node:
+            raise ConfigError("search.model", "the model choices were not read; give {choices: [model configs]}")
         distributions, fixed, grids = {}, {}, {}
         for name, spec in node.items():
             key = f"search.{name}"
@@ -77,10 +99,35 @@ class SearchSpace:
             raise ConfigError("search", "nothing to search: every hyperparameter is fixed; make one a range")
         return cls(distributions, fixed, grids)
 
-    def applicable(self, method: str | None) -> list[str]:
-        """The searched hyperparameters a trial of ``method`` uses (all when the space has no method)."""
+    @classmethod
+    def _per_model(cls, node: Mapping[str, Any], num_layers: int,
+                   models: Mapping[str, tuple[int, Mapping[str, Any]]]) -> SearchSpace:
+        base = {k: v for k, v in node.items() if k != MODEL}
+        spaces = {}
+        for name, (blocks, prior) in models.items():
+            if any(not isinstance(v, Mapping) for v in prior.values()):
+                raise ConfigError(f"model_choices.{name}.search", "a model's prior takes ranges or choices only")
+            try:
+                spaces[name] = cls.from_config({**base, **prior}, blocks)
+            except ConfigError as err:
+                raise ConfigError(f"{err.key} (for model {name})", err.message) from None
+        first = next(iter(spaces.values()))
+        distributions = {MODEL: CategoricalDistribution(list(models))}
+        for dim in dict.fromkeys(d for space in spaces.values() for d in space.distributions):
+            same = all(space.distributions.get(dim) == first.distributions.get(dim) for space in spaces.values())
+            for model, space in spaces.items():
+                if dim in space.distributions:
+                    distributions[dim if same else f"{dim}{_PER_MODEL}{model}"] = space.distributions[dim]
+        grids = {k: v for space in spaces.values() for k, v in space.grids.items()}
+        return cls(distributions, dict(first.fixed), grids)
+
+    def applicable(self, method: str | None, model: str | None = None) -> list[str]:
+        """The searched hyperparameters a trial of ``method`` (and ``model``) uses (all when the space has no
+        method)."""
         method = method or self.fixed.get("method", DEFAULT_METHOD)
-        return [n for n in self.distributions if n == "method" or method in _ONLY_FOR.get(n, METHODS)]
+        return [n for n in self.distributions
+                if n in ("method", MODEL) or (method in _ONLY_FOR.get(trainer_name(n), METHODS)
+                                              and n.partition(_PER_MODEL)[2] in ("", model))]
 
     def sample(self, trial) -> dict[str, Any]:
         """Samples ``trial`` (an Optuna trial from ``study.ask()``): the method first when it is searched, then what
@@ -95,10 +142,11 @@ class SearchSpace:
         {'method': 'lora', 'lora_rank': 8}
         """
         params: dict[str, Any] = {}
-        if "method" in self.distributions:
-            params["method"] = _suggest(trial, "method", self.distributions["method"])
-        for name in self.applicable(params.get("method")):
-            if name != "method":
+        for first in (MODEL, "method"):
+            if first in self.distributions:
+                params[first] = _suggest(trial, first, self.distributions[first])
+        for name in self.applicable(params.get("method"), params.get(MODEL)):
+            if name not in params:
                 params[name] = _suggest(trial, name, self.distributions[name])
         return params
 
@@ -125,8 +173,8 @@ class SearchSpace:
             ...     "batch_size": {"choices": [16, 32, 64]}, "freeze_depth": {"low": 0, "high": 3}}, 6).midpoint()
             {'learning_rate': 0.0001, 'batch_size': 32, 'freeze_depth': 2}
         """
-        method = _centre(self.distributions["method"]) if "method" in self.distributions else None
-        return {name: _centre(self.distributions[name]) for name in self.applicable(method)}
+        method, model = (_centre(self.distributions[d]) if d in self.distributions else None for d in ("method", MODEL))
+        return {name: _centre(self.distributions[name]) for name in self.applicable(method, model)}
 
     def describe(self) -> dict[str, str]:
         """Human-readable form, for the study's MLflow run."""

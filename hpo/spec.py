@@ -96,6 +96,17 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class ModelChoice:
+    """One pretrained model a study may pick (``search.model``, :mod:`hpo.model_choice`), with its own search
+    ranges (``prior``)."""
+
+    name: str
+    model: ModelSpec
+    pooling: str
+    prior: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class DataSpec:
     train_path: Path
     validation_path: Path
@@ -166,6 +177,7 @@ class StudySpec:
     confirm: ConfirmSpec
     register_best: bool
     config_yaml: str
+    models: dict[str, ModelChoice] = field(default_factory=dict)  # search.model's choices; empty: spec.model only
 
     @property
     def name(self) -> str:

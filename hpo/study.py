@@ -26,6 +26,7 @@ from hpo.launch import JOB_ID_ENV
 from hpo.lease import DriverLease
 from hpo.ledger import StudyLedger
 from hpo.model_check import ensure_model
+from hpo.model_choice import StudyData, rows_of
 from hpo.preflight import check_services
 from hpo.progress import PlainProgress, Tally, make_progress
 from hpo.registry import Registry, RegistryError, StudyRecord
@@ -57,7 +58,8 @@ def run_study(spec: StudySpec, *, resume: bool = False, trainable: Callable = ru
     registry = Registry.open(spec.storage.registry_url)
     record = _check_can_drive(spec, registry, resume)
     progress = make_progress(display, spec.name, _tally(spec, registry, record, started))
-    ensure_model(spec.model)
+    for model in [spec.model, *(c.model for c in spec.models.values())]:
+        ensure_model(model)
     data = prepare_study_data(spec, progress.message)
     first = [] if resume else first_points(spec, registry)
     store = _open_checkpoints(spec)
@@ -78,7 +80,7 @@ class _Checked:
     registry: Registry
     record: StudyRecord | None  # None: a new study
     store: CheckpointStore
-    data: PreparedData
+    data: StudyData
     first_points: list[dict]  # configs evaluated before the sampler's: a warm start's, or the midpoint
     max_concurrent: int
     trainable: Callable
@@ -97,7 +99,7 @@ def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
     lease = DriverLease(registry, spec.name, spec.lease, signal, clock_start=started - record.elapsed_s, log=log)
     with lease, progress:
         mlflow = StudyRun(spec, store, parent_run_id=record.mlflow_parent_run_id,
-                          datasets=study_datasets(spec, checked.data))
+                          datasets=study_datasets(spec, rows_of(checked.data)))
         spec.study_dir.mkdir(parents=True, exist_ok=True)
         sampler = spec.sampler.build()
         if resumed:
@@ -154,8 +156,8 @@ def _confirm(spec: StudySpec, ledger: StudyLedger, checked: _Checked) -> None:
         return
     checked.progress.message(f"confirmation: {len(todo)} rerun(s) of the top {confirm.top_k} config(s) on seeds "
                              f"{rerun_seeds(spec.study.seed, confirm.seeds)}")
-    run_reruns(todo, trainer=spec.trainer, data=checked.data, cpu=spec.resources.cpu, gpu=spec.resources.gpu,
-               max_retries=spec.resources.max_retries, max_concurrent=checked.max_concurrent,
+    run_reruns(todo, trainer=spec.trainer, models=spec.models, data=checked.data, cpu=spec.resources.cpu,
+               gpu=spec.resources.gpu, max_retries=spec.resources.max_retries, max_concurrent=checked.max_concurrent,
                stopped=lambda: ledger.signal.is_set, started=ledger.rerun_started, ended=ledger.rerun_ended)
 
 
@@ -204,12 +206,19 @@ def _tally(spec: StudySpec, registry: Registry, record: StudyRecord | None, star
     return tally
 
 
-def prepare_study_data(spec: StudySpec, log: Callable[[str], None] = print) -> PreparedData:
-    """Reads and tokenizes the data once for every trial (and caches it for later studies)."""
+def prepare_study_data(spec: StudySpec, log: Callable[[str], None] = print) -> StudyData:
+    """Reads and tokenizes the data once for every trial (and caches it for later studies); when the model is
+    searched, once per model choice (each with its own tokenizer)."""
+    if spec.models:
+        return {name: _tokenized(spec, c.model.name_or_path, log) for name, c in spec.models.items()}
+    return _tokenized(spec, spec.model.name_or_path, log)
+
+
+def _tokenized(spec: StudySpec, tokenizer: str, log: Callable[[str], None]) -> PreparedData:
     d = spec.data
     try:
         data = prepare_data(
-            d.train_path, d.validation_path, spec.model.name_or_path,
+            d.train_path, d.validation_path, tokenizer,
             text_column=d.text_column, label_column=d.label_column, max_length=spec.trainer.max_length,
             train_limit=d.train_limit, validation_limit=d.validation_limit,
             seed=spec.study.seed if d.seed is None else d.seed, stratify=d.stratify,
@@ -225,7 +234,7 @@ def prepare_study_data(spec: StudySpec, log: Callable[[str], None] = print) -> P
     if spec.objective.metric == "val_auc" and data.num_labels != 2:
         raise ConfigError("study.metric", f"val_auc needs a binary task; this data has {data.num_labels} labels")
     log(f"data: {len(data.train)} train / {len(data.validation)} validation rows, "
-               f"labels {list(data.label_names)}")
+        f"labels {list(data.label_names)}" + (f" ({Path(tokenizer).name}'s tokens)" if spec.models else ""))
     return data
 
 

@@ -9,19 +9,20 @@ records as failed for ``oom``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import ray
 from ray import tune
 
 from hpo.checkpoints import CheckpointStore
+from hpo.model_choice import StudyData, trial_data, trial_settings
 from hpo.result_keys import NODE_KEY, OOM_KEY, RESUME_KEY, STORAGE_FULL_KEY
-from hpo.search_space import HYPERPARAMETERS
-from trainers import PreparedData, TrainConfig, fine_tune
+from hpo.spec import ModelChoice
+from trainers import TrainConfig, fine_tune
 from trainers.oom import TrainingOutOfMemory
 
 
@@ -45,21 +46,22 @@ class StorageFull(RuntimeError):
     """The checkpoint location has no space left: the trial stops at its previous checkpoint, resumable."""
 
 
-def run_trial(config: dict[str, Any], *, data: PreparedData, trainer: TrainConfig, checkpoints: str) -> None:
+def run_trial(config: dict[str, Any], *, data: StudyData, trainer: TrainConfig, checkpoints: str,
+              models: Mapping[str, ModelChoice] = MappingProxyType({})) -> None:
     """The Ray trainable. ``trainer`` holds the study-wide settings; ``config`` what Optuna sampled;
-    ``checkpoints`` is ``storage.checkpoints``, where an interrupted trial's checkpoint is read from."""
+    ``checkpoints`` is ``storage.checkpoints``, where an interrupted trial's checkpoint is read from; ``models``
+    the choices of a study that searches the model (``data`` then holds each one's tokenized rows)."""
     context = tune.get_context()
     num_threads = max(1, int(context.get_trial_resources().required_resources.get("CPU", 1)))
-    sampled = {k: v for k, v in config.items() if k in HYPERPARAMETERS}
     with contextlib.ExitStack() as stack:
         resume_from = None
         if restored := tune.get_checkpoint():  # Ray restarted this trial (FailureConfig): its latest checkpoint
             resume_from = stack.enter_context(restored.as_directory())
         elif config.get(RESUME_KEY):  # an interrupted trial of an earlier attempt (hpo resume)
             resume_from = str(stack.enter_context(CheckpointStore(checkpoints).local_copy(config[RESUME_KEY])))
-        settings = dataclasses.replace(trainer, **sampled, num_threads=num_threads, resume_from=resume_from)
+        settings = trial_settings(trainer, config, models, num_threads=num_threads, resume_from=resume_from)
         try:
-            fine_tune(settings, data, RayReporter())
+            fine_tune(settings, trial_data(data, config), RayReporter())
         except StorageFull as err:
             # A result, not an exception (which Ray would retry into the same full disk): the ledger keeps the
             # trial resumable and stops the study with the reason.

@@ -14,12 +14,12 @@ from ray.tune.search import ConcurrencyLimiter
 
 from hpo.checkpoints import CheckpointStore
 from hpo.ledger import StudyLedger
+from hpo.model_choice import StudyData
 from hpo.result_keys import RESUME_KEY, TRIAL_NUMBER_KEY
 from hpo.searcher import StudySearch
 from hpo.spec import StudySpec
 from hpo.stopping import StudyStop
 from hpo.trial import run_trial
-from trainers import PreparedData
 
 
 class LedgerCallback(tune.Callback):
@@ -72,14 +72,15 @@ class RulesStopper(tune.Stopper):
         return self.rules.should_stop()
 
 
-def run_tuner(spec: StudySpec, ledger: StudyLedger, search: StudySearch, rules: StudyStop, data: PreparedData,
+def run_tuner(spec: StudySpec, ledger: StudyLedger, search: StudySearch, rules: StudyStop, data: StudyData,
               store: CheckpointStore, trainable: Callable = run_trial, *, num_trials: int, max_concurrent: int,
               attempt: int) -> None:
     """Runs ``num_trials`` trials (continued ones first), ``max_concurrent`` at a time, until done or stopped."""
     tune_dir = f"{spec.name}/tune"
     tune.Tuner(
         tune.with_resources(
-            tune.with_parameters(trainable, data=data, trainer=spec.trainer, checkpoints=spec.storage.checkpoints),
+            tune.with_parameters(trainable, data=data, trainer=spec.trainer, checkpoints=spec.storage.checkpoints,
+                                 **({"models": spec.models} if spec.models else {})),
             {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
         ),
         tune_config=tune.TuneConfig(

@@ -28,7 +28,8 @@ from trainers.optim import param_groups, warmup_then_linear_decay
 from trainers.reporting import Reporter
 
 VALIDATION_METRICS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1_macro", "val_auc")
-COST_METRICS = ("latency_ms", "trainable_params", "model_mb")  # lower is better: secondary objectives
+# Lower is better: secondary objectives, and what a study that searches the model weighs quality against.
+COST_METRICS = ("latency_ms", "epoch_seconds", "trainable_params", "model_mb")
 CLASS_WEIGHTS = ("none", "balanced")
 METHODS = ("full", "freeze", "lora")
 
@@ -189,6 +190,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
                 epoch=epoch,
                 train_loss=train_loss,
                 train_examples_per_s=seen / train_seconds,
+                epoch_seconds=time.perf_counter() - started,  # training + validation: what the epoch cost
                 latency_ms=latency_ms,
                 **sizes,
                 lr=scheduler.get_last_lr()[-1],
