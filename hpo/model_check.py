@@ -8,9 +8,10 @@ from pathlib import Path
 from hpo.errors import ConfigError
 from hpo.spec import ModelSpec
 from trainers.modeling import UnsupportedArchitecture, num_encoder_blocks
+from trainers.split_package import SPLIT_MODELS
 from trainers.truncated import TRUNCATIONS
 
-BUILDERS = ("tiny_bert", *TRUNCATIONS)
+BUILDERS = ("tiny_bert", *TRUNCATIONS, *SPLIT_MODELS)  # models hpo writes to a folder itself on first use
 
 
 def resolve_model(raw: str, build_if_missing: str | None) -> ModelSpec:
@@ -32,16 +33,7 @@ def resolve_model(raw: str, build_if_missing: str | None) -> ModelSpec:
         import torch
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
-        if to_build and build_if_missing == "tiny_bert":
-            from trainers.tiny import tiny_bert_config
-
-            config = tiny_bert_config()
-        elif to_build:
-            from trainers.truncated import truncated_config
-
-            config = truncated_config(build_if_missing)
-        else:
-            config = AutoConfig.from_pretrained(name_or_path)
+        config = _described(build_if_missing) if to_build else AutoConfig.from_pretrained(name_or_path)
         with torch.device("meta"):  # the architecture, without allocating weights
             model = AutoModelForSequenceClassification.from_config(config)
         return ModelSpec(name_or_path, num_encoder_blocks(model), build_if_missing)
@@ -49,6 +41,21 @@ def resolve_model(raw: str, build_if_missing: str | None) -> ModelSpec:
         raise ConfigError("model.name_or_path", str(err)) from None
     except (OSError, ValueError, KeyError) as err:
         raise ConfigError("model.name_or_path", f"cannot load {raw!r}: {str(err).splitlines()[0]}") from None
+
+
+def _described(builder: str):
+    """The config of the model ``builder`` will write, read without writing it."""
+    if builder in TRUNCATIONS:
+        from trainers.truncated import truncated_config
+
+        return truncated_config(builder)
+    if builder in SPLIT_MODELS:
+        from trainers.split_package import split_config
+
+        return split_config(builder)
+    from trainers.tiny import tiny_bert_config
+
+    return tiny_bert_config()
 
 
 def ensure_model(model: ModelSpec) -> None:
@@ -61,3 +68,7 @@ def ensure_model(model: ModelSpec) -> None:
         from trainers.truncated import build_truncated
 
         build_truncated(model.build_if_missing, model.name_or_path)
+    elif model.build_if_missing in SPLIT_MODELS:
+        from trainers.split_package import build_split
+
+        build_split(model.build_if_missing, model.name_or_path)

@@ -76,7 +76,10 @@ def model_choices(cfg: DictConfig) -> dict[str, ModelChoice]:
         prior = values.get("search") or {}
         if not isinstance(prior, dict):
             raise ConfigError(f"{key}.search", "must be a mapping of hyperparameter -> range (this model's prior)")
-        model = resolve_model(str(values["name_or_path"]), values.get("build_if_missing"))
+        try:
+            model = resolve_model(str(values["name_or_path"]), values.get("build_if_missing"))
+        except ConfigError as err:  # named by the choice, not by model.*, which the user did not write
+            raise ConfigError(f"search.model.choices ({name})", f"{err.key}: {err.message}") from None
         choices[name] = ModelChoice(name, model, values.get("pooling", "cls"), prior)
     return choices
 

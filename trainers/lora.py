@@ -21,7 +21,8 @@ from torch import nn
 from trainers.modeling import TextClassifier
 
 CONFIG_KEY = "hpo_lora"  # the adapter settings, in the model's config.json
-_FALLBACK_TARGETS = ("query", "value", "q_lin", "v_lin", "q_proj", "v_proj")  # models peft has no default for
+# Models peft has no default for: BERT-like, DistilBERT, BART-like, and MPNet (its attention's q and v).
+_FALLBACK_TARGETS = ("query", "value", "q_lin", "v_lin", "q_proj", "v_proj", "q", "v")
 
 
 def add_lora(classifier: TextClassifier, rank: int, alpha: float, dropout: float = 0.0) -> None:

