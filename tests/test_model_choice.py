@@ -82,7 +82,8 @@ def test_a_trial_gets_its_models_folder_pooling_and_tokens(tmp_path):
     assert (settings.learning_rate, settings.freeze_depth, settings.dropout, settings.seed) == (2e-4, 1, 0.05, 7)
     assert settings.pooling == "mean"
     assert trial_data({"minilm_l6": "six", "minilm_l3": "three"}, params) == "three"
-    assert trial_settings(spec.trainer, {"learning_rate": 1e-4}, {}).model_name_or_path == spec.trainer.model_name_or_path
+    unsearched = trial_settings(spec.trainer, {"learning_rate": 1e-4}, {})
+    assert unsearched.model_name_or_path == spec.trainer.model_name_or_path
 
 
 def test_minilm_l3_is_minilm_l6s_first_three_blocks(tmp_path):
@@ -94,6 +95,7 @@ def test_minilm_l3_is_minilm_l6s_first_three_blocks(tmp_path):
     small = AutoModel.from_pretrained(str(build_truncated("minilm_l3", tmp_path / "l3")))
     full = AutoModel.from_pretrained(str(get_model_path()))
     assert len(small.encoder.layer) == 3
-    for ours, theirs in zip(small.encoder.layer, full.encoder.layer[:3]):
-        assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
+    for ours, theirs in zip(small.encoder.layer, full.encoder.layer[:3], strict=True):
+        assert ours.state_dict().keys() == theirs.state_dict().keys()
+        assert all(torch.equal(ours.state_dict()[k], theirs.state_dict()[k]) for k in ours.state_dict())
     assert torch.equal(small.embeddings.word_embeddings.weight, full.embeddings.word_embeddings.weight)

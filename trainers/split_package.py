@@ -43,7 +43,7 @@ class _Joined(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         start, filled, want = 0, 0, min(len(buffer), max(self.total - self.position, 0))
-        for path, size in zip(self.paths, self.sizes):
+        for path, size in zip(self.paths, self.sizes, strict=True):
             if filled < want and start + size > self.position:
                 with path.open("rb") as part:
                     part.seek(self.position - start)
