@@ -36,7 +36,7 @@ def warm_start_points(spec: StudySpec, registry: Registry) -> list[dict[str, Any
     finished = [t for t in registry.trials(source.name) if t.state in (TrialState.COMPLETED, TrialState.PRUNED)]
     points: list[dict[str, Any]] = []
     for trial in Objective(source.metric, source.mode).ranked(finished, key=lambda t: t.best_metric):
-        wanted = spec.space.applicable(trial.params.get("method"))
+        wanted = spec.space.applicable(trial.params.get("method"), trial.params.get("model"))
         point = {name: trial.params.get(name) for name in wanted}
         if point not in points and all(_inside(spec.space.distributions[n], v) for n, v in point.items()):
             points.append(point)
