@@ -6,7 +6,8 @@ each given the same wall-clock budget (``study.time_budget_s``):
 
 - ``default``: all-MiniLM-L6-v2 only (``conf/search/finetune.yaml``);
 - ``models``: ``search=models``, MiniLM-L6 or its first 3 blocks (``minilm_l3``), each with its own prior;
-- ``models_mpnet``: the same plus all-mpnet-base-v2 (8x MiniLM-L6's compute per example).
+- ``models_mpnet``: the same plus all-mpnet-base-v2 (8x MiniLM-L6's compute per example);
+- ``models_grouped``: ``models`` with TPE's ``group=True`` (each model's parameters modelled jointly).
 
 Compute is counted as the trials' own training-and-validation seconds (``epoch_seconds``, measured in the trial),
 summed in the order they ran; each arm's anytime curve is its best dev accuracy against those seconds. Seeds are
@@ -36,6 +37,8 @@ ARMS = {
     "default": [],
     "models": ["search=models"],
     "models_mpnet": ["search=models", "search.model={choices: [minilm_l6, minilm_l3, mpnet_base]}"],
+    # TPE over a conditional space as Optuna advises: each model's parameters modelled jointly (group=True)
+    "models_grouped": ["search=models", "+sampler.group=true"],
 }
 
 
@@ -104,6 +107,9 @@ def main() -> None:
                          "arms": {a: ARMS[a] for a in arms}, "compute_points_s": points,
                          "date": time.strftime("%Y-%m-%d"), "command": " ".join(__import__("sys").argv)},
                "arms": {}}
+    if args.out.is_file():  # a run of some arms keeps the other arms' results from the file
+        earlier = json.loads(args.out.read_text())["arms"]
+        results["arms"] = {k: v for k, v in earlier.items() if k not in arms}
     runs: dict[str, list[dict]] = {a: [] for a in arms}
     with tempfile.TemporaryDirectory(prefix="hpo-models-") as tmp:
         for seed in range(args.seeds):  # interleaved: a slow stretch of the machine falls on every arm
@@ -113,7 +119,7 @@ def main() -> None:
                 args.out.write_text(json.dumps(results, indent=1) + "\n")
                 print(f"{arm} seed {seed}: " + "  ".join(
                     f"<={p}s {results['arms'][arm]['best_within_s'][str(p)]['mean']:.4f}" for p in points), flush=True)
-    for arm in arms:
+    for arm in results["arms"]:
         at = results["arms"][arm]["best_within_s"]
         line = "  ".join(f"<={p}s {at[str(p)]['mean']:.4f}±{at[str(p)]['sd']:.4f}" for p in points)
         print(f"RESULT {arm}: {line}  models: {results['arms'][arm]['by_model']}")
