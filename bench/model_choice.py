@@ -117,7 +117,7 @@ def main() -> None:
                 runs[arm].append(run_arm(Path(tmp), arm, seed, args.budget_s, args.train_rows))
                 results["arms"][arm] = summarize(runs[arm], points)
                 args.out.write_text(json.dumps(results, indent=1) + "\n")
-                print(f"{arm} seed {seed}: " + "  ".join(
+                print(f"{arm} after seed {seed}, mean so far: " + "  ".join(
                     f"<={p}s {results['arms'][arm]['best_within_s'][str(p)]['mean']:.4f}" for p in points), flush=True)
     for arm in results["arms"]:
         at = results["arms"][arm]["best_within_s"]
