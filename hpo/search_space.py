@@ -168,8 +168,9 @@ class SearchSpace:
                 )
         return space
 
-    def midpoint(self) -> dict[str, Any]:
-        """The centre of the space: a first trial that needs no luck (Syne Tune's default first config).
+    def midpoint(self, model: str | None = None) -> dict[str, Any]:
+        """The centre of the space (of ``model``'s part of it, when given): a first trial that needs no luck (Syne
+        Tune's default first config).
 
         Log ranges take their geometric mean, a categorical its middle choice::
 
@@ -177,8 +178,19 @@ class SearchSpace:
             ...     "batch_size": {"choices": [16, 32, 64]}, "freeze_depth": {"low": 0, "high": 3}}, 6).midpoint()
             {'learning_rate': 0.0001, 'batch_size': 32, 'freeze_depth': 2}
         """
-        method, model = (_centre(self.distributions[d]) if d in self.distributions else None for d in ("method", MODEL))
-        return {name: _centre(self.distributions[name]) for name in self.applicable(method, model)}
+        method = _centre(self.distributions["method"]) if "method" in self.distributions else None
+        if model is None and MODEL in self.distributions:
+            model = _centre(self.distributions[MODEL])
+        return {name: model if name == MODEL else _centre(self.distributions[name])
+                for name in self.applicable(method, model)}
+
+    def midpoints(self) -> list[dict[str, Any]]:
+        """What ``search.first_trial=midpoint`` queues: the centre, or each model's centre when the model is searched,
+        so every model is trained once before the sampler chooses among them (a costly model a sampler's few random
+        first draws miss is otherwise never tried)."""
+        if MODEL not in self.distributions:
+            return [self.midpoint()]
+        return [self.midpoint(model) for model in self.distributions[MODEL].choices]
 
     def describe(self) -> dict[str, str]:
         """Human-readable form, for the study's MLflow run."""

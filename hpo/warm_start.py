@@ -15,10 +15,10 @@ from trainers.objective import Objective
 
 def first_points(spec: StudySpec, registry: Registry) -> list[dict[str, Any]]:
     """What a new study evaluates before its sampler's own draws: the warm start's configs, or else the space's
-    midpoint when ``search.first_trial`` is ``midpoint``."""
+    midpoint (each searched model's) when ``search.first_trial`` is ``midpoint``."""
     if spec.warm_start.source is not None:
         return warm_start_points(spec, registry)
-    return [spec.space.midpoint()] if spec.study.first_trial == "midpoint" else []
+    return spec.space.midpoints() if spec.study.first_trial == "midpoint" else []
 
 
 def warm_start_points(spec: StudySpec, registry: Registry) -> list[dict[str, Any]]:

@@ -120,3 +120,12 @@ def test_mpnet_is_read_from_its_slices_without_writing_and_extracted_once(tmp_pa
     folder = build_split("mpnet_base", tmp_path / "mpnet")
     assert (folder / "model.safetensors").stat().st_size > 400e6 and (folder / "tokenizer.json").is_file()
     assert build_split("mpnet_base", folder) == folder and not list(tmp_path.glob(".mpnet_base-*"))
+
+
+def test_a_model_search_starts_with_each_models_centre(tmp_path):
+    spec = spec_of(tmp_path, "search=models", "search.model={choices: [minilm_l6, minilm_l3]}")
+    assert spec.study.first_trial == "midpoint"
+    first = spec.space.midpoints()
+    assert [p["model"] for p in first] == ["minilm_l6", "minilm_l3"]
+    assert first[1]["freeze_depth.minilm_l3"] == 1 and "freeze_depth.minilm_l6" not in first[1]
+    assert first[0]["learning_rate.minilm_l6"] == pytest.approx((2e-5 * 3e-4) ** 0.5, rel=1e-4)

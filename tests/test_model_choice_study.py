@@ -15,8 +15,8 @@ pytestmark = pytest.mark.integration
 
 def test_a_study_over_two_pretrained_models_trains_each_trial_on_the_model_it_drew(tmp_path, sst2_dir):
     name = "models"
-    sweep = hpo(["sweep", "search=models", "search.model={choices: [minilm_l3, mpnet_base]}", "sampler=random",
-                 "study.seed=4", "study.num_samples=2", "study.max_concurrent=1", "scheduler=fifo",
+    sweep = hpo(["sweep", "search=models", "search.model={choices: [minilm_l3, mpnet_base]}",  # each model's centre
+                 "study.num_samples=2", "study.max_concurrent=1", "scheduler=fifo",
                  "trainer.max_epochs=1", "trainer.max_length=32", "data.train_limit=40", "data.validation_limit=32",
                  "cluster.num_cpus=2", f"study.name={name}", f"storage.root={tmp_path}"],
                 tmp_path, sst2_dir, timeout=600)
