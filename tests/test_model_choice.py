@@ -55,15 +55,15 @@ def test_the_study_records_its_choices_so_a_resume_uses_the_models_it_started_wi
     assert again.space.distributions.keys() == spec.space.distributions.keys()
 
 
-@pytest.mark.parametrize("override, key, words", [
-    ("search.model={choices: [minilm_l6, bert_huge]}", "search.model.choices", "model/ group has"),
-    ("search.model=minilm_l3", "search.model", "model=NAME"),
-    ("search.model={choices: [minilm_l6, minilm_l6]}", "search.model.choices", "twice"),
-    ("sampler=grid", "search.model", "sampler=tpe or random"),
+@pytest.mark.parametrize("overrides, key, words", [
+    (["search.model={choices: [minilm_l6, bert_huge]}"], "search.model.choices", "model/ group has"),
+    (["search.model=minilm_l3"], "search.model", "model=NAME"),
+    (["search.model={choices: [minilm_l6, minilm_l6]}"], "search.model.choices", "twice"),
+    (["sampler=grid", "search.model={choices: [minilm_l6, minilm_l3]}"], "search.model", "sampler=tpe or random"),
 ])
-def test_a_bad_model_choice_is_refused_by_key_before_anything_runs(tmp_path, override, key, words):
+def test_a_bad_model_choice_is_refused_by_key_before_anything_runs(tmp_path, overrides, key, words):
     with pytest.raises(ConfigError) as err:
-        spec_of(tmp_path, "search=models", override)
+        spec_of(tmp_path, "search=models", *overrides)
     assert err.value.key == key and words in str(err.value)
 
 
