@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from hpo.model_choice import StudyData, rows_of, trial_data
+from hpo.model_choice import StudyData, rows_of, trial_data, with_models_of
 from hpo.model_runs import EnsembleRun
 from hpo.refit import refit_spec
 from hpo.registry import Registry, RegistryError
@@ -61,7 +61,7 @@ def ensemble_top(registry: Registry, name: str, top: int, prepare: Callable[[Stu
     if len(members) < 2:
         raise RegistryError(f"study {name!r} has {len(members)} finished trial(s) with a model in MLflow; an "
                             "ensemble needs at least 2 (run more trials, or keep pruned ones with storage.keep=all)")
-    data = prepare(spec)
+    data = prepare(with_models_of(spec, [t.params or {} for t in members]))
     log(f"ensemble of {name}: trials {[t.number for t in members]} on {len(rows_of(data).validation)} validation "
         "rows")
     run = EnsembleRun(spec, record, members)

@@ -12,7 +12,7 @@ Example::
 
     >>> from hpo.spec import ModelChoice, ModelSpec
     >>> from trainers import TrainConfig
-    >>> choice = ModelChoice("small", ModelSpec("/models/small", 3, None), "mean", {})
+    >>> choice = ModelChoice(ModelSpec("/models/small", 3, None), "mean", {})
     >>> trial_settings(TrainConfig(), {"model": "small", "learning_rate": 1e-4}, {"small": choice}).pooling
     'mean'
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -30,7 +30,7 @@ from hpo.errors import ConfigError
 from hpo.model_check import resolve_model
 from hpo.resolvers import CONFIG_DIR
 from hpo.search_space import HYPERPARAMETERS, MODEL, trainer_name
-from hpo.spec import ModelChoice
+from hpo.spec import ModelChoice, StudySpec
 from trainers import PreparedData, TrainConfig
 from trainers.modeling import POOLINGS
 
@@ -80,7 +80,7 @@ def model_choices(cfg: DictConfig) -> dict[str, ModelChoice]:
             model = resolve_model(str(values["name_or_path"]), values.get("build_if_missing"))
         except ConfigError as err:  # named by the choice, not by model.*, which the user did not write
             raise ConfigError(f"search.model.choices ({name})", f"{err.key}: {err.message}") from None
-        choices[name] = ModelChoice(name, model, values.get("pooling", "cls"), prior)
+        choices[name] = ModelChoice(model, values.get("pooling", "cls"), prior)
     return choices
 
 
@@ -97,6 +97,14 @@ def trial_settings(trainer: TrainConfig, params: Mapping[str, Any], choices: Map
 def trial_data(data: StudyData, params: Mapping[str, Any]) -> PreparedData:
     """A trial's tokenized data: its model's, when the study searches the model."""
     return data[params[MODEL]] if isinstance(data, Mapping) else data
+
+
+def with_models_of(spec: StudySpec, trials: Iterable[Mapping[str, Any]]) -> StudySpec:
+    """``spec`` keeping only the model choices these trials' ``params`` used, so a command that needs a few trials'
+    data (refit, ensemble) tokenizes for their models alone."""
+    used = {params.get(MODEL) for params in trials}
+    return dataclasses.replace(spec, models={n: c for n, c in spec.models.items() if n in used}) if spec.models \
+        else spec
 
 
 def rows_of(data: StudyData) -> PreparedData:

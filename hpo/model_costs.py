@@ -31,7 +31,7 @@ class ModelCost:
     epoch_seconds: float | None  # median over its trials (each trial's latest epoch)
     examples_per_s: float | None  # training throughput, median over its trials
     trainable_params: float | None
-    train_seconds: float | None  # all its trials' epochs, in all
+    train_seconds: float | None  # all its trials' epochs: each trial's latest epoch_seconds x its epochs
 
 
 def model_costs(trials: Sequence[TrialRecord], objective: Objective, tracking_uri: str) -> list[ModelCost]:

@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 
 from hpo.config import build_spec, stored_config
 from hpo.datasets import split_dataset
-from hpo.model_choice import StudyData, trial_data, trial_settings
+from hpo.model_choice import StudyData, trial_data, trial_settings, with_models_of
 from hpo.model_runs import RefitRun
 from hpo.registry import Registry, RegistryError, StudyRecord
 from hpo.spec import StudySpec
@@ -77,7 +77,7 @@ def refit(registry: Registry, name: str, overrides: list[str], include_validatio
     params = record.best_params or {}
     settings = trial_settings(spec.trainer, params, spec.models, max_epochs=epochs, early_stopping_patience=None,
                               resume_from=None, cv_folds=0, num_threads=spec.trainer.num_threads or os.cpu_count())
-    data = trial_data(prepare(spec), params)
+    data = trial_data(prepare(with_models_of(spec, [params])), params)
     datasets = [split_dataset("train", spec.data.train_path, data.train, data.label_names, spec.data.train_limit)]
     if include_validation:
         datasets.append(split_dataset("train", spec.data.validation_path, data.validation, data.label_names,

@@ -118,8 +118,7 @@ class SearchSpace:
             for model, space in spaces.items():
                 if dim in space.distributions:
                     distributions[dim if same else f"{dim}{_PER_MODEL}{model}"] = space.distributions[dim]
-        grids = {k: v for space in spaces.values() for k, v in space.grids.items()}
-        return cls(distributions, dict(first.fixed), grids)
+        return cls(distributions, dict(first.fixed))  # no grids: sampler=grid refuses a conditional space
 
     def applicable(self, method: str | None, model: str | None = None) -> list[str]:
         """The searched hyperparameters a trial of ``method`` (and ``model``) uses (all when the space has no

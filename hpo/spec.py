@@ -100,7 +100,6 @@ class ModelChoice:
     """One pretrained model a study may pick (``search.model``, :mod:`hpo.model_choice`), with its own search
     ranges (``prior``)."""
 
-    name: str
     model: ModelSpec
     pooling: str
     prior: dict[str, Any]

@@ -118,8 +118,9 @@ def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
         ledger.queue(checked.first_points)
         if spec.warm_start.source:
             log(f"warm start: {len(checked.first_points)} config(s) from {spec.warm_start.source}")
-        for point in checked.first_points if not spec.warm_start.source else []:
-            log(f"first trial: the search space's midpoint {format_params(point)}")
+        else:
+            for point in checked.first_points:
+                log(f"first trial: the search space's midpoint {format_params(point)}")
         resumes = interrupted_trials(study, registry, store)
         done = sum(t.state.finished for t in registry.trials(spec.name))
         new = max(0, spec.study.num_samples - done - len(resumes))

@@ -112,14 +112,15 @@ class StudyRun:
 
     # --- trials' runs -------------------------------------------------------------------------
 
+    def _find_child(self, **tags: str) -> str | None:
+        """The study run's child run carrying ``tags``, if MLflow has one."""
+        conditions = [f"tags.`{k}` = '{v}'" for k, v in {**tags, "mlflow.parentRunId": self.run_id}.items()]
+        runs = self.client.search_runs([self.experiment_id], filter_string=" and ".join(conditions), max_results=1)
+        return runs[0].info.run_id if runs else None
+
     def find_trial_run(self, number: int) -> str | None:
         """The child run of Optuna trial ``number``, if MLflow already has one."""
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{TRIAL_NUMBER_TAG}` = '{number}' and tags.`mlflow.parentRunId` = '{self.run_id}'",
-            max_results=1,
-        )
-        return runs[0].info.run_id if runs else None
+        return self._find_child(**{TRIAL_NUMBER_TAG: str(number)})
 
     def open_trial_run(self, number: int, params: dict[str, Any], new: bool = False) -> str:
         """Trial ``number``'s run: reopened if it has one, else created with every setting as a param. ``new``: a
@@ -146,13 +147,7 @@ class StudyRun:
     def find_rerun_run(self, number: int, seed: int) -> str | None:
         """The run of trial ``number``'s rerun on ``seed``, if MLflow has one (a crash can fall between its creation
         and the registry learning its id)."""
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`hpo.confirms_trial` = '{number}' and tags.`hpo.seed` = '{seed}' "
-                          f"and tags.`mlflow.parentRunId` = '{self.run_id}'",
-            max_results=1,
-        )
-        return runs[0].info.run_id if runs else None
+        return self._find_child(**{"hpo.confirms_trial": str(number), "hpo.seed": str(seed)})
 
     def open_rerun_run(self, number: int, seed: int, params: dict[str, Any], trial_run_id: str | None,
                        restarted: bool) -> str:
