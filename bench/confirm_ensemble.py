@@ -7,7 +7,7 @@ each a real fine-tuning run of 3 epochs:
 
 - on the search's own seed (the reproduction: the model the search kept, whose dev probabilities the ensemble
   averages), and
-- on ``--seeds`` further seeds (``hpo.confirm.rerun_seeds``), whose mean is the confirmed value.
+- on ``--seeds`` further seeds (``hpo.ranking.rerun_seeds``), whose mean is the confirmed value.
 
 Prints per search: the optimism gap (search value of the search's best minus its confirmed mean), whether the
 confirmed winner differs from the search's pick, and the ensemble's dev accuracy against the best single model's::
@@ -29,11 +29,11 @@ from pathlib import Path
 import torch
 
 from bench.search_quality import SETUP
-from hpo.config import build_spec, compose
-from hpo.confirm import rerun_seeds, summarize
-from hpo.ensemble import average_probabilities
+from hpo.config.compose import build_spec, compose
 from hpo.env import set_defaults
-from trainers import TextClassifier, fine_tune, prepare_data
+from hpo.models.ensemble import average_probabilities
+from hpo.ranking import rerun_seeds, summarize
+from trainers import fine_tune, load_model, prepare_data
 from trainers.loop import predict, validation_metrics
 from trainers.metrics import classification_metrics
 from trainers.objective import Objective
@@ -66,7 +66,7 @@ def one_search(run: dict, search_seed: int, top: int, seeds: int, base, data, wo
     for i, trial in enumerate(ranked):
         keep = work / f"config_{i}"
         reproduced[i] = train(base, trial["params"], search_seed, data, keep)
-        logits, labels = predict(TextClassifier.from_checkpoint(keep).eval(), data.validation, data.pad_token_id,
+        logits, labels = predict(load_model(keep).eval(), data.validation, data.pad_token_id,
                                  128, torch.device("cpu"))
         probs.append(logits.softmax(-1))
         reruns[i] = [train(base, trial["params"], s, data, work / "rerun") for s in rerun_seeds(search_seed, seeds)]

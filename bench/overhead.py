@@ -56,7 +56,7 @@ def probe_first_step() -> None:
 def install_trial_probe() -> None:
     """Ray's worker setup hook: times, inside each trial, the first training step, ``fine_tune`` and each
     checkpoint hand-off to Ray (patches module attributes of this worker process only)."""
-    from hpo import trial
+    from hpo.study import trial
 
     probe_first_step()
     fine_tune, report = trial.fine_tune, trial.RayReporter.report
@@ -94,10 +94,10 @@ def run_study_once(root: Path, trials: int, epochs: int) -> dict:
     import optuna
     import ray
 
-    from hpo.config import build_spec, compose
-    from hpo.registry import Registry
-    from hpo.study import run_study
-    from hpo.tracking import StudyRun
+    from hpo.config.compose import build_spec, compose
+    from hpo.stores.registry import Registry
+    from hpo.stores.study_run import StudyRun
+    from hpo.study.run import run_study
 
     timer = MethodTimer()
     timer.wrap(StudyRun, "mlflow")
@@ -123,7 +123,7 @@ def run_bare_once(root: Path, trials: int, epochs: int) -> dict:
     probe_first_step()
     import dataclasses
 
-    from hpo.config import build_spec, compose
+    from hpo.config.compose import build_spec, compose
     from trainers import fine_tune, prepare_data
     from trainers.tiny import build_tiny_bert
 

@@ -69,9 +69,9 @@ class PeakMemory:
 
 
 def run_size(trials: int, epoch_s: float, root: Path, timer: MethodTimer) -> dict:
-    from hpo.config import build_spec, compose
-    from hpo.registry import Registry
-    from hpo.study import run_study
+    from hpo.config.compose import build_spec, compose
+    from hpo.stores.registry import Registry
+    from hpo.study.run import run_study
 
     spec = build_spec(compose([
         "experiment=sst2_minilm", f"study.name=scale_{trials}", f"study.num_samples={trials}",
@@ -115,8 +115,8 @@ def main() -> None:
     import optuna
     import ray
 
-    from hpo.registry import Registry
-    from hpo.tracking import StudyRun
+    from hpo.stores.registry import Registry
+    from hpo.stores.study_run import StudyRun
 
     timer = MethodTimer()
     timer.wrap(StudyRun, "mlflow")

@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hpo.config import build_spec, compose  # noqa: E402
+from hpo.config.compose import build_spec, compose  # noqa: E402
+from hpo.config.resolvers import PROJECT_ROOT, first_existing  # noqa: E402
 from hpo.env import set_defaults  # noqa: E402
-from hpo.resolvers import PROJECT_ROOT, first_existing  # noqa: E402
-from hpo.study import run_study  # noqa: E402
+from hpo.study.run import run_study  # noqa: E402
 
 
 def study_seconds(reuse: bool, trials: int, root: Path, name: str, data_dir: Path) -> float:

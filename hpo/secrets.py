@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 MASK = "***"
 _KEY_PAIR_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss")
@@ -66,3 +66,15 @@ def restore(url: str, given: Iterable[str]) -> str:
         if other.password and same:
             return f"{found['scheme']}{user}:{other.password}@{url[found.end():]}"
     return url
+
+
+def is_uri(location: str) -> bool:
+    return "://" in location
+
+
+def redacted(location: str) -> str:
+    """``location`` fit for a message or a log: a URI without its credentials and options."""
+    if not is_uri(location):
+        return location
+    parts = urlsplit(location)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], query=""))

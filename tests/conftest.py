@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from hpo.config.resolvers import PROJECT_ROOT, first_existing
 from hpo.env import set_defaults
-from hpo.resolvers import PROJECT_ROOT, first_existing
 from trainers.data import open_text
 from trainers.tiny import build_tiny_bert
 

@@ -15,7 +15,7 @@ import psutil
 from mlflow import MlflowClient
 from sqlalchemy import inspect
 
-from hpo.registry import Registry, StudyRecord, TrialRecord
+from hpo.stores.registry import Registry, StudyRecord, TrialRecord
 
 TINY_SWEEP = [
     "model=tiny_bert", "data.train_limit=1000", "data.validation_limit=200", "trainer.max_epochs=3",

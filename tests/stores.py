@@ -6,9 +6,9 @@ import optuna
 from mlflow import MlflowClient
 from optuna.trial import TrialState as Optuna
 
-from hpo.registry import Registry
 from hpo.states import TrialState
-from hpo.tracking import STATUS_TAG, TRIAL_NUMBER_TAG
+from hpo.stores.registry import Registry
+from hpo.stores.tracking import STATUS_TAG, TRIAL_NUMBER_TAG
 
 # The ledger's table, written out again here so that a change to it shows up as a failing test.
 OPTUNA_STATE = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hpo.cli import _separate_pass_through, parser
+from hpo.cli.main import _separate_pass_through, parser
 
 HPO = [sys.executable, "-m", "hpo"]
 
@@ -29,7 +29,7 @@ def test_hydra_flags_after_sweep_are_hydras():
 def test_cli_defaults_come_from_conf():
     from omegaconf import OmegaConf
 
-    from hpo.resolvers import CONFIG_DIR
+    from hpo.config.resolvers import CONFIG_DIR
 
     assert _parse(["list"]).stale_after_s == OmegaConf.load(CONFIG_DIR / "config.yaml").registry.stale_after_s
 

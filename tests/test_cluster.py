@@ -23,9 +23,9 @@ from mlflow import MlflowClient
 from raycluster import LocalCluster, start_cluster
 from stores import assert_stores_agree
 
-from hpo.registry import Registry, StudyRecord
-from hpo.resolvers import first_existing
-from hpo.tracking import NODE_TAG, STATUS_TAG
+from hpo.config.resolvers import first_existing
+from hpo.stores.registry import Registry, StudyRecord
+from hpo.stores.tracking import NODE_TAG, STATUS_TAG
 
 WORKERS = [{"CPU": 2, "GPU": 1}, {"CPU": 2, "GPU": 1}]
 pytestmark = pytest.mark.integration

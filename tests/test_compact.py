@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from trainers import TextClassifier, compact
+from trainers import TextClassifier, compact, load_model
 from trainers.compact import BaseModel, BaseModelChanged
 from trainers.modeling import freeze, load_classifier
 
@@ -39,12 +39,12 @@ def test_only_trainable_parameters_are_written(tiny_bert, tmp_path, depth):
 def test_the_compact_folder_reloads_the_same_model_and_exports_a_full_one(tiny_bert, tmp_path):
     classifier = _trained(tiny_bert, 1)
     compact.save(classifier, tmp_path / "compact", BaseModel.of(classifier, tiny_bert))
-    reloaded = TextClassifier.from_checkpoint(tmp_path / "compact").eval()
+    reloaded = load_model(tmp_path / "compact").eval()
     torch.testing.assert_close(reloaded(IDS, MASK), classifier(IDS, MASK), rtol=0, atol=0)
 
     full = compact.materialize(tmp_path / "compact", tmp_path / "full")
     assert not compact.is_compact(full) and (full / "tokenizer_config.json").is_file()
-    exported = TextClassifier.from_checkpoint(full).eval()
+    exported = load_model(full).eval()
     assert exported.pooling == "mean" and exported.config.id2label == {0: "neg", 1: "pos"}
     torch.testing.assert_close(exported(IDS, MASK), classifier(IDS, MASK), rtol=0, atol=0)
 
@@ -59,5 +59,5 @@ def test_a_changed_base_model_is_refused(tiny_bert, tmp_path):
         other.model.bert.embeddings.word_embeddings.weight.add_(1.0)
     other.model.bert.save_pretrained(base)  # someone replaced the base model's weights
     with pytest.raises(BaseModelChanged, match="not the one this checkpoint was trained on"):
-        TextClassifier.from_checkpoint(tmp_path / "compact")
+        load_model(tmp_path / "compact")
     assert json.loads((tmp_path / "compact" / compact.BASE_FILE).read_text())["name_or_path"] == str(base)

@@ -3,9 +3,9 @@ config writes nothing."""
 
 import pytest
 
-from hpo.config import build_spec, compose
+from hpo.config.compose import build_spec, compose
+from hpo.config.resolvers import PROJECT_ROOT
 from hpo.errors import ConfigError
-from hpo.resolvers import PROJECT_ROOT
 from trainers import TrainConfig
 
 
@@ -87,7 +87,7 @@ def test_a_config_stored_by_the_previous_release_resumes(tmp_path):
     """Stored configs without search.feedback or search.first_trial (0.1.0): resuming one takes today's default."""
     from omegaconf import OmegaConf
 
-    from hpo.config import stored_config
+    from hpo.config.compose import stored_config
 
     old = OmegaConf.to_container(compose(["model=tiny_bert", f"storage.root={tmp_path}"]), resolve=True)
     del old["search"]["feedback"], old["search"]["first_trial"]
@@ -97,7 +97,7 @@ def test_a_config_stored_by_the_previous_release_resumes(tmp_path):
 
 
 def test_credentials_are_stored_masked_and_restored_from_the_url_given_again(tmp_path):
-    from hpo.config import stored_config
+    from hpo.config.compose import stored_config
 
     pg = "postgresql+psycopg://hpo:pw-1@db.example:5432/hpo"
     bucket = "s3://AKID:SK-2@bucket/p?endpoint_override=h:9000&secret_key=SK-2"

@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from hpo.config import build_spec, compose
-from hpo.confirm import candidates, rerun_seeds, summarize
-from hpo.ensemble import average_probabilities
+from hpo.config.compose import build_spec, compose
+from hpo.config.search_space import SearchSpace
 from hpo.errors import ConfigError
-from hpo.search_space import SearchSpace
+from hpo.models.ensemble import average_probabilities
+from hpo.ranking import candidates, rerun_seeds, summarize
 from hpo.states import TrialState
 from trainers.data import subsample
 from trainers.loop import class_weights

@@ -11,9 +11,9 @@ import pytest
 from lifecycle import TINY_SWEEP, Driver, hpo, study_counts, wait_for, with_overrides
 from stores import assert_stores_agree
 
-from hpo.confirm import summary_of
-from hpo.registry import Registry
+from hpo.ranking import summary_of
 from hpo.states import TrialState
+from hpo.stores.registry import Registry
 from trainers.objective import Objective
 
 pytestmark = pytest.mark.integration

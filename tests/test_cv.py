@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from reporters import Interrupted, KeepLatest
 
-from trainers import TextClassifier, TrainConfig, fine_tune, prepare_data
+from trainers import TrainConfig, fine_tune, load_model, prepare_data
 from trainers.checkpoint import FOLDS_DIR, is_complete, read_summary
 from trainers.cv import folds
 
@@ -38,7 +38,7 @@ def test_cross_validation_reports_fold_means_and_resumes_exactly(small_sst2, tin
     assert is_complete(names) and sorted(p.name for p in (folder / FOLDS_DIR).iterdir()) == [
         "fold_0", "fold_1", "fold_2"]
     assert read_summary(folder)["epoch"] == 2
-    TextClassifier.from_checkpoint(folder / "best")  # fold 0's model at the best epoch of the fold mean
+    load_model(folder / "best")  # fold 0's model at the best epoch of the fold mean
 
     with pytest.raises(Interrupted):
         fine_tune(config, data, KeepLatest(tmp_path / "first", stop_after=1))

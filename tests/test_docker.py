@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpo.resolvers import PROJECT_ROOT
+from hpo.config.resolvers import PROJECT_ROOT
 
 DOCKER = PROJECT_ROOT / "docker"
 SECRETS = {"RAY_AUTH_TOKEN": "test-token", "POSTGRES_PASSWORD": "test-password"}

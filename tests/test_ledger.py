@@ -8,15 +8,15 @@ import pytest
 from optuna.trial import TrialState as Optuna
 from stores import assert_stores_agree, stores_of
 
-from hpo.checkpoints import CheckpointStore
-from hpo.config import build_spec, compose
-from hpo.ledger import FAIL_REASON_ATTR, StudyLedger
-from hpo.progress import PlainProgress, Tally
-from hpo.registry import Registry
+from hpo.config.compose import build_spec, compose
+from hpo.reporting.progress import PlainProgress, Tally
 from hpo.result_keys import OOM_KEY
 from hpo.states import StudyStatus, TrialState
-from hpo.stopping import StopSignal
-from hpo.tracking import StudyRun
+from hpo.stores.checkpoints import CheckpointStore
+from hpo.stores.registry import Registry
+from hpo.stores.study_run import StudyRun
+from hpo.study.ledger import FAIL_REASON_ATTR, StudyLedger
+from hpo.study.stopping import StopSignal
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def root(tmp_path_factory):
 
 
 class Harness:
-    """A study's three stores and its ledger, as :func:`hpo.study.run_study` opens them."""
+    """A study's three stores and its ledger, as :func:`hpo.study.run.run_study` opens them."""
 
     def __init__(self, root, name: str, *overrides: str) -> None:
         self.spec = build_spec(compose(["model=tiny_bert", f"storage.root={root}", f"study.name={name}",

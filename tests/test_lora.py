@@ -8,7 +8,7 @@ import torch
 from reporters import Interrupted, KeepLatest
 from safetensors.torch import load_file
 
-from trainers import TextClassifier, TrainConfig, fine_tune, prepare_data
+from trainers import TextClassifier, TrainConfig, fine_tune, load_model, prepare_data
 from trainers.checkpoint import full_model
 from trainers.compact import WEIGHTS_FILE
 from trainers.loop import predict
@@ -26,7 +26,7 @@ def test_lora_trains_adapters_and_head_only_and_exports_merged(small_sst2, tiny_
     assert stored and all("lora_" in name or "classifier" in name or "pooler" in name for name in stored)
     assert any("lora_A" in name for name in stored) and any("lora_B" in name for name in stored)
 
-    reloaded = TextClassifier.from_checkpoint(tmp_path / "ckpt" / "best").eval()
+    reloaded = load_model(tmp_path / "ckpt" / "best").eval()
     assert getattr(reloaded.config, CONFIG_KEY)["r"] == 4
     logits, _ = predict(reloaded, data.validation, data.pad_token_id, 32, torch.device("cpu"))
 

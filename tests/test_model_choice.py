@@ -9,10 +9,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from hpo.config import build_spec, compose, stored_config
+from hpo.config.compose import build_spec, compose, stored_config
+from hpo.config.model_choice import trial_data, trial_settings
+from hpo.config.search_space import SearchSpace, trainer_name
 from hpo.errors import ConfigError
-from hpo.model_choice import trial_data, trial_settings
-from hpo.search_space import SearchSpace, trainer_name
 
 MODELS = ["search=models", "search.model={choices: [minilm_l6, minilm_l3]}"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from lifecycle import hpo, study_counts
 
-from hpo.registry import Registry
+from hpo.stores.registry import Registry
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from trainers.modeling import TextClassifier, count_trainable, freeze, load_classifier
+from trainers import load_model
+from trainers.modeling import count_trainable, freeze, load_classifier
 from trainers.optim import param_groups, warmup_then_linear_decay
 
 H, V, P, FF = 32, 30522, 128, 64
@@ -71,7 +72,7 @@ def test_checkpoint_reloads_with_its_pooling(tiny_bert, tmp_path):
     ids = torch.tensor([[101, 2204, 3185, 102, 0]])
     mask = torch.tensor([[1, 1, 1, 1, 0]])
     classifier.save(tmp_path)
-    reloaded = TextClassifier.from_checkpoint(tmp_path).eval()
+    reloaded = load_model(tmp_path).eval()
     assert reloaded.pooling == "mean"
     assert reloaded.config.id2label == {0: "neg", 1: "pos"}
     torch.testing.assert_close(reloaded(ids, mask), classifier(ids, mask))

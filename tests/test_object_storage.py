@@ -11,13 +11,12 @@ import pyarrow.fs as pafs
 import pytest
 from mlflow import MlflowClient
 
-from hpo.checkpoints import CheckpointStore
-from hpo.config import build_spec, compose
+from hpo.config.compose import build_spec, compose
 from hpo.errors import ConfigError
-from hpo.registry import Registry
-from hpo.study import run_study
-from trainers import fine_tune, prepare_data
-from trainers.modeling import TextClassifier
+from hpo.stores.checkpoints import CheckpointStore
+from hpo.stores.registry import Registry
+from hpo.study.run import run_study
+from trainers import fine_tune, load_model, prepare_data
 
 BUCKET = "hpo-test"
 pytestmark = pytest.mark.integration
@@ -61,14 +60,14 @@ def test_a_study_keeps_its_checkpoints_in_a_bucket(small_sst2, tiny_bert, local_
     assert client.search_model_versions("name='bucketed'"), "the best model, from the bucket, is registered"
 
     # What `hpo resume` hands an interrupted trial: its newest checkpoint in the bucket, which the trial
-    # downloads (CheckpointStore.local_copy, as hpo.trial.run_trial does) and continues from.
+    # downloads (CheckpointStore.local_copy, as hpo.study.trial.run_trial does) and continues from.
     trial = Registry.open(spec.storage.registry_url).trials("bucketed")[0]
     latest = store.latest_of_trial(trial.ray_trial_dir, trial.checkpoint)
     assert latest is not None and store.read_summary(latest)["epoch"] == 2
     data = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert, max_length=64, train_limit=200,
                         validation_limit=100)
     with store.local_copy(latest) as folder:
-        assert TextClassifier.from_checkpoint(folder / "best").config.id2label == {0: "0", 1: "1"}
+        assert load_model(folder / "best").config.id2label == {0: "0", 1: "1"}
         reports = _Reports()
         fine_tune(dataclasses.replace(spec.trainer, **trial.params, max_epochs=3, resume_from=str(folder)),
                   data, reports)

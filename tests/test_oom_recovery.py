@@ -94,7 +94,7 @@ def _trial_that_runs_out_of_memory_above_10_rows(config, *, data, trainer, check
     """The real trainable, in a Ray worker whose "GPU" holds at most 10 rows per forward pass."""
     import torch
 
-    from hpo.trial import run_trial
+    from hpo.study.trial import run_trial
     from trainers.modeling import TextClassifier
 
     original = TextClassifier.forward
@@ -120,10 +120,10 @@ def test_a_study_records_an_oom_trial_as_failed_and_goes_on(small_sst2, tiny_ber
     import ray.cloudpickle
     from mlflow import MlflowClient
 
-    from hpo.config import build_spec, compose
-    from hpo.registry import Registry
-    from hpo.study import run_study
-    from hpo.tracking import FAIL_REASON_TAG, STATUS_TAG
+    from hpo.config.compose import build_spec, compose
+    from hpo.stores.registry import Registry
+    from hpo.stores.tracking import FAIL_REASON_TAG, STATUS_TAG
+    from hpo.study.run import run_study
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the wrapper travels to the worker
     fixed = [f"search.{k}={v}" for k, v in (("learning_rate", 1e-3), ("freeze_depth", 0), ("weight_decay", 0.0),

@@ -5,7 +5,7 @@ import io
 import pytest
 from rich.console import Console
 
-from hpo.progress import LiveProgress, PlainProgress, QuietProgress, Tally, make_progress
+from hpo.reporting.progress import LiveProgress, PlainProgress, QuietProgress, Tally, make_progress
 from trainers.objective import Objective
 
 PARAMS = {"learning_rate": 3e-05, "batch_size": 16}
@@ -39,7 +39,7 @@ def test_epochs_left_uses_what_finished_trials_took_and_the_epoch_budget():
 
 def test_eta_is_the_pace_so_far_times_the_epochs_left(monkeypatch):
     t = _tally()
-    monkeypatch.setattr("hpo.progress.time.time", lambda: 100.0)
+    monkeypatch.setattr("hpo.reporting.progress.time.time", lambda: 100.0)
     assert t.eta_s() is None, "no epoch yet"
     t.started(0, PARAMS)
     t.epoch(0, 1, 0.5)  # 1 epoch in 100 s; 11 left

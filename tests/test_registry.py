@@ -14,8 +14,8 @@ import optuna
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from hpo.registry import VERSION_TABLE, Registry, RegistryError, utcnow
 from hpo.states import StudyStatus, TrialState
+from hpo.stores.registry import VERSION_TABLE, Registry, RegistryError, utcnow
 
 HEAD = "0005_v5"
 V2_STORE = Path(__file__).parent / "fixtures" / "registry_v2.db"  # written by hpo 0.1.0's Registry (schema v2)
@@ -90,7 +90,7 @@ def test_registry_refuses_a_newer_schema(registry_url):
 
 OPEN_AT = """
 import sys, time
-from hpo.registry import Registry
+from hpo.stores.registry import Registry
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
 Registry.open(sys.argv[1])
 """

@@ -59,9 +59,9 @@ def test_a_replayed_study_records_the_tables_curves(table_csv, small_sst2, tiny_
     """Through the real ASHA, searcher and ledger: every trial's curve is its nearest config's, cut where
     the scheduler stopped it."""
     from bench.replay.trainable import replay_trainable
-    from hpo.config import build_spec, compose
-    from hpo.registry import Registry
-    from hpo.study import run_study
+    from hpo.config.compose import build_spec, compose
+    from hpo.stores.registry import Registry
+    from hpo.study.run import run_study
 
     spec = build_spec(compose([
         "model=hf", f"model.name_or_path={tiny_bert}", "data=csv", f"data.train_path={small_sst2['train']}",

@@ -5,10 +5,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from hpo.checkpoints import CheckpointStore
-from hpo.retention import Retention
-from hpo.spec import StorageSpec
+from hpo.config.spec import StorageSpec
 from hpo.states import TrialState
+from hpo.stores.checkpoints import CheckpointStore
+from hpo.stores.retention import Retention
 from trainers.checkpoint import BEST_DIR, RETIRED_FILE, STATE_FILE, SUMMARY_FILE
 from trainers.compact import WEIGHTS_FILE
 from trainers.objective import Objective

@@ -1,8 +1,8 @@
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+from hpo.config.search_space import SearchSpace
 from hpo.errors import ConfigError
-from hpo.search_space import SearchSpace
 
 
 def test_translates_each_kind_of_entry():
@@ -65,9 +65,9 @@ def test_midpoint_is_the_centre_of_every_kind_of_range():
 
 
 def test_a_new_study_starts_at_the_midpoint_only_when_asked_and_never_over_a_warm_start(tmp_path):
-    from hpo.config import build_spec, compose
-    from hpo.registry import Registry
-    from hpo.warm_start import first_points
+    from hpo.config.compose import build_spec, compose
+    from hpo.stores.registry import Registry
+    from hpo.study.warm_start import first_points
 
     def spec(*overrides):
         return build_spec(compose(["model=tiny_bert", f"storage.root={tmp_path}", *overrides]))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from hpo.config import build_spec, compose
-from hpo.registry import Registry
-from hpo.stopping import StopSignal, StudyStop
-from hpo.warm_start import warm_start_points
+from hpo.config.compose import build_spec, compose
+from hpo.stores.registry import Registry
+from hpo.study.stopping import StopSignal, StudyStop
+from hpo.study.warm_start import warm_start_points
 from trainers.objective import Objective
 
 ACCURACY, LOSS = Objective("val_accuracy", "max"), Objective("val_loss", "min")
@@ -83,7 +83,7 @@ def test_stop_rule_ends_the_study_and_records_why(overrides, reason_start, max_t
                                                   tiny_bert, local_ray):
     from mlflow import MlflowClient
 
-    from hpo.study import run_study
+    from hpo.study.run import run_study
 
     spec = _spec(tmp_path, small_sst2, tiny_bert, "rule", "study.num_samples=8", *overrides)
     outcome = run_study(spec)
@@ -102,7 +102,7 @@ def test_stop_rule_ends_the_study_and_records_why(overrides, reason_start, max_t
 @pytest.fixture(scope="module")
 def source_study(tmp_path_factory, small_sst2, tiny_bert, local_ray):
     """A finished 3-trial, 1-epoch study (random sampler, val_loss) to warm-start from."""
-    from hpo.study import run_study
+    from hpo.study.run import run_study
 
     root = tmp_path_factory.mktemp("warm")
     spec = _spec(root, small_sst2, tiny_bert, "source", "study.num_samples=3", "study.metric=val_loss",
@@ -114,7 +114,7 @@ def source_study(tmp_path_factory, small_sst2, tiny_bert, local_ray):
 
 @pytest.mark.integration
 def test_warm_start_evaluates_the_source_studys_best_configs_first(source_study, small_sst2, tiny_bert):
-    from hpo.study import run_study
+    from hpo.study.run import run_study
 
     root, ranked = source_study
     target = _spec(root, small_sst2, tiny_bert, "target", "study.num_samples=2", "study.metric=val_loss",

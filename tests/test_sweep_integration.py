@@ -9,10 +9,10 @@ from mlflow import MlflowClient
 from stores import assert_stores_agree
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from hpo.config import build_spec, compose
+from hpo.config.compose import build_spec, compose
 from hpo.errors import ConfigError
-from hpo.study import run_study
-from hpo.tracking import STATUS_TAG, TRIAL_ID_TAG
+from hpo.stores.tracking import STATUS_TAG, TRIAL_ID_TAG
+from hpo.study.run import run_study
 
 NUM_TRIALS, EPOCHS = 6, 3
 pytestmark = pytest.mark.integration
@@ -96,7 +96,7 @@ def test_a_second_sweep_with_the_same_name_is_refused(finished_study):
 
 def test_a_trial_no_node_can_hold_stops_the_study_before_anything_is_recorded(small_sst2, tiny_bert, local_ray,
                                                                                tmp_path):
-    from hpo.registry import Registry
+    from hpo.stores.registry import Registry
 
     spec = build_spec(compose([
         "model=hf", f"model.name_or_path={tiny_bert}", "data=csv", f"data.train_path={small_sst2['train']}",
@@ -111,7 +111,7 @@ def test_a_trial_no_node_can_hold_stops_the_study_before_anything_is_recorded(sm
 def test_a_finished_study_keeps_only_models_and_metrics(finished_study):
     """storage.keep=best: no trial keeps its resume state, and once the study has ended only the best trial keeps
     its model in checkpoint storage (every finished trial's is in its MLflow run)."""
-    from hpo.registry import Registry
+    from hpo.stores.registry import Registry
     from trainers.checkpoint import STATE_FILE
 
     spec, outcome, _ = finished_study

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from trainers import ConsoleReporter, TextClassifier, TrainConfig, fine_tune, prepare_data
+from trainers import ConsoleReporter, TrainConfig, fine_tune, load_model, prepare_data
 from trainers.loop import evaluate
 
 
@@ -23,7 +23,7 @@ def test_fine_tune_reports_every_epoch_and_checkpoints_improvements(small_sst2, 
         assert 0.0 <= metrics["val_accuracy"] <= 1.0
     assert best["val_accuracy"] == max(m["val_accuracy"] for m in reporter.history)
 
-    reloaded = TextClassifier.from_checkpoint(tmp_path / "best")
+    reloaded = load_model(tmp_path / "best")
     again = evaluate(reloaded, data.validation, data.pad_token_id, 64, torch.device("cpu"))
     assert again["val_accuracy"] == best["val_accuracy"]
 
@@ -77,7 +77,7 @@ def test_resuming_a_finished_run_reports_its_last_epoch_again(small_sst2, tiny_b
 
 def test_the_checkpoint_layout_is_what_the_orchestrator_reads(small_sst2, tiny_bert, tmp_path):
     """trainers/checkpoint.py writes it; hpo.checkpoints finds the newest complete one and its best model."""
-    from hpo.checkpoints import CheckpointStore
+    from hpo.stores.checkpoints import CheckpointStore
     from trainers import checkpoint
 
     data = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert, train_limit=64)
@@ -92,7 +92,7 @@ def test_the_checkpoint_layout_is_what_the_orchestrator_reads(small_sst2, tiny_b
     assert not checkpoint.is_complete({"config.json"})
     latest = CheckpointStore(str(tmp_path)).latest_of_trial(str(trial), None)
     assert latest == str(trial / "checkpoint_000001") and checkpoint.read_summary(latest)["epoch"] == 2
-    best = TextClassifier.from_checkpoint(checkpoint.best_model(latest))
+    best = load_model(checkpoint.best_model(latest))
     assert best.config.id2label == {0: "0", 1: "1"}
 
 

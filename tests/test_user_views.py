@@ -25,7 +25,7 @@ import pytest
 from browser import chromium, runs_table
 from mlflow import MlflowClient
 
-from hpo.registry import Registry
+from hpo.stores.registry import Registry
 
 pytestmark = pytest.mark.integration
 NAME, TRIALS = "views", 4
@@ -164,7 +164,7 @@ def test_the_champion_alias_points_at_the_best_trials_registered_model(study):
 
 
 def test_export_and_onnx_give_the_registered_models_predictions(study, small_sst2, tmp_path):
-    from hpo.export import load, onnx_logits, probabilities
+    from hpo.models.export import load, onnx_logits, probabilities
     from trainers.data import read_csv
 
     root, _, _, _ = study

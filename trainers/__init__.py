@@ -11,6 +11,7 @@ Example (a tiny random BERT, a handful of rows, a few seconds on a CPU)::
     fine_tune(TrainConfig(model_name_or_path=str(path), max_epochs=1), data, ConsoleReporter())
 """
 
+from trainers.checkpoint import load_model
 from trainers.config import TrainConfig
 from trainers.data import PreparedData, prepare_data
 from trainers.loop import fine_tune
@@ -25,5 +26,6 @@ __all__ = [
     "TrainConfig",
     "UnsupportedArchitecture",
     "fine_tune",
+    "load_model",
     "prepare_data",
 ]

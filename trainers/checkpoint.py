@@ -37,7 +37,7 @@ BEST_DIR = "best"
 _WRITTEN_LAST = {STATE_FILE, SUMMARY_FILE, BEST_DIR}  # present once the folder is fully written
 FOLDS_DIR = "folds"  # a cross-validated trial's per-fold checkpoints (trainers.cv)
 RESUME_STATE = (STATE_FILE, compact.WEIGHTS_FILE, FOLDS_DIR)  # what only resuming needs: dropped when a trial ends
-RETIRED_FILE = "retired"  # written before the resume state of an ended trial is dropped (hpo.retention)
+RETIRED_FILE = "retired"  # written before the resume state of an ended trial is dropped (hpo.stores.retention)
 
 
 def is_complete(names: set[str]) -> bool:

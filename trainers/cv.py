@@ -22,8 +22,9 @@ import json
 import shutil
 import statistics
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -64,7 +65,8 @@ class _Latest:
         fresh.rename(self.keep)
 
 
-def cross_validate(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[str, float]:
+def cross_validate(cfg: TrainConfig, data: PreparedData, reporter: Reporter,
+                   train: Callable[[TrainConfig, PreparedData, Reporter], Any]) -> dict[str, float]:
     """Trains ``cfg.cv_folds`` fold models in lockstep; reports each epoch's fold means; returns the best epoch's."""
     k = cfg.cv_folds
     splits = folds(data.train.labels, k, cfg.seed)
@@ -81,8 +83,6 @@ def cross_validate(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> 
             reporter.report(checkpoint.read_summary(resumed)["metrics"], resumed)
             shutil.rmtree(work, ignore_errors=True)
             return state["best"]
-    from trainers.loop import fine_tune  # the loop hands CV trials to this module: imported here, not at the top
-
     fold_cfg = dataclasses.replace(cfg, cv_folds=0, early_stopping_patience=None)
     try:
         for epoch in range(state["epoch"] + 1, cfg.max_epochs + 1):
@@ -90,7 +90,7 @@ def cross_validate(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> 
             for i, one in enumerate(fold_data):
                 latest = work / FOLDS_DIR / f"fold_{i}"
                 fold = _Latest(latest)
-                fine_tune(dataclasses.replace(fold_cfg, until_epoch=epoch,
+                train(dataclasses.replace(fold_cfg, until_epoch=epoch,
                                               resume_from=str(latest) if epoch > 1 else None), one, fold)
                 per_fold.append(fold.metrics)
             state, metrics = _record_epoch(cfg, state, epoch, per_fold, work)

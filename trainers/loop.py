@@ -123,14 +123,14 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     ``cfg.min_micro_batch_size`` it raises :class:`~trainers.oom.TrainingOutOfMemory`.
     """
     if cfg.cv_folds > 1:
-        return cross_validate(cfg, data, reporter)
+        return cross_validate(cfg, data, reporter, train=fine_tune)
     seed_everything(cfg.seed)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = pick_device()
 
     if cfg.resume_from:
-        classifier = TextClassifier.from_checkpoint(cfg.resume_from)
+        classifier = checkpoint.load_model(cfg.resume_from)
     else:
         classifier = load_classifier(cfg.model_name_or_path, data.label_names, pooling=cfg.pooling, dropout=cfg.dropout)
     _prepare_method(classifier, cfg)
@@ -146,7 +146,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     )
     # fp16 needs loss scaling to keep small gradients; bf16 and fp32 do not (the scaler is then a no-op).
     scaler = torch.amp.GradScaler("cuda", enabled=half_dtype(device) == torch.float16)
-    # Costs a multi-objective study can trade accuracy against (hpo.pareto), with latency_ms measured per epoch.
+    # Costs a multi-objective study can trade accuracy against (hpo.ranking), with latency_ms measured per epoch.
     sizes = {"trainable_params": float(sum(p.numel() for p in classifier.parameters() if p.requires_grad)),
              "model_mb": sum(p.numel() * p.element_size() for p in classifier.parameters()) / 2**20}
     weights = class_weights(cfg.class_weights, data.train.labels, data.num_labels)

@@ -70,14 +70,6 @@ class TextClassifier(nn.Module):
         return directory
 
     @classmethod
-    def from_checkpoint(cls, directory: str | Path) -> TextClassifier:
-        """Reloads a trainer checkpoint, its ``best/`` (compact: :mod:`trainers.checkpoint`) or a folder written
-        by :meth:`save`, with the pooling it was trained with."""
-        from trainers.checkpoint import load_model
-
-        return load_model(directory)
-
-    @classmethod
     def from_pretrained_folder(cls, directory: str | Path) -> TextClassifier:
         """Reloads a full folder written by :meth:`save` with the pooling it was trained with."""
         from transformers import AutoModelForSequenceClassification

@@ -14,7 +14,7 @@ class Reporter(Protocol):
 
     The folder (:mod:`trainers.checkpoint`) holds the latest trainable weights plus ``trainer_state.pt``
     (enough to resume exactly) and ``best/``, the best model so far, both compact: they refer to the base
-    model for the frozen layers (``TextClassifier.from_checkpoint`` loads either; ``checkpoint.full_model``
+    model for the frozen layers (``load_model`` loads either; ``checkpoint.full_model``
     writes a ``from_pretrained``-loadable folder). It is only valid during the call: a reporter that wants to
     keep it copies it. ``metrics["improved"]`` is 1.0 when this epoch is the new best.
     """

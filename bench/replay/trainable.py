@@ -9,11 +9,11 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.replay.table import ReplayTable
-from hpo.search_space import HYPERPARAMETERS
+from hpo.config.search_space import HYPERPARAMETERS
 
 
 def replay_trainable(table: ReplayTable, metric: str = "val_accuracy", seed: int = 0) -> Callable:
-    """``hpo.study.run_study(spec, trainable=...)``: each trial reports ``table``'s curve of its nearest config."""
+    """``hpo.study.run.run_study(spec, trainable=...)``: each trial reports ``table``'s curve of its nearest config."""
     import ray.cloudpickle
     from ray import tune
 

@@ -123,15 +123,15 @@ def test_there_are_at_least_30_distinct_cases():
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_refused_early_with_one_line_and_nothing_recorded(case, files, tmp_path, sst2_dir, monkeypatch,
                                                                        capfd):
-    """`hpo sweep` as its console script runs it (``hpo.cli.main`` with the same argv), in this process: the
+    """`hpo sweep` as its console script runs it (``hpo.cli.main.main`` with the same argv), in this process: the
     imports are paid once for all cases (tests/test_cli.py runs three of them as real subprocesses too)."""
-    from hpo.cli import main
+    from hpo.cli.main import main
 
     _, overrides, key = next(c for c in _cases(files) if c[0] == case)
     root = tmp_path / "runs"
     monkeypatch.setenv("HPO_DATA_DIR", str(sst2_dir))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("hpo.study.start_ray", lambda cluster: pytest.fail(f"{case}: Ray was started"))
+    monkeypatch.setattr("hpo.study.run.start_ray", lambda cluster: pytest.fail(f"{case}: Ray was started"))
     with pytest.raises(SystemExit) as exit_:
         main(["sweep", "experiment=sst2_minilm", f"storage.root={root}", f"study.name={NAME}", *overrides])
     out, err = capfd.readouterr()

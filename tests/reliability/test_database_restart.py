@@ -17,8 +17,8 @@ from conftest import _fresh_database, start_postgres  # noqa: E402
 from lifecycle import TINY_SWEEP, Driver, with_overrides  # noqa: E402
 from stores import assert_stores_agree  # noqa: E402
 
-from hpo.registry import Registry  # noqa: E402
 from hpo.states import StudyStatus  # noqa: E402
+from hpo.stores.registry import Registry  # noqa: E402
 
 pytestmark = pytest.mark.integration
 NAME, TRIALS = "db_restart", 3

@@ -15,10 +15,9 @@ sys.path.insert(0, str(Path(__file__).parents[1]))  # the lifecycle helpers in t
 from lifecycle import TINY_SWEEP, Driver, with_overrides  # noqa: E402
 from stores import assert_stores_agree  # noqa: E402
 
-from hpo.registry import Registry  # noqa: E402
 from hpo.states import StudyStatus, TrialState  # noqa: E402
-from trainers import TextClassifier  # noqa: E402
-from trainers.checkpoint import STATE_FILE, read_summary  # noqa: E402
+from hpo.stores.registry import Registry  # noqa: E402
+from trainers.checkpoint import STATE_FILE, load_model, read_summary  # noqa: E402
 
 pytestmark = pytest.mark.integration
 NAME = "disk_full"
@@ -51,7 +50,7 @@ def test_a_full_disk_stops_the_study_resumably_with_the_previous_checkpoint_inta
     assert record.status == StudyStatus.STOPPED and "no space left" in record.stop_reason
     assert trial.state == TrialState.INTERRUPTED and trial.epochs == 1
     assert read_summary(trial.checkpoint)["epoch"] == 1, "the recorded checkpoint is the last one written whole"
-    TextClassifier.from_checkpoint(trial.checkpoint)
+    load_model(trial.checkpoint)
     torch.load(Path(trial.checkpoint) / STATE_FILE, weights_only=True)
 
     subprocess.run(["mount", "-o", "remount,size=256m", str(small_disk)], check=True)  # space again

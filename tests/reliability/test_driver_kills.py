@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).parents[1]))  # the lifecycle helpers in t
 from lifecycle import TINY_SWEEP, Driver, hpo, study_counts, wait_for, with_overrides  # noqa: E402
 from stores import assert_stores_agree  # noqa: E402
 
-from hpo.registry import Registry  # noqa: E402
 from hpo.states import StudyStatus  # noqa: E402
+from hpo.stores.registry import Registry  # noqa: E402
 
 pytestmark = pytest.mark.integration
 NAME, TRIALS, KILLS = "driver_kills", 4, 5

@@ -19,9 +19,9 @@ import psutil
 import pytest
 from stores import assert_stores_agree
 
-from hpo.config import build_spec, compose
-from hpo.registry import Registry
-from hpo.study import run_study
+from hpo.config.compose import build_spec, compose
+from hpo.stores.registry import Registry
+from hpo.study.run import run_study
 
 pytestmark = pytest.mark.integration
 TRIALS = int(os.environ.get("HPO_LOAD_TRIALS", "30"))

@@ -13,7 +13,7 @@ import pyarrow.fs as pafs
 import pytest
 from mlflow import MlflowClient
 
-from hpo.registry import Registry
+from hpo.stores.registry import Registry
 
 pytestmark = pytest.mark.integration
 PG_PASSWORD, S3_SECRET, S3_KEY_ID = "pg-Secr3t-42", "s3-Secr3t-99", "AKIDHPOTEST"

@@ -15,8 +15,8 @@ from mlflow import MlflowClient
 sys.path.insert(0, str(Path(__file__).parents[1]))  # the lifecycle helpers in tests/
 from lifecycle import TINY_SWEEP, Driver, wait_for, with_overrides  # noqa: E402
 
-from hpo.registry import Registry  # noqa: E402
 from hpo.states import TrialState  # noqa: E402
+from hpo.stores.registry import Registry  # noqa: E402
 
 pytestmark = pytest.mark.integration
 NAME, TRIALS, EPOCHS = "worker_kill", 2, 4

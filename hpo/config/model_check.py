@@ -1,0 +1,74 @@
+"""Finding the model a study fine-tunes and counting its encoder blocks, without loading weights or writing
+anything (a model hpo builds locally is described, not built: :func:`ensure_model` builds it when a study starts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hpo.config.spec import ModelSpec
+from hpo.errors import ConfigError
+from trainers.modeling import UnsupportedArchitecture, num_encoder_blocks
+from trainers.split_package import SPLIT_MODELS
+from trainers.truncated import TRUNCATIONS
+
+BUILDERS = ("tiny_bert", *TRUNCATIONS, *SPLIT_MODELS)  # models hpo writes to a folder itself on first use
+
+
+def resolve_model(raw: str, build_if_missing: str | None) -> ModelSpec:
+    """``model.name_or_path`` as a local folder (absolute) or a hub name, with its number of encoder blocks."""
+    if build_if_missing is not None and build_if_missing not in BUILDERS:
+        raise ConfigError("model.build_if_missing",
+                          f"unknown builder {build_if_missing!r}; the builders are {list(BUILDERS)}")
+    local = Path(raw).expanduser()
+    to_build = build_if_missing is not None and not (local / "config.json").is_file()
+    looks_local = local.exists() or raw.startswith(("/", ".", "~")) or raw.count("/") > 1
+    if looks_local and not to_build and not (local / "config.json").is_file():
+        raise ConfigError(
+            "model.name_or_path",
+            f"{raw!r} is not a model folder (no config.json there); give a folder written by "
+            "save_pretrained, or a hub name such as 'bert-base-uncased'",
+        )
+    name_or_path = str(local.resolve()) if looks_local or to_build else raw
+    try:
+        import torch
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        config = _described(build_if_missing) if to_build else AutoConfig.from_pretrained(name_or_path)
+        with torch.device("meta"):  # the architecture, without allocating weights
+            model = AutoModelForSequenceClassification.from_config(config)
+        return ModelSpec(name_or_path, num_encoder_blocks(model), build_if_missing)
+    except UnsupportedArchitecture as err:
+        raise ConfigError("model.name_or_path", str(err)) from None
+    except (OSError, ValueError, KeyError) as err:
+        raise ConfigError("model.name_or_path", f"cannot load {raw!r}: {str(err).splitlines()[0]}") from None
+
+
+def _described(builder: str):
+    """The config of the model ``builder`` will write, read without writing it."""
+    if builder in TRUNCATIONS:
+        from trainers.truncated import truncated_config
+
+        return truncated_config(builder)
+    if builder in SPLIT_MODELS:
+        from trainers.split_package import split_config
+
+        return split_config(builder)
+    from trainers.tiny import tiny_bert_config
+
+    return tiny_bert_config()
+
+
+def ensure_model(model: ModelSpec) -> None:
+    """Builds the model folder a builder promised (the tiny test BERT, a truncated encoder), once."""
+    if model.build_if_missing == "tiny_bert":
+        from trainers.tiny import build_tiny_bert
+
+        build_tiny_bert(model.name_or_path)
+    elif model.build_if_missing in TRUNCATIONS:
+        from trainers.truncated import build_truncated
+
+        build_truncated(model.build_if_missing, model.name_or_path)
+    elif model.build_if_missing in SPLIT_MODELS:
+        from trainers.split_package import build_split
+
+        build_split(model.build_if_missing, model.name_or_path)

@@ -1,0 +1,125 @@
+"""The checks of config sections that stand alone (storage, data, cluster, confirmation), for
+:func:`hpo.config.compose.build_spec`: each reads its keys, raises :class:`~hpo.errors.ConfigError` naming the key and
+the fix, and returns its part of the :class:`~hpo.config.spec.StudySpec`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from hpo.config import spec as s
+from hpo.errors import ConfigError
+from hpo.secrets import is_uri
+
+CHECKPOINT_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")  # what pyarrow.fs (Ray's storage) opens
+
+RANK_BY = ("mean", "lcb")  # confirm.rank_by: the mean, or the mean less one standard error (a lower confidence bound)
+
+
+def get_key(cfg: DictConfig, key: str) -> Any:
+    try:
+        return OmegaConf.select(cfg, key, throw_on_missing=True)
+    except OmegaConfBaseException as err:
+        raise ConfigError(key, f"{str(err).splitlines()[0]}; set it on the command line ({key}=...)") from None
+
+
+def number(cfg: DictConfig, key: str, *, minimum: float, integer: bool = False, optional: bool = False):
+    value = get_key(cfg, key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and int(value) != value):
+        raise ConfigError(key, f"must be {'an integer' if integer else 'a number'} >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ConfigError(key, f"must be >= {minimum}, got {value!r}")
+    return int(value) if integer else value
+
+
+def storage_spec(cfg: DictConfig, name: str) -> s.StorageSpec:
+    if is_uri(str(get_key(cfg, "storage.root"))):
+        raise ConfigError("storage.root", "must be a folder path; on a cluster, a shared filesystem mounted at the "
+                                          "same path on every node (NFS, EFS, Filestore); for checkpoints in a "
+                                          "bucket set storage.checkpoints=s3://bucket/prefix")
+    root = Path(str(get_key(cfg, "storage.root"))).expanduser().resolve()
+    if (keep := get_key(cfg, "storage.keep")) not in s.KEEPS:
+        raise ConfigError("storage.keep", f"must be one of {list(s.KEEPS)}, got {keep!r}")
+    return s.StorageSpec(
+        keep=keep, max_gb=number(cfg, "storage.max_gb", minimum=0, optional=True),
+        root=root, checkpoints=_checkpoints_location(cfg, root),
+        optuna_url=get_key(cfg, "storage.optuna_url") or f"sqlite:///{root / name / 'optuna.db'}",
+        registry_url=get_key(cfg, "registry.url") or f"sqlite:///{root / 'registry.db'}",
+        tracking_uri=get_key(cfg, "tracking.uri") or f"sqlite:///{root / 'mlflow.db'}",
+    )
+
+
+def _checkpoints_location(cfg: DictConfig, root: Path) -> str:
+    """``storage.checkpoints``: null means the storage root; a URI must be one pyarrow can open."""
+    location = get_key(cfg, "storage.checkpoints")
+    if location is None:
+        return str(root)
+    location = str(location)
+    if not is_uri(location):
+        return str(Path(location).expanduser().resolve())
+    scheme = location.split("://", 1)[0]
+    if scheme not in CHECKPOINT_SCHEMES:
+        schemes = [x + "://" for x in CHECKPOINT_SCHEMES]
+        raise ConfigError("storage.checkpoints", f"{scheme}:// is not a filesystem Ray can write checkpoints to; "
+                                                 f"use a shared folder or one of {schemes}")
+    return location
+
+
+def data_spec(cfg: DictConfig) -> s.DataSpec:
+    from trainers.data import DataError, read_header
+
+    paths = {}
+    for split in ("train_path", "validation_path"):
+        key = f"data.{split}"
+        path = Path(str(get_key(cfg, key))).expanduser().resolve()
+        if not path.is_file():
+            hint = " (or set HPO_DATA_DIR to the SST-2 folder)" if "sst2" in str(path) else ""
+            raise ConfigError(key, f"{path} does not exist; point it at a CSV file{hint}")
+        paths[split] = path
+    text_column, label_column = get_key(cfg, "data.text_column"), get_key(cfg, "data.label_column")
+    for split, path in paths.items():
+        try:
+            columns = read_header(path)
+        except DataError as err:
+            raise ConfigError(f"data.{split}", str(err)) from None
+        for key, column in (("data.text_column", text_column), ("data.label_column", label_column)):
+            if column not in columns:
+                raise ConfigError(key, f"{path.name} has no column {column!r}; its columns are {columns}")
+    return s.DataSpec(
+        train_path=paths["train_path"], validation_path=paths["validation_path"],
+        text_column=text_column, label_column=label_column,
+        train_limit=number(cfg, "data.train_limit", minimum=2, integer=True, optional=True),
+        validation_limit=number(cfg, "data.validation_limit", minimum=2, integer=True, optional=True),
+        seed=number(cfg, "data.seed", minimum=0, integer=True, optional=True),
+        stratify=bool(get_key(cfg, "data.stratify")),
+        cv_folds=number(cfg, "data.cv_folds", minimum=2, integer=True, optional=True),
+    )
+
+
+def cluster_spec(cfg: DictConfig) -> s.ClusterSpec:
+    address = get_key(cfg, "cluster.address")
+    if isinstance(address, str) and address.startswith("ray://"):
+        raise ConfigError("cluster.address", f"{address}: Ray Client would run the study's driver loop remotely "
+                                             "and end it when your connection drops; submit the study with "
+                                             "`hpo launch ... cluster=ray` (a Ray Job on the cluster) instead")
+    return s.ClusterSpec(
+        address=address,
+        num_cpus=number(cfg, "cluster.num_cpus", minimum=1, integer=True, optional=True),
+        num_gpus=number(cfg, "cluster.num_gpus", minimum=0, integer=True, optional=True),
+        dashboard_url=get_key(cfg, "cluster.dashboard_url"),
+        verbose=bool(get_key(cfg, "cluster.verbose")),
+    )
+
+
+def confirm_spec(cfg: DictConfig) -> s.ConfirmSpec:
+    rank_by = get_key(cfg, "confirm.rank_by")
+    if rank_by not in RANK_BY:
+        raise ConfigError("confirm.rank_by", f"must be one of {list(RANK_BY)}, got {rank_by!r}")
+    return s.ConfirmSpec(top_k=number(cfg, "confirm.top_k", minimum=0, integer=True),
+                         seeds=number(cfg, "confirm.seeds", minimum=1, integer=True), rank_by=rank_by)

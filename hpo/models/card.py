@@ -1,0 +1,65 @@
+"""The model card written beside an exported model (``README.md``, Hugging Face's format: YAML metadata,
+then what the model is, how it was chosen, how to load it, its hyperparameters, metrics and data).
+
+Example::
+
+    >>> card = model_card(ModelFacts(study="sst2", trial=3, base_model="minilm", pooling="mean",
+    ...     labels=["neg", "pos"], params={"learning_rate": 3e-05}, metrics={"val_accuracy": 0.85},
+    ...     metric="val_accuracy", best_epoch=2, data={"train": "train.csv"}))
+    >>> card.splitlines()[0], "| learning_rate | 3e-05 |" in card, "| val_accuracy | 0.8500 |" in card
+    ('---', True, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    study: str
+    trial: int | None
+    base_model: str
+    pooling: str
+    labels: list[str]
+    params: dict[str, Any]
+    metrics: dict[str, float]  # validation metrics at the best epoch
+    metric: str  # the study's objective
+    best_epoch: int | None
+    data: dict[str, Any] = field(default_factory=dict)  # paths, limits, rows
+
+
+def _value(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def model_card(f: ModelFacts) -> str:
+    pooling_note = ("It classifies the **mean of the last hidden states** (`hpo_pooling: mean` in `config.json`): "
+                    "load it with `trainers.load_model`, or use `model.onnx`; a plain "
+                    "`AutoModelForSequenceClassification` would read the CLS token instead."
+                    if f.pooling == "mean" else
+                    "It uses the model's own CLS head: `AutoModelForSequenceClassification.from_pretrained` loads it.")
+    lines = [
+        "---", "library_name: transformers", "pipeline_tag: text-classification", f"base_model: {f.base_model}",
+        "tags: [hpo, text-classification]", "model-index:", f"- name: {f.study}", "  results:",
+        "  - task: {type: text-classification}", "    metrics:",
+        *(f"    - {{type: {k}, value: {v:.4f}}}" for k, v in sorted(f.metrics.items())), "---", "",
+        f"# {f.study}", "",
+        f"`{f.base_model}` fine-tuned for text classification ({len(f.labels)} labels: "
+        + ", ".join(f"`{x}`" for x in f.labels) + f"). Chosen by the hpo study `{f.study}` as its best trial"
+        + (f" (trial {f.trial}, best epoch {f.best_epoch})" if f.trial is not None else "")
+        + f" by `{f.metric}`.", "", pooling_note, "",
+        "## Use", "", "```python", "from hpo.models.export import load, probabilities",
+        "tokenizer, classifier = load('.')", "probabilities(tokenizer, classifier, ['a gorgeous film'])",
+        "```", "", "or `hpo predict " + f.study + " 'a gorgeous film'`; with `model.onnx` (onnxruntime) the inputs "
+        "are `input_ids` and `attention_mask`, the output `logits`.", "",
+        "## Validation metrics (best epoch)", "", "| metric | value |", "|---|---|",
+        *(f"| {k} | {v:.4f} |" for k, v in sorted(f.metrics.items())), "",
+        "## Hyperparameters", "", "| param | value |", "|---|---|",
+        *(f"| {k} | {_value(v)} |" for k, v in sorted(f.params.items())), "",
+        "## Data", "", *(f"- {k}: `{v}`" for k, v in f.data.items()), "",
+        "Variance across seeds is a few points for fine-tuning runs of this size (Dodge et al. 2020): the best "
+        "trial of a search is an optimistic estimate of what the config gives on a new seed.", "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""MLflow's one door: every MLflow client is made here (:func:`client`), and every write to MLflow is made in
+:mod:`hpo.stores` (this module, :mod:`~hpo.stores.study_run`, :mod:`~hpo.stores.model_runs`). Readers (the
+report, the model commands) use :func:`client` too.
+
+A study is one experiment, with a parent run for the study and a nested run per trial; ``hpo refit`` and
+``hpo ensemble`` add runs beside the study's. The tags and names here are the contract between them and the
+people reading MLflow's UI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+from hpo.inference import TextClassifierModel
+from hpo.states import TrialState
+
+TRIAL_ID_TAG = "hpo.ray_trial_id"
+TRIAL_NUMBER_TAG = "hpo.optuna_trial_number"
+NODE_TAG = "hpo.ray_node_id"  # where the trial's latest attempt ran (with hpo.node_ip)
+STATUS_TAG = "hpo.trial_status"  # a TrialState value
+FAIL_REASON_TAG = "hpo.fail_reason"  # oom | error
+EVALUATION_DIR = "evaluation"  # a trial run's per-class results at its best epoch
+CHAMPION = "champion"  # the registered model's alias for the study's best version
+REFIT = "refit"  # the alias of a study's latest refit (hpo refit)
+ENSEMBLE = "ensemble"  # the alias of its latest ensemble (hpo ensemble)
+VALUE_TAG = "hpo.value"  # a registered version's objective value, which the champion is chosen by
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by MLflow's UI to pick an experiment's landing page
+RUN_STATUS = {TrialState.RUNNING: "RUNNING", TrialState.COMPLETED: "FINISHED", TrialState.PRUNED: "FINISHED",
+              TrialState.FAILED: "FAILED", TrialState.INTERRUPTED: "KILLED"}
+LOGGED_METRICS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1_macro", "val_auc", "train_loss", "lr",
+                  "train_examples_per_s", "time_this_iter_s", "micro_batch_size", "grad_accumulation",
+                  "cv_sd", "latency_ms", "epoch_seconds", "trainable_params", "model_mb")
+_PIP = ["torch==2.13.0", "transformers==5.23.0", "pandas", "hpo"]
+
+
+def client(tracking_uri: str) -> MlflowClient:
+    """The MLflow client of a tracking URI: the only place hpo makes one."""
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def params_of(values: dict[str, Any]) -> list[Param]:
+    return [Param(k, str(v)[:6000]) for k, v in sorted(values.items())]
+
+
+def metrics_at(result: Mapping[str, float], step: int, keys: Sequence[str] = LOGGED_METRICS) -> list[Metric]:
+    """``result``'s values of ``keys`` as MLflow metrics at ``step``."""
+    now = now_ms()
+    return [Metric(k, float(result[k]), now, step) for k in keys if k in result]
+
+
+@contextlib.contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (the pyfunc logger, artifact downloads) reads a process-wide tracking URI: set it for
+    one call and put the previous one back, so no other code sees it changed."""
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def log_pyfunc(tracking_uri: str, run_id: str, python_model: mlflow.pyfunc.PythonModel, artifacts: dict[str, str],
+               register_as: str | None) -> tuple[str, str | None]:
+    """Logs ``python_model`` with ``artifacts`` as the pyfunc ``best_model`` of run ``run_id`` (registered as
+    ``register_as`` when given). Returns (model URI, registered version or None)."""
+    # mlflow warns that a pickled python_model runs code on load; ours is this package's own class.
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+    with _tracking_uri(tracking_uri), mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(name="best_model", python_model=python_model, artifacts=artifacts,
+                                       registered_model_name=register_as, pip_requirements=_PIP)
+    return info.model_uri, None if info.registered_model_version is None else str(info.registered_model_version)
+
+
+def log_classifier(tracking_uri: str, run_id: str, folder: Path, register_as: str | None) -> tuple[str, str | None]:
+    """A classifier folder as a pyfunc model (:class:`hpo.inference.TextClassifierModel`)."""
+    return log_pyfunc(tracking_uri, run_id, TextClassifierModel(), {"checkpoint": str(folder)}, register_as)
+
+
+def download_model(tracking_uri: str, model_uri: str, dst: str) -> Path:
+    """The classifier folder inside a registered pyfunc model (``models:/NAME@alias``), downloaded under ``dst``."""
+    with _tracking_uri(tracking_uri):
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=dst))
+    artifacts = mlflow.models.Model.load(str(local)).flavors["python_function"]["artifacts"]
+    return local / artifacts["checkpoint"]["path"]
+
+
+def load_model(tracking_uri: str, model_uri: str) -> mlflow.pyfunc.PyFuncModel:
+    """A registered model, loaded to predict."""
+    with _tracking_uri(tracking_uri):
+        return mlflow.pyfunc.load_model(model_uri)
+
+
+def finish_study_run(client: MlflowClient, run_id: str, metric: str, best: dict[str, Any] | None, status: str,
+                     stop_reason: str | None) -> None:
+    """The study run's end: its best trial (``value``, ``params``, ``number``, ``run_id``), why it ended, its status."""
+    if best is not None:  # tags, not params: a resumed study may find a new best, and params are immutable
+        tags = {f"best.{k}": str(v) for k, v in best["params"].items()}
+        tags |= {"hpo.best_trial_number": str(best["number"]), "hpo.best_run_id": best.get("run_id") or ""}
+        client.log_batch(run_id, metrics=[Metric(f"best_{metric}", best["value"], now_ms(), 0)],
+                         tags=[RunTag(k, v) for k, v in tags.items()])
+    if stop_reason:
+        client.set_tag(run_id, "hpo.stop_reason", stop_reason)
+    client.set_terminated(run_id, status)
+
+
+def log_report(client: MlflowClient, study_run_id: str, folder: Path) -> None:
+    """The study report (:mod:`hpo.reporting.report`) as artifacts of the study's run, under ``report/``: at the end of a
+    study (through the ledger) and from ``hpo report``, which derives it again from the stores."""
+    client.log_artifacts(study_run_id, str(folder), "report")

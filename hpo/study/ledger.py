@@ -1,0 +1,342 @@
+"""The study ledger: the one writer of trial state, to the registry, to Optuna and to MLflow.
+
+Every change to a trial goes through here, in one order: **registry, then Optuna, then MLflow**. The
+registry is hpo's own record and is written first, so after a crash between any two writes it holds the
+newest truth; Optuna (what the sampler learns) and MLflow (what people read) are derived from it, and
+:meth:`StudyLedger.reconcile` replays into them whatever a crash kept from them when the study resumes. A
+trial's birth is the one exception: Optuna's ``ask`` assigns the trial number every store keys on, so it
+comes first; a trial Optuna knows and the registry does not is continued by the resume like any other.
+
+How a trial's state reads in each store (:func:`optuna_state`, :data:`hpo.stores.tracking.RUN_STATUS`):
+
+    registry      Optuna                                  MLflow run (tag hpo.trial_status)
+    RUNNING       RUNNING                                 RUNNING
+    COMPLETED     COMPLETE, value = its best epoch        FINISHED
+    PRUNED        PRUNED, one intermediate value/epoch    FINISHED
+                  (COMPLETE with its best value if search.feedback=complete)
+    FAILED        FAIL; out of memory: PRUNED + constraint "oom" (TPE and GP skip FAILed configs and
+                  would propose them again; an infeasible one ranks below every feasible trial)
+    INTERRUPTED   RUNNING (resumable: `hpo resume` continues it)     KILLED
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState as OptunaState
+
+from hpo.config.spec import StudySpec
+from hpo.ranking import pareto_front
+from hpo.reporting.plots import confusion_matrix_png
+from hpo.reporting.progress import PlainProgress, Tally
+from hpo.reporting.report import report_study
+from hpo.result_keys import NODE_KEY, OOM_KEY, STORAGE_FULL_KEY
+from hpo.secrets import redacted
+from hpo.states import StudyStatus, TrialState
+from hpo.stores.checkpoints import CheckpointStore
+from hpo.stores.registry import Registry, TrialRecord
+from hpo.stores.retention import Retention
+from hpo.stores.study_run import StudyRun
+from hpo.study.ledger_reruns import ConfirmationWrites
+from hpo.study.stopping import StopSignal
+from trainers.checkpoint import best_model
+from trainers.loop import COST_METRICS
+
+OOM = "oom"
+ERROR = "error"
+FAIL_REASON_ATTR = "fail_reason"  # Optuna user attribute of a failed trial
+
+
+def optuna_state(state: TrialState, fail_reason: str | None, feedback: str) -> OptunaState:
+    """What Optuna holds for a trial in ``state`` (see the table above)."""
+    if state == TrialState.PRUNED:
+        return OptunaState.PRUNED if feedback == "pruned" else OptunaState.COMPLETE
+    if state == TrialState.FAILED:
+        return OptunaState.PRUNED if fail_reason == OOM else OptunaState.FAIL
+    return {TrialState.COMPLETED: OptunaState.COMPLETE}.get(state, OptunaState.RUNNING)
+
+
+class StudyLedger(ConfirmationWrites):
+    """Records trials as they are born, report epochs, checkpoint and end; tells ``progress`` each time."""
+
+    def __init__(self, spec: StudySpec, registry: Registry, study: optuna.Study, mlflow: StudyRun,
+                 store: CheckpointStore, signal: StopSignal,
+                 on_finished: Callable[[float | None], None] = lambda best: None,
+                 progress: PlainProgress | None = None) -> None:
+        self.spec, self.name, self.objective = spec, spec.name, spec.objective
+        self.objectives = spec.study.objectives
+        self.multi = len(self.objectives) > 1  # a multi-objective study (study.objectives)
+        self.registry, self.study, self.mlflow, self.store, self.signal = registry, study, mlflow, store, signal
+        self.on_finished = on_finished
+        self.progress = progress or PlainProgress(spec.name, Tally(spec.objective, spec.study.num_samples,
+                                                                   spec.trainer.max_epochs))
+        self.numbers: dict[str, int] = {}  # Ray trial id -> Optuna trial number
+        self.trials: dict[int, optuna.Trial] = {}  # open Optuna trials, to report to
+        self.reported: dict[int, set[int]] = {}  # epochs Optuna holds per open trial
+        self.run_ids: dict[int, str] = {}
+        self.params: dict[int, dict[str, Any]] = {}  # what each open trial sampled
+        self.placed: set[int] = set()  # trials whose node is tagged in MLflow
+        self.retries: dict[int, int] = {}  # restarts after a worker died, per trial
+        self.retention = Retention(store, spec.storage, spec.objective, self.progress.message,
+                                   earlier=registry.trials(self.name))
+
+    # --- birth ------------------------------------------------------------------------------------
+
+    def queue(self, points: list[dict[str, Any]]) -> None:
+        """Configs the sampler hands out before its own (a warm start); already queued ones are skipped."""
+        for point in points:
+            self.study.enqueue_trial(point, skip_if_exists=True)
+
+    def new_trial(self, ray_trial_id: str) -> tuple[int, dict[str, Any]]:
+        """Asks the sampler for a new trial; returns its number and sampled params."""
+        trial = self.study.ask()
+        params = self.spec.space.sample(trial)
+        self._open(ray_trial_id, trial, params, new=True)
+        return trial.number, params
+
+    def continue_trial(self, ray_trial_id: str, number: int) -> dict[str, Any]:
+        """Reopens an interrupted trial (RUNNING in Optuna) under a new Ray trial; returns its params."""
+        frozen = self._frozen(number)
+        # Optuna has no public way to reattach to a RUNNING trial by number: Trial() takes its storage id.
+        self._open(ray_trial_id, optuna.trial.Trial(self.study, frozen._trial_id), dict(frozen.params))
+        return dict(frozen.params)
+
+    def _open(self, ray_trial_id: str, trial: optuna.Trial, params: dict[str, Any], new: bool = False) -> None:
+        number = trial.number
+        self.numbers[ray_trial_id], self.trials[number], self.params[number] = number, trial, params
+        self.reported[number] = set(self._frozen(number).intermediate_values)
+        self.registry.upsert_trial(self.name, number, state=TrialState.RUNNING, params=params,
+                                   ray_trial_id=ray_trial_id)
+        self.run_ids[number] = run_id = self.mlflow.open_trial_run(number, params | self.spec.space.fixed, new)
+        self.registry.upsert_trial(self.name, number, mlflow_run_id=run_id)
+
+    # --- Ray's events -----------------------------------------------------------------------------
+
+    def trial_started(self, ray_trial_id: str, trial_dir: str, resume_from: str | None) -> None:
+        number = self.numbers[ray_trial_id]
+        self.registry.upsert_trial(self.name, number, ray_trial_dir=trial_dir)
+        resumed_after = None
+        if resume_from:  # the checkpoint's epoch may be one the crash kept from the stores
+            summary = self.store.read_summary(resume_from)
+            self._record_epoch(number, summary["epoch"], summary["metrics"])
+            self.registry.upsert_trial(self.name, number, checkpoint=resume_from)
+            resumed_after = summary["epoch"]
+        self.mlflow.mark_started(self.run_ids[number], ray_trial_id, resumed_after)
+        self.progress.trial_started(number, self.params[number], resumed_after)
+
+    def epoch_reported(self, ray_trial_id: str, result: dict[str, Any]) -> None:
+        number = self.numbers.get(ray_trial_id)
+        if number is None or "epoch" not in result:
+            return
+        if number not in self.placed and NODE_KEY in result:
+            self.placed.add(number)
+            self.mlflow.tag_node(self.run_ids[number], result[NODE_KEY], result.get("node_ip"))
+        if self._record_epoch(number, int(result["epoch"]), result):
+            self.progress.epoch(number, int(result["epoch"]), result.get(self.objective.metric))
+
+    def trial_recovering(self, ray_trial_id: str, checkpoint: str | None) -> None:
+        """Ray restarts a trial whose worker died from its latest checkpoint: the same trial in every store."""
+        if (number := self.numbers.get(ray_trial_id)) is None:
+            return
+        retries = self.retries.get(number, 0) + 1
+        self.retries[number] = retries
+        after = self.store.read_summary(checkpoint)["epoch"] if checkpoint else 0
+        self.mlflow.tag(self.run_ids[number], **{"hpo.retries": str(retries), "hpo.resumed_after_epoch": str(after)})
+        self.progress.message(f"trial {number}: its worker died; restarting it after epoch {after} from its latest "
+                              f"checkpoint (retry {retries} of {self.spec.resources.max_retries})")
+
+    def checkpoint_saved(self, ray_trial_id: str, path: str) -> None:
+        if (number := self.numbers.get(ray_trial_id)) is not None:
+            self.registry.upsert_trial(self.name, number, checkpoint=path)
+
+    def trial_ended(self, ray_trial_id: str, last_result: dict[str, Any], errored: bool) -> None:
+        number = self.numbers.get(ray_trial_id)
+        if number is None:
+            return
+        record = self.registry.trial(self.name, number)
+        if last_result.get(STORAGE_FULL_KEY):
+            where = redacted(self.spec.storage.checkpoints)
+            self.signal.request(f"no space left for checkpoints in {where} ({last_result.get('error', '')}); free "
+                                f"space and run `hpo resume {self.name}`")
+            self.close(number, TrialState.INTERRUPTED)
+        elif errored or last_result.get(OOM_KEY):
+            self.close(number, TrialState.FAILED, OOM if not errored else ERROR)
+        elif self.signal.is_set:
+            self.close(number, TrialState.INTERRUPTED)
+        elif record.epochs >= self.spec.trainer.max_epochs or last_result.get("early_stopped"):
+            self.close(number, TrialState.COMPLETED)
+        else:
+            self.close(number, TrialState.PRUNED)
+
+    # --- writes -----------------------------------------------------------------------------------
+
+    def _record_epoch(self, number: int, epoch: int, result: dict[str, Any]) -> bool:
+        """Records one epoch once; an epoch recorded before an interruption is never recorded again."""
+        record = self.registry.trial(self.name, number)
+        if epoch <= record.epochs:
+            return False
+        value = result.get(self.objective.metric)
+        curve = dict(record.curve or {}) | ({str(epoch): value} if value is not None else {})
+        improved = value is not None and self.objective.better(value, record.best_metric)
+        at_best = self._objectives_at_best(record, result, improved) if self.multi else None
+        self.registry.upsert_trial(self.name, number, epochs=epoch, curve=curve, last_metric=value,
+                                   best_metric=self.objective.best([record.best_metric, value]),
+                                   **({"objectives": at_best} if at_best else {}))
+        # Optuna's multi-objective trials take no intermediate values (optuna#3450): ASHA alone prunes them.
+        if value is not None and epoch not in self.reported[number] and not self.multi:
+            self.trials[number].report(value, epoch)
+            self.reported[number].add(epoch)
+        self.mlflow.log_epoch(self.run_ids[number], epoch, result)
+        return True
+
+    def _objectives_at_best(self, record: TrialRecord, result: dict[str, Any], improved: bool) -> dict[str, float]:
+        """Each objective at the trial's best epoch of the first; a cost (latency, size) at the least measured so
+        far: it does not change with training, and timing noise only ever adds to it."""
+        values = dict(record.objectives or {})
+        for objective in self.objectives:
+            new = result.get(objective.metric)
+            if new is not None and objective.metric in COST_METRICS:
+                values[objective.metric] = min(values.get(objective.metric, new), new)
+            elif new is not None and improved:
+                values[objective.metric] = new
+        return values
+
+    def close(self, number: int, state: TrialState, reason: str | None = None) -> None:
+        """Ends trial ``number`` as ``state`` in the three stores, in the ledger's order."""
+        record = self.registry.upsert_trial(self.name, number, state=state, fail_reason=reason)
+        self._tell(record)
+        run_id = self.run_ids.get(number) or record.mlflow_run_id
+        if run_id:
+            latest = self._latest_checkpoint(record)
+            evaluation = self.store.read_evaluation(latest) if latest else None
+            kept = latest if self.retention.keeps_model(record) else None
+            with tempfile.TemporaryDirectory(prefix="hpo-eval-") as tmp:
+                figures = [confusion_matrix_png(evaluation, Path(tmp) / "confusion_matrix.png")] if evaluation else []
+                self.mlflow.close_trial_run(run_id, state, kept, reason, evaluation, figures)
+        self.retention.trial_ended(record)
+        self.progress.trial_ended(number, state.value, reason, record.epochs, record.best_metric)
+        if state in (TrialState.COMPLETED, TrialState.PRUNED):
+            self.on_finished(record.best_metric)
+
+    def _tell(self, record: TrialRecord) -> None:
+        """Tells Optuna how a trial ended (nothing for an interrupted one: it stays RUNNING to be resumed)."""
+        target = optuna_state(record.state, record.fail_reason, self.spec.study.feedback)
+        if target == OptunaState.RUNNING or self._frozen(record.number).state != OptunaState.RUNNING:
+            return
+        if target == OptunaState.COMPLETE and record.best_metric is None:
+            target = OptunaState.FAIL  # ended without a single result
+        if record.fail_reason == OOM:
+            trial = self.trials.get(record.number) or self._reattach(record.number)
+            trial.set_user_attr(FAIL_REASON_ATTR, OOM)
+            trial.set_constraint(OOM, 1.0)
+        values = record.best_metric if target == OptunaState.COMPLETE else None
+        if self.multi and target == OptunaState.COMPLETE:
+            values = [(record.objectives or {}).get(o.metric) for o in self.objectives]
+            if None in values:
+                target, values = OptunaState.FAIL, None
+        try:
+            self.study.tell(record.number, values, state=target)
+        except RuntimeError:
+            # GridSampler asks the study to stop once its grid is used up, which Optuna allows only inside
+            # study.optimize: the tell itself is stored first. num_samples bounds an hpo study instead.
+            if not isinstance(self.study.sampler, optuna.samplers.GridSampler):
+                raise
+
+    def _reattach(self, number: int) -> optuna.Trial:
+        # As in continue_trial: Trial() needs the storage id, which FrozenTrial keeps only privately.
+        return optuna.trial.Trial(self.study, self._frozen(number)._trial_id)
+
+    def _frozen(self, number: int) -> optuna.trial.FrozenTrial:
+        return self.study.get_trials(deepcopy=False)[number]  # numbers are 0..n-1, in order
+
+    def _latest_checkpoint(self, record: TrialRecord) -> str | None:
+        return self.store.latest_of_trial(record.ray_trial_dir, record.checkpoint)
+
+    # --- study boundaries -------------------------------------------------------------------------
+
+    def begin(self, ray_job_id: str | None) -> None:
+        """Records where this attempt's study lives in MLflow (and the Ray job running it, if launched)."""
+        launched = {"ray_job_id": ray_job_id} if ray_job_id else {}
+        self.registry.update(self.name, mlflow_experiment_id=self.mlflow.experiment_id,
+                             mlflow_parent_run_id=self.mlflow.run_id, **launched)
+
+    def begin_attempt(self, ray_path: str) -> None:
+        """Where Ray keeps this attempt's results and checkpoints."""
+        self.registry.update(self.name, ray_path=ray_path)
+
+    def close_open_trials(self, status: StudyStatus) -> None:
+        """Trials still open when the study ends: a stopped study keeps them resumable (INTERRUPTED); a study
+        ended by a stop rule prunes them. A failed driver leaves everything for `hpo resume`."""
+        if status not in (StudyStatus.STOPPED, StudyStatus.COMPLETED):
+            return
+        state = TrialState.INTERRUPTED if status == StudyStatus.STOPPED else TrialState.PRUNED
+        for record in self.registry.trials(self.name):
+            if record.state == TrialState.RUNNING:
+                self.close(record.number, state)
+
+    def reconcile(self) -> None:
+        """Before a resumed study runs: replays into Optuna and MLflow what the registry recorded and a crash
+        kept from them (epochs, ends), so all three agree again."""
+        trials = self.study.get_trials(deepcopy=False)
+        for record in self.registry.trials(self.name):
+            frozen = trials[record.number]
+            if frozen.state == OptunaState.RUNNING:
+                missing = {} if self.multi else {e: v for e, v in record.values.items()
+                                                 if e not in frozen.intermediate_values}
+                trial = self._reattach(record.number) if missing else None
+                for epoch, value in sorted(missing.items()):
+                    trial.report(value, epoch)
+                self._tell(record)
+            if record.mlflow_run_id is None:
+                continue
+            logged = self.mlflow.logged_epochs(record.mlflow_run_id)
+            for epoch, value in sorted(record.values.items()):
+                if epoch not in logged:
+                    self.mlflow.log_epoch(record.mlflow_run_id, epoch, {self.objective.metric: value})
+            if record.state != TrialState.RUNNING and self.mlflow.run_status(record.mlflow_run_id) == "RUNNING":
+                self.mlflow.close_trial_run(record.mlflow_run_id, record.state, self._latest_checkpoint(record),
+                                            record.fail_reason)
+        self.reconcile_reruns()
+
+    def close_study(self, status: StudyStatus, reason: str | None, elapsed_s: float) -> None:
+        """The study's end: open trials closed, its best trial (over all attempts) found and its model
+        registered when the study completed, then the registry's study record, then MLflow's study run."""
+        self.close_open_trials(status)
+        trials = self.registry.trials(self.name)
+        confirmed = self.confirmation() if status == StudyStatus.COMPLETED else None
+        ranked = self.objective.ranked(trials, key=lambda t: t.best_metric)
+        best = next(t for t in trials if t.number == confirmed.winner) if confirmed else ranked[0] if ranked else None
+        checkpoint = self._latest_checkpoint(best) if best else None
+        model_uri = None
+        if confirmed:
+            self.mlflow.log_confirmation(confirmed, {t.number: t.mlflow_run_id for t in trials})
+            self.progress.message(confirmed.describe())
+        if self.multi:
+            front = pareto_front(trials, self.objectives)
+            self.mlflow.log_pareto(front, self.objectives)
+            self.progress.message(f"Pareto front: trials {[t.number for t in front]}")
+        if checkpoint and status == StudyStatus.COMPLETED:
+            mean = confirmed.config(best.number).mean if confirmed else None
+            with self.store.full_model(best_model(checkpoint)) as folder:
+                model_uri = self.mlflow.log_best_model(folder, best.best_metric if mean is None else mean, best.number,
+                                                       confirmed=mean is not None)
+            self.retention.study_ended(keep=best.number)
+        params = {**self.spec.space.fixed, **best.params} if best else None
+        self.registry.update(
+            self.name, status=status, stop_reason=reason, driver_pid=None, heartbeat_at=None, elapsed_s=elapsed_s,
+            best_trial_number=best.number if best else None, best_metric=best.best_metric if best else None,
+            best_params=params, best_checkpoint=self.store.display(best_model(checkpoint)) if checkpoint else None,
+            **({"best_model_uri": model_uri} if model_uri else {}),
+        )
+        self._report()
+        self.mlflow.finish(None if best is None else {"value": best.best_metric, "params": params,
+                                                      "number": best.number, "run_id": best.mlflow_run_id},
+                           status.mlflow_status, reason)
+
+    def _report(self) -> None:
+        report_study(self.registry, self.name, self.spec.study_dir / "report", self.mlflow, self.progress.message)
+

@@ -1,0 +1,254 @@
+"""Running one study, start to end: the whole story in :func:`run_study`.
+
+Claim the study, read the data once, open the three stores, replay what a crash kept from them, continue
+interrupted trials and fill the study up to ``num_samples`` with Ray Tune, then record how it ended. Each
+step is one call into a module with one job; the study ledger (:mod:`hpo.study.ledger`) is the only writer of
+trial state. ``resume=True`` continues a study that crashed or was stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import ray
+
+from hpo.config.model_check import ensure_model
+from hpo.config.model_choice import StudyData, rows_of
+from hpo.config.spec import StudySpec
+from hpo.errors import ConfigError
+from hpo.ranking import candidates, rerun_seeds
+from hpo.reporting.progress import PlainProgress, Tally, make_progress
+from hpo.reporting.summary import StudyOutcome, format_params, outcome_of
+from hpo.secrets import redact_url, redacted
+from hpo.states import StudyStatus, TrialState
+from hpo.stores.checkpoints import CheckpointStore
+from hpo.stores.datasets import study_datasets
+from hpo.stores.registry import Registry, RegistryError, StudyRecord
+from hpo.stores.study_run import StudyRun
+from hpo.study.capacity import fit_to_cluster, start_ray
+from hpo.study.launch import JOB_ID_ENV
+from hpo.study.lease import DriverLease
+from hpo.study.ledger import StudyLedger
+from hpo.study.preflight import check_services
+from hpo.study.reruns import run_reruns
+from hpo.study.resume import interrupted_trials
+from hpo.study.searcher import StudySearch
+from hpo.study.stopping import StopSignal, StudyStop
+from hpo.study.trial import run_trial
+from hpo.study.tuner import run_tuner
+from hpo.study.warm_start import first_points
+from trainers.data import DataError, PreparedData, prepare_data
+
+
+def run_study(spec: StudySpec, *, resume: bool = False, trainable: Callable = run_trial,
+              display: str = "auto") -> StudyOutcome:
+    """Runs the study until ``num_samples`` trials have finished or a stop rule fires, and records it.
+
+    Everything that can be refused (a live driver, a name taken, data, checkpoint storage, a trial no node
+    can hold) is checked before anything is recorded. ``trainable`` runs one trial (``hpo.study.trial.run_trial``:
+    fine-tuning); the replay benchmark passes one that plays recorded curves back instead. ``display`` is how
+    progress shows (:func:`hpo.reporting.progress.make_progress`: live in a terminal, plain lines in a log, or quiet).
+    """
+    started = time.time()
+    check_services(spec)
+    registry = Registry.open(spec.storage.registry_url)
+    record = _check_can_drive(spec, registry, resume)
+    progress = make_progress(display, spec.name, _tally(spec, registry, record, started))
+    for model in [spec.model, *(c.model for c in spec.models.values())]:
+        ensure_model(model)
+    data = prepare_study_data(spec, progress.message)
+    first = [] if resume else first_points(spec, registry)
+    store = _open_checkpoints(spec)
+    started_ray = start_ray(spec.cluster)
+    try:
+        max_concurrent = fit_to_cluster(spec.resources, spec.study.max_concurrent, log=progress.message)
+        checked = _Checked(registry, record, store, data, first, max_concurrent, trainable, progress)
+        return _drive(spec, checked, started)
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What the checks made before anything is recorded found."""
+
+    registry: Registry
+    record: StudyRecord | None  # None: a new study
+    store: CheckpointStore
+    data: StudyData
+    first_points: list[dict]  # configs evaluated before the sampler's: a warm start's, or the midpoint
+    max_concurrent: int
+    trainable: Callable
+    progress: PlainProgress
+
+
+def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
+    progress, log = checked.progress, checked.progress.message
+    registry, record, store = checked.registry, checked.record, checked.store
+    resumed = record is not None
+    if record is None:
+        registry.create(spec.name, spec.config_yaml, spec.study.num_samples, spec.objective.metric,
+                        spec.objective.mode, optuna_url=redact_url(spec.storage.optuna_url))
+        record = registry.require(spec.name)
+    signal = StopSignal()
+    lease = DriverLease(registry, spec.name, spec.lease, signal, clock_start=started - record.elapsed_s, log=log)
+    with lease, progress:
+        mlflow = StudyRun(spec, store, parent_run_id=record.mlflow_parent_run_id,
+                          datasets=study_datasets(spec, rows_of(checked.data)))
+        spec.study_dir.mkdir(parents=True, exist_ok=True)
+        sampler = spec.sampler.build()
+        if resumed:
+            sampler.reseed_rng()  # a seeded sampler would otherwise replay its first attempt's draws
+        study = optuna.create_study(study_name=spec.name, storage=_optuna_storage(spec), sampler=sampler,
+                                    directions=[o.direction for o in spec.study.objectives], load_if_exists=True)
+        finished = [t for t in registry.trials(spec.name) if t.state.finished]
+        rules = StudyStop(spec.objective, signal, elapsed_before_s=record.elapsed_s,
+                          epochs_before=sum(len(t.values) for t in registry.trials(spec.name)),
+                          finished_bests=[t.best_metric for t in finished if t.state != TrialState.FAILED],
+                          **vars(spec.study.stop))
+        ledger = StudyLedger(spec, registry, study, mlflow, store, signal, on_finished=rules.trial_finished,
+                             progress=progress)
+        ledger.begin(ray_job_id=os.environ.get(JOB_ID_ENV))
+        ledger.reconcile()
+        ledger.queue(checked.first_points)
+        if spec.warm_start.source:
+            log(f"warm start: {len(checked.first_points)} config(s) from {spec.warm_start.source}")
+        else:
+            for point in checked.first_points:
+                log(f"first trial: the search space's midpoint {format_params(point)}")
+        resumes = interrupted_trials(study, registry, store)
+        done = sum(t.state.finished for t in registry.trials(spec.name))
+        new = max(0, spec.study.num_samples - done - len(resumes))
+        if resumed:
+            log(f"resuming: {done} trial(s) finished, {len(resumes)} to continue, {new} new")
+        status, reason = StudyStatus.FAILED, None
+        try:
+            if resumes or new:
+                attempt = 1 + store.count(store.path(f"{spec.name}/tune"), "attempt_")
+                ledger.begin_attempt(store.display(store.path(f"{spec.name}/tune/attempt_{attempt}")))
+                run_tuner(spec, ledger, StudySearch(ledger, resumes), rules, checked.data, store, checked.trainable,
+                          num_trials=len(resumes) + new, max_concurrent=checked.max_concurrent, attempt=attempt)
+            rules.should_stop()
+            if spec.confirm.top_k and not signal.is_set:
+                _confirm(spec, ledger, checked)
+            status = StudyStatus.STOPPED if signal.is_set else StudyStatus.COMPLETED
+            reason = rules.reason or f"{spec.study.num_samples} trials finished"
+        except KeyboardInterrupt:
+            status, reason = StudyStatus.STOPPED, "interrupted (Ctrl-C)"
+            raise
+        finally:
+            ledger.close_study(status, reason, lease.elapsed_s())
+    return outcome_of(registry.require(spec.name), registry.trials(spec.name), spec, wall_s=time.time() - started)
+
+
+def _confirm(spec: StudySpec, ledger: StudyLedger, checked: _Checked) -> None:
+    """The confirmation stage (:mod:`hpo.ranking`): the top configs' reruns not yet recorded (a resumed study
+    runs only what its earlier attempt did not finish), then the ledger has what picks the winner."""
+    registry, confirm = checked.registry, spec.confirm
+    done = {(c.trial_number, c.seed) for c in registry.confirmations(spec.name) if c.state == TrialState.COMPLETED}
+    todo = [(t.number, seed, t.params) for t in candidates(registry.trials(spec.name), spec.objective, confirm.top_k)
+            for seed in rerun_seeds(spec.study.seed, confirm.seeds) if (t.number, seed) not in done]
+    if not todo:
+        return
+    checked.progress.message(f"confirmation: {len(todo)} rerun(s) of the top {confirm.top_k} config(s) on seeds "
+                             f"{rerun_seeds(spec.study.seed, confirm.seeds)}")
+    run_reruns(todo, trainer=spec.trainer, models=spec.models, data=checked.data, cpu=spec.resources.cpu,
+               gpu=spec.resources.gpu, max_retries=spec.resources.max_retries, max_concurrent=checked.max_concurrent,
+               stopped=lambda: ledger.signal.is_set, started=ledger.rerun_started, ended=ledger.rerun_ended)
+
+
+def _check_can_drive(spec: StudySpec, registry: Registry, resume: bool) -> StudyRecord | None:
+    """Refuses a new sweep over an existing study and a resume of a study with a live driver."""
+    record = registry.get(spec.name)
+    if record is not None and registry.driver_alive(record, spec.lease.stale_after_s):
+        raise RegistryError(
+            f"study {spec.name!r} is being driven by pid {record.driver_pid} on {record.driver_host}; "
+            f"stop it with `hpo stop {spec.name}` or wait for it to finish"
+        )
+    if not resume and record is not None:
+        raise ConfigError("study.name", f"a study named {spec.name!r} already exists ({record.status}); "
+                                        f"continue it with `hpo resume {spec.name}` or choose another study.name")
+    if not resume and _optuna_has_trials(spec):
+        where = redact_url(spec.storage.optuna_url)
+        raise ConfigError("study.name", f"{where} already holds a study named {spec.name!r}; "
+                                        "choose another study.name or delete that study to start over")
+    if resume and record is None:
+        registry.require(spec.name)
+    return record
+
+
+def _optuna_storage(spec: StudySpec) -> optuna.storages.BaseStorage | str:
+    """The study's Optuna storage; on a database server, pooled connections it dropped (a restart) are replaced
+    before use, as the registry's are."""
+    url = spec.storage.optuna_url
+    return url if url.startswith("sqlite") else optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+
+
+def _optuna_has_trials(spec: StudySpec) -> bool:
+    """Whether Optuna's storage already has trials under this study's name (never creates a store)."""
+    url = spec.storage.optuna_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return False
+    storage = optuna.storages.RDBStorage(url)
+    return any(s.study_name == spec.name and s.n_trials for s in optuna.get_all_study_summaries(storage))
+
+
+def _tally(spec: StudySpec, registry: Registry, record: StudyRecord | None, started: float) -> Tally:
+    """The progress counts, starting from what earlier attempts of a resumed study recorded."""
+    tally = Tally(spec.objective, spec.study.num_samples, spec.trainer.max_epochs, spec.study.stop.epoch_budget,
+                  spec.study.stop.time_budget_s, clock_start=started - (record.elapsed_s if record else 0.0))
+    for t in registry.trials(spec.name) if record else []:
+        tally.restore(t.number, t.state.value, t.epochs, t.best_metric, t.params or {})
+    return tally
+
+
+def prepare_study_data(spec: StudySpec, log: Callable[[str], None] = print) -> StudyData:
+    """Reads and tokenizes the data once for every trial (and caches it for later studies); when the model is
+    searched, once per model choice (each with its own tokenizer)."""
+    if spec.models:
+        return {name: _tokenized(spec, c.model.name_or_path, log) for name, c in spec.models.items()}
+    return _tokenized(spec, spec.model.name_or_path, log)
+
+
+def _tokenized(spec: StudySpec, tokenizer: str, log: Callable[[str], None]) -> PreparedData:
+    d = spec.data
+    try:
+        data = prepare_data(
+            d.train_path, d.validation_path, tokenizer,
+            text_column=d.text_column, label_column=d.label_column, max_length=spec.trainer.max_length,
+            train_limit=d.train_limit, validation_limit=d.validation_limit,
+            seed=spec.study.seed if d.seed is None else d.seed, stratify=d.stratify,
+            cache_dir=spec.storage.cache_dir / "tokenized",
+        )
+    except DataError as err:
+        key = "data.validation_path" if str(d.validation_path) in str(err) else "data.train_path"
+        raise ConfigError(key, str(err)) from None
+    smallest = min(data.train.labels.count(i) for i in range(data.num_labels))
+    if d.cv_folds and d.cv_folds > smallest:
+        raise ConfigError("data.cv_folds", f"{d.cv_folds} folds need at least {d.cv_folds} training rows of every "
+                                           f"label; the rarest has {smallest}: use fewer folds or more rows")
+    if spec.objective.metric == "val_auc" and data.num_labels != 2:
+        raise ConfigError("study.metric", f"val_auc needs a binary task; this data has {data.num_labels} labels")
+    log(f"data: {len(data.train)} train / {len(data.validation)} validation rows, "
+        f"labels {list(data.label_names)}" + (f" ({Path(tokenizer).name}'s tokens)" if spec.models else ""))
+    return data
+
+
+def _open_checkpoints(spec: StudySpec) -> CheckpointStore:
+    """``storage.checkpoints``, reached and writable before anything is recorded (a typo in a bucket name or
+    missing credentials fail here, not after the first epoch)."""
+    try:
+        store = CheckpointStore(spec.storage.checkpoints)
+        store.check_reachable()
+    except (OSError, ValueError) as err:
+        where, why = redacted(spec.storage.checkpoints), str(err).splitlines()[0]
+        raise ConfigError("storage.checkpoints", f"cannot write to {where} ({why}); fix the location or the "
+                                                 "credentials (e.g. AWS_ACCESS_KEY_ID)") from None
+    return store
+

@@ -1,0 +1,108 @@
+"""Building and running the Ray Tune ``Tuner`` for one attempt at a study.
+
+Ray's events reach the study through two thin adapters: :class:`LedgerCallback` hands trial events to the
+ledger (the one writer of trial state), :class:`RulesStopper` asks the study's stop rules whether to end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter
+
+from hpo.config.model_choice import StudyData
+from hpo.config.spec import StudySpec
+from hpo.result_keys import RESUME_KEY, TRIAL_NUMBER_KEY
+from hpo.stores.checkpoints import CheckpointStore
+from hpo.study.ledger import StudyLedger
+from hpo.study.searcher import StudySearch
+from hpo.study.stopping import StudyStop
+from hpo.study.trial import run_trial
+
+
+class LedgerCallback(tune.Callback):
+    """Ray Tune's trial events, handed to the ledger."""
+
+    def __init__(self, ledger: StudyLedger) -> None:
+        self.ledger = ledger
+
+    def __getstate__(self) -> dict:
+        """Ray pickles its run config into tuner.pkl (hpo resumes from its own stores, never from that)."""
+        return {}
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.ledger.trial_started(trial.trial_id, trial.path, trial.config.get(RESUME_KEY))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        self.ledger.epoch_reported(trial.trial_id, result)
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
+        self.ledger.checkpoint_saved(trial.trial_id, checkpoint.path)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.ledger.trial_ended(trial.trial_id, trial.last_result or {}, errored=False)
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        latest = trial.checkpoint  # what Ray restarts it from (None: from scratch)
+        self.ledger.trial_recovering(trial.trial_id, latest.path if latest else None)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.ledger.trial_ended(trial.trial_id, trial.last_result or {}, errored=True)
+
+
+class RulesStopper(tune.Stopper):
+    """The study's stop rules as Ray's ``Stopper``: ``stop_all`` ends every trial and the study."""
+
+    def __init__(self, rules: StudyStop) -> None:
+        self.rules = rules
+
+    def __getstate__(self) -> dict:
+        """See :meth:`LedgerCallback.__getstate__`."""
+        return {}
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        # A trial that returns is reported once more, its last result again with done=True: not a new epoch.
+        if not result.get("done") and "epoch" in result:  # an epoch, not an OOM or full-disk notice
+            self.rules.result(result.get(self.rules.objective.metric))
+        return False
+
+    def stop_all(self) -> bool:
+        return self.rules.should_stop()
+
+
+def run_tuner(spec: StudySpec, ledger: StudyLedger, search: StudySearch, rules: StudyStop, data: StudyData,
+              store: CheckpointStore, trainable: Callable = run_trial, *, num_trials: int, max_concurrent: int,
+              attempt: int) -> None:
+    """Runs ``num_trials`` trials (continued ones first), ``max_concurrent`` at a time, until done or stopped."""
+    tune_dir = f"{spec.name}/tune"
+    tune.Tuner(
+        tune.with_resources(
+            tune.with_parameters(trainable, data=data, trainer=spec.trainer, checkpoints=spec.storage.checkpoints,
+                                 **({"models": spec.models} if spec.models else {})),
+            {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+        ),
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(search, max_concurrent=max_concurrent),
+            scheduler=spec.scheduler.build(),
+            metric=spec.objective.metric,
+            mode=spec.objective.mode,
+            num_samples=num_trials,
+            # A finished trial's worker process runs the next trial: no new process importing torch and
+            # transformers per trial (the trainer frees its memory between trials).
+            reuse_actors=spec.resources.reuse_workers,
+            trial_name_creator=lambda trial: f"trial_{trial.config.get(TRIAL_NUMBER_KEY, trial.trial_id)}",
+            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=f"attempt_{attempt}",
+            storage_path=store.uri(tune_dir),  # a shared folder or a bucket on a multi-node cluster
+            stop=RulesStopper(rules),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the latest: resume state + best/
+            # A trial whose worker dies restarts from its latest checkpoint (hpo.trial reads it back).
+            failure_config=tune.FailureConfig(max_failures=spec.resources.max_retries),
+            callbacks=[LedgerCallback(ledger)],
+            verbose=1 if spec.cluster.verbose else 0,
+        ),
+    ).fit()

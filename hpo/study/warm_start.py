@@ -1,0 +1,55 @@
+"""Where a new study starts: another study's best configurations (a warm start) or the space's midpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optuna.distributions import BaseDistribution
+
+from hpo.config.spec import StudySpec
+from hpo.errors import ConfigError
+from hpo.states import TrialState
+from hpo.stores.registry import Registry
+from trainers.objective import Objective
+
+
+def first_points(spec: StudySpec, registry: Registry) -> list[dict[str, Any]]:
+    """What a new study evaluates before its sampler's own draws: the warm start's configs, or else the space's
+    midpoint (each searched model's) when ``search.first_trial`` is ``midpoint``."""
+    if spec.warm_start.source is not None:
+        return warm_start_points(spec, registry)
+    return spec.space.midpoints() if spec.study.first_trial == "midpoint" else []
+
+
+def warm_start_points(spec: StudySpec, registry: Registry) -> list[dict[str, Any]]:
+    """The source study's best distinct configs that lie inside this study's space, best first.
+
+    Ranked by each trial's best epoch (as hpo ranks trials) over its completed and pruned trials.
+    """
+    source_name = spec.warm_start.source
+    if source_name is None:
+        return []
+    source = registry.get(source_name)
+    if source is None:
+        known = [s.name for s in registry.list_studies()]
+        raise ConfigError("warm_start.from", f"no study named {source_name!r} (studies: {known or 'none'})")
+    finished = [t for t in registry.trials(source.name) if t.state in (TrialState.COMPLETED, TrialState.PRUNED)]
+    points: list[dict[str, Any]] = []
+    for trial in Objective(source.metric, source.mode).ranked(finished, key=lambda t: t.best_metric):
+        wanted = spec.space.applicable(trial.params.get("method"), trial.params.get("model"))
+        point = {name: trial.params.get(name) for name in wanted}
+        if point not in points and all(_inside(spec.space.distributions[n], v) for n, v in point.items()):
+            points.append(point)
+        if len(points) == spec.warm_start.top_k:
+            break
+    return points
+
+
+def _inside(distribution: BaseDistribution, value: Any) -> bool:
+    if value is None:
+        return False
+    try:
+        # BaseDistribution has no public membership test; _contains is what Optuna itself checks with.
+        return distribution._contains(distribution.to_internal_repr(value))
+    except (ValueError, TypeError):
+        return False
