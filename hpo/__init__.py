@@ -1,3 +1,92 @@
-"""hpo: hyperparameter search for fine-tuning pretrained models (Hydra -> Ray Tune + Optuna -> MLflow)."""
+"""hpo: hyperparameter search for fine-tuning pretrained models (Hydra -> Ray Tune + Optuna -> MLflow).
+
+The public API, for Python callers (notebooks, benchmarks, your own driver); the ``hpo`` command is built on it::
+
+    import hpo
+
+    spec = hpo.build_spec(hpo.compose(["experiment=sst2_minilm", "study.num_samples=4"]))
+    outcome = hpo.run_study(spec)                      # blocks until the study ends; resumable with resume=True
+    best = hpo.best_of(spec.name, spec.storage.registry_url)
+    print(best.value, best.params, best.model_uri)     # models:/sst2_minilm/1
+
+Names are resolved when first used (PEP 562): a Ray worker that imports :mod:`hpo.study.trial` does not pay for
+the driver's stack (MLflow, Optuna's plots, the registry), and ``hpo list`` does not start Ray's imports. Where
+things live: :mod:`hpo.config` (conf/ -> spec), :mod:`hpo.study` (running a study), :mod:`hpo.stores` (registry,
+MLflow, checkpoints), :mod:`hpo.models` (refit, ensemble, export), :mod:`hpo.reporting`, :mod:`hpo.cli`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "compose": "hpo.config.compose",
+    "build_spec": "hpo.config.compose",
+    "stored_config": "hpo.config.compose",
+    "StudySpec": "hpo.config.spec",
+    "StorageSpec": "hpo.config.spec",
+    "DataSpec": "hpo.config.spec",
+    "ModelSpec": "hpo.config.spec",
+    "ResourcesSpec": "hpo.config.spec",
+    "SearchSpace": "hpo.config.search_space",
+    "ConfigError": "hpo.errors",
+    "StudyStatus": "hpo.states",
+    "TrialState": "hpo.states",
+    "Registry": "hpo.stores.registry",
+    "RegistryError": "hpo.stores.registry",
+    "prepare_study_data": "hpo.study.data",
+    "run_study": "hpo.study.run",
+    "StudyOutcome": "hpo.reporting.summary",
+    "StudyBest": "hpo.reporting.summary",
+    "best_of": "hpo.reporting.summary",
+    "set_defaults": "hpo.env",
+}
+__all__ = [
+    "ConfigError",
+    "DataSpec",
+    "ModelSpec",
+    "Registry",
+    "RegistryError",
+    "ResourcesSpec",
+    "SearchSpace",
+    "StorageSpec",
+    "StudyBest",
+    "StudyOutcome",
+    "StudySpec",
+    "StudyStatus",
+    "TrialState",
+    "best_of",
+    "build_spec",
+    "compose",
+    "prepare_study_data",
+    "run_study",
+    "set_defaults",
+    "stored_config",
+]
+
+if TYPE_CHECKING:
+    from hpo.config.compose import build_spec, compose, stored_config
+    from hpo.config.search_space import SearchSpace
+    from hpo.config.spec import DataSpec, ModelSpec, ResourcesSpec, StorageSpec, StudySpec
+    from hpo.env import set_defaults
+    from hpo.errors import ConfigError
+    from hpo.reporting.summary import StudyBest, StudyOutcome, best_of
+    from hpo.states import StudyStatus, TrialState
+    from hpo.stores.registry import Registry, RegistryError
+    from hpo.study.data import prepare_study_data
+    from hpo.study.run import run_study
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'hpo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # resolved once
+    return value
+
+
+def __dir__() -> list[str]:
+    return [*globals(), *__all__]

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpo.states import TrialState
+from trainers.loop import COST_METRICS
 from trainers.objective import Objective
 
 
@@ -42,6 +43,27 @@ def dominates(a: dict[str, float], b: dict[str, float], objectives: Sequence[Obj
     """``a`` is at least as good as ``b`` on every objective and better on one."""
     at_least = all(o.sign * (a[o.metric] - b[o.metric]) >= 0 for o in objectives)
     return at_least and any(o.better(a[o.metric], b[o.metric]) for o in objectives)
+
+
+def objectives_at_best(held: Mapping[str, float], result: Mapping[str, Any], objectives: Sequence[Objective],
+                       improved: bool) -> dict[str, float]:
+    """Each objective at the trial's best epoch of the first (``improved``: this epoch is its new best); a cost
+    (latency, size, seconds) at the least measured so far: it does not change with training, and timing noise only
+    ever adds to it.
+
+    >>> acc, ms = Objective("val_accuracy", "max"), Objective("latency_ms", "min")
+    >>> objectives_at_best({"val_accuracy": 0.8, "latency_ms": 3.0}, {"val_accuracy": 0.7, "latency_ms": 2.5},
+    ...                    (acc, ms), improved=False)
+    {'val_accuracy': 0.8, 'latency_ms': 2.5}
+    """
+    values = dict(held)
+    for objective in objectives:
+        new = result.get(objective.metric)
+        if new is not None and objective.metric in COST_METRICS:
+            values[objective.metric] = min(values.get(objective.metric, new), new)
+        elif new is not None and improved:
+            values[objective.metric] = new
+    return values
 
 
 def pareto_front(trials: Iterable, objectives: Sequence[Objective]) -> list:

@@ -25,7 +25,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from trainers.lora import merge, restore_adapters
 from trainers.modeling import TextClassifier
@@ -57,7 +60,6 @@ class BaseModel:
 def save(classifier: TextClassifier, directory: str | Path, base: BaseModel, *, weights: bool = True) -> Path:
     """Writes ``classifier``'s trainable parameters (unless ``weights=False``: the caller keeps them elsewhere),
     its config and the base reference into ``directory``."""
-    from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -78,9 +80,6 @@ def load(directory: str | Path, weights: str | Path | None = None) -> TextClassi
     """The classifier a compact folder describes: the base model with the folder's (or ``weights``') tensors.
 
     Raises :class:`BaseModelChanged` when the base's tensors are not the ones the folder was trained on."""
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
 
     directory = Path(directory)
     reference = json.loads((directory / BASE_FILE).read_text())
@@ -107,7 +106,6 @@ def load(directory: str | Path, weights: str | Path | None = None) -> TextClassi
 
 def materialize(directory: str | Path, destination: str | Path, weights: str | Path | None = None) -> Path:
     """A full ``from_pretrained``-loadable folder (weights and the base's tokenizer) from a compact one."""
-    from transformers import AutoTokenizer
 
     classifier = load(directory, weights)
     merge(classifier)  # LoRA adapters folded into the weights: the folder loads without peft

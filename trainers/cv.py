@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sklearn.model_selection import StratifiedKFold
 
 from trainers import checkpoint, compact
 from trainers.checkpoint import FOLDS_DIR
@@ -40,7 +41,6 @@ _AVERAGED = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1_macro"
 
 def folds(labels: list[int], k: int, seed: int) -> list[tuple[list[int], list[int]]]:
     """(training rows, held-out rows) per fold: stratified (each fold keeps the label shares) and seeded."""
-    from sklearn.model_selection import StratifiedKFold
 
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return [(train.tolist(), held.tolist()) for train, held in splitter.split(labels, labels)]

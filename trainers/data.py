@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 import torch
+from transformers import AutoTokenizer
 
 
 class DataError(ValueError):
@@ -138,7 +139,6 @@ def prepare_data(
 ) -> PreparedData:
     """Reads, maps labels and tokenizes both splits, reusing a disk cache keyed by every input. ``stratify``: the
     limits keep each label's share of the rows (:func:`subsample`)."""
-    from transformers import AutoTokenizer
 
     key_parts = [
         _file_digest(train_path), _file_digest(validation_path), str(tokenizer_path), text_column,

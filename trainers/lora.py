@@ -27,7 +27,7 @@ _FALLBACK_TARGETS = ("query", "value", "q_lin", "v_lin", "q_proj", "v_proj", "q"
 
 def add_lora(classifier: TextClassifier, rank: int, alpha: float, dropout: float = 0.0) -> None:
     """Adds adapters (once: a reloaded checkpoint has them already) and leaves only them and the head trainable."""
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import LoraConfig, inject_adapter_in_model  # lazy: peft takes seconds to import (LoRA only)
 
     model = classifier.model
     settings = getattr(model.config, CONFIG_KEY, None)
@@ -48,7 +48,7 @@ def add_lora(classifier: TextClassifier, rank: int, alpha: float, dropout: float
 
 def restore_adapters(model: nn.Module) -> None:
     """Re-injects the adapters a config names (its weights are loaded afterwards), before a checkpoint loads."""
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import LoraConfig, inject_adapter_in_model  # lazy: peft takes seconds to import (LoRA only)
 
     if (settings := getattr(model.config, CONFIG_KEY, None)) is not None:
         inject_adapter_in_model(LoraConfig(**settings), model)
@@ -56,7 +56,7 @@ def restore_adapters(model: nn.Module) -> None:
 
 def merge(classifier: TextClassifier) -> None:
     """Folds every adapter into its base weights and puts the plain layers back: a model any loader reads."""
-    from peft.tuners.lora import LoraLayer
+    from peft.tuners.lora import LoraLayer  # lazy: peft takes seconds to import (LoRA only)
 
     model = classifier.model
     for name, module in list(model.named_modules()):
@@ -69,10 +69,11 @@ def merge(classifier: TextClassifier) -> None:
 
 
 def _targets(model: nn.Module) -> list[str]:
-    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+    from peft import utils  # lazy: peft takes seconds to import (LoRA only)
 
-    if model.config.model_type in DEFAULTS:
-        return list(DEFAULTS[model.config.model_type])
+    defaults = utils.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+    if model.config.model_type in defaults:
+        return list(defaults[model.config.model_type])
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     targets = [t for t in _FALLBACK_TARGETS if t in present]
     if not targets:

@@ -18,6 +18,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 
 EVALUATION_FILE = "evaluation.json"  # per_class() of the best epoch, beside its weights (trainers.checkpoint)
 
@@ -25,7 +32,6 @@ EVALUATION_FILE = "evaluation.json"  # per_class() of the best epoch, beside its
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, prefix: str = "val_") -> dict[str, float]:
     # Imported here, not at the top: scikit-learn takes 1.4 s to import on a 2-core machine, paid by the driver
     # and every trial worker before its first step otherwise (bench/overhead.py).
-    from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
     preds = logits.argmax(-1)
     y, p = labels.cpu().numpy(), preds.cpu().numpy()
@@ -45,7 +51,6 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, prefix: s
 def per_class(logits: torch.Tensor, labels: torch.Tensor, label_names: Sequence[str]) -> dict[str, Any]:
     """The confusion matrix (rows: true label, columns: predicted) and each class's precision, recall, F1 and
     support: what a single accuracy hides on imbalanced data. Plain JSON types."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     ids = list(range(len(label_names)))
     y, p = labels.cpu().numpy(), logits.argmax(-1).cpu().numpy()

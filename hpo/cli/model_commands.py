@@ -11,9 +11,24 @@ from argparse import Namespace
 from collections.abc import Iterator
 from pathlib import Path
 
-from hpo.cli.study_commands import fail, open_registry, require
+import numpy as np
+from transformers import AutoConfig
+
+from hpo.cli._common import fail, open_registry, require
+from hpo.config.compose import stored_config, stored_storage
+from hpo.config.resolvers import register
 from hpo.config.spec import StorageSpec
-from hpo.stores.registry import StudyRecord
+from hpo.errors import ConfigError
+from hpo.inference import load, logits
+from hpo.models.card import ModelFacts, model_card
+from hpo.models.ensemble import ensemble_top
+from hpo.models.export import export_folder, export_onnx, onnx_logits
+from hpo.models.refit import refit
+from hpo.stores.checkpoints import CheckpointStore
+from hpo.stores.registry import Registry, RegistryError, StudyRecord
+from hpo.stores.tracking import client, download_model, load_model
+from hpo.study.data import prepare_study_data
+from trainers.data import read_csv
 
 ONNX_TOLERANCE = 1e-4
 CHECK_ROWS = 64  # validation rows the ONNX export is checked on
@@ -28,16 +43,9 @@ def model_uri_of(record: StudyRecord, given: str | None) -> str | None:
 def best_model_folder(record: StudyRecord, storage: StorageSpec, model_uri: str | None) -> Iterator[Path]:
     """A local folder holding the model (``TextClassifier.save`` layout): the registered one, or the study's best
     checkpoint when it registered none (a study that was stopped)."""
-    import mlflow
-
-    from hpo.stores.checkpoints import CheckpointStore
-
     if model_uri:
-        mlflow.set_tracking_uri(storage.tracking_uri)
         with tempfile.TemporaryDirectory(prefix="hpo-model-") as tmp:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp))
-            artifacts = mlflow.models.Model.load(str(local)).flavors["python_function"]["artifacts"]
-            yield local / artifacts["checkpoint"]["path"]
+            yield download_model(storage.tracking_uri, model_uri, tmp)
     elif record.best_checkpoint:
         with CheckpointStore(storage.checkpoints).full_model(record.best_checkpoint) as folder:
             yield Path(folder)
@@ -45,13 +53,7 @@ def best_model_folder(record: StudyRecord, storage: StorageSpec, model_uri: str 
         fail(f"study {record.name!r} has no best model yet (no finished trial)", code=1)
 
 
-def _facts(registry, record: StudyRecord, storage: StorageSpec, folder: Path):
-    from mlflow import MlflowClient
-    from transformers import AutoConfig
-
-    from hpo.config.compose import stored_config
-    from hpo.models.card import ModelFacts
-
+def _facts(registry: Registry, record: StudyRecord, storage: StorageSpec, folder: Path) -> ModelFacts:
     cfg = stored_config(record.config_yaml)
     config = AutoConfig.from_pretrained(str(folder))
     trial = registry.trial(record.name, record.best_trial_number) if record.best_trial_number is not None else None
@@ -59,9 +61,9 @@ def _facts(registry, record: StudyRecord, storage: StorageSpec, folder: Path):
     if trial is not None and trial.values:
         best_epoch = min(e for e, v in trial.values.items() if v == trial.best_metric)
         if trial.mlflow_run_id:
-            client = MlflowClient(storage.tracking_uri)
+            reader = client(storage.tracking_uri)
             for key in ("val_loss", "val_accuracy", "val_f1_macro", "val_auc"):
-                for m in client.get_metric_history(trial.mlflow_run_id, key):
+                for m in reader.get_metric_history(trial.mlflow_run_id, key):
                     if m.step == best_epoch:
                         metrics[key] = m.value
     data = {"train": cfg.data.train_path, "validation": cfg.data.validation_path,
@@ -75,20 +77,11 @@ def _facts(registry, record: StudyRecord, storage: StorageSpec, folder: Path):
 
 
 def validation_texts(record: StudyRecord, rows: int) -> list[str]:
-    from hpo.config.compose import stored_config
-    from trainers.data import read_csv
-
     cfg = stored_config(record.config_yaml)
     return read_csv(cfg.data.validation_path, cfg.data.text_column, cfg.data.label_column)[0][:rows]
 
 
 def cmd_export(args: Namespace) -> None:
-    import numpy as np
-
-    from hpo.config.compose import stored_storage
-    from hpo.models.card import model_card
-    from hpo.models.export import export_folder, export_onnx, load, logits, onnx_logits
-
     registry = open_registry(args)
     record = require(registry, args.name)
     storage, out = stored_storage(record, [registry.url]), Path(args.to).resolve()
@@ -123,10 +116,6 @@ def _texts(args: Namespace) -> list[str]:
 
 def cmd_predict(args: Namespace) -> None:
     """Tab-separated: label, one probability per class, the text (a header first)."""
-    import mlflow
-
-    from hpo.config.compose import stored_storage
-
     registry = open_registry(args)
     record = require(registry, args.name)
     uri = model_uri_of(record, args.model_uri)
@@ -135,20 +124,13 @@ def cmd_predict(args: Namespace) -> None:
     texts = _texts(args)
     if not texts:
         fail("no texts: pass them as arguments, with --file, or on stdin (one per line)")
-    mlflow.set_tracking_uri(stored_storage(record, [registry.url]).tracking_uri)
-    frame = mlflow.pyfunc.load_model(uri).predict(texts)
+    frame = load_model(stored_storage(record, [registry.url]).tracking_uri, uri).predict(texts)
     print("\t".join([*frame.columns, "text"]))
     for text, row in zip(texts, frame.itertuples(index=False), strict=True):
         print("\t".join([str(row[0]), *(f"{p:.4f}" for p in row[1:]), text]))
 
 
 def cmd_refit(args: Namespace) -> None:
-    from hpo.config.resolvers import register
-    from hpo.errors import ConfigError
-    from hpo.models.refit import refit
-    from hpo.stores.registry import RegistryError
-    from hpo.study.run import prepare_study_data
-
     register()
     registry = open_registry(args)
     require(registry, args.name)
@@ -162,12 +144,6 @@ def cmd_refit(args: Namespace) -> None:
 
 
 def cmd_ensemble(args: Namespace) -> None:
-    from hpo.config.resolvers import register
-    from hpo.errors import ConfigError
-    from hpo.models.ensemble import ensemble_top
-    from hpo.stores.registry import RegistryError
-    from hpo.study.run import prepare_study_data
-
     register()
     registry = open_registry(args)
     record = require(registry, args.name)

@@ -1,38 +1,18 @@
-"""The commands that read a recorded study: ``hpo list | status | stop | best | report | ui``. They read the
-registry (``stop`` writes one request to it) and never start Ray."""
+"""The commands that read a study's record: ``hpo list | status | stop | best``. They read the registry (``stop``
+writes one request to it) and never start Ray or open MLflow."""
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from argparse import Namespace
 from datetime import datetime
 
+import yaml
+
+from hpo.cli._common import fail, open_registry, require
 from hpo.reporting.summary import format_params
-from hpo.secrets import redact_url
 from hpo.states import StudyStatus
-from hpo.stores.registry import Registry, RegistryError, StudyRecord, utcnow
-
-
-def fail(message: str, code: int = 2) -> None:
-    print(f"hpo: {message}", file=sys.stderr)
-    sys.exit(code)
-
-
-def open_registry(args: Namespace) -> Registry:
-    root = os.path.realpath(args.storage_root)  # as the sweep resolved storage.root
-    url = args.registry or f"sqlite:///{root}/registry.db"
-    if url.startswith("sqlite:///") and not os.path.exists(url.removeprefix("sqlite:///")):
-        fail(f"no study registry at {url}: run `hpo sweep` first, or pass --storage-root / --registry")
-    return Registry.open(url)
-
-
-def require(registry: Registry, name: str) -> StudyRecord:
-    try:
-        return registry.require(name)
-    except RegistryError as err:
-        fail(str(err))
+from hpo.stores.registry import Registry, StudyRecord, utcnow
 
 
 def _age(when: datetime | None) -> str:
@@ -107,8 +87,6 @@ def cmd_stop(args: Namespace) -> None:
 
 
 def cmd_best(args: Namespace) -> None:
-    import yaml
-
     registry = open_registry(args)
     s = require(registry, args.name)
     if s.best_params is None:
@@ -124,95 +102,3 @@ def cmd_best(args: Namespace) -> None:
         for k, v in sorted(s.best_params.items()):
             print(f"  {k}: {v}")
         print(f"checkpoint: {s.best_checkpoint}\nmodel: {s.best_model_uri or '-'}")
-
-
-def cmd_report(args: Namespace) -> None:
-    """Draws the study's report again from its stores (e.g. of a study that is still running)."""
-    from pathlib import Path
-
-    from mlflow import MlflowClient
-
-    from hpo.config.compose import stored_storage
-    from hpo.reporting.report import build_report, write_report
-    from hpo.stores.tracking import log_report
-
-    registry = open_registry(args)
-    s = require(registry, args.name)
-    storage = stored_storage(s, [registry.url])
-    out = Path(args.to).resolve() if args.to else storage.study_dir(s.name) / "report"
-    started = time.monotonic()
-    files = write_report(build_report(registry, s.name), out)
-    where = str(out)
-    if not args.to and s.mlflow_parent_run_id:  # the study's own report: MLflow's copy follows it
-        log_report(MlflowClient(storage.tracking_uri), s.mlflow_parent_run_id, out)
-        where += f" and MLflow run {s.mlflow_parent_run_id} (report/)"
-    print(f"report of {s.name}: {len(files)} files in {where} ({time.monotonic() - started:.1f} s)\n"
-          f"  {out / 'report.md'}\n  {out / 'report.html'}")
-
-
-def cmd_ui(args: Namespace) -> None:
-    """Serves the MLflow UI over the study's store on 127.0.0.1 and prints the study's runs page."""
-    import signal
-    import webbrowser
-
-    from hpo.config.compose import stored_storage
-    from hpo.reporting.ui import is_server, runs_url, serve, stop
-
-    name, experiment_id = args.name, None
-    tracking_uri = f"sqlite:///{os.path.realpath(args.storage_root)}/mlflow.db"
-    if name or os.path.exists(tracking_uri.removeprefix("sqlite:///")):
-        registry = open_registry(args)
-        studies = registry.list_studies()
-        if name is None and studies:  # the latest study
-            name = max(studies, key=lambda s: s.created_at).name
-        if name:
-            s = require(registry, name)
-            tracking_uri, experiment_id = stored_storage(s, [registry.url]).tracking_uri, s.mlflow_experiment_id
-    if is_server(tracking_uri):
-        url = runs_url(redact_url(tracking_uri), experiment_id)
-        print(f"study {name} is tracked on an MLflow server: {url}")
-        if args.open:
-            webbrowser.open(url)
-        return
-    try:
-        server = serve(tracking_uri, args.port, host=args.host)
-    except RuntimeError as err:
-        fail(f"{err}; another server on port {args.port}? try --port")
-    url = runs_url(f"http://{args.host}:{args.port}", experiment_id)
-    what = f"study {name}" if name else "studies"
-    print(f"MLflow UI over {redact_url(tracking_uri)} (Ctrl-C stops it)\n  {what}: {url}", flush=True)
-    if args.open:
-        webbrowser.open(url)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` ends the server with us, as Ctrl-C does
-    try:
-        server.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop(server)
-
-
-def finish_closing(registry: Registry, record: StudyRecord) -> bool:
-    """Completes what a driver killed while closing its study left undone: the registry had recorded the end (it is
-    written first), the study's MLflow run was still open and its report unwritten. True if there was any."""
-    from mlflow import MlflowClient
-
-    from hpo.config.compose import stored_storage
-    from hpo.reporting.report import build_report, write_report
-    from hpo.stores.tracking import finish_study_run, log_report
-
-    storage = stored_storage(record, [registry.url])
-    client = MlflowClient(storage.tracking_uri)
-    run_id = record.mlflow_parent_run_id
-    if run_id is None or client.get_run(run_id).info.status != "RUNNING":
-        return False
-    out = storage.study_dir(record.name) / "report"
-    write_report(build_report(registry, record.name), out)
-    log_report(client, run_id, out)
-    best = None
-    if record.best_trial_number is not None:
-        trial = registry.trial(record.name, record.best_trial_number)
-        best = {"value": record.best_metric, "params": record.best_params or {}, "number": record.best_trial_number,
-                "run_id": trial.mlflow_run_id if trial else None}
-    finish_study_run(client, run_id, record.metric, best, record.status.mlflow_status, record.stop_reason)
-    return True

@@ -14,6 +14,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -41,8 +43,6 @@ ALLOWED_TARGETS_ENV = "HPO_ALLOWED_TARGETS"
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:
     """The composed config, as ``hpo sweep OVERRIDES`` would see it (for tests and notebooks)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
 
     register()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
 from hpo.config.spec import ModelSpec
 from hpo.errors import ConfigError
 from trainers.modeling import UnsupportedArchitecture, num_encoder_blocks
-from trainers.split_package import SPLIT_MODELS
-from trainers.truncated import TRUNCATIONS
+from trainers.split_package import SPLIT_MODELS, build_split, split_config
+from trainers.tiny import build_tiny_bert, tiny_bert_config
+from trainers.truncated import TRUNCATIONS, build_truncated, truncated_config
 
 BUILDERS = ("tiny_bert", *TRUNCATIONS, *SPLIT_MODELS)  # models hpo writes to a folder itself on first use
 
@@ -30,9 +34,6 @@ def resolve_model(raw: str, build_if_missing: str | None) -> ModelSpec:
         )
     name_or_path = str(local.resolve()) if looks_local or to_build else raw
     try:
-        import torch
-        from transformers import AutoConfig, AutoModelForSequenceClassification
-
         config = _described(build_if_missing) if to_build else AutoConfig.from_pretrained(name_or_path)
         with torch.device("meta"):  # the architecture, without allocating weights
             model = AutoModelForSequenceClassification.from_config(config)
@@ -46,14 +47,9 @@ def resolve_model(raw: str, build_if_missing: str | None) -> ModelSpec:
 def _described(builder: str):
     """The config of the model ``builder`` will write, read without writing it."""
     if builder in TRUNCATIONS:
-        from trainers.truncated import truncated_config
-
         return truncated_config(builder)
     if builder in SPLIT_MODELS:
-        from trainers.split_package import split_config
-
         return split_config(builder)
-    from trainers.tiny import tiny_bert_config
 
     return tiny_bert_config()
 
@@ -61,14 +57,8 @@ def _described(builder: str):
 def ensure_model(model: ModelSpec) -> None:
     """Builds the model folder a builder promised (the tiny test BERT, a truncated encoder), once."""
     if model.build_if_missing == "tiny_bert":
-        from trainers.tiny import build_tiny_bert
-
         build_tiny_bert(model.name_or_path)
     elif model.build_if_missing in TRUNCATIONS:
-        from trainers.truncated import build_truncated
-
         build_truncated(model.build_if_missing, model.name_or_path)
     elif model.build_if_missing in SPLIT_MODELS:
-        from trainers.split_package import build_split
-
         build_split(model.build_if_missing, model.name_or_path)

@@ -11,6 +11,8 @@ import difflib
 import re
 from collections.abc import Sequence
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
 from hpo.config.compose import compose
@@ -35,7 +37,6 @@ def _options(group: str) -> list[str]:
 
 def check_overrides(overrides: Sequence[str]) -> None:
     """Raises :class:`ConfigError` for the first override Hydra would refuse or silently accept as new."""
-    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
     # Overrides are key=value or ~key; Hydra's own flags and their values (--cfg job) are Hydra's to check.
     plain = [o for o in overrides if not o.startswith("-") and ("=" in o or o.startswith("~"))]
@@ -66,9 +67,6 @@ def check_overrides(overrides: Sequence[str]) -> None:
 
 
 def _parses(override: str) -> bool:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
     try:
         OverridesParser.create().parse_override(override)
     except HydraException:

@@ -14,6 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 from hpo.config import spec as s
 from hpo.errors import ConfigError
 from hpo.secrets import is_uri
+from trainers.data import DataError, read_header
 
 CHECKPOINT_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")  # what pyarrow.fs (Ray's storage) opens
 
@@ -72,8 +73,6 @@ def _checkpoints_location(cfg: DictConfig, root: Path) -> str:
 
 
 def data_spec(cfg: DictConfig) -> s.DataSpec:
-    from trainers.data import DataError, read_header
-
     paths = {}
     for split in ("train_path", "validation_path"):
         key = f"data.{split}"

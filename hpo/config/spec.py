@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra.utils import instantiate
+
 from hpo.config.search_space import SearchSpace
 from trainers import TrainConfig
 from trainers.objective import Objective
@@ -33,8 +35,6 @@ class Component:
         return self.target.rsplit(".", 1)[-1]
 
     def build(self, **extra: Any) -> Any:
-        from hydra.utils import instantiate
-
         return instantiate({"_target_": self.target, **self.kwargs, **extra})
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from hpo.config.search_space import MODEL
 from hpo.stores.registry import TrialRecord
+from hpo.stores.tracking import client as tracking_client
 from trainers.objective import Objective
 
 
@@ -42,9 +43,8 @@ def model_costs(trials: Sequence[TrialRecord], objective: Objective, tracking_ur
             by_model.setdefault(trial.params[MODEL], []).append(trial)
     if not by_model:
         return []
-    from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri)
+    client = tracking_client(tracking_uri)
     metrics = {t.number: client.get_run(t.mlflow_run_id).data.metrics for t in trials if t.mlflow_run_id}
     rows = []
     for model, group in by_model.items():

@@ -15,7 +15,14 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 import optuna
+import optuna.visualization as vis
+import optuna.visualization.matplotlib as mvis
+import plotly.graph_objects as go
+from sklearn.metrics import ConfusionMatrixDisplay
 
 from hpo.states import TrialState
 from hpo.stores.registry import TrialRecord
@@ -50,8 +57,6 @@ def finished_study(stored: optuna.Study, trials: list[TrialRecord], direction: s
 
 def optuna_plots(study: optuna.Study) -> dict[str, tuple[Callable, Callable]]:
     """Name -> (matplotlib plot, plotly plot) of Optuna's visualizations that this many trials support."""
-    import optuna.visualization as vis
-    import optuna.visualization.matplotlib as mvis
 
     plots = {"optimization_history": (mvis.plot_optimization_history, vis.plot_optimization_history)}
     if len(study.trials) >= 2:
@@ -64,10 +69,8 @@ def optuna_plots(study: optuna.Study) -> dict[str, tuple[Callable, Callable]]:
 
 def write_pngs(study: optuna.Study, trials: list[TrialRecord], metric: str, out: Path) -> dict[str, Path]:
     """Every figure as ``<name>.png`` in ``out``; a plot its trials cannot support is left out."""
-    import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
 
     written = {}
     for name, (plot, _) in optuna_plots(study).items():
@@ -91,7 +94,6 @@ def write_pngs(study: optuna.Study, trials: list[TrialRecord], metric: str, out:
 
 def _figure_of(axes):
     """Optuna returns one Axes, or an array of them (slices, one per parameter)."""
-    import numpy as np
 
     first = np.asarray(axes, dtype=object).ravel()[0]
     return first.figure
@@ -99,7 +101,6 @@ def _figure_of(axes):
 
 def learning_curves_png(trials: list[TrialRecord], metric: str):
     """Each trial's objective per epoch; pruned trials dashed and cut with an x where they stopped."""
-    import matplotlib.pyplot as plt
 
     figure, ax = plt.subplots(figsize=(8, 5))
     for record in trials:
@@ -127,8 +128,6 @@ def learning_curves_png(trials: list[TrialRecord], metric: str):
 
 
 def learning_curves_plotly(trials: list[TrialRecord], metric: str):
-    import plotly.graph_objects as go
-
     figure = go.Figure()
     for record in trials:
         epochs = sorted(record.values)
@@ -162,12 +161,8 @@ def plotly_figures(study: optuna.Study, trials: list[TrialRecord], metric: str) 
 
 def confusion_matrix_png(evaluation: dict, path: Path) -> Path:
     """A trial's confusion matrix at its best epoch (``trainers.metrics.per_class``), drawn by scikit-learn."""
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from sklearn.metrics import ConfusionMatrixDisplay
 
     display = ConfusionMatrixDisplay(np.array(evaluation["confusion_matrix"]), display_labels=evaluation["labels"])
     display.plot(cmap="Blues", colorbar=False)

@@ -27,6 +27,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
 from hpo.reporting.summary import format_params
 from trainers.objective import Objective
 
@@ -182,9 +188,6 @@ class LiveProgress(PlainProgress):
               "interrupted": "[magenta]⏸[/]"}
 
     def __init__(self, name: str, tally: Tally, console=None) -> None:
-        from rich.console import Console
-        from rich.live import Live
-
         self.console = console or Console()
         super().__init__(name, tally, write=lambda line: self.console.print(line, markup=False, highlight=False))
         # redirect: prints from elsewhere in the driver (Ray's forwarded worker output) scroll above the block
@@ -211,11 +214,6 @@ class LiveProgress(PlainProgress):
                            highlight=False)
 
     def _render(self):
-        from rich.console import Group
-        from rich.progress_bar import ProgressBar
-        from rich.table import Table
-        from rich.text import Text
-
         t = self.tally
         with t.lock:
             running = sorted(t.running.items())

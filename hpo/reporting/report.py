@@ -18,12 +18,15 @@ Example::
 from __future__ import annotations
 
 import html
+import json
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
+from mlflow.exceptions import MlflowException
 
 from hpo.config.compose import stored_config, stored_storage
 from hpo.ranking import ConfirmationSummary, pareto_front, summary_of
@@ -34,6 +37,7 @@ from hpo.secrets import restore
 from hpo.states import TrialState
 from hpo.stores.registry import Registry, StudyRecord, TrialRecord
 from hpo.stores.tracking import EVALUATION_DIR
+from hpo.stores.tracking import client as tracking_client
 from trainers.objective import Objective
 
 TOP = 5
@@ -111,17 +115,12 @@ def build_report(registry: Registry, name: str) -> StudyReport:
 
 def _evaluation(tracking_uri: str, trial: TrialRecord | None) -> dict | None:
     """The trial's per-class results, from its MLflow run (logged when it ended); None when it has none."""
-    import json
-    import tempfile
-
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     if trial is None or not trial.mlflow_run_id:
         return None
     try:
         with tempfile.TemporaryDirectory(prefix="hpo-report-") as tmp:
-            client = MlflowClient(tracking_uri)
+            client = tracking_client(tracking_uri)
             path = client.download_artifacts(trial.mlflow_run_id, f"{EVALUATION_DIR}/per_class.json", tmp)
             return json.loads(Path(path).read_text())
     except (MlflowException, OSError, ValueError):

@@ -9,7 +9,7 @@ from typing import Any
 from hpo.config.spec import StudySpec
 from hpo.secrets import redact_url
 from hpo.states import StudyStatus
-from hpo.stores.registry import StudyRecord, TrialRecord
+from hpo.stores.registry import Registry, StudyRecord, TrialRecord
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,25 @@ def format_summary(o: StudyOutcome) -> str:
     lines.append(f"Optuna: {optuna_url}  (optuna-dashboard {optuna_url})")
     lines += [f"note: {n}" for n in o.notes]
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class StudyBest:
+    """A study's best trial as its registry holds it: what ``hpo best`` prints, for Python callers."""
+
+    name: str
+    status: StudyStatus
+    metric: str
+    value: float | None  # None: no trial has finished yet
+    params: dict[str, Any]
+    trial_number: int | None
+    checkpoint: str | None
+    model_uri: str | None  # models:/NAME/VERSION when the study registered its best model
+
+
+def best_of(name: str, registry_url: str) -> StudyBest:
+    """Reads study ``name``'s best trial from the registry at ``registry_url`` (raises ``RegistryError`` for an
+    unknown study). A study still running answers with its best so far."""
+    record = Registry.open(registry_url).require(name)
+    return StudyBest(record.name, record.status, record.metric, record.best_metric, dict(record.best_params or {}),
+                     record.best_trial_number, record.best_checkpoint, record.best_model_uri)

@@ -1,7 +1,7 @@
 """The registry's tables (SQLAlchemy 2.x models): a study, its trials, and its confirmation reruns.
 
 States are :mod:`hpo.states` enums, stored by value; :mod:`hpo.stores.registry` reads and writes them and Alembic
-(``hpo/migrations``) keeps stores written by older hpo versions up to date with them.
+(``hpo/stores/migrations``) keeps stores written by older hpo versions up to date with them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The study registry: which studies exist, who drives them, and each trial's record.
 
 SQLAlchemy 2.x models over any SQLAlchemy URL (SQLite under the storage root by default, PostgreSQL for
-teams). Alembic migrates the schema (``hpo/migrations``): opening a store written by an older hpo upgrades
+teams). Alembic migrates the schema (``hpo/stores/migrations``): opening a store written by an older hpo upgrades
 it in place, and a store newer than this hpo is refused. States are :mod:`hpo.states` enums, stored by value.
 
 Example::
@@ -23,8 +23,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import create_engine, inspect, select, text
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy.exc import DatabaseError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hpo.secrets import redact_url
@@ -42,6 +47,20 @@ _CREATE_ATTEMPTS = 3  # racing creators of one new store: the loser of each CREA
 
 class RegistryError(RuntimeError):
     """A registry operation that cannot go ahead (unknown study, live driver, newer schema)."""
+
+
+def probe(url: str, timeout_s: float) -> None:
+    """Connects to the database at ``url`` and asks it ``select 1`` (the preflight's reachability check, for every
+    store hpo keeps on a database server); raises ``ConnectionError`` with the driver's first line of reason."""
+    args = {"connect_timeout": int(timeout_s)} if url.startswith("postgresql") else {}
+    engine = create_engine(url, connect_args=args)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except (SQLAlchemyError, ImportError) as err:
+        raise ConnectionError(str(getattr(err, "orig", None) or err).splitlines()[0]) from None
+    finally:
+        engine.dispose()
 
 
 class Registry:
@@ -73,12 +92,6 @@ class Registry:
         return registry
 
     def _migrate(self) -> None:
-        from alembic import command
-        from alembic.config import Config
-        from alembic.runtime.migration import MigrationContext
-        from alembic.script import ScriptDirectory
-        from alembic.util import CommandError
-
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         scripts = ScriptDirectory.from_config(config)
@@ -99,8 +112,6 @@ class Registry:
                 command.upgrade(config, "head")
 
     def schema_revision(self) -> str | None:
-        from alembic.runtime.migration import MigrationContext
-
         with self.engine.connect() as conn:
             return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 

@@ -118,6 +118,6 @@ def finish_study_run(client: MlflowClient, run_id: str, metric: str, best: dict[
 
 
 def log_report(client: MlflowClient, study_run_id: str, folder: Path) -> None:
-    """The study report (:mod:`hpo.reporting.report`) as artifacts of the study's run, under ``report/``: at the end of a
-    study (through the ledger) and from ``hpo report``, which derives it again from the stores."""
+    """The study report (:mod:`hpo.reporting.report`) as artifacts of the study's run, under ``report/``: at the end
+    of a study (through the ledger) and from ``hpo report``, which derives it again from the stores."""
     client.log_artifacts(study_run_id, str(folder), "report")

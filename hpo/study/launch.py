@@ -24,7 +24,9 @@ import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from ray.job_submission import JobSubmissionClient
 
+from hpo.config.compose import build_spec
 from hpo.config.resolvers import CONFIG_DIR, CONFIG_DIR_ENV
 from hpo.errors import ConfigError
 from hpo.secrets import is_uri
@@ -45,8 +47,6 @@ def launch_study(cfg: DictConfig, *, check_locally: bool = True) -> tuple[str, s
     cfg = copy.deepcopy(cfg)
     cfg.cluster.address = "auto"  # the driver joins the cluster it runs on
     if check_locally:
-        from hpo.config.compose import build_spec
-
         build_spec(cfg)
     name = str(OmegaConf.select(cfg, "study.name"))
     with tempfile.TemporaryDirectory(prefix="hpo-launch-") as staging:
@@ -101,8 +101,6 @@ def _submit(dashboard_url: str, name: str, entrypoint: str, working_dir: str) ->
 
 
 def _client(dashboard_url: str):
-    from ray.job_submission import JobSubmissionClient
-
     return JobSubmissionClient(dashboard_url)
 
 

@@ -29,8 +29,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState as OptunaState
 
+from hpo._optuna import reattach
 from hpo.config.spec import StudySpec
-from hpo.ranking import pareto_front
+from hpo.ranking import ConfirmationSummary, objectives_at_best, pareto_front, summary_of
 from hpo.reporting.plots import confusion_matrix_png
 from hpo.reporting.progress import PlainProgress, Tally
 from hpo.reporting.report import report_study
@@ -41,10 +42,8 @@ from hpo.stores.checkpoints import CheckpointStore
 from hpo.stores.registry import Registry, TrialRecord
 from hpo.stores.retention import Retention
 from hpo.stores.study_run import StudyRun
-from hpo.study.ledger_reruns import ConfirmationWrites
 from hpo.study.stopping import StopSignal
 from trainers.checkpoint import best_model
-from trainers.loop import COST_METRICS
 
 OOM = "oom"
 ERROR = "error"
@@ -60,7 +59,7 @@ def optuna_state(state: TrialState, fail_reason: str | None, feedback: str) -> O
     return {TrialState.COMPLETED: OptunaState.COMPLETE}.get(state, OptunaState.RUNNING)
 
 
-class StudyLedger(ConfirmationWrites):
+class StudyLedger:
     """Records trials as they are born, report epochs, checkpoint and end; tells ``progress`` each time."""
 
     def __init__(self, spec: StudySpec, registry: Registry, study: optuna.Study, mlflow: StudyRun,
@@ -101,8 +100,7 @@ class StudyLedger(ConfirmationWrites):
     def continue_trial(self, ray_trial_id: str, number: int) -> dict[str, Any]:
         """Reopens an interrupted trial (RUNNING in Optuna) under a new Ray trial; returns its params."""
         frozen = self._frozen(number)
-        # Optuna has no public way to reattach to a RUNNING trial by number: Trial() takes its storage id.
-        self._open(ray_trial_id, optuna.trial.Trial(self.study, frozen._trial_id), dict(frozen.params))
+        self._open(ray_trial_id, reattach(self.study, frozen), dict(frozen.params))
         return dict(frozen.params)
 
     def _open(self, ray_trial_id: str, trial: optuna.Trial, params: dict[str, Any], new: bool = False) -> None:
@@ -182,7 +180,8 @@ class StudyLedger(ConfirmationWrites):
         value = result.get(self.objective.metric)
         curve = dict(record.curve or {}) | ({str(epoch): value} if value is not None else {})
         improved = value is not None and self.objective.better(value, record.best_metric)
-        at_best = self._objectives_at_best(record, result, improved) if self.multi else None
+        at_best = objectives_at_best(record.objectives or {}, result, self.objectives, improved) if self.multi \
+            else None
         self.registry.upsert_trial(self.name, number, epochs=epoch, curve=curve, last_metric=value,
                                    best_metric=self.objective.best([record.best_metric, value]),
                                    **({"objectives": at_best} if at_best else {}))
@@ -192,18 +191,6 @@ class StudyLedger(ConfirmationWrites):
             self.reported[number].add(epoch)
         self.mlflow.log_epoch(self.run_ids[number], epoch, result)
         return True
-
-    def _objectives_at_best(self, record: TrialRecord, result: dict[str, Any], improved: bool) -> dict[str, float]:
-        """Each objective at the trial's best epoch of the first; a cost (latency, size) at the least measured so
-        far: it does not change with training, and timing noise only ever adds to it."""
-        values = dict(record.objectives or {})
-        for objective in self.objectives:
-            new = result.get(objective.metric)
-            if new is not None and objective.metric in COST_METRICS:
-                values[objective.metric] = min(values.get(objective.metric, new), new)
-            elif new is not None and improved:
-                values[objective.metric] = new
-        return values
 
     def close(self, number: int, state: TrialState, reason: str | None = None) -> None:
         """Ends trial ``number`` as ``state`` in the three stores, in the ledger's order."""
@@ -247,14 +234,50 @@ class StudyLedger(ConfirmationWrites):
                 raise
 
     def _reattach(self, number: int) -> optuna.Trial:
-        # As in continue_trial: Trial() needs the storage id, which FrozenTrial keeps only privately.
-        return optuna.trial.Trial(self.study, self._frozen(number)._trial_id)
+        return reattach(self.study, self._frozen(number))
 
     def _frozen(self, number: int) -> optuna.trial.FrozenTrial:
         return self.study.get_trials(deepcopy=False)[number]  # numbers are 0..n-1, in order
 
     def _latest_checkpoint(self, record: TrialRecord) -> str | None:
         return self.store.latest_of_trial(record.ray_trial_dir, record.checkpoint)
+
+    # --- confirmation reruns (hpo.study.reruns): not told to Optuna, whose sampler learns from the search alone ---
+
+    def rerun_started(self, number: int, seed: int) -> None:
+        trial = self.registry.trial(self.name, number)
+        restarted = any((c.trial_number, c.seed) == (number, seed) for c in self.registry.confirmations(self.name))
+        self.registry.upsert_confirmation(self.name, number, seed, state=TrialState.RUNNING, epochs=0, best_metric=None)
+        run_id = self.mlflow.open_rerun_run(number, seed, {**self.spec.space.fixed, **trial.params},
+                                            trial.mlflow_run_id, restarted)
+        self.registry.upsert_confirmation(self.name, number, seed, mlflow_run_id=run_id)
+        self.progress.message(f"confirming trial {number}'s config on seed {seed}")
+
+    def rerun_ended(self, number: int, seed: int, epochs: list[dict[str, float]] | None, error: str | None) -> None:
+        """A rerun's end: its epochs (completed), an error (failed), or neither (stopped: rerun on resume)."""
+        state = TrialState.COMPLETED if epochs else TrialState.FAILED if error else TrialState.INTERRUPTED
+        best = self.objective.best(e.get(self.objective.metric) for e in epochs or [])
+        record = self.registry.upsert_confirmation(self.name, number, seed, state=state, best_metric=best,
+                                                   epochs=len(epochs or []))
+        self.mlflow.close_rerun_run(record.mlflow_run_id, state, epochs or [])
+        outcome = f"{self.objective.metric} {best:.4f}" if best is not None else (error or "stopped")
+        self.progress.message(f"trial {number}'s config on seed {seed}: {state.value}, {outcome}")
+
+    def reconcile_reruns(self) -> None:
+        """Closes the MLflow run of a rerun the registry saw end before a crash cut MLflow short (its epochs died
+        with the driver; the registry keeps its best value and state)."""
+        for rerun in self.registry.confirmations(self.name):
+            if (rerun.state != TrialState.RUNNING and rerun.mlflow_run_id
+                    and self.mlflow.run_status(rerun.mlflow_run_id) == "RUNNING"):
+                self.mlflow.close_rerun_run(rerun.mlflow_run_id, rerun.state, [])
+
+    def confirmation(self) -> ConfirmationSummary | None:
+        """The confirmed ranking of the study's top configs, when ``confirm.top_k`` is on."""
+        confirm = self.spec.confirm
+        if not confirm.top_k:
+            return None
+        return summary_of(self.registry.trials(self.name), self.registry.confirmations(self.name), self.objective,
+                          confirm.top_k, confirm.rank_by)
 
     # --- study boundaries -------------------------------------------------------------------------
 

@@ -15,23 +15,24 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from hpo.config.spec import StudySpec
+from hpo.config.spec import ClusterSpec, StorageSpec
 from hpo.errors import ConfigError
 from hpo.secrets import redacted
+from hpo.stores.registry import probe
 
 TIMEOUT_S = 5.0
 
 
-def check_services(spec: StudySpec) -> None:
+def check_services(storage: StorageSpec, cluster: ClusterSpec) -> None:
     """Raises :class:`ConfigError` for the first service that cannot be used."""
-    _writable(spec.storage.root)
-    for key, url in (("registry.url", spec.storage.registry_url), ("storage.optuna_url", spec.storage.optuna_url),
-                     ("tracking.uri", spec.storage.tracking_uri)):
+    _writable(storage.root)
+    for key, url in (("registry.url", storage.registry_url), ("storage.optuna_url", storage.optuna_url),
+                     ("tracking.uri", storage.tracking_uri)):
         if url.startswith(("http://", "https://")):
             _http(key, url)
         elif not url.startswith("sqlite:"):
             _database(key, url)
-    if (address := ray_address_of(spec.cluster.address)) is not None:
+    if (address := ray_address_of(cluster.address)) is not None:
         _tcp("cluster.address", *address, fix="start the head (`ray start --head`), fix the address, or run "
                                               "locally with cluster=local")
 
@@ -65,20 +66,11 @@ def _http(key: str, url: str) -> None:
 
 
 def _database(key: str, url: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import SQLAlchemyError
-
-    args = {"connect_timeout": int(TIMEOUT_S)} if url.startswith("postgresql") else {}
-    engine = create_engine(url, connect_args=args)
     try:
-        with engine.connect() as conn:
-            conn.execute(text("select 1"))
-    except (SQLAlchemyError, ImportError) as err:
-        reason = str(getattr(err, "orig", None) or err).splitlines()[0]
-        raise ConfigError(key, f"cannot connect to {redacted(url)} ({reason}); check the host, port, database and "
+        probe(url, TIMEOUT_S)
+    except ConnectionError as err:
+        raise ConfigError(key, f"cannot connect to {redacted(url)} ({err}); check the host, port, database and "
                                "credentials") from None
-    finally:
-        engine.dispose()
 
 
 def _tcp(key: str, host: str, port: int, fix: str) -> None:

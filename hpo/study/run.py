@@ -31,6 +31,7 @@ from hpo.stores.datasets import study_datasets
 from hpo.stores.registry import Registry, RegistryError, StudyRecord
 from hpo.stores.study_run import StudyRun
 from hpo.study.capacity import fit_to_cluster, start_ray
+from hpo.study.data import prepare_study_data
 from hpo.study.launch import JOB_ID_ENV
 from hpo.study.lease import DriverLease
 from hpo.study.ledger import StudyLedger
@@ -42,7 +43,6 @@ from hpo.study.stopping import StopSignal, StudyStop
 from hpo.study.trial import run_trial
 from hpo.study.tuner import run_tuner
 from hpo.study.warm_start import first_points
-from trainers.data import DataError, PreparedData, prepare_data
 
 
 def run_study(spec: StudySpec, *, resume: bool = False, trainable: Callable = run_trial,
@@ -55,7 +55,7 @@ def run_study(spec: StudySpec, *, resume: bool = False, trainable: Callable = ru
     progress shows (:func:`hpo.reporting.progress.make_progress`: live in a terminal, plain lines in a log, or quiet).
     """
     started = time.time()
-    check_services(spec)
+    check_services(spec.storage, spec.cluster)
     registry = Registry.open(spec.storage.registry_url)
     record = _check_can_drive(spec, registry, resume)
     progress = make_progress(display, spec.name, _tally(spec, registry, record, started))
@@ -63,7 +63,7 @@ def run_study(spec: StudySpec, *, resume: bool = False, trainable: Callable = ru
         ensure_model(model)
     data = prepare_study_data(spec, progress.message)
     first = [] if resume else first_points(spec, registry)
-    store = _open_checkpoints(spec)
+    store = _open_checkpoints(spec.storage.checkpoints)
     started_ray = start_ray(spec.cluster)
     try:
         max_concurrent = fit_to_cluster(spec.resources, spec.study.max_concurrent, log=progress.message)
@@ -89,51 +89,18 @@ class _Checked:
 
 
 def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
-    progress, log = checked.progress, checked.progress.message
-    registry, record, store = checked.registry, checked.record, checked.store
-    resumed = record is not None
-    if record is None:
-        registry.create(spec.name, spec.config_yaml, spec.study.num_samples, spec.objective.metric,
-                        spec.objective.mode, optuna_url=redact_url(spec.storage.optuna_url))
-        record = registry.require(spec.name)
+    """The study's phases, in order: register it, open its stores, replay what a crash kept from them, search,
+    confirm, and close it (whatever happened: the ledger records how it ended)."""
+    record = _register(spec, checked)
     signal = StopSignal()
-    lease = DriverLease(registry, spec.name, spec.lease, signal, clock_start=started - record.elapsed_s, log=log)
-    with lease, progress:
-        mlflow = StudyRun(spec, store, parent_run_id=record.mlflow_parent_run_id,
-                          datasets=study_datasets(spec, rows_of(checked.data)))
-        spec.study_dir.mkdir(parents=True, exist_ok=True)
-        sampler = spec.sampler.build()
-        if resumed:
-            sampler.reseed_rng()  # a seeded sampler would otherwise replay its first attempt's draws
-        study = optuna.create_study(study_name=spec.name, storage=_optuna_storage(spec), sampler=sampler,
-                                    directions=[o.direction for o in spec.study.objectives], load_if_exists=True)
-        finished = [t for t in registry.trials(spec.name) if t.state.finished]
-        rules = StudyStop(spec.objective, signal, elapsed_before_s=record.elapsed_s,
-                          epochs_before=sum(len(t.values) for t in registry.trials(spec.name)),
-                          finished_bests=[t.best_metric for t in finished if t.state != TrialState.FAILED],
-                          **vars(spec.study.stop))
-        ledger = StudyLedger(spec, registry, study, mlflow, store, signal, on_finished=rules.trial_finished,
-                             progress=progress)
-        ledger.begin(ray_job_id=os.environ.get(JOB_ID_ENV))
-        ledger.reconcile()
-        ledger.queue(checked.first_points)
-        if spec.warm_start.source:
-            log(f"warm start: {len(checked.first_points)} config(s) from {spec.warm_start.source}")
-        else:
-            for point in checked.first_points:
-                log(f"first trial: the search space's midpoint {format_params(point)}")
-        resumes = interrupted_trials(study, registry, store)
-        done = sum(t.state.finished for t in registry.trials(spec.name))
-        new = max(0, spec.study.num_samples - done - len(resumes))
-        if resumed:
-            log(f"resuming: {done} trial(s) finished, {len(resumes)} to continue, {new} new")
+    lease = DriverLease(checked.registry, spec.name, spec.lease, signal, clock_start=started - record.elapsed_s,
+                        log=checked.progress.message)
+    with lease, checked.progress:
+        ledger, rules = _open_stores(spec, checked, record, signal)
+        _replay(spec, ledger, checked.first_points, checked.progress.message)
         status, reason = StudyStatus.FAILED, None
         try:
-            if resumes or new:
-                attempt = 1 + store.count(store.path(f"{spec.name}/tune"), "attempt_")
-                ledger.begin_attempt(store.display(store.path(f"{spec.name}/tune/attempt_{attempt}")))
-                run_tuner(spec, ledger, StudySearch(ledger, resumes), rules, checked.data, store, checked.trainable,
-                          num_trials=len(resumes) + new, max_concurrent=checked.max_concurrent, attempt=attempt)
+            _search(spec, ledger, rules, checked, resumed=checked.record is not None)
             rules.should_stop()
             if spec.confirm.top_k and not signal.is_set:
                 _confirm(spec, ledger, checked)
@@ -144,7 +111,70 @@ def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
             raise
         finally:
             ledger.close_study(status, reason, lease.elapsed_s())
+    registry = checked.registry
     return outcome_of(registry.require(spec.name), registry.trials(spec.name), spec, wall_s=time.time() - started)
+
+
+def _register(spec: StudySpec, checked: _Checked) -> StudyRecord:
+    """The study's registry record: a new study's is created here, the first write of the study."""
+    if checked.record is not None:
+        return checked.record
+    checked.registry.create(spec.name, spec.config_yaml, spec.study.num_samples, spec.objective.metric,
+                            spec.objective.mode, optuna_url=redact_url(spec.storage.optuna_url))
+    return checked.registry.require(spec.name)
+
+
+def _open_stores(spec: StudySpec, checked: _Checked, record: StudyRecord,
+                 signal: StopSignal) -> tuple[StudyLedger, StudyStop]:
+    """MLflow's study run and Optuna's study (both reopened on resume), the stop rules with what earlier attempts
+    used up, and the ledger that writes all three stores."""
+    registry = checked.registry
+    mlflow = StudyRun(spec, checked.store, parent_run_id=record.mlflow_parent_run_id,
+                      datasets=study_datasets(spec, rows_of(checked.data)))
+    spec.study_dir.mkdir(parents=True, exist_ok=True)
+    sampler = spec.sampler.build()
+    if checked.record is not None:
+        sampler.reseed_rng()  # a seeded sampler would otherwise replay its first attempt's draws
+    study = optuna.create_study(study_name=spec.name, storage=_optuna_storage(spec.storage.optuna_url),
+                                sampler=sampler, directions=[o.direction for o in spec.study.objectives],
+                                load_if_exists=True)
+    trials = registry.trials(spec.name)
+    finished = [t for t in trials if t.state.finished]
+    rules = StudyStop(spec.objective, signal, elapsed_before_s=record.elapsed_s,
+                      epochs_before=sum(len(t.values) for t in trials),
+                      finished_bests=[t.best_metric for t in finished if t.state != TrialState.FAILED],
+                      **vars(spec.study.stop))
+    ledger = StudyLedger(spec, registry, study, mlflow, checked.store, signal, on_finished=rules.trial_finished,
+                         progress=checked.progress)
+    return ledger, rules
+
+
+def _replay(spec: StudySpec, ledger: StudyLedger, first_points: list[dict], log: Callable[[str], None]) -> None:
+    """Where this attempt runs, what a crash kept from Optuna and MLflow, and the configs to evaluate first."""
+    ledger.begin(ray_job_id=os.environ.get(JOB_ID_ENV))
+    ledger.reconcile()
+    ledger.queue(first_points)
+    if spec.warm_start.source:
+        log(f"warm start: {len(first_points)} config(s) from {spec.warm_start.source}")
+    else:
+        for point in first_points:
+            log(f"first trial: the search space's midpoint {format_params(point)}")
+
+
+def _search(spec: StudySpec, ledger: StudyLedger, rules: StudyStop, checked: _Checked, resumed: bool) -> None:
+    """Interrupted trials continued and new ones up to ``num_samples``, through Ray Tune."""
+    registry, store = checked.registry, checked.store
+    resumes = interrupted_trials(ledger.study, registry, store)
+    done = sum(t.state.finished for t in registry.trials(spec.name))
+    new = max(0, spec.study.num_samples - done - len(resumes))
+    if resumed:
+        checked.progress.message(f"resuming: {done} trial(s) finished, {len(resumes)} to continue, {new} new")
+    if not resumes and not new:
+        return
+    attempt = 1 + store.count(store.path(f"{spec.name}/tune"), "attempt_")
+    ledger.begin_attempt(store.display(store.path(f"{spec.name}/tune/attempt_{attempt}")))
+    run_tuner(spec, ledger, StudySearch(ledger, resumes), rules, checked.data, store, checked.trainable,
+              num_trials=len(resumes) + new, max_concurrent=checked.max_concurrent, attempt=attempt)
 
 
 def _confirm(spec: StudySpec, ledger: StudyLedger, checked: _Checked) -> None:
@@ -183,10 +213,9 @@ def _check_can_drive(spec: StudySpec, registry: Registry, resume: bool) -> Study
     return record
 
 
-def _optuna_storage(spec: StudySpec) -> optuna.storages.BaseStorage | str:
+def _optuna_storage(url: str) -> optuna.storages.BaseStorage | str:
     """The study's Optuna storage; on a database server, pooled connections it dropped (a restart) are replaced
     before use, as the registry's are."""
-    url = spec.storage.optuna_url
     return url if url.startswith("sqlite") else optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
 
 
@@ -208,47 +237,14 @@ def _tally(spec: StudySpec, registry: Registry, record: StudyRecord | None, star
     return tally
 
 
-def prepare_study_data(spec: StudySpec, log: Callable[[str], None] = print) -> StudyData:
-    """Reads and tokenizes the data once for every trial (and caches it for later studies); when the model is
-    searched, once per model choice (each with its own tokenizer)."""
-    if spec.models:
-        return {name: _tokenized(spec, c.model.name_or_path, log) for name, c in spec.models.items()}
-    return _tokenized(spec, spec.model.name_or_path, log)
-
-
-def _tokenized(spec: StudySpec, tokenizer: str, log: Callable[[str], None]) -> PreparedData:
-    d = spec.data
-    try:
-        data = prepare_data(
-            d.train_path, d.validation_path, tokenizer,
-            text_column=d.text_column, label_column=d.label_column, max_length=spec.trainer.max_length,
-            train_limit=d.train_limit, validation_limit=d.validation_limit,
-            seed=spec.study.seed if d.seed is None else d.seed, stratify=d.stratify,
-            cache_dir=spec.storage.cache_dir / "tokenized",
-        )
-    except DataError as err:
-        key = "data.validation_path" if str(d.validation_path) in str(err) else "data.train_path"
-        raise ConfigError(key, str(err)) from None
-    smallest = min(data.train.labels.count(i) for i in range(data.num_labels))
-    if d.cv_folds and d.cv_folds > smallest:
-        raise ConfigError("data.cv_folds", f"{d.cv_folds} folds need at least {d.cv_folds} training rows of every "
-                                           f"label; the rarest has {smallest}: use fewer folds or more rows")
-    if spec.objective.metric == "val_auc" and data.num_labels != 2:
-        raise ConfigError("study.metric", f"val_auc needs a binary task; this data has {data.num_labels} labels")
-    log(f"data: {len(data.train)} train / {len(data.validation)} validation rows, "
-        f"labels {list(data.label_names)}" + (f" ({Path(tokenizer).name}'s tokens)" if spec.models else ""))
-    return data
-
-
-def _open_checkpoints(spec: StudySpec) -> CheckpointStore:
+def _open_checkpoints(location: str) -> CheckpointStore:
     """``storage.checkpoints``, reached and writable before anything is recorded (a typo in a bucket name or
     missing credentials fail here, not after the first epoch)."""
     try:
-        store = CheckpointStore(spec.storage.checkpoints)
+        store = CheckpointStore(location)
         store.check_reachable()
     except (OSError, ValueError) as err:
-        where, why = redacted(spec.storage.checkpoints), str(err).splitlines()[0]
+        where, why = redacted(location), str(err).splitlines()[0]
         raise ConfigError("storage.checkpoints", f"cannot write to {where} ({why}); fix the location or the "
                                                  "credentials (e.g. AWS_ACCESS_KEY_ID)") from None
     return store
-

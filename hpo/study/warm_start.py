@@ -6,6 +6,7 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution
 
+from hpo._optuna import contains
 from hpo.config.spec import StudySpec
 from hpo.errors import ConfigError
 from hpo.states import TrialState
@@ -49,7 +50,6 @@ def _inside(distribution: BaseDistribution, value: Any) -> bool:
     if value is None:
         return False
     try:
-        # BaseDistribution has no public membership test; _contains is what Optuna itself checks with.
-        return distribution._contains(distribution.to_internal_repr(value))
+        return contains(distribution, value)
     except (ValueError, TypeError):
         return False

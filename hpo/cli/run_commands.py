@@ -1,0 +1,138 @@
+"""The commands that run a study's driver: ``hpo sweep`` (compose ``conf/`` with Hydra overrides), ``hpo run`` (a
+composed config file, what a launched job runs), ``hpo resume`` and ``hpo launch`` (the driver as a Ray job)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from hpo.cli._common import fail, open_registry, require
+from hpo.config.compose import build_spec, compose, stored_config
+from hpo.config.overrides import check_overrides
+from hpo.config.resolvers import CONFIG_DIR, register
+from hpo.config.spec import StudySpec
+from hpo.errors import ConfigError
+from hpo.reporting.summary import format_summary
+from hpo.secrets import MASK, redact_url
+from hpo.states import StudyStatus
+from hpo.stores.registry import RegistryError
+from hpo.study.launch import JOB_ID_ENV, follow, launch_resume, launch_study
+from hpo.study.resume import finish_closing
+from hpo.study.run import run_study
+
+
+def _run(spec: StudySpec, resume: bool, display: str = "auto") -> None:
+    if os.environ.get(JOB_ID_ENV):
+        # A launched job starts in Ray's unpacked working dir, which Ray may reclaim while the study runs.
+        spec.storage.root.mkdir(parents=True, exist_ok=True)
+        os.chdir(spec.storage.root)
+    try:
+        outcome = run_study(spec, resume=resume, display=display)
+    except ConfigError as err:
+        fail(f"config error: {err}")
+    except RegistryError as err:
+        fail(str(err))
+    print(format_summary(outcome), flush=True)
+    if outcome.best_value is None:
+        sys.exit(1)
+
+
+def _spec(cfg: DictConfig, where: str = "") -> StudySpec:
+    try:
+        return build_spec(cfg)
+    except ConfigError as err:
+        fail(f"config error{where}: {err}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    overrides = list(args.overrides)
+    for option, key in ((args.storage_root_given, "storage.root"), (args.registry, "registry.url")):
+        if option and not any(o.startswith(f"{key}=") for o in overrides):
+            overrides.insert(0, f"{key}={option}")
+    register()
+
+    try:
+        check_overrides(overrides)
+    except ConfigError as err:
+        fail(f"config error: {err}")
+    task = hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")(
+        lambda cfg: _run(_spec(cfg), resume=False, display=_display(args)))
+    sys.argv = ["hpo sweep", *overrides]
+    task()
+
+
+def cmd_launch(args: argparse.Namespace) -> None:
+    try:
+        cfg = compose(args.overrides)
+        dashboard_url, job_id = launch_study(cfg, check_locally=not args.no_local_check)
+    except ConfigError as err:
+        fail(f"config error: {err}")
+    name = cfg.study.name
+    print(f"launched study {name} as Ray job {job_id} on {dashboard_url}\n"
+          f"  logs:   ray job logs --address {dashboard_url} --follow {job_id}\n"
+          f"  status: hpo --registry '<registry.url>' status {name}", flush=True)
+    if args.follow:
+        _follow(dashboard_url, job_id)
+
+
+def _follow(dashboard_url: str, job_id: str) -> None:
+    """Streams a launched job's log until it ends; exits 0 only if it succeeded. Ctrl-C leaves the job running."""
+
+    again = f"ray job logs --address {dashboard_url} --follow {job_id}"
+    try:
+        status = follow(dashboard_url, job_id)
+    except KeyboardInterrupt:
+        print(f"\nstopped following; job {job_id} goes on: {again}")
+        sys.exit(130)
+    except RuntimeError as err:  # the log stream broke (network, head restart); the job is not ours to end
+        fail(f"lost the log stream of job {job_id} ({err}); it may still be running: {again}")
+    print(f"job {job_id}: {status}")
+    sys.exit(0 if status == "SUCCEEDED" else 1)
+
+
+def _display(args: argparse.Namespace) -> str:
+    """Live progress in a terminal, plain lines when piped; ``--quiet``: the summary only."""
+    return "quiet" if args.quiet else "auto"
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    register()
+    _run(_spec(OmegaConf.load(args.config)), resume=False, display=_display(args))
+
+
+def cmd_resume(args: argparse.Namespace) -> None:
+    registry = open_registry(args)
+    s = require(registry, args.name)
+    if s.status == StudyStatus.COMPLETED:
+        closed = finish_closing(registry, s)  # its driver died while closing it: the MLflow run and report
+        print(f"study {s.name} already completed ({s.stop_reason}); nothing to resume"
+              + ("; its MLflow run and report, left open when its driver stopped, are now closed" if closed else ""))
+        return
+
+    register()
+    # As the driver resolved it, with the credentials it was stored without (hpo.secrets) filled from the registry
+    # URL given here and any KEY=URL passed again.
+    given = [registry.url, *(o.split("=", 1)[1] for o in args.overrides if "=" in o)]
+    stored = OmegaConf.merge(stored_config(s.config_yaml, given), OmegaConf.from_dotlist(list(args.overrides)))
+    for key in ("registry.url", "storage.optuna_url", "tracking.uri", "storage.checkpoints"):
+        if MASK in str(OmegaConf.select(stored, key) or ""):
+            fail(f"config error: {key}: study {s.name} was stored without this URL's credentials; pass it again: "
+                 f"hpo resume {s.name} {key}=<url>")
+    if args.launch:
+        dashboard_url = args.dashboard_url or stored.cluster.get("dashboard_url")
+        if not dashboard_url:
+            fail(f"study {s.name} has no cluster.dashboard_url; pass --dashboard-url http://HEAD:8265")
+        job_id = launch_resume(s.name, stored.registry.get("url"), str(stored.storage.root), dashboard_url)
+        print(f"resuming study {s.name} as Ray job {job_id} on {dashboard_url}", flush=True)
+        if args.follow:
+            _follow(dashboard_url, job_id)
+        return
+    spec = _spec(stored, where=f" in the stored config of {s.name}")
+    if spec.storage.registry_url != registry.url:
+        fail(f"study {s.name} was recorded with registry {redact_url(spec.storage.registry_url)}, "
+             f"not {redact_url(registry.url)}")
+    _run(spec, resume=True, display=_display(args))

@@ -1,0 +1,71 @@
+"""The commands that show a study: ``hpo report`` (its report drawn again from the stores) and ``hpo ui`` (MLflow's
+UI on 127.0.0.1, opened on the study's runs)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import webbrowser
+from argparse import Namespace
+from pathlib import Path
+
+from hpo.cli._common import fail, open_registry, require
+from hpo.config.compose import stored_storage
+from hpo.reporting.report import build_report, write_report
+from hpo.reporting.ui import is_server, runs_url, serve, stop
+from hpo.secrets import redact_url
+from hpo.stores.tracking import client, log_report
+
+
+def cmd_report(args: Namespace) -> None:
+    """Draws the study's report again from its stores (e.g. of a study that is still running)."""
+    registry = open_registry(args)
+    s = require(registry, args.name)
+    storage = stored_storage(s, [registry.url])
+    out = Path(args.to).resolve() if args.to else storage.study_dir(s.name) / "report"
+    started = time.monotonic()
+    files = write_report(build_report(registry, s.name), out)
+    where = str(out)
+    if not args.to and s.mlflow_parent_run_id:  # the study's own report: MLflow's copy follows it
+        log_report(client(storage.tracking_uri), s.mlflow_parent_run_id, out)
+        where += f" and MLflow run {s.mlflow_parent_run_id} (report/)"
+    print(f"report of {s.name}: {len(files)} files in {where} ({time.monotonic() - started:.1f} s)\n"
+          f"  {out / 'report.md'}\n  {out / 'report.html'}")
+
+
+def cmd_ui(args: Namespace) -> None:
+    """Serves the MLflow UI over the study's store on 127.0.0.1 and prints the study's runs page."""
+    name, experiment_id = args.name, None
+    tracking_uri = f"sqlite:///{os.path.realpath(args.storage_root)}/mlflow.db"
+    if name or os.path.exists(tracking_uri.removeprefix("sqlite:///")):
+        registry = open_registry(args)
+        studies = registry.list_studies()
+        if name is None and studies:  # the latest study
+            name = max(studies, key=lambda s: s.created_at).name
+        if name:
+            s = require(registry, name)
+            tracking_uri, experiment_id = stored_storage(s, [registry.url]).tracking_uri, s.mlflow_experiment_id
+    if is_server(tracking_uri):
+        url = runs_url(redact_url(tracking_uri), experiment_id)
+        print(f"study {name} is tracked on an MLflow server: {url}")
+        if args.open:
+            webbrowser.open(url)
+        return
+    try:
+        server = serve(tracking_uri, args.port, host=args.host)
+    except RuntimeError as err:
+        fail(f"{err}; another server on port {args.port}? try --port")
+    url = runs_url(f"http://{args.host}:{args.port}", experiment_id)
+    what = f"study {name}" if name else "studies"
+    print(f"MLflow UI over {redact_url(tracking_uri)} (Ctrl-C stops it)\n  {what}: {url}", flush=True)
+    if args.open:
+        webbrowser.open(url)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` ends the server with us, as Ctrl-C does
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop(server)
