@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hpo.cli.main import _separate_pass_through, parser
+from tests.helpers import bad_configs
 
 HPO = [sys.executable, "-m", "hpo"]
 
@@ -75,16 +76,12 @@ def test_cfg_job_prints_the_composed_config(tmp_path, sst2_dir):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize(
-    "override, key",
-    [
-        ("search.learning_rate.low=-1", "search.learning_rate.low"),
-        ("model.name_or_path=/nope", "model.name_or_path"),
-        ("data.train_path=missing.csv", "data.train_path"),
-    ],
-)
-def test_bad_value_stops_with_one_line_before_ray_starts(override, key, tmp_path, sst2_dir):
-    proc = _run(["sweep", "experiment=sst2_minilm", "storage.root=runs", override], tmp_path, sst2_dir, timeout=120)
+@pytest.mark.parametrize("case", ["negative lr", "missing model", "missing train file"])
+def test_bad_value_stops_with_one_line_before_ray_starts(case, tmp_path, sst2_dir):
+    """Three of tests/helpers/bad_configs.py's cases through a real `python -m hpo` (the rest run in-process in
+    tests/reliability/test_bad_input.py)."""
+    _, overrides, key = bad_configs.case(case)
+    proc = _run(["sweep", "experiment=sst2_minilm", "storage.root=runs", *overrides], tmp_path, sst2_dir, timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"hpo: config error: {key}:"), proc.stderr

@@ -20,15 +20,15 @@ from pathlib import Path
 import optuna
 import pytest
 from mlflow import MlflowClient
-from raycluster import LocalCluster, start_cluster
-from stores import assert_stores_agree
 
 from hpo.config.resolvers import first_existing
 from hpo.stores.registry import Registry, StudyRecord
 from hpo.stores.tracking import NODE_TAG, STATUS_TAG
+from tests.helpers.raycluster import LocalCluster, start_cluster
+from tests.helpers.stores import assert_stores_agree
 
 WORKERS = [{"CPU": 2, "GPU": 1}, {"CPU": 2, "GPU": 1}]
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
 
 
 def _listen_port() -> int:

@@ -4,8 +4,11 @@ config writes nothing."""
 import pytest
 
 from hpo.config.compose import build_spec, compose
+from hpo.config.overrides import check_overrides
 from hpo.config.resolvers import PROJECT_ROOT
 from hpo.errors import ConfigError
+from tests.helpers import bad_configs
+from tests.helpers.bad_configs import CONFIG_VALUES, OVERRIDES
 from trainers import TrainConfig
 
 
@@ -44,36 +47,22 @@ def test_checking_a_config_writes_nothing(tmp_path):
     assert not root.exists()
 
 
-@pytest.mark.parametrize(
-    "override, key",
-    [
-        ("search.learning_rate.low=-1", "search.learning_rate.low"),
-        ("model.name_or_path=/nope", "model.name_or_path"),
-        ("data.train_path=missing.csv", "data.train_path"),
-        ("data.text_column=sentence", "data.text_column"),
-        ("study.metric=accuracy", "study.metric"),
-        ("study.mode=up", "study.mode"),
-        ("study.num_samples=0", "study.num_samples"),
-        ("study.name=has space", "study.name"),
-        ("model.pooling=max", "model.pooling"),
-        ("sampler._target_=optuna.samplers.NoSuchSampler", "sampler"),
-        ("sampler._target_=os.system", "sampler._target_"),  # a stored config cannot run arbitrary code
-        ("scheduler._target_=subprocess.Popen", "scheduler._target_"),
-        ("scheduler.grace_period=-3", "scheduler"),
-        ("search.freeze_depth.high=9", "search.freeze_depth.high"),
-        ("search.feedback=sometimes", "search.feedback"),
-        ("resources.gpu=1.5", "resources.gpu"),
-        ("cluster.address=ray://head:10001", "cluster.address"),
-        ("storage.checkpoints=ftp://host/x", "storage.checkpoints"),
-        ("trainer.max_epochs=0", "trainer.max_epochs"),
-    ],
-)
-def test_bad_values_name_the_key(override, key, tmp_path):
+@pytest.mark.parametrize("case", [c[0] for c in CONFIG_VALUES])
+def test_bad_values_name_the_key(case, tmp_path):
+    _, overrides, key = bad_configs.case(case)
     with pytest.raises(ConfigError) as err:
-        build_spec(compose([f"storage.root={tmp_path}", override]))
-    assert err.value.key == key
+        build_spec(compose([f"storage.root={tmp_path}", *overrides]))
+    assert err.value.key.startswith(key), err.value.key
     assert "\n" not in str(err.value)
     assert not (tmp_path / "registry.db").exists()
+
+
+@pytest.mark.parametrize("case", [c[0] for c in OVERRIDES])
+def test_bad_overrides_are_refused_before_composing(case):
+    _, overrides, key = bad_configs.case(case)
+    with pytest.raises(ConfigError) as err:
+        check_overrides(overrides)
+    assert err.value.key.startswith(key), err.value.key
 
 
 def test_csv_data_needs_its_paths(tmp_path):

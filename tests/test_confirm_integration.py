@@ -8,15 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
-from lifecycle import TINY_SWEEP, Driver, hpo, study_counts, wait_for, with_overrides
-from stores import assert_stores_agree
 
 from hpo.ranking import summary_of
 from hpo.states import TrialState
 from hpo.stores.registry import Registry
+from tests.helpers.lifecycle import TINY_SWEEP, Driver, hpo, study_counts, wait_for, with_overrides
+from tests.helpers.stores import assert_stores_agree
 from trainers.objective import Objective
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
 TOP_K, SEEDS = 2, 2
 CONFIRM = with_overrides(TINY_SWEEP, "trainer.max_epochs=2", "study.num_samples=3", f"confirm.top_k={TOP_K}",
                          f"confirm.seeds={SEEDS}")

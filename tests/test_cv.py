@@ -5,8 +5,8 @@ import dataclasses
 from collections import Counter
 
 import pytest
-from reporters import Interrupted, KeepLatest
 
+from tests.helpers.reporters import Interrupted, KeepLatest
 from trainers import TrainConfig, fine_tune, load_model, prepare_data
 from trainers.checkpoint import FOLDS_DIR, is_complete, read_summary
 from trainers.cv import folds

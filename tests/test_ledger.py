@@ -6,7 +6,6 @@ from __future__ import annotations
 import optuna
 import pytest
 from optuna.trial import TrialState as Optuna
-from stores import assert_stores_agree, stores_of
 
 from hpo.config.compose import build_spec, compose
 from hpo.reporting.progress import PlainProgress, Tally
@@ -17,6 +16,7 @@ from hpo.stores.registry import Registry
 from hpo.stores.study_run import StudyRun
 from hpo.study.ledger import FAIL_REASON_ATTR, StudyLedger
 from hpo.study.stopping import StopSignal
+from tests.helpers.stores import assert_stores_agree, stores_of
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import optuna
 import pytest
-from lifecycle import TINY_SWEEP, Driver, hpo, study_counts, wait_for, with_overrides
-from stores import assert_stores_agree
+
+from tests.helpers.lifecycle import TINY_SWEEP, Driver, hpo, study_counts, wait_for, with_overrides
+from tests.helpers.stores import assert_stores_agree
 
 NUM_TRIALS, EPOCHS = 3, 3
 ASHA = with_overrides(TINY_SWEEP, "scheduler=asha")
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
 
 
 def _assert_study_whole(root, name, num_trials=NUM_TRIALS):

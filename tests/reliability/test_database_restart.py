@@ -5,22 +5,18 @@ gap, ends resumable; either way, after at most one `hpo resume`, nothing recorde
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import SQLAlchemyError
 
-sys.path.insert(0, str(Path(__file__).parents[1]))  # the lifecycle helpers in tests/
-from conftest import _fresh_database, start_postgres  # noqa: E402
-from lifecycle import TINY_SWEEP, Driver, with_overrides  # noqa: E402
-from stores import assert_stores_agree  # noqa: E402
+from hpo.states import StudyStatus
+from hpo.stores.registry import Registry
+from tests.helpers.lifecycle import TINY_SWEEP, Driver, with_overrides
+from tests.helpers.servers import fresh_database, start_postgres
+from tests.helpers.stores import assert_stores_agree
 
-from hpo.states import StudyStatus  # noqa: E402
-from hpo.stores.registry import Registry  # noqa: E402
-
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
 NAME, TRIALS = "db_restart", 3
 
 
@@ -32,7 +28,7 @@ def own_postgres():
 
 
 def test_a_database_restart_mid_study_loses_and_doubles_nothing(tmp_path, sst2_dir, own_postgres, capsys):
-    pg = _fresh_database(own_postgres.url, "hpo")
+    pg = fresh_database(own_postgres.url, "hpo")
     args = with_overrides(TINY_SWEEP, "data.train_limit=500", f"study.name={NAME}", f"study.num_samples={TRIALS}",
                           f"storage.root={tmp_path}",
                           f"storage.optuna_url={pg}")

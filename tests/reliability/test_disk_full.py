@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parents[1]))  # the lifecycle helpers in tests/
-from lifecycle import TINY_SWEEP, Driver, with_overrides  # noqa: E402
-from stores import assert_stores_agree  # noqa: E402
+from hpo.states import StudyStatus, TrialState
+from hpo.stores.registry import Registry
+from tests.helpers.lifecycle import TINY_SWEEP, Driver, with_overrides
+from tests.helpers.stores import assert_stores_agree
+from trainers.checkpoint import STATE_FILE, load_model, read_summary
 
-from hpo.states import StudyStatus, TrialState  # noqa: E402
-from hpo.stores.registry import Registry  # noqa: E402
-from trainers.checkpoint import STATE_FILE, load_model, read_summary  # noqa: E402
-
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
 NAME = "disk_full"
 
 

@@ -5,21 +5,17 @@ end exactly N trials in every store, each MLflow run once, every epoch once, not
 from __future__ import annotations
 
 import random
-import sys
 import time
-from pathlib import Path
 
 import optuna
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1]))  # the lifecycle helpers in tests/
-from lifecycle import TINY_SWEEP, Driver, hpo, study_counts, wait_for, with_overrides  # noqa: E402
-from stores import assert_stores_agree  # noqa: E402
+from hpo.states import StudyStatus
+from hpo.stores.registry import Registry
+from tests.helpers.lifecycle import TINY_SWEEP, Driver, hpo, study_counts, wait_for, with_overrides
+from tests.helpers.stores import assert_stores_agree
 
-from hpo.states import StudyStatus  # noqa: E402
-from hpo.stores.registry import Registry  # noqa: E402
-
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
 NAME, TRIALS, KILLS = "driver_kills", 4, 5
 
 

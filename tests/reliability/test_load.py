@@ -17,13 +17,13 @@ from datetime import timezone
 
 import psutil
 import pytest
-from stores import assert_stores_agree
 
 from hpo.config.compose import build_spec, compose
 from hpo.stores.registry import Registry
 from hpo.study.run import run_study
+from tests.helpers.stores import assert_stores_agree
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
 TRIALS = int(os.environ.get("HPO_LOAD_TRIALS", "30"))
 
 

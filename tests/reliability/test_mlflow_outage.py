@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,11 +15,11 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-sys.path.insert(0, str(Path(__file__).parents[1]))  # the lifecycle helpers in tests/
-from lifecycle import TINY_SWEEP, Driver, wait_for, with_overrides  # noqa: E402
-from stores import assert_stores_agree  # noqa: E402
+from tests.helpers.lifecycle import TINY_SWEEP, Driver, wait_for, with_overrides
+from tests.helpers.servers import free_port
+from tests.helpers.stores import assert_stores_agree
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
 NAME, TRIALS, OUTAGE_S = "mlflow_outage", 2, 30
 
 
@@ -29,9 +28,7 @@ class MlflowServer:
 
     def __init__(self, root: Path) -> None:
         self.root, self.proc = root, None
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:

@@ -14,6 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 from hpo.stores.registry import Registry
+from tests.helpers.servers import fresh_database
 
 pytestmark = pytest.mark.integration
 PG_PASSWORD, S3_SECRET, S3_KEY_ID = "pg-Secr3t-42", "s3-Secr3t-99", "AKIDHPOTEST"
@@ -38,10 +39,9 @@ def _artifact_texts(client: MlflowClient, run_id: str, path: str = "") -> list[s
 
 @pytest.fixture(scope="module")
 def sweep(postgres_server, s3_endpoint, small_sst2, tiny_bert, tmp_path_factory):
-    from conftest import _fresh_database
 
     root = tmp_path_factory.mktemp("secrets")
-    pg = _fresh_database(postgres_server, "t_secrets").replace("://hpo@", f"://hpo:{PG_PASSWORD}@")
+    pg = fresh_database(postgres_server, "t_secrets").replace("://hpo@", f"://hpo:{PG_PASSWORD}@")
     pafs.S3FileSystem(access_key=S3_KEY_ID, secret_key=S3_SECRET, endpoint_override=s3_endpoint, scheme="http",
                       region="us-east-1", allow_bucket_creation=True).create_dir("hpo-secrets")
     bucket = (f"s3://{S3_KEY_ID}:{S3_SECRET}@hpo-secrets/runs?endpoint_override={s3_endpoint}&scheme=http"

@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
-from pathlib import Path
 
 import psutil
 import pytest
 from mlflow import MlflowClient
 
-sys.path.insert(0, str(Path(__file__).parents[1]))  # the lifecycle helpers in tests/
-from lifecycle import TINY_SWEEP, Driver, wait_for, with_overrides  # noqa: E402
+from hpo.states import TrialState
+from hpo.stores.registry import Registry
+from tests.helpers.lifecycle import TINY_SWEEP, Driver, wait_for, with_overrides
 
-from hpo.states import TrialState  # noqa: E402
-from hpo.stores.registry import Registry  # noqa: E402
-
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
 NAME, TRIALS, EPOCHS = "worker_kill", 2, 4
 
 
