@@ -10,7 +10,7 @@ PORT    ?= 5000
 STORAGE ?= runs
 STUDY   ?=
 
-.PHONY: install sweep test test-fast lint ui clean bench-quick bench bench-checkpoints bench-speed bench-overhead bench-scale
+.PHONY: install sweep test test-fast test-integration lint ui clean bench-quick bench bench-checkpoints bench-speed bench-overhead bench-scale
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ $(VENV)/.installed-mpnet: pyproject.toml | $(STAMP)
 # The pure parts only (no Ray, no servers, no whole study): under 90 seconds.
 test-fast: install
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+# Ray, servers and the CLI, without the whole studies (marked slow).
+test-integration: install
+	$(BIN)/python -m pytest -m "integration and not slow" $(PYTEST_ARGS)
 
 # The search-quality benchmarks, reduced (issue 9; the full commands are in bench/results/README.md): the
 # replay A/B of the default against random + FIFO and top-K over 10 seeds, then every real method on 1,000
@@ -63,8 +67,11 @@ bench-overhead: install
 bench-scale: install
 	$(BIN)/python -m bench.scale --sizes 100 300 1000
 
+# ruff, the type check, and the import graph's rules (layers, no cycles, no hidden in-function imports).
 lint: install
 	$(BIN)/ruff check hpo trainers tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m tests.helpers.import_graph --check
 
 # The MLflow UI on the latest study's runs page (STUDY=name for another one).
 ui: install

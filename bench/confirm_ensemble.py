@@ -29,9 +29,8 @@ from pathlib import Path
 import torch
 
 from bench.search_quality import SETUP
-from hpo.config.compose import build_spec, compose
-from hpo.env import set_defaults
-from hpo.models.ensemble import average_probabilities
+from hpo import build_spec, compose, set_defaults
+from hpo.inference import average_probabilities
 from hpo.ranking import rerun_seeds, summarize
 from trainers import fine_tune, load_model, prepare_data
 from trainers.loop import predict, validation_metrics

@@ -31,9 +31,7 @@ import optuna
 
 from bench.replay.run import spread
 from bench.search_quality import SETUP
-from hpo.config.compose import build_spec, compose
-from hpo.env import set_defaults
-from hpo.stores.registry import Registry
+from hpo import Registry, build_spec, compose, set_defaults
 
 _L6_L3 = "search.model={choices: [minilm_l6, minilm_l3]}"
 ARMS = {
@@ -53,7 +51,7 @@ def run_arm(root: Path, arm: str, seed: int, budget_s: float, train_rows: int) -
     """One study of ``arm``; its trials in the order they ran, each with its model, curve and epoch seconds."""
     from mlflow import MlflowClient
 
-    from hpo.study.run import run_study
+    from hpo import run_study
 
     spec = build_spec(compose([*SETUP, f"data.train_limit={train_rows}", f"study.name={arm}_{seed}",
                                f"study.seed={seed}", f"study.time_budget_s={budget_s}", f"storage.root={root}",

@@ -33,8 +33,7 @@ import optuna
 
 from bench.replay.run import spread, trial_curves
 from bench.replay.table import anytime, best_at_budget, epochs_to_reach
-from hpo.config.compose import build_spec, compose
-from hpo.env import set_defaults
+from hpo import build_spec, compose, set_defaults
 from trainers import TrainConfig, fine_tune, prepare_data
 
 SETUP = ["experiment=sst2_minilm", "study.max_concurrent=1", "resources.cpu=2", "trainer.max_length=64",
@@ -54,7 +53,7 @@ class Run:
 
 
 def hpo_study(root: Path, name: str, seed: int, budget: int, train_rows: int, *overrides: str) -> Run:
-    from hpo.study.run import run_study
+    from hpo import run_study
 
     spec = build_spec(compose([*SETUP, f"data.train_limit={train_rows}", f"study.name={name}", f"study.seed={seed}",
                                f"study.epoch_budget={budget}", f"storage.root={root}", *overrides]))

@@ -5,7 +5,7 @@ Runs the same small study (tiny BERT, real SST-2 rows, fifo, 1 epoch per trial) 
 per trial) and ``true`` (hpo's default), alternating, in one local Ray, and prints study wall time
 per trial and the ratio. CPU figures on whatever machine runs it.
 
-    python bench/trial_overhead.py --trials 8 --repeats 2 --out bench/results/trial_overhead-cpu.json
+    python -m bench.trial_overhead --trials 8 --repeats 2 --out bench/results/trial_overhead-cpu.json
 """
 
 from __future__ import annotations
@@ -15,17 +15,12 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from hpo.config.compose import build_spec, compose  # noqa: E402
-from hpo.config.resolvers import PROJECT_ROOT, first_existing  # noqa: E402
-from hpo.env import set_defaults  # noqa: E402
-from hpo.study.run import run_study  # noqa: E402
+from bench.common import data_file
+from hpo import build_spec, compose, run_study, set_defaults
 
 
 def study_seconds(reuse: bool, trials: int, root: Path, name: str, data_dir: Path) -> float:
@@ -43,7 +38,7 @@ def study_seconds(reuse: bool, trials: int, root: Path, name: str, data_dir: Pat
 
 
 def _csv(data_dir: Path, split: str) -> str:
-    return first_existing(str(data_dir / f"{split}.csv"), str(data_dir / f"{split}.csv.gz"))
+    return next(str(p) for p in (data_dir / f"{split}.csv", data_dir / f"{split}.csv.gz") if p.is_file())
 
 
 def main() -> None:
@@ -52,7 +47,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    data_dir = Path(os.environ.get("HPO_DATA_DIR", PROJECT_ROOT / "data" / "sst2"))
+    data_dir = Path(data_file("train")).parent
     set_defaults()
 
     import ray

@@ -1,6 +1,8 @@
 """hpo: hyperparameter search for fine-tuning pretrained models (Hydra -> Ray Tune + Optuna -> MLflow).
 
-The public API, for Python callers (notebooks, benchmarks, your own driver); the ``hpo`` command is built on it::
+The public API, for Python callers (notebooks, benchmarks, your own driver); the ``hpo`` command is built on it.
+The shared modules at the top of the tree are public too: :mod:`hpo.ranking` (Pareto front, confirmation
+statistics) and :mod:`hpo.inference` (loading and averaging classifiers, the pyfunc classes). Example::
 
     import hpo
 
@@ -32,6 +34,9 @@ _EXPORTS = {
     "ModelSpec": "hpo.config.spec",
     "ResourcesSpec": "hpo.config.spec",
     "SearchSpace": "hpo.config.search_space",
+    "HYPERPARAMETERS": "hpo.config.search_space",
+    "CheckpointStore": "hpo.stores.checkpoints",
+    "run_trial": "hpo.study.trial",
     "ConfigError": "hpo.errors",
     "StudyStatus": "hpo.states",
     "TrialState": "hpo.states",
@@ -45,8 +50,10 @@ _EXPORTS = {
     "set_defaults": "hpo.env",
 }
 __all__ = [
+    "CheckpointStore",
     "ConfigError",
     "DataSpec",
+    "HYPERPARAMETERS",
     "ModelSpec",
     "Registry",
     "RegistryError",
@@ -63,21 +70,24 @@ __all__ = [
     "compose",
     "prepare_study_data",
     "run_study",
+    "run_trial",
     "set_defaults",
     "stored_config",
 ]
 
 if TYPE_CHECKING:
     from hpo.config.compose import build_spec, compose, stored_config
-    from hpo.config.search_space import SearchSpace
+    from hpo.config.search_space import HYPERPARAMETERS, SearchSpace
     from hpo.config.spec import DataSpec, ModelSpec, ResourcesSpec, StorageSpec, StudySpec
     from hpo.env import set_defaults
     from hpo.errors import ConfigError
     from hpo.reporting.summary import StudyBest, StudyOutcome, best_of
     from hpo.states import StudyStatus, TrialState
+    from hpo.stores.checkpoints import CheckpointStore
     from hpo.stores.registry import Registry, RegistryError
     from hpo.study.data import prepare_study_data
     from hpo.study.run import run_study
+    from hpo.study.trial import run_trial
 
 
 def __getattr__(name: str) -> Any:

@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import mlflow.pyfunc
 import pandas as pd
 import torch
+from mlflow.pyfunc import PythonModel
 from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from trainers import TextClassifier
+from trainers import load_model
 
 
 def average_probabilities(probabilities: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -35,7 +35,7 @@ def average_probabilities(probabilities: Sequence[torch.Tensor]) -> torch.Tensor
 def load(path: str | Path):
     """(tokenizer, classifier in eval mode) of a folder written by ``TextClassifier.save``."""
     hf_logging.disable_progress_bar()  # "Loading weights" bars: noise in a command's output
-    return AutoTokenizer.from_pretrained(str(path)), TextClassifier.from_checkpoint(path).eval()
+    return AutoTokenizer.from_pretrained(str(path)), load_model(path).eval()
 
 
 def logits(tokenizer, classifier, texts: list[str], max_length: int = 512):
@@ -57,7 +57,7 @@ def predictions_frame(probs, id2label: dict[int, str]):
     return out
 
 
-class TextClassifierModel(mlflow.pyfunc.PythonModel):
+class TextClassifierModel(PythonModel):
     def load_context(self, context) -> None:
         self.tokenizer, self.classifier = load(context.artifacts["checkpoint"])
 
@@ -68,7 +68,7 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):
         return predictions_frame(probs, self.classifier.config.id2label)
 
 
-class EnsembleModel(mlflow.pyfunc.PythonModel):
+class EnsembleModel(PythonModel):
     """Several classifiers (artifacts ``member_0``, ``member_1``, ...) whose probabilities are averaged
     (``hpo ensemble``); the same input and output as :class:`TextClassifierModel`."""
 

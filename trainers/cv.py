@@ -54,10 +54,12 @@ class _Latest:
     """A fold's reporter: its epoch's metrics and a copy of its checkpoint (to resume the next epoch from)."""
 
     def __init__(self, keep: Path) -> None:
-        self.keep, self.metrics = keep, {}
+        self.keep: Path = keep
+        self.metrics: dict[str, float] = {}
 
     def report(self, metrics: Mapping[str, float], checkpoint_dir: Path | None) -> None:
         self.metrics = dict(metrics)
+        assert checkpoint_dir is not None, "a fold's trainer checkpoints every epoch"
         fresh = self.keep.with_name(self.keep.name + ".new")
         shutil.rmtree(fresh, ignore_errors=True)
         shutil.copytree(checkpoint_dir, fresh)
@@ -73,7 +75,7 @@ def cross_validate(cfg: TrainConfig, data: PreparedData, reporter: Reporter,
     fold_data = [dataclasses.replace(data, train=_subset(data.train, train), validation=_subset(data.train, held))
                  for train, held in splits]
     work = Path(tempfile.mkdtemp(prefix="hpo-cv-"))
-    state = {"epoch": 0, "best": None, "epochs_without_improvement": 0}
+    state: dict[str, Any] = {"epoch": 0, "best": None, "epochs_without_improvement": 0}
     if cfg.resume_from:
         resumed = Path(cfg.resume_from)
         state = torch.load(resumed / checkpoint.STATE_FILE, weights_only=True)

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -112,8 +113,9 @@ def class_weights(kind: str, labels: list[int], num_labels: int) -> torch.Tensor
     return len(labels) / (num_labels * counts.clamp(min=1.0))
 
 
-def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[str, float]:
-    """Trains ``cfg`` on ``data`` for up to ``cfg.max_epochs`` epochs; returns the best epoch's metrics.
+def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[str, float] | None:
+    """Trains ``cfg`` on ``data`` for up to ``cfg.max_epochs`` epochs; returns the best epoch's metrics (None: no
+    epoch ran, e.g. a resumed run that had already ended without one).
 
     Each epoch ends with a validation pass and one ``reporter.report`` call with a checkpoint
     folder (see :class:`~trainers.reporting.Reporter`). With ``cfg.resume_from`` set to such a
@@ -156,7 +158,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
 
     work = Path(tempfile.mkdtemp(prefix="hpo-trial-"))
     best_dir = work / checkpoint.BEST_DIR
-    state = {"epoch": 0, "best": None, "epochs_without_improvement": 0}
+    state: dict[str, Any] = {"epoch": 0, "best": None, "epochs_without_improvement": 0}
     if cfg.resume_from:
         state = checkpoint.restore(Path(cfg.resume_from), optimizer, scheduler, best_dir)
     best: dict[str, float] | None = state["best"]
@@ -193,7 +195,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
                 epoch_seconds=time.perf_counter() - started,  # training + validation: what the epoch cost
                 latency_ms=latency_ms,
                 **sizes,
-                lr=scheduler.get_last_lr()[-1],
+                lr=float(scheduler.get_last_lr()[-1]),
                 micro_batch_size=micro.size,
                 grad_accumulation=micro.accumulation,
             )

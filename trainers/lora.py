@@ -72,8 +72,9 @@ def _targets(model: nn.Module) -> list[str]:
     from peft import utils  # lazy: peft takes seconds to import (LoRA only)
 
     defaults = utils.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
-    if model.config.model_type in defaults:
-        return list(defaults[model.config.model_type])
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type in defaults:
+        return list(defaults[model_type])
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     targets = [t for t in _FALLBACK_TARGETS if t in present]
     if not targets:

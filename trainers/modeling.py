@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
 POOLINGS = ("cls", "mean")
@@ -33,11 +33,11 @@ class UnsupportedArchitecture(ValueError):
 class TextClassifier(nn.Module):
     """A sequence classifier: ``forward(input_ids, attention_mask) -> logits``."""
 
-    def __init__(self, model: nn.Module, pooling: str = "cls") -> None:
+    def __init__(self, model: PreTrainedModel, pooling: str = "cls") -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        self.model = model
+        self.model: PreTrainedModel = model
         self.pooling = pooling
         self.model.config.hpo_pooling = pooling
         pooler = getattr(model.base_model, "pooler", None)
@@ -45,7 +45,7 @@ class TextClassifier(nn.Module):
             pooler.requires_grad_(False)  # unused: the head reads the mean instead
 
     @property
-    def config(self):
+    def config(self) -> PretrainedConfig:
         return self.model.config
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -54,7 +54,7 @@ class TextClassifier(nn.Module):
         hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        head = self.model.classifier
+        head: nn.Module = self.model.get_submodule("classifier")
         if isinstance(head, nn.Linear):
             dropout = getattr(self.model, "dropout", nn.Identity())
             return head(dropout(pooled))
@@ -107,7 +107,7 @@ def encoder_parts(model: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
     base = model.base_model
     embeddings = getattr(base, "embeddings", None)
     for path in _BLOCK_PATHS:
-        node = base
+        node: object = base
         for attr in path.split("."):
             node = getattr(node, attr, None)
         if embeddings is not None and isinstance(node, nn.ModuleList):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Objective:
         return 1.0 if self.mode == "max" else -1.0
 
     @property
-    def direction(self) -> str:
+    def direction(self) -> Literal["maximize", "minimize"]:
         """Optuna's name for the mode."""
         return "maximize" if self.mode == "max" else "minimize"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import optuna
 
 from bench.replay.table import RECORDED_SPACE
-from hpo.config.compose import build_spec, compose
+from hpo import build_spec, compose
 from trainers import TrainConfig, fine_tune, prepare_data
 
 METRICS = ("val_accuracy", "val_loss", "val_f1_macro", "val_auc", "train_loss")

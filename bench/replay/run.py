@@ -28,10 +28,7 @@ from bench.replay.table import (
     top_k_after_one_epoch,
 )
 from bench.replay.trainable import replay_trainable
-from hpo.config.compose import build_spec, compose
-from hpo.env import set_defaults
-from hpo.stores.registry import Registry
-from hpo.study.run import run_study
+from hpo import Registry, build_spec, compose, run_study, set_defaults
 
 # The data is tokenized but never trained on: keep it small. 16 trials: long enough for every budget compared.
 BASE = ["experiment=sst2_minilm", "study.max_concurrent=1", "study.num_samples=16", "tracking.register_best=false",

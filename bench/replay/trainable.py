@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.replay.table import ReplayTable
-from hpo.config.search_space import HYPERPARAMETERS
+from hpo import HYPERPARAMETERS
 
 
 def replay_trainable(table: ReplayTable, metric: str = "val_accuracy", seed: int = 0) -> Callable:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from transformers import AutoConfig
 
 from hpo.cli._common import fail, open_registry, require
@@ -124,7 +125,7 @@ def cmd_predict(args: Namespace) -> None:
     texts = _texts(args)
     if not texts:
         fail("no texts: pass them as arguments, with --file, or on stdin (one per line)")
-    frame = load_model(stored_storage(record, [registry.url]).tracking_uri, uri).predict(texts)
+    frame = pd.DataFrame(load_model(stored_storage(record, [registry.url]).tracking_uri, uri).predict(texts))
     print("\t".join([*frame.columns, "text"]))
     for text, row in zip(texts, frame.itertuples(index=False), strict=True):
         print("\t".join([str(row[0]), *(f"{p:.4f}" for p in row[1:]), text]))

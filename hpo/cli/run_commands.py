@@ -14,6 +14,7 @@ from hpo.cli._common import fail, open_registry, require
 from hpo.config.compose import build_spec, compose, stored_config
 from hpo.config.overrides import check_overrides
 from hpo.config.resolvers import CONFIG_DIR, register
+from hpo.config.sections import as_study_config
 from hpo.config.spec import StudySpec
 from hpo.errors import ConfigError
 from hpo.reporting.summary import format_summary
@@ -101,7 +102,11 @@ def _display(args: argparse.Namespace) -> str:
 
 def cmd_run(args: argparse.Namespace) -> None:
     register()
-    _run(_spec(OmegaConf.load(args.config)), resume=False, display=_display(args))
+    try:
+        cfg = as_study_config(OmegaConf.load(args.config))
+    except ConfigError as err:
+        fail(f"config error in {args.config}: {err}")
+    _run(_spec(cfg), resume=False, display=_display(args))
 
 
 def cmd_resume(args: argparse.Namespace) -> None:
@@ -131,7 +136,7 @@ def cmd_resume(args: argparse.Namespace) -> None:
         if args.follow:
             _follow(dashboard_url, job_id)
         return
-    spec = _spec(stored, where=f" in the stored config of {s.name}")
+    spec = _spec(as_study_config(stored), where=f" in the stored config of {s.name}")
     if spec.storage.registry_url != registry.url:
         fail(f"study {s.name} was recorded with registry {redact_url(spec.storage.registry_url)}, "
              f"not {redact_url(registry.url)}")

@@ -24,7 +24,16 @@ from hpo.config.model_check import resolve_model
 from hpo.config.model_choice import model_choices, with_choice_configs
 from hpo.config.resolvers import CONFIG_DIR, register
 from hpo.config.search_space import SearchSpace
-from hpo.config.sections import cluster_spec, confirm_spec, data_spec, get_key, number, storage_spec
+from hpo.config.sections import (
+    as_dict,
+    as_study_config,
+    cluster_spec,
+    confirm_spec,
+    data_spec,
+    get_key,
+    number,
+    storage_spec,
+)
 from hpo.errors import ConfigError
 from hpo.secrets import redact, restore
 from trainers.config import TrainConfig
@@ -53,11 +62,11 @@ def stored_config(config_yaml: str, given: Sequence[str] = ()) -> DictConfig:
     """A study's config as the registry stored it, completed with any setting added to conf/config.yaml since
     (at its default), so a study recorded by an older hpo resumes with a newer one. Masked passwords are
     restored from the ``given`` URLs (the registry URL its user passed) where user, host and port match."""
-    root = OmegaConf.load(CONFIG_DIR / "config.yaml")
+    root = as_study_config(OmegaConf.load(CONFIG_DIR / "config.yaml"))
     for key in ("defaults", "hydra"):
         root.pop(key, None)
     stored = _unmask(OmegaConf.to_container(OmegaConf.create(config_yaml)), list(given))
-    return OmegaConf.merge(root, OmegaConf.create(stored))
+    return as_study_config(OmegaConf.merge(root, OmegaConf.create(stored)))
 
 
 def _unmask(value: Any, given: list[str]) -> Any:
@@ -155,8 +164,7 @@ def _space(cfg: DictConfig, num_layers: int, models: dict[str, tuple[int, dict]]
     search = get_key(cfg, "search")
     if not isinstance(search, DictConfig):
         raise ConfigError("search", "must be a mapping of hyperparameter -> range, choices or value")
-    node = {k: v for k, v in OmegaConf.to_container(search, resolve=True).items()
-            if k not in ("feedback", "first_trial")}
+    node = {k: v for k, v in as_dict(search, "search").items() if k not in ("feedback", "first_trial")}
     return SearchSpace.from_config(node, num_layers, models)
 
 
@@ -208,7 +216,7 @@ def _component(cfg: DictConfig, group: str, space: SearchSpace) -> s.Component:
     node = get_key(cfg, group)
     if not isinstance(node, DictConfig) or "_target_" not in node:
         raise ConfigError(group, f"needs a `_target_`; pick one of the {group}/ configs, e.g. {group}=tpe")
-    kwargs = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "_target_"}
+    kwargs = {k: v for k, v in as_dict(node, group).items() if k != "_target_"}
     if group == "sampler" and "search_space" in kwargs:
         kwargs["search_space"] = space.grid_space()
     component = s.Component(str(node["_target_"]), kwargs)

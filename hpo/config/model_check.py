@@ -34,7 +34,10 @@ def resolve_model(raw: str, build_if_missing: str | None) -> ModelSpec:
         )
     name_or_path = str(local.resolve()) if looks_local or to_build else raw
     try:
-        config = _described(build_if_missing) if to_build else AutoConfig.from_pretrained(name_or_path)
+        if build_if_missing and to_build:
+            config = _described(build_if_missing)
+        else:
+            config = AutoConfig.from_pretrained(name_or_path)
         with torch.device("meta"):  # the architecture, without allocating weights
             model = AutoModelForSequenceClassification.from_config(config)
         return ModelSpec(name_or_path, num_encoder_blocks(model), build_if_missing)

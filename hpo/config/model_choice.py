@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from hpo.config.model_check import resolve_model
 from hpo.config.resolvers import CONFIG_DIR
 from hpo.config.search_space import HYPERPARAMETERS, MODEL, trainer_name
+from hpo.config.sections import as_dict
 from hpo.config.spec import ModelChoice, StudySpec
 from hpo.errors import ConfigError
 from trainers import PreparedData, TrainConfig
@@ -66,7 +67,9 @@ def model_choices(cfg: DictConfig) -> dict[str, ModelChoice]:
         key = f"{CHOICES_KEY}.{name}"
         node = cfg[CHOICES_KEY][name]
         try:
-            values = OmegaConf.to_container(node, resolve=True)
+            values = as_dict(node, key)
+        except ConfigError:
+            raise
         except Exception as err:  # noqa: BLE001 (an interpolation in the model's config)
             raise ConfigError(key, str(err).splitlines()[0]) from None
         if not values.get("name_or_path"):

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import optuna
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -112,7 +113,7 @@ class SearchSpace:
             except ConfigError as err:
                 raise ConfigError(f"{err.key} (for model {name})", err.message) from None
         first = next(iter(spaces.values()))
-        distributions = {MODEL: CategoricalDistribution(list(models))}
+        distributions: dict[str, BaseDistribution] = {MODEL: CategoricalDistribution(list(models))}
         for dim in dict.fromkeys(d for space in spaces.values() for d in space.distributions):
             same = all(space.distributions.get(dim) == first.distributions.get(dim) for space in spaces.values())
             for model, space in spaces.items():
@@ -189,7 +190,9 @@ class SearchSpace:
         first draws miss is otherwise never tried)."""
         if MODEL not in self.distributions:
             return [self.midpoint()]
-        return [self.midpoint(model) for model in self.distributions[MODEL].choices]
+        models = self.distributions[MODEL]
+        assert isinstance(models, CategoricalDistribution)
+        return [self.midpoint(str(model)) for model in models.choices]
 
     def describe(self) -> dict[str, str]:
         """Human-readable form, for the study's MLflow run."""
@@ -197,18 +200,20 @@ class SearchSpace:
         return searched | {k: f"fixed={v!r}" for k, v in self.fixed.items()}
 
 
-def _suggest(trial, name: str, dist: BaseDistribution) -> Any:
+def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
     """``trial``'s value for ``dist`` through the public ``suggest_*`` API (what enqueued trials answer)."""
     if isinstance(dist, CategoricalDistribution):
         return trial.suggest_categorical(name, dist.choices)
     if isinstance(dist, IntDistribution):
         return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    assert isinstance(dist, FloatDistribution), f"{name}: {dist!r} is none of the kinds a config makes"
     return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
 
 
 def _centre(dist: BaseDistribution) -> Any:
     if isinstance(dist, CategoricalDistribution):
         return dist.choices[(len(dist.choices) - 1) // 2]
+    assert isinstance(dist, IntDistribution | FloatDistribution)
     low, high = (math.log(dist.low), math.log(dist.high)) if dist.log else (dist.low, dist.high)
     value = math.exp((low + high) / 2) if dist.log else (low + high) / 2
     if isinstance(dist, IntDistribution):  # on the step grid, halves rounded up

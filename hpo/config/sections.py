@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hpo.config import spec as s
@@ -19,6 +19,21 @@ from trainers.data import DataError, read_header
 CHECKPOINT_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")  # what pyarrow.fs (Ray's storage) opens
 
 RANK_BY = ("mean", "lcb")  # confirm.rank_by: the mean, or the mean less one standard error (a lower confidence bound)
+
+
+def as_dict(node: Any, key: str) -> dict[str, Any]:
+    """A config section as a plain dict with its interpolations resolved; refused by ``key`` when it is no mapping."""
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig | ListConfig) else node
+    if not isinstance(values, dict):
+        raise ConfigError(key, f"must be a mapping, got {type(values).__name__}")
+    return {str(k): v for k, v in values.items()}
+
+
+def as_study_config(cfg: DictConfig | ListConfig) -> DictConfig:
+    """A study's config: a mapping of sections (a YAML list in its place is refused)."""
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError("config", "a study config is a mapping of sections (study, model, data, ...), got a list")
+    return cfg
 
 
 def get_key(cfg: DictConfig, key: str) -> Any:

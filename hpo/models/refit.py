@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 
 from hpo.config.compose import build_spec, stored_config
 from hpo.config.model_choice import StudyData, trial_data, trial_settings, with_models_of
+from hpo.config.sections import as_study_config
 from hpo.config.spec import StudySpec
 from hpo.stores.datasets import split_dataset
 from hpo.stores.model_runs import RefitRun
@@ -44,7 +45,7 @@ def refit_spec(record: StudyRecord, overrides: list[str], given: list[str]) -> S
     """The study's stored config with ``overrides`` (``key=value``) applied, checked like a sweep's; ``given``:
     URLs its user passed, whose passwords fill the stored config's masked ones (:mod:`hpo.secrets`)."""
     cfg = OmegaConf.merge(stored_config(record.config_yaml, given), OmegaConf.from_dotlist(overrides))
-    return build_spec(cfg)
+    return build_spec(as_study_config(cfg))
 
 
 def with_validation(data: PreparedData) -> PreparedData:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Literal
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -22,6 +23,7 @@ import optuna
 import optuna.visualization as vis
 import optuna.visualization.matplotlib as mvis
 import plotly.graph_objects as go
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from hpo.states import TrialState
@@ -35,7 +37,8 @@ _STYLE = {TrialState.COMPLETED: ("tab:blue", "-"), TrialState.PRUNED: ("tab:oran
 _SIZES = {"parallel_coordinate": (13, 6), "slice": (18, 4.5)}  # inches: one axis per parameter needs width
 
 
-def finished_study(stored: optuna.Study, trials: list[TrialRecord], direction: str) -> optuna.Study:
+def finished_study(stored: optuna.Study, trials: list[TrialRecord],
+                   direction: Literal["maximize", "minimize"]) -> optuna.Study:
     """An in-memory study with one COMPLETE trial per finished (completed or pruned) trial, valued at its best."""
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # "a new study created in memory" is not news here
@@ -55,10 +58,11 @@ def finished_study(stored: optuna.Study, trials: list[TrialRecord], direction: s
     return copy
 
 
-def optuna_plots(study: optuna.Study) -> dict[str, tuple[Callable, Callable]]:
+def optuna_plots(study: optuna.Study) -> dict[str, tuple[Callable[..., Any], Callable[..., Any]]]:
     """Name -> (matplotlib plot, plotly plot) of Optuna's visualizations that this many trials support."""
 
-    plots = {"optimization_history": (mvis.plot_optimization_history, vis.plot_optimization_history)}
+    plots: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+        "optimization_history": (mvis.plot_optimization_history, vis.plot_optimization_history)}
     if len(study.trials) >= 2:
         plots |= {"parallel_coordinate": (mvis.plot_parallel_coordinate, vis.plot_parallel_coordinate),
                   "slice": (mvis.plot_slice, vis.plot_slice)}
@@ -120,7 +124,7 @@ def learning_curves_png(trials: list[TrialRecord], metric: str):
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
     ax.set_title("Learning curves (pruned trials cut at x)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
@@ -145,7 +149,7 @@ def learning_curves_plotly(trials: list[TrialRecord], metric: str):
     return figure
 
 
-def plotly_figures(study: optuna.Study, trials: list[TrialRecord], metric: str) -> dict[str, object]:
+def plotly_figures(study: optuna.Study, trials: list[TrialRecord], metric: str) -> dict[str, go.Figure]:
     """The same figures for the HTML page."""
     figures = {}
     for name, (_, plot) in optuna_plots(study).items():

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -224,7 +224,7 @@ class LiveProgress(PlainProgress):
                          Text.from_markup(f"[cyan]{len(running)} running[/] · [green]{t.counts['completed']} "
                                           f"completed[/] · [yellow]{t.counts['pruned']} pruned[/] · "
                                           f"[red]{t.counts['failed']} failed[/]"))
-            lines = [head]
+            lines: list[RenderableType] = [head]
             if t.best:
                 value, number, params = t.best
                 lines.append(Text.from_markup(f"best {t.objective.metric} [bold green]{value:.4f}[/] (trial {number}) ")
@@ -232,8 +232,8 @@ class LiveProgress(PlainProgress):
             budget = t.epoch_budget or t.total_trials * t.max_epochs
             lines.append(Text(f"epochs {t.epochs_used}/{budget} · elapsed {_clock(t.elapsed_s())} · "
                               f"ETA {_clock(t.eta_s())}"))
-            for number, (epoch, value) in running:
-                shown = f" {t.objective.metric}={value:.4f}" if value is not None else ""
+            for number, (epoch, latest) in running:
+                shown = f" {t.objective.metric}={latest:.4f}" if latest is not None else ""
                 lines.append(Text(f"  ● trial {number}: epoch {epoch}/{t.max_epochs}{shown}", style="cyan"))
         return Group(*lines)
 

@@ -99,6 +99,7 @@ def build_report(registry: Registry, name: str) -> StudyReport:
     trials = registry.trials(name)
     objective = Objective(record.metric, record.mode)
     # The registry keeps the URL masked (hpo.secrets); the password is the registry's own where they share a server.
+    assert record.optuna_url, "every study records its Optuna storage when it is created"
     stored = optuna.load_study(study_name=name, storage=restore(record.optuna_url, [registry.url]))
     cfg = stored_config(record.config_yaml)
     confirmation = summary_of(trials, registry.confirmations(name), objective, int(cfg.confirm.top_k),

@@ -16,7 +16,16 @@ from mlflow.entities import DatasetInput, RunTag
 from hpo.config.spec import StudySpec
 from hpo.inference import EnsembleModel
 from hpo.stores.records import StudyRecord
-from hpo.stores.tracking import ENSEMBLE, REFIT, client, log_classifier, log_pyfunc, metrics_at, params_of
+from hpo.stores.tracking import (
+    ENSEMBLE,
+    REFIT,
+    client,
+    log_classifier,
+    log_pyfunc,
+    metrics_at,
+    params_of,
+    study_experiment_id,
+)
 
 
 class RefitRun:
@@ -30,7 +39,7 @@ class RefitRun:
         tags = {"hpo.study": spec.name, "hpo.role": "refit", "hpo.refit_of_trial": str(record.best_trial_number),
                 "hpo.study_run_id": record.mlflow_parent_run_id or "", "hpo.with_validation": str(with_validation),
                 "hpo.validation_held_out": str(not with_validation)}
-        experiment = record.mlflow_experiment_id or self.client.get_experiment_by_name(spec.name).experiment_id
+        experiment = study_experiment_id(self.client, spec.name, record.mlflow_experiment_id)
         self.run_id = self.client.create_run(experiment, run_name=f"{spec.name}-refit", tags=tags).info.run_id
         self.client.log_batch(self.run_id, params=params_of({k: v for k, v in params.items()
                                                           if k not in ("num_threads", "resume_from")}
@@ -46,6 +55,7 @@ class RefitRun:
     def finish(self, folder: Path) -> str:
         """Logs and registers the model in ``folder``; returns ``models:/<study>/<version>``."""
         _, version = log_classifier(self.spec.storage.tracking_uri, self.run_id, folder, self.spec.name)
+        assert version is not None, "a model logged with a registered name has a version"
         self.client.set_model_version_tag(self.spec.name, version, "hpo.kind", "refit")
         self.client.set_registered_model_alias(self.spec.name, REFIT, version)
         self.client.set_terminated(self.run_id, "FINISHED")
@@ -64,7 +74,7 @@ class EnsembleRun:
         tags = {"hpo.study": spec.name, "hpo.role": ENSEMBLE, "hpo.members": numbers,
                 "hpo.member_run_ids": ",".join(t.mlflow_run_id or "" for t in members),
                 "hpo.study_run_id": record.mlflow_parent_run_id or ""}
-        experiment = record.mlflow_experiment_id or self.client.get_experiment_by_name(spec.name).experiment_id
+        experiment = study_experiment_id(self.client, spec.name, record.mlflow_experiment_id)
         self.run_id = self.client.create_run(experiment, run_name=f"{spec.name}-ensemble-top{len(members)}",
                                              tags=tags).info.run_id
 

@@ -122,6 +122,14 @@ class Registry:
 
     # --- studies ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _study(s: Session, name: str) -> StudyRecord:
+        """The study's row inside a session; every write goes through a study that exists."""
+        study = s.scalar(select(StudyRecord).where(StudyRecord.name == name))
+        if study is None:
+            raise RegistryError(f"no study named {name!r}")
+        return study
+
     @retrying
     def get(self, name: str) -> StudyRecord | None:
         with self.session() as s:
@@ -146,15 +154,15 @@ class Registry:
             return list(study.trials) if study else []
 
     @retrying
-    def create(self, name: str, config_yaml: str, num_samples: int, metric: str, mode: str, **fields) -> None:
+    def create(self, name: str, config_yaml: str, num_samples: int, metric: str, mode: str, **fields: Any) -> None:
         with self.session() as s:
             s.add(StudyRecord(name=name, config_yaml=config_yaml, num_samples=num_samples, metric=metric,
                               mode=mode, status=StudyStatus.RUNNING, **fields))
 
     @retrying
-    def update(self, name: str, **fields) -> None:
+    def update(self, name: str, **fields: Any) -> None:
         with self.session() as s:
-            study = s.scalar(select(StudyRecord).where(StudyRecord.name == name))
+            study = self._study(s, name)
             for key, value in fields.items():
                 setattr(study, key, value)
 
@@ -191,7 +199,7 @@ class Registry:
             if self.driver_alive(study, stale_after_s):
                 raise RegistryError(
                     f"study {name!r} is being driven by pid {study.driver_pid} on {study.driver_host} "
-                    f"(heartbeat {(utcnow() - study.heartbeat_at).total_seconds():.0f}s ago); "
+                    f"(heartbeat {(utcnow() - (study.heartbeat_at or utcnow())).total_seconds():.0f}s ago); "
                     f"stop it with `hpo stop {name}` or wait for it to finish"
                 )
             study.driver_host, study.driver_pid = socket.gethostname(), os.getpid()
@@ -201,7 +209,7 @@ class Registry:
     def heartbeat(self, name: str, elapsed_s: float) -> StudyStatus:
         """Refreshes this driver's heartbeat; returns the study status (STOPPING asks it to stop)."""
         with self.session() as s:
-            study = s.scalar(select(StudyRecord).where(StudyRecord.name == name))
+            study = self._study(s, name)
             study.heartbeat_at, study.elapsed_s = utcnow(), elapsed_s
             return study.status
 
@@ -213,10 +221,17 @@ class Registry:
             return s.scalar(select(TrialRecord).join(StudyRecord).where(
                 StudyRecord.name == name, TrialRecord.number == number))
 
+    def require_trial(self, name: str, number: int) -> TrialRecord:
+        """Trial ``number`` of study ``name``, which the caller knows was recorded."""
+        trial = self.trial(name, number)
+        if trial is None:
+            raise RegistryError(f"study {name!r} has no trial {number}")
+        return trial
+
     @retrying
-    def upsert_trial(self, name: str, number: int, **fields) -> TrialRecord:
+    def upsert_trial(self, name: str, number: int, **fields: Any) -> TrialRecord:
         with self.session() as s:
-            study = s.scalar(select(StudyRecord).where(StudyRecord.name == name))
+            study = self._study(s, name)
             trial = s.scalar(select(TrialRecord).where(TrialRecord.study_id == study.id, TrialRecord.number == number))
             if trial is None:
                 trial = TrialRecord(study_id=study.id, number=number, params={}, epochs=0, state=TrialState.RUNNING)
@@ -235,9 +250,9 @@ class Registry:
                                   .order_by(ConfirmationRecord.trial_number, ConfirmationRecord.seed)))
 
     @retrying
-    def upsert_confirmation(self, name: str, trial_number: int, seed: int, **fields) -> ConfirmationRecord:
+    def upsert_confirmation(self, name: str, trial_number: int, seed: int, **fields: Any) -> ConfirmationRecord:
         with self.session() as s:
-            study = s.scalar(select(StudyRecord).where(StudyRecord.name == name))
+            study = self._study(s, name)
             rerun = s.scalar(select(ConfirmationRecord).where(
                 ConfirmationRecord.study_id == study.id, ConfirmationRecord.trial_number == trial_number,
                 ConfirmationRecord.seed == seed))

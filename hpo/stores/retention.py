@@ -77,7 +77,7 @@ class Retention:
         if displaced is not None and displaced != self.best and not self.ended[displaced].completed:
             self._drop(self.ended[displaced])
         if self.max_bytes:
-            self._cap(ranked)
+            self._cap(ranked, self.max_bytes)
 
     def study_ended(self, keep: int | None = None) -> None:
         """At the study's end every ended trial's model is in MLflow (uploaded when it ended): only the study's
@@ -112,18 +112,18 @@ class Retention:
             self.store.delete(checkpoint)
         self.dropped.add(trial.number)
 
-    def _cap(self, ranked: list[_Ended]) -> None:
+    def _cap(self, ranked: list[_Ended], max_bytes: float) -> None:
         """Deletes the worst finished trials' models until the study's checkpoints fit ``storage.max_gb``."""
         sizes = {t.number: sum(self.store.size(c) for c in self._checkpoints(t)) for t in self.ended.values()}
         total = sum(sizes.values())  # running trials are not counted: they are never deleted
         for trial in reversed(ranked):
-            if total <= self.max_bytes or trial.number == self.best:
+            if total <= max_bytes or trial.number == self.best:
                 break
             if trial.number in self.dropped:
                 continue
             self._drop(trial)
             total -= sizes[trial.number]
             self.log(f"storage.max_gb: deleted trial {trial.number}'s model ({sizes[trial.number] / 1e6:.0f} MB)")
-        if total > self.max_bytes:
-            self.log(f"storage.max_gb={self.max_bytes / 1e9:g}: the study's checkpoints hold {total / 1e9:.2f} GB "
+        if total > max_bytes:
+            self.log(f"storage.max_gb={max_bytes / 1e9:g}: the study's checkpoints hold {total / 1e9:.2f} GB "
                      "with only its best model left")

@@ -19,6 +19,7 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.pyfunc import PyFuncModel, PythonModel
 
 from hpo.inference import TextClassifierModel
 from hpo.states import TrialState
@@ -47,6 +48,16 @@ def client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri)
 
 
+def study_experiment_id(mlflow: MlflowClient, study: str, recorded: str | None) -> str:
+    """The study's MLflow experiment: the id the registry recorded, else the experiment named after the study."""
+    if recorded:
+        return recorded
+    experiment = mlflow.get_experiment_by_name(study)
+    if experiment is None:
+        raise LookupError(f"MLflow has no experiment for study {study!r}")
+    return experiment.experiment_id
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -73,7 +84,7 @@ def _tracking_uri(uri: str) -> Iterator[None]:
         mlflow.set_tracking_uri(previous)
 
 
-def log_pyfunc(tracking_uri: str, run_id: str, python_model: mlflow.pyfunc.PythonModel, artifacts: dict[str, str],
+def log_pyfunc(tracking_uri: str, run_id: str, python_model: PythonModel, artifacts: dict[str, str],
                register_as: str | None) -> tuple[str, str | None]:
     """Logs ``python_model`` with ``artifacts`` as the pyfunc ``best_model`` of run ``run_id`` (registered as
     ``register_as`` when given). Returns (model URI, registered version or None)."""
@@ -98,7 +109,7 @@ def download_model(tracking_uri: str, model_uri: str, dst: str) -> Path:
     return local / artifacts["checkpoint"]["path"]
 
 
-def load_model(tracking_uri: str, model_uri: str) -> mlflow.pyfunc.PyFuncModel:
+def load_model(tracking_uri: str, model_uri: str) -> PyFuncModel:
     """A registered model, loaded to predict."""
     with _tracking_uri(tracking_uri):
         return mlflow.pyfunc.load_model(model_uri)

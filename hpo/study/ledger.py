@@ -155,7 +155,7 @@ class StudyLedger:
         number = self.numbers.get(ray_trial_id)
         if number is None:
             return
-        record = self.registry.trial(self.name, number)
+        record = self.registry.require_trial(self.name, number)
         if last_result.get(STORAGE_FULL_KEY):
             where = redacted(self.spec.storage.checkpoints)
             self.signal.request(f"no space left for checkpoints in {where} ({last_result.get('error', '')}); free "
@@ -174,7 +174,7 @@ class StudyLedger:
 
     def _record_epoch(self, number: int, epoch: int, result: dict[str, Any]) -> bool:
         """Records one epoch once; an epoch recorded before an interruption is never recorded again."""
-        record = self.registry.trial(self.name, number)
+        record = self.registry.require_trial(self.name, number)
         if epoch <= record.epochs:
             return False
         value = result.get(self.objective.metric)
@@ -220,10 +220,11 @@ class StudyLedger:
             trial = self.trials.get(record.number) or self._reattach(record.number)
             trial.set_user_attr(FAIL_REASON_ATTR, OOM)
             trial.set_constraint(OOM, 1.0)
-        values = record.best_metric if target == OptunaState.COMPLETE else None
+        values: float | list[float] | None = record.best_metric if target == OptunaState.COMPLETE else None
         if self.multi and target == OptunaState.COMPLETE:
-            values = [(record.objectives or {}).get(o.metric) for o in self.objectives]
-            if None in values:
+            at_best = [(record.objectives or {}).get(o.metric) for o in self.objectives]
+            values = [v for v in at_best if v is not None]
+            if len(values) < len(at_best):
                 target, values = OptunaState.FAIL, None
         try:
             self.study.tell(record.number, values, state=target)
@@ -245,7 +246,7 @@ class StudyLedger:
     # --- confirmation reruns (hpo.study.reruns): not told to Optuna, whose sampler learns from the search alone ---
 
     def rerun_started(self, number: int, seed: int) -> None:
-        trial = self.registry.trial(self.name, number)
+        trial = self.registry.require_trial(self.name, number)
         restarted = any((c.trial_number, c.seed) == (number, seed) for c in self.registry.confirmations(self.name))
         self.registry.upsert_confirmation(self.name, number, seed, state=TrialState.RUNNING, epochs=0, best_metric=None)
         run_id = self.mlflow.open_rerun_run(number, seed, {**self.spec.space.fixed, **trial.params},
@@ -259,7 +260,8 @@ class StudyLedger:
         best = self.objective.best(e.get(self.objective.metric) for e in epochs or [])
         record = self.registry.upsert_confirmation(self.name, number, seed, state=state, best_metric=best,
                                                    epochs=len(epochs or []))
-        self.mlflow.close_rerun_run(record.mlflow_run_id, state, epochs or [])
+        if record.mlflow_run_id:
+            self.mlflow.close_rerun_run(record.mlflow_run_id, state, epochs or [])
         outcome = f"{self.objective.metric} {best:.4f}" if best is not None else (error or "stopped")
         self.progress.message(f"trial {number}'s config on seed {seed}: {state.value}, {outcome}")
 
@@ -310,9 +312,10 @@ class StudyLedger:
             if frozen.state == OptunaState.RUNNING:
                 missing = {} if self.multi else {e: v for e, v in record.values.items()
                                                  if e not in frozen.intermediate_values}
-                trial = self._reattach(record.number) if missing else None
-                for epoch, value in sorted(missing.items()):
-                    trial.report(value, epoch)
+                if missing:
+                    trial = self._reattach(record.number)
+                    for epoch, value in sorted(missing.items()):
+                        trial.report(value, epoch)
                 self._tell(record)
             if record.mlflow_run_id is None:
                 continue
@@ -342,11 +345,12 @@ class StudyLedger:
             front = pareto_front(trials, self.objectives)
             self.mlflow.log_pareto(front, self.objectives)
             self.progress.message(f"Pareto front: trials {[t.number for t in front]}")
-        if checkpoint and status == StudyStatus.COMPLETED:
+        if best and checkpoint and status == StudyStatus.COMPLETED:
             mean = confirmed.config(best.number).mean if confirmed else None
             with self.store.full_model(best_model(checkpoint)) as folder:
-                model_uri = self.mlflow.log_best_model(folder, best.best_metric if mean is None else mean, best.number,
-                                                       confirmed=mean is not None)
+                value = best.best_metric if mean is None else mean
+                assert value is not None, "a ranked trial has a value"
+                model_uri = self.mlflow.log_best_model(folder, value, best.number, confirmed=mean is not None)
             self.retention.study_ended(keep=best.number)
         params = {**self.spec.space.fixed, **best.params} if best else None
         self.registry.update(

@@ -29,7 +29,8 @@ def run_reruns(todo: Sequence[tuple[int, int, dict[str, Any]]], *, trainer, mode
     reruns are cancelled and reported with no epochs and no error (to be run again by ``hpo resume``)."""
     task = ray.remote(train_rerun).options(num_cpus=cpu, num_gpus=gpu, max_retries=max_retries)
     shared = ray.put(data)
-    pending, running = list(todo), {}
+    pending = list(todo)
+    running: dict[ray.ObjectRef, tuple[int, int]] = {}
     while pending or running:
         while pending and len(running) < max_concurrent and not stopped():
             number, seed, params = pending.pop(0)

@@ -142,7 +142,8 @@ def _open_stores(spec: StudySpec, checked: _Checked, record: StudyRecord,
     finished = [t for t in trials if t.state.finished]
     rules = StudyStop(spec.objective, signal, elapsed_before_s=record.elapsed_s,
                       epochs_before=sum(len(t.values) for t in trials),
-                      finished_bests=[t.best_metric for t in finished if t.state != TrialState.FAILED],
+                      finished_bests=[t.best_metric for t in finished
+                                      if t.state != TrialState.FAILED and t.best_metric is not None],
                       **vars(spec.study.stop))
     ledger = StudyLedger(spec, registry, study, mlflow, checked.store, signal, on_finished=rules.trial_finished,
                          progress=checked.progress)

@@ -81,7 +81,9 @@ class StudyStop:
         self.finished_bests.append(best_value)
         if self.patience and len(self.finished_bests) > self.patience:
             before = self.objective.best(self.finished_bests[: -self.patience])
-            gain = self.objective.improvement(self.objective.best(self.finished_bests), before)
+            best = self.objective.best(self.finished_bests)
+            assert before is not None and best is not None, "finished_bests holds values only"
+            gain = self.objective.improvement(best, before)
             if gain < self.min_delta:
                 self._fire(f"plateau: best {self.objective.metric} improved by {gain:.4g} < min_delta "
                            f"{self.min_delta} over the last {self.patience} finished trials")
