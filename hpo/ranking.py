@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpo.states import TrialState
-from trainers.loop import COST_METRICS
+from trainers.config import COST_METRICS
 from trainers.objective import Objective
 
 

@@ -1,6 +1,8 @@
 """Text-classification fine-tuning that runs inside a trial or on its own.
 
-Knows nothing of Ray or MLflow: progress leaves through a :class:`~trainers.reporting.Reporter`.
+Knows nothing of Ray or MLflow: progress leaves through a :class:`~trainers.reporting.Reporter`. Names are resolved
+when first used (PEP 562), so code that only reads settings (``trainers.config``, ``trainers.objective``) imports
+no torch or transformers.
 
 Example (a tiny random BERT, a handful of rows, a few seconds on a CPU)::
 
@@ -11,13 +13,22 @@ Example (a tiny random BERT, a handful of rows, a few seconds on a CPU)::
     fine_tune(TrainConfig(model_name_or_path=str(path), max_epochs=1), data, ConsoleReporter())
 """
 
-from trainers.checkpoint import load_model
-from trainers.config import TrainConfig
-from trainers.data import PreparedData, prepare_data
-from trainers.loop import fine_tune
-from trainers.modeling import TextClassifier, UnsupportedArchitecture
-from trainers.reporting import ConsoleReporter, Reporter
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "ConsoleReporter": "trainers.reporting",
+    "PreparedData": "trainers.data",
+    "Reporter": "trainers.reporting",
+    "TextClassifier": "trainers.modeling",
+    "TrainConfig": "trainers.config",
+    "UnsupportedArchitecture": "trainers.modeling",
+    "fine_tune": "trainers.loop",
+    "load_model": "trainers.checkpoint",
+    "prepare_data": "trainers.data",
+}
 __all__ = [
     "ConsoleReporter",
     "PreparedData",
@@ -29,3 +40,23 @@ __all__ = [
     "load_model",
     "prepare_data",
 ]
+
+if TYPE_CHECKING:
+    from trainers.checkpoint import load_model
+    from trainers.config import TrainConfig
+    from trainers.data import PreparedData, prepare_data
+    from trainers.loop import fine_tune
+    from trainers.modeling import TextClassifier, UnsupportedArchitecture
+    from trainers.reporting import ConsoleReporter, Reporter
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'trainers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # resolved once
+    return value
+
+
+def __dir__() -> list[str]:
+    return [*globals(), *__all__]

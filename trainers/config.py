@@ -8,6 +8,15 @@ from typing import Any
 
 from trainers.objective import Objective
 
+# The vocabulary of the settings: what a trial reports, and the values of its categorical settings. Kept here, away
+# from the training loop, so that code which only reads or checks settings (hpo's config layer) imports no torch.
+VALIDATION_METRICS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1_macro", "val_auc")
+# Lower is better: secondary objectives, and what a study that searches the model weighs quality against.
+COST_METRICS = ("latency_ms", "epoch_seconds", "trainable_params", "model_mb")
+CLASS_WEIGHTS = ("none", "balanced")
+METHODS = ("full", "freeze", "lora")
+POOLINGS = ("cls", "mean")  # what the head reads: the [CLS] token, or the mean over the sequence
+
 
 @dataclass(frozen=True)
 class TrainConfig:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from trainers import checkpoint, compact
 from trainers.compact import BaseModel
-from trainers.config import TrainConfig
+from trainers.config import CLASS_WEIGHTS, METHODS, TrainConfig
 from trainers.cv import cross_validate
 from trainers.data import PreparedData, TokenizedSplit, batches, evaluation_order
 from trainers.lora import add_lora
@@ -27,12 +27,6 @@ from trainers.modeling import TextClassifier, freeze, load_classifier
 from trainers.oom import MicroBatching, release_cuda_memory
 from trainers.optim import param_groups, warmup_then_linear_decay
 from trainers.reporting import Reporter
-
-VALIDATION_METRICS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1_macro", "val_auc")
-# Lower is better: secondary objectives, and what a study that searches the model weighs quality against.
-COST_METRICS = ("latency_ms", "epoch_seconds", "trainable_params", "model_mb")
-CLASS_WEIGHTS = ("none", "balanced")
-METHODS = ("full", "freeze", "lora")
 
 
 def seed_everything(seed: int) -> None:

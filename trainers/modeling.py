@@ -16,7 +16,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
-POOLINGS = ("cls", "mean")
+from trainers.config import POOLINGS
+
 # Dropout settings across BERT-like configs (BERT/RoBERTa/ELECTRA/DeBERTa, DistilBERT).
 _DROPOUT_KEYS = (
     "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout",

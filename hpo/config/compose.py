@@ -36,9 +36,7 @@ from hpo.config.sections import (
 )
 from hpo.errors import ConfigError
 from hpo.secrets import redact, restore
-from trainers.config import TrainConfig
-from trainers.loop import COST_METRICS, VALIDATION_METRICS
-from trainers.modeling import POOLINGS
+from trainers.config import COST_METRICS, POOLINGS, VALIDATION_METRICS, TrainConfig
 from trainers.objective import Objective
 
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

@@ -33,7 +33,7 @@ from hpo.config.sections import as_dict
 from hpo.config.spec import ModelChoice, StudySpec
 from hpo.errors import ConfigError
 from trainers import PreparedData, TrainConfig
-from trainers.modeling import POOLINGS
+from trainers.config import POOLINGS
 
 CHOICES_KEY = "model_choices"
 StudyData = PreparedData | Mapping[str, PreparedData]  # one model's rows, or each model choice's (keyed by name)

@@ -28,7 +28,7 @@ from optuna.distributions import (
 )
 
 from hpo.errors import ConfigError
-from trainers.loop import CLASS_WEIGHTS, METHODS
+from trainers.config import CLASS_WEIGHTS, METHODS
 
 # What a trial may sample, with the values that make sense for each.
 _BOUNDS: dict[str, tuple[type, float, float, str]] = {

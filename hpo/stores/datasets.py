@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mlflow.entities import Dataset, DatasetInput, InputTag
 
-from hpo.config.spec import StudySpec
+from hpo.config.spec import DataSpec
 from trainers.data import PreparedData, TokenizedSplit
 
 CONTEXT_TAG = "mlflow.data.context"  # MLflow's tag for a dataset's role in a run (shown in the UI)
@@ -40,8 +40,7 @@ def split_dataset(context: str, path: str | Path, split: TokenizedSplit, label_n
     return DatasetInput(dataset, tags=[InputTag(CONTEXT_TAG, context)])
 
 
-def study_datasets(spec: StudySpec, data: PreparedData) -> list[DatasetInput]:
+def study_datasets(d: DataSpec, data: PreparedData) -> list[DatasetInput]:
     """The study's train and validation splits."""
-    d = spec.data
     return [split_dataset("train", d.train_path, data.train, data.label_names, d.train_limit),
             split_dataset("validation", d.validation_path, data.validation, data.label_names, d.validation_limit)]

@@ -130,7 +130,7 @@ def _open_stores(spec: StudySpec, checked: _Checked, record: StudyRecord,
     used up, and the ledger that writes all three stores."""
     registry = checked.registry
     mlflow = StudyRun(spec, checked.store, parent_run_id=record.mlflow_parent_run_id,
-                      datasets=study_datasets(spec, rows_of(checked.data)))
+                      datasets=study_datasets(spec.data, rows_of(checked.data)))
     spec.study_dir.mkdir(parents=True, exist_ok=True)
     sampler = spec.sampler.build()
     if checked.record is not None:
@@ -205,7 +205,7 @@ def _check_can_drive(spec: StudySpec, registry: Registry, resume: bool) -> Study
     if not resume and record is not None:
         raise ConfigError("study.name", f"a study named {spec.name!r} already exists ({record.status}); "
                                         f"continue it with `hpo resume {spec.name}` or choose another study.name")
-    if not resume and _optuna_has_trials(spec):
+    if not resume and _optuna_has_trials(spec.name, spec.storage.optuna_url):
         where = redact_url(spec.storage.optuna_url)
         raise ConfigError("study.name", f"{where} already holds a study named {spec.name!r}; "
                                         "choose another study.name or delete that study to start over")
@@ -220,13 +220,12 @@ def _optuna_storage(url: str) -> optuna.storages.BaseStorage | str:
     return url if url.startswith("sqlite") else optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
 
 
-def _optuna_has_trials(spec: StudySpec) -> bool:
-    """Whether Optuna's storage already has trials under this study's name (never creates a store)."""
-    url = spec.storage.optuna_url
+def _optuna_has_trials(name: str, url: str) -> bool:
+    """Whether Optuna's storage at ``url`` already has trials under study ``name`` (never creates a store)."""
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         return False
     storage = optuna.storages.RDBStorage(url)
-    return any(s.study_name == spec.name and s.n_trials for s in optuna.get_all_study_summaries(storage))
+    return any(s.study_name == name and s.n_trials for s in optuna.get_all_study_summaries(storage))
 
 
 def _tally(spec: StudySpec, registry: Registry, record: StudyRecord | None, started: float) -> Tally:
