@@ -75,7 +75,7 @@ def test_mlflow_is_written_from_the_stores_only_through_one_client_factory():
 
 def test_the_registry_sql_lives_in_the_registry_module():
     users = {path for path, tree in _modules().items() if "sqlalchemy" in _imports(tree)}
-    assert users == {"hpo/stores/registry.py", "hpo/stores/records.py", "hpo/stores/db_retry.py"}
+    assert users == {"hpo/stores/registry.py", "hpo/stores/records.py", "hpo/stores/_db_retry.py"}
 
 
 def test_optuna_is_written_by_the_ledger_only():

@@ -13,7 +13,6 @@ import random
 import socket
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from mlflow import MlflowClient
 from hpo.config.resolvers import first_existing
 from hpo.stores.registry import Registry, StudyRecord
 from hpo.stores.tracking import NODE_TAG, STATUS_TAG
+from tests.helpers.polling import until
 from tests.helpers.raycluster import LocalCluster, start_cluster
 from tests.helpers.stores import assert_stores_agree
 
@@ -113,14 +113,17 @@ def test_fractional_gpus_pack_two_trials_per_worker_node(cluster, small_sst2, ti
 
 def _poll_registry(url: str, name: str, condition, cluster: LocalCluster, job_id: str,
                    timeout: float = 240) -> StudyRecord:
-    registry, deadline = Registry.open(url), time.time() + timeout
-    while time.time() < deadline:
+    registry = Registry.open(url)
+
+    def probe() -> StudyRecord | None:
         record = registry.get(name)
-        if record is not None and condition(registry.trials(name)):
-            return record
-        time.sleep(0.5)
-    logs = cluster.get(f"/api/jobs/{job_id}/logs").get("logs", "")[-4000:]
-    raise AssertionError(f"timed out waiting for study {name}: {registry.get(name)}; job {job_id}'s log:\n{logs}")
+        return record if record is not None and condition(registry.trials(name)) else None
+
+    def failure() -> str:
+        logs = cluster.get(f"/api/jobs/{job_id}/logs").get("logs", "")[-4000:]
+        return f"study {name}: {registry.get(name)}; job {job_id}'s log:\n{logs}"
+
+    return until(probe, timeout, failure, every_s=0.5)
 
 
 def test_launch_stop_and_resume_a_study_on_the_cluster(cluster, sst2_dir, small_sst2, tiny_bert,

@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 
 from hpo.stores.registry import Registry
 from tests.helpers.browser import chromium, runs_table
-from tests.helpers.servers import free_port
+from tests.helpers.servers import free_port, stop_group
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
 NAME, TRIALS = "views", 4
@@ -135,8 +135,7 @@ def test_a_browser_sees_the_study_run_and_every_trial_with_its_metric(study, tmp
             table = runs_table(driver, NAME, "val_accuracy")
             driver.save_screenshot(str(tmp_path / "mlflow_runs.png"))
     finally:
-        os.killpg(ui.pid, signal.SIGTERM)
-        ui.wait(timeout=60)
+        stop_group(ui, signal.SIGTERM)
     trials = {f"trial_{t.number:04d}": t for t in registry.trials(NAME)}
     with capsys.disabled():  # in CI's log: what the browser saw
         print(f"\n[browser test] Chromium saw the study run and {sum(n.startswith('trial_') for n in table)} trial "

@@ -37,20 +37,20 @@ _GLOBAL_WITH_VALUE = ("--storage-root", "--registry", "--stale-after-s")
 # registry, not Ray, MLflow and matplotlib (seconds of imports). tests/test_architecture.py reads these names
 # into the import graph, so they are not hidden from it.
 COMMANDS = {
-    "sweep": "hpo.cli.run_commands:cmd_sweep",
-    "launch": "hpo.cli.run_commands:cmd_launch",
-    "run": "hpo.cli.run_commands:cmd_run",
-    "resume": "hpo.cli.run_commands:cmd_resume",
-    "list": "hpo.cli.study_commands:cmd_list",
-    "status": "hpo.cli.study_commands:cmd_status",
-    "stop": "hpo.cli.study_commands:cmd_stop",
-    "best": "hpo.cli.study_commands:cmd_best",
-    "report": "hpo.cli.view_commands:cmd_report",
-    "ui": "hpo.cli.view_commands:cmd_ui",
-    "export": "hpo.cli.model_commands:cmd_export",
-    "predict": "hpo.cli.model_commands:cmd_predict",
-    "refit": "hpo.cli.model_commands:cmd_refit",
-    "ensemble": "hpo.cli.model_commands:cmd_ensemble",
+    "sweep": "hpo.cli._run_commands:cmd_sweep",
+    "launch": "hpo.cli._run_commands:cmd_launch",
+    "run": "hpo.cli._run_commands:cmd_run",
+    "resume": "hpo.cli._run_commands:cmd_resume",
+    "list": "hpo.cli._study_commands:cmd_list",
+    "status": "hpo.cli._study_commands:cmd_status",
+    "stop": "hpo.cli._study_commands:cmd_stop",
+    "best": "hpo.cli._study_commands:cmd_best",
+    "report": "hpo.cli._view_commands:cmd_report",
+    "ui": "hpo.cli._view_commands:cmd_ui",
+    "export": "hpo.cli._model_commands:cmd_export",
+    "predict": "hpo.cli._model_commands:cmd_predict",
+    "refit": "hpo.cli._model_commands:cmd_refit",
+    "ensemble": "hpo.cli._model_commands:cmd_ensemble",
 }
 
 

@@ -1,5 +1,5 @@
 """What a person reads: the study report (:mod:`.report`, figures in :mod:`.plots`, the models table in
-:mod:`.model_costs`), the end-of-study summary (:mod:`.summary`), live progress (:mod:`.progress`) and the MLflow UI
+:mod:`._model_costs`), the end-of-study summary (:mod:`.summary`), live progress (:mod:`.progress`) and the MLflow UI
 (:mod:`.ui`). Reads the stores; writes files, never a store (the report reaches MLflow through the ledger or
 ``hpo report``).
 

@@ -30,7 +30,7 @@ from mlflow.exceptions import MlflowException
 
 from hpo.config.compose import stored_config, stored_storage
 from hpo.ranking import ConfirmationSummary, pareto_front, summary_of
-from hpo.reporting.model_costs import ModelCost, model_cost_lines, model_costs
+from hpo.reporting._model_costs import ModelCost, model_cost_lines, model_costs
 from hpo.reporting.plots import finished_study, plotly_figures, write_pngs
 from hpo.reporting.summary import format_params
 from hpo.secrets import restore

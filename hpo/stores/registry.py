@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hpo.secrets import redact_url
 from hpo.states import StudyStatus, TrialState
-from hpo.stores.db_retry import retrying
+from hpo.stores._db_retry import retrying
 from hpo.stores.records import Base, ConfirmationRecord, StudyRecord, TrialRecord, utcnow
 
 __all__ = ["Base", "ConfirmationRecord", "Registry", "RegistryError", "StudyRecord", "TrialRecord", "utcnow"]

@@ -243,7 +243,7 @@ class StudyLedger:
     def _latest_checkpoint(self, record: TrialRecord) -> str | None:
         return self.store.latest_of_trial(record.ray_trial_dir, record.checkpoint)
 
-    # --- confirmation reruns (hpo.study.reruns): not told to Optuna, whose sampler learns from the search alone ---
+    # --- confirmation reruns (hpo.study._reruns): not told to Optuna, whose sampler learns from the search alone ---
 
     def rerun_started(self, number: int, seed: int) -> None:
         trial = self.registry.require_trial(self.name, number)

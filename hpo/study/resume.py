@@ -13,7 +13,7 @@ from hpo.stores.records import StudyRecord
 from hpo.stores.registry import Registry
 from hpo.stores.tracking import client as tracking_client
 from hpo.stores.tracking import finish_study_run, log_report
-from hpo.study.searcher import Resume
+from hpo.study._searcher import Resume
 
 
 def interrupted_trials(study: optuna.Study, registry: Registry, store: CheckpointStore) -> list[Resume]:

@@ -30,18 +30,18 @@ from hpo.stores.checkpoints import CheckpointStore
 from hpo.stores.datasets import study_datasets
 from hpo.stores.registry import Registry, RegistryError, StudyRecord
 from hpo.stores.study_run import StudyRun
-from hpo.study.capacity import fit_to_cluster, start_ray
+from hpo.study._capacity import fit_to_cluster, start_ray
+from hpo.study._lease import DriverLease
+from hpo.study._preflight import check_services
+from hpo.study._reruns import run_reruns
+from hpo.study._searcher import StudySearch
+from hpo.study._tuner import run_tuner
 from hpo.study.data import prepare_study_data
 from hpo.study.launch import JOB_ID_ENV
-from hpo.study.lease import DriverLease
 from hpo.study.ledger import StudyLedger
-from hpo.study.preflight import check_services
-from hpo.study.reruns import run_reruns
 from hpo.study.resume import interrupted_trials
-from hpo.study.searcher import StudySearch
 from hpo.study.stopping import StopSignal, StudyStop
 from hpo.study.trial import run_trial
-from hpo.study.tuner import run_tuner
 from hpo.study.warm_start import first_points
 
 

@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from sqlalchemy import inspect
 
 from hpo.stores.registry import Registry, StudyRecord, TrialRecord
+from tests.helpers.polling import until
 
 TINY_SWEEP = [
     "model=tiny_bert", "data.train_limit=1000", "data.validation_limit=200", "trainer.max_epochs=3",
@@ -94,19 +95,18 @@ def hpo(args: list[str], root: Path, sst2_dir: Path, timeout: float = 300) -> su
 def wait_for(driver: Driver, registry_url: str, name: str, condition: Callable[[list[TrialRecord]], bool],
              timeout: float = 240) -> list[TrialRecord]:
     """Polls the registry until ``condition(trials)`` holds, noting the driver's children meanwhile."""
-    deadline = time.time() + timeout
-    registry = None
-    while time.time() < deadline:
+    registry: Registry | None = None
+
+    def probe() -> list[TrialRecord] | None:
+        nonlocal registry
         driver.remember_children()
         if driver.proc.poll() is not None:
             raise AssertionError(f"driver exited early:\n{driver.output()[-3000:]}")
-        if registry is None:
-            registry = _registry_once_created(registry_url)
+        registry = registry or _registry_once_created(registry_url)
         trials = registry.trials(name) if registry else []
-        if trials and condition(trials):
-            return trials
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting on the registry:\n{driver.output()[-3000:]}")
+        return trials if trials and condition(trials) else None
+
+    return until(probe, timeout, lambda: f"waiting on the registry:\n{driver.output()[-3000:]}", every_s=0.1)
 
 
 def _registry_once_created(url: str) -> Registry | None:

@@ -16,8 +16,8 @@ from hpo.config.model_choice import StudyData
 from hpo.config.spec import StudySpec
 from hpo.result_keys import RESUME_KEY, TRIAL_NUMBER_KEY
 from hpo.stores.checkpoints import CheckpointStore
+from hpo.study._searcher import StudySearch
 from hpo.study.ledger import StudyLedger
-from hpo.study.searcher import StudySearch
 from hpo.study.stopping import StudyStop
 from hpo.study.trial import run_trial
 
