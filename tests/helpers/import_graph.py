@@ -80,17 +80,17 @@ class Graph:
                 visit(v)
         return found
 
-    def longest_chain(self) -> list[str]:
-        """The longest import path (the graph must be acyclic)."""
+    def longest_chain(self, within: str = "") -> list[str]:
+        """The longest import path through modules whose names start with ``within`` (the graph must be acyclic)."""
         memo: dict[str, list[str]] = {}
 
         def longest(v: str) -> list[str]:
             if v not in memo:
-                tails = [longest(w) for w in self.edges.get(v, ())]
+                tails = [longest(w) for w in self.edges.get(v, ()) if w.startswith(within)]
                 memo[v] = [v, *max(tails, key=len, default=[])]
             return memo[v]
 
-        return max((longest(v) for v in sorted(self.modules)), key=len)
+        return max((longest(v) for v in sorted(self.modules) if v.startswith(within)), key=len)
 
     def layer_violations(self) -> list[str]:
         rank = {name: i for i, layer in enumerate(LAYERS) for name in layer}
@@ -114,8 +114,8 @@ def _is_own(statement: str) -> bool:
     return any(f" {p}." in statement or f" {p} " in statement or statement.endswith(f" {p}") for p in PACKAGES)
 
 
-def _name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def _name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -124,7 +124,7 @@ def build(root: Path = ROOT) -> Graph:
     for package in PACKAGES:
         for path in sorted((root / package).rglob("*.py")):
             if "migrations" not in path.parts:
-                graph.modules[_name(path)] = path
+                graph.modules[_name(path, root)] = path
     for name, path in graph.modules.items():
         source = path.read_text()
         lines = source.splitlines()
@@ -167,8 +167,10 @@ def facts(graph: Graph) -> str:
     cycles = graph.cycles()
     lines.append(f"cycles: {len(cycles)}" + "".join(f"\n  {' <-> '.join(c)}" for c in cycles))
     if not cycles:
-        chain = graph.longest_chain()
-        lines.append(f"longest import chain ({len(chain)} modules): {' -> '.join(chain)}")
+        for within in ("hpo", ""):
+            chain = graph.longest_chain(within)
+            lines.append(f"longest import chain{' within hpo/' if within else ''} ({len(chain)} modules): "
+                         + " -> ".join(chain))
     lines.append(f"in-function imports: {len(graph.inner)} "
                  f"({sum(m.startswith('hpo') for m, *_ in graph.inner)} in hpo/, "
                  f"{sum(m.startswith('trainers') for m, *_ in graph.inner)} in trainers/)")
