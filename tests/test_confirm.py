@@ -11,7 +11,7 @@ import torch
 from hpo.config.compose import build_spec, compose
 from hpo.config.search_space import SearchSpace
 from hpo.errors import ConfigError
-from hpo.models.ensemble import average_probabilities
+from hpo.inference import average_probabilities
 from hpo.ranking import candidates, rerun_seeds, summarize
 from hpo.states import TrialState
 from trainers.data import subsample

@@ -157,7 +157,8 @@ def test_the_champion_alias_points_at_the_best_trials_registered_model(study):
 
 
 def test_export_and_onnx_give_the_registered_models_predictions(study, small_sst2, tmp_path):
-    from hpo.models.export import load, onnx_logits, probabilities
+    from hpo.inference import load, probabilities
+    from hpo.models.export import onnx_logits
     from trainers.data import read_csv
 
     root, _, _, _ = study
