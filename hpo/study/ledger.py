@@ -142,6 +142,9 @@ class StudyLedger:
             return
         retries = self.retries.get(number, 0) + 1
         self.retries[number] = retries
+        # A worker killed right after it reported can reach here before Ray has registered that report's checkpoint
+        # (None), although Ray restarts from it: the trial's newest complete checkpoint on storage is what it uses.
+        checkpoint = checkpoint or self._latest_checkpoint(self.registry.require_trial(self.name, number))
         after = self.store.read_summary(checkpoint)["epoch"] if checkpoint else 0
         self.mlflow.tag(self.run_ids[number], **{"hpo.retries": str(retries), "hpo.resumed_after_epoch": str(after)})
         self.progress.message(f"trial {number}: its worker died; restarting it after epoch {after} from its latest "
