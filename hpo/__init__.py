@@ -19,8 +19,9 @@ MLflow, checkpoints), :mod:`hpo.models` (refit, ensemble, export), :mod:`hpo.rep
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from trainers.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -90,13 +91,4 @@ if TYPE_CHECKING:
     from hpo.study.trial import run_trial
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'hpo' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # resolved once
-    return value
-
-
-def __dir__() -> list[str]:
-    return [*globals(), *__all__]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

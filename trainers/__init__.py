@@ -15,8 +15,9 @@ Example (a tiny random BERT, a handful of rows, a few seconds on a CPU)::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from trainers.lazy import lazy_exports
 
 _EXPORTS = {
     "ConsoleReporter": "trainers.reporting",
@@ -50,13 +51,4 @@ if TYPE_CHECKING:
     from trainers.reporting import ConsoleReporter, Reporter
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'trainers' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # resolved once
-    return value
-
-
-def __dir__() -> list[str]:
-    return [*globals(), *__all__]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
