@@ -30,9 +30,9 @@ import torch
 
 from bench.search_quality import SETUP
 from hpo import build_spec, compose, set_defaults
-from hpo.inference import average_probabilities
 from hpo.ranking import rerun_seeds, summarize
 from trainers import fine_tune, load_model, prepare_data
+from trainers.heads import ClassificationHead
 from trainers.loop import predict, validation_metrics
 from trainers.metrics import classification_metrics
 from trainers.objective import Objective
@@ -70,7 +70,7 @@ def one_search(run: dict, search_seed: int, top: int, seeds: int, base, data, wo
         probs.append(logits.softmax(-1))
         reruns[i] = [train(base, trial["params"], s, data, work / "rerun") for s in rerun_seeds(search_seed, seeds)]
     summary = summarize({i: max(t["curve"]) for i, t in enumerate(ranked)}, reruns, OBJECTIVE)
-    ensemble = classification_metrics(average_probabilities(probs).log(), labels)["val_accuracy"]
+    ensemble = classification_metrics(ClassificationHead().combine([p.log() for p in probs]), labels)["val_accuracy"]
     best_single = validation_metrics(probs[0].log(), labels)["val_accuracy"]
     return {
         "search_seed": search_seed,

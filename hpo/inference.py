@@ -1,83 +1,64 @@
-"""A fine-tuned classifier as something that predicts: load a saved folder, tokenize, average several models'
-probabilities, and the MLflow pyfunc classes every registered model of a study is (the search's best, a refit, an
-ensemble). Shared by the stores (which log these classes) and the model commands (which load and export them).
+"""The MLflow pyfunc classes every registered model of a study is (the search's best, a refit, an ensemble): a saved
+model folder that predicts through its task's predictor (:meth:`trainers.tasks.base.Task.predictor`), so hpo never
+tokenizes or decodes anything itself. Shared by the stores (which log these classes) and the model commands.
 
-A pyfunc (not the transformers flavor) because the head may read mean-pooled states, which only
-:class:`trainers.TextClassifier` reproduces. Example::
+A pyfunc (not the transformers flavor) because the head may read mean-pooled states, which only the task's own
+model class reproduces. Example::
 
     model = mlflow.pyfunc.load_model("models:/sst2_minilm@champion")
-    model.predict(["a gorgeous film", "a dull mess"])   # -> label, p_0, p_1
+    model.predict(["a gorgeous film", "a dull mess"])   # -> label, p_0, p_1 (text_regression: score)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
-import torch
 from mlflow.pyfunc import PythonModel
-from transformers import AutoTokenizer
-from transformers.utils import logging as hf_logging
 
-from trainers import load_model
+from trainers.tasks import DEFAULT_TASK, load_task
 
 
-def average_probabilities(probabilities: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The mean of several models' class probabilities (rows aligned): an ensemble's probabilities.
+def combine_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Several models' prediction tables as one: probabilities (``p_*``) or scores averaged, the label re-chosen.
 
-    >>> average_probabilities([torch.tensor([[0.9, 0.1]]), torch.tensor([[0.3, 0.7]])]).tolist()
-    [[0.6000000238418579, 0.4000000059604645]]
+    >>> a = pd.DataFrame({"label": ["neg"], "p_neg": [0.9], "p_pos": [0.1]})
+    >>> b = pd.DataFrame({"label": ["pos"], "p_neg": [0.3], "p_pos": [0.7]})
+    >>> combine_frames([a, b]).round(2).to_dict("records")
+    [{'label': 'neg', 'p_neg': 0.6, 'p_pos': 0.4}]
     """
-    return torch.stack(list(probabilities)).mean(0)
+    numeric = [c for c in frames[0].columns if c != "label"]
+    mean = sum(f[numeric] for f in frames) / len(frames)
+    if "label" in frames[0].columns:
+        mean.insert(0, "label", mean.idxmax(axis=1).str.removeprefix("p_"))
+    return mean
 
 
-def load(path: str | Path):
-    """(tokenizer, classifier in eval mode) of a folder written by ``TextClassifier.save``."""
-    hf_logging.disable_progress_bar()  # "Loading weights" bars: noise in a command's output
-    return AutoTokenizer.from_pretrained(str(path)), load_model(path).eval()
+class FineTunedModel(PythonModel):
+    """One fine-tuned model (artifact ``checkpoint``) of task ``task``."""
 
+    def __init__(self, task: str = DEFAULT_TASK) -> None:
+        self.task = task
 
-def logits(tokenizer, classifier, texts: list[str], max_length: int = 512):
-    """The classifier's logits (a torch tensor, rows = texts)."""
-    batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    with torch.no_grad():
-        return classifier(batch["input_ids"], batch["attention_mask"])
-
-
-def probabilities(tokenizer, classifier, texts: list[str], max_length: int = 512):
-    """Class probabilities (a torch tensor, rows = texts)."""
-    return logits(tokenizer, classifier, texts, max_length).softmax(-1)
-
-
-def predictions_frame(probs, id2label: dict[int, str]):
-    """A DataFrame of label and p_<label> per text."""
-    out = pd.DataFrame(probs.numpy(), columns=[f"p_{id2label[i]}" for i in range(probs.shape[1])])
-    out.insert(0, "label", [id2label[i] for i in probs.argmax(-1).tolist()])
-    return out
-
-
-class TextClassifierModel(PythonModel):
     def load_context(self, context) -> None:
-        self.tokenizer, self.classifier = load(context.artifacts["checkpoint"])
+        self.predictor = load_task(self.task).predictor(context.artifacts["checkpoint"])
 
-    def predict(self, context, model_input: list[str], params=None):
-        """Texts in (a list, or a one-column DataFrame); a DataFrame of label and p_<label> out."""
-        texts = model_input.iloc[:, 0].tolist() if hasattr(model_input, "iloc") else list(model_input)
-        probs = probabilities(self.tokenizer, self.classifier, texts)
-        return predictions_frame(probs, self.classifier.config.id2label)
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:  # untyped: MLflow infers no schema
+        """Rows in (a list, or a DataFrame); a DataFrame of label and p_<label> (or score) out."""
+        return self.predictor(model_input)
 
 
 class EnsembleModel(PythonModel):
-    """Several classifiers (artifacts ``member_0``, ``member_1``, ...) whose probabilities are averaged
-    (``hpo ensemble``); the same input and output as :class:`TextClassifierModel`."""
+    """Several models of one task (artifacts ``member_0``, ``member_1``, ...) whose predictions are averaged
+    (``hpo ensemble``); the same input and output as :class:`FineTunedModel`."""
+
+    def __init__(self, task: str = DEFAULT_TASK) -> None:
+        self.task = task
 
     def load_context(self, context) -> None:
         names = sorted(context.artifacts, key=lambda k: int(k.rsplit("_", 1)[-1]))
-        self.members = [load(context.artifacts[name]) for name in names]
+        task = load_task(self.task)
+        self.members = [task.predictor(context.artifacts[name]) for name in names]
 
-    def predict(self, context, model_input: list[str], params=None):
-        texts = model_input.iloc[:, 0].tolist() if hasattr(model_input, "iloc") else list(model_input)
-        probs = average_probabilities([probabilities(tokenizer, classifier, texts)
-                                       for tokenizer, classifier in self.members])
-        return predictions_frame(probs, self.members[0][1].config.id2label)
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:  # untyped: MLflow infers no schema
+        return combine_frames([member(model_input) for member in self.members])

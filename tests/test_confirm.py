@@ -11,10 +11,10 @@ import torch
 from hpo.config.compose import build_spec, compose
 from hpo.config.search_space import SearchSpace
 from hpo.errors import ConfigError
-from hpo.inference import average_probabilities
 from hpo.ranking import candidates, rerun_seeds, summarize
 from hpo.states import TrialState
 from trainers.data import subsample
+from trainers.heads import ClassificationHead
 from trainers.loop import class_weights
 from trainers.metrics import classification_metrics, per_class
 from trainers.objective import Objective
@@ -104,7 +104,8 @@ def test_bad_confirmation_settings_are_refused_by_key(override, key):
 
 
 def test_an_ensemble_averages_probabilities():
-    average = average_probabilities([torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([[0.5, 0.5], [0.6, 0.4]])])
+    logits = [torch.tensor([[0.9, 0.1], [0.2, 0.8]]).log(), torch.tensor([[0.5, 0.5], [0.6, 0.4]]).log()]
+    average = ClassificationHead().combine(logits).exp()
     assert torch.allclose(average, torch.tensor([[0.7, 0.3], [0.4, 0.6]]))
 
 

@@ -16,12 +16,12 @@ def oom_above(monkeypatch):
     original = TextClassifier.forward
 
     def install(rows: int) -> list[int]:
-        def forward(self, input_ids, attention_mask):
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
             if self.training and len(input_ids) > rows:
                 raise torch.OutOfMemoryError(f"CUDA out of memory (injected above {rows} rows)")
             if self.training:
                 seen.append(len(input_ids))
-            return original(self, input_ids, attention_mask)
+            return original(self, input_ids, attention_mask, token_type_ids)
 
         monkeypatch.setattr(TextClassifier, "forward", forward)
         return seen
@@ -99,10 +99,10 @@ def _trial_that_runs_out_of_memory_above_10_rows(config, *, data, trainer, check
 
     original = TextClassifier.forward
 
-    def forward(self, input_ids, attention_mask):
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
         if self.training and len(input_ids) > 10:
             raise torch.OutOfMemoryError("CUDA out of memory (injected above 10 rows)")
-        return original(self, input_ids, attention_mask)
+        return original(self, input_ids, attention_mask, token_type_ids)
 
     TextClassifier.forward = forward
     try:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from trainers import ConsoleReporter, TrainConfig, fine_tune, load_model, prepare_data
-from trainers.loop import evaluate
+from trainers.loop import predict, validation_metrics
 
 
 def test_fine_tune_reports_every_epoch_and_checkpoints_improvements(small_sst2, tiny_bert, tmp_path):
@@ -24,7 +24,7 @@ def test_fine_tune_reports_every_epoch_and_checkpoints_improvements(small_sst2, 
     assert best["val_accuracy"] == max(m["val_accuracy"] for m in reporter.history)
 
     reloaded = load_model(tmp_path / "best")
-    again = evaluate(reloaded, data.validation, data.pad_token_id, 64, torch.device("cpu"))
+    again = validation_metrics(*predict(reloaded, data.validation, data.pad_token_id, 64, torch.device("cpu")))
     assert again["val_accuracy"] == best["val_accuracy"]
 
 

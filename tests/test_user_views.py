@@ -157,9 +157,10 @@ def test_the_champion_alias_points_at_the_best_trials_registered_model(study):
 
 
 def test_export_and_onnx_give_the_registered_models_predictions(study, small_sst2, tmp_path):
-    from hpo.inference import load, probabilities
-    from hpo.models.export import onnx_logits
+    import onnxruntime
+
     from trainers.data import read_csv
+    from trainers.tasks.text import TextPredictor
 
     root, _, _, _ = study
     out = tmp_path / "export"
@@ -170,19 +171,21 @@ def test_export_and_onnx_give_the_registered_models_predictions(study, small_sst
     assert {"config.json", "model.safetensors", "tokenizer.json", "README.md", "model.onnx"} <= {
         p.name for p in out.iterdir()}
     card = (out / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: transformers") and "## Hyperparameters" in card
+    assert card.startswith("---\npipeline_tag: text-classification") and "## Hyperparameters" in card
 
     texts = read_csv(small_sst2["dev"])[0]
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     registered = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(texts)
-    tokenizer, classifier = load(out)
-    exported = probabilities(tokenizer, classifier, texts).numpy()
-    logits = onnx_logits(out / "model.onnx", tokenizer, texts)
+    predictor = TextPredictor(out)
+    exported = predictor(texts)[[c for c in registered.columns if c.startswith("p_")]].to_numpy()
+    session = onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    batch = predictor.encode(texts, tensors="np")
+    logits = session.run(["logits"], {k: batch[k].astype("int64") for k in predictor.input_names})[0]
     onnx = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     expected = registered[[c for c in registered.columns if c.startswith("p_")]].to_numpy()
     assert np.abs(exported - expected).max() < 1e-6
     assert np.abs(onnx - expected).max() < 1e-4
-    labels = [classifier.config.id2label[i] for i in onnx.argmax(-1)]
+    labels = [predictor.classifier.config.id2label[i] for i in onnx.argmax(-1)]
     assert labels == registered["label"].tolist()
 
 

@@ -11,6 +11,9 @@ from trainers.objective import Objective
 # The vocabulary of the settings: what a trial reports, and the values of its categorical settings. Kept here, away
 # from the training loop, so that code which only reads or checks settings (hpo's config layer) imports no torch.
 VALIDATION_METRICS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1_macro", "val_auc")
+REGRESSION_METRICS = ("val_loss", "val_rmse", "val_mae", "val_pearson", "val_spearman")
+LOWER_IS_BETTER = ("val_loss", "val_rmse", "val_mae")  # errors, not scores: a study minimizes them
+REGRESSION_LOSSES = ("mse", "huber")  # huber: less swayed by a few far-off targets
 # Lower is better: secondary objectives, and what a study that searches the model weighs quality against.
 COST_METRICS = ("latency_ms", "epoch_seconds", "trainable_params", "model_mb")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -55,6 +58,7 @@ class TrainConfig:
     resume_from: str | None = None  # a checkpoint folder written by fine_tune: continue after its epoch
     until_epoch: int | None = None  # stop after this epoch (the LR schedule still spans max_epochs): trainers.cv
     cv_folds: int = 0  # k >= 2: the objective is the k-fold cross-validated mean (trainers.cv)
+    regression_loss: str = "mse"  # for a regression task (float targets): mse | huber
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TrainConfig:

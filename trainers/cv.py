@@ -27,27 +27,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from trainers import checkpoint, compact
 from trainers.checkpoint import FOLDS_DIR
-from trainers.config import TrainConfig
-from trainers.data import PreparedData, TokenizedSplit
+from trainers.config import REGRESSION_METRICS, VALIDATION_METRICS, TrainConfig
+from trainers.data import PreparedData
 from trainers.reporting import Reporter
 
-_AVERAGED = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1_macro", "val_auc", "train_loss",
-             "train_examples_per_s", "latency_ms", "trainable_params", "model_mb")
+_AVERAGED = (*VALIDATION_METRICS, *REGRESSION_METRICS[1:], "train_loss", "train_examples_per_s", "latency_ms",
+             "trainable_params", "model_mb")
 
 
-def folds(labels: list[int], k: int, seed: int) -> list[tuple[list[int], list[int]]]:
-    """(training rows, held-out rows) per fold: stratified (each fold keeps the label shares) and seeded."""
+def folds(labels: list, k: int, seed: int, stratified: bool = True) -> list[tuple[list[int], list[int]]]:
+    """(training rows, held-out rows) per fold, seeded: stratified (each fold keeps the label shares), or plain for
+    float targets (regression), which have no classes to keep."""
 
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed) if stratified \
+        else KFold(n_splits=k, shuffle=True, random_state=seed)
     return [(train.tolist(), held.tolist()) for train, held in splitter.split(labels, labels)]
-
-
-def _subset(split: TokenizedSplit, rows: list[int]) -> TokenizedSplit:
-    return TokenizedSplit([split.input_ids[i] for i in rows], [split.labels[i] for i in rows])
 
 
 class _Latest:
@@ -71,8 +69,8 @@ def cross_validate(cfg: TrainConfig, data: PreparedData, reporter: Reporter,
                    train: Callable[[TrainConfig, PreparedData, Reporter], Any]) -> dict[str, float]:
     """Trains ``cfg.cv_folds`` fold models in lockstep; reports each epoch's fold means; returns the best epoch's."""
     k = cfg.cv_folds
-    splits = folds(data.train.labels, k, cfg.seed)
-    fold_data = [dataclasses.replace(data, train=_subset(data.train, train), validation=_subset(data.train, held))
+    splits = folds(data.train.labels, k, cfg.seed, stratified=not data.regression)
+    fold_data = [dataclasses.replace(data, train=data.train.subset(train), validation=data.train.subset(held))
                  for train, held in splits]
     work = Path(tempfile.mkdtemp(prefix="hpo-cv-"))
     state: dict[str, Any] = {"epoch": 0, "best": None, "epochs_without_improvement": 0}

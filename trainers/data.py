@@ -1,4 +1,5 @@
-"""Reading ``text,label`` CSVs, mapping labels to ids, and tokenizing each split once.
+"""Reading ``text,label`` CSVs (or ``text,text_pair,label``: sentence pairs), mapping labels to ids (or reading
+float targets for regression), and tokenizing each split once.
 
 Tokenized splits hold unpadded token ids; batches are padded to their own longest row
 (dynamic padding), which on short SST-2 phrases is several times cheaper than padding to
@@ -10,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import gzip
 import hashlib
+import json
+import math
 import pickle
 import random
 from collections.abc import Iterator, Sequence
@@ -30,22 +34,60 @@ class DataError(ValueError):
 @dataclass(frozen=True)
 class TokenizedSplit:
     input_ids: list[list[int]]
-    labels: list[int]
+    labels: list  # class ids (classification) or float targets (regression)
+    token_type_ids: list[list[int]] | None = None  # sentence pairs: 0 for the first text's tokens, 1 for the second's
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def subset(self, rows: Sequence[int]) -> TokenizedSplit:
+        types = [self.token_type_ids[i] for i in rows] if self.token_type_ids is not None else None
+        return TokenizedSplit([self.input_ids[i] for i in rows], [self.labels[i] for i in rows], types)
+
+    def __add__(self, other: TokenizedSplit) -> TokenizedSplit:
+        types = (self.token_type_ids + other.token_type_ids
+                 if self.token_type_ids is not None and other.token_type_ids is not None else None)
+        return TokenizedSplit(self.input_ids + other.input_ids, self.labels + other.labels, types)
+
+    def digest(self) -> str:
+        """A digest of the rows as the model sees them (tokens and targets): differs when the subset or the
+        tokenizer does."""
+        digest = hashlib.sha256()
+        for i, (ids, label) in enumerate(zip(self.input_ids, self.labels, strict=True)):
+            row = [ids, label] if self.token_type_ids is None else [ids, label, self.token_type_ids[i]]
+            digest.update(json.dumps(row).encode())
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True)
 class PreparedData:
     train: TokenizedSplit
     validation: TokenizedSplit
-    label_names: tuple[str, ...]
+    label_names: tuple[str, ...]  # empty for regression (one float output)
     pad_token_id: int
+    text_pair: bool = False  # each row is two texts (data.text_pair_column)
+
+    @property
+    def regression(self) -> bool:
+        return not self.label_names
 
     @property
     def num_labels(self) -> int:
-        return len(self.label_names)
+        """The model's outputs: one per class, or one for regression."""
+        return len(self.label_names) or 1
+
+    def with_validation_in_training(self) -> PreparedData:
+        """Training rows + validation rows as the training split (validation kept for the epoch reports): a refit."""
+        return dataclasses.replace(self, train=self.train + self.validation)
+
+    def profile(self, split: TokenizedSplit) -> dict:
+        """What a split holds, for a reader: rows, and the label counts or the target's range."""
+        if self.regression:
+            targets = [float(x) for x in split.labels]
+            return {"num_rows": len(split), "target_min": min(targets), "target_max": max(targets),
+                    "target_mean": sum(targets) / len(targets)}
+        counts = [split.labels.count(i) for i in range(len(self.label_names))]
+        return {"num_rows": len(split), "label_counts": dict(zip(self.label_names, counts, strict=True))}
 
 
 def open_text(path: str | Path) -> TextIO:
@@ -56,24 +98,57 @@ def open_text(path: str | Path) -> TextIO:
     return path.open(encoding="utf-8", newline="")
 
 
-def read_csv(path: str | Path, text_column: str = "text", label_column: str = "label") -> tuple[list[str], list[str]]:
-    """Returns (texts, raw labels as strings); names the missing column and the columns present."""
+def read_columns(path: str | Path, columns: Sequence[str]) -> list[list[str]]:
+    """Each of ``columns`` as a list of strings (the last one stripped: the label); names the missing column and
+    the columns present."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     with _readable(path), open_text(path) as f:
         reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        for column in (text_column, label_column):
-            if column not in columns:
-                raise DataError(f"{path}: no column '{column}' (columns: {columns})")
-        texts, labels = [], []
+        present = reader.fieldnames or []
+        for column in columns:
+            if column not in present:
+                raise DataError(f"{path}: no column '{column}' (columns: {present})")
+        values: list[list[str]] = [[] for _ in columns]
         for row in reader:
-            texts.append(row[text_column] or "")
-            labels.append((row[label_column] or "").strip())
-    if not texts:
+            for out, column in zip(values, columns, strict=True):
+                out.append(row[column] or "")
+    if not values[0]:
         raise DataError(f"{path}: no rows")
+    values[-1] = [x.strip() for x in values[-1]]
+    return values
+
+
+def read_csv(path: str | Path, text_column: str = "text", label_column: str = "label") -> tuple[list[str], list[str]]:
+    """Returns (texts, raw labels as strings); names the missing column and the columns present."""
+    texts, labels = read_columns(path, [text_column, label_column])
     return texts, labels
+
+
+def float_targets(raw: Sequence[str], path: str | Path, column: str) -> list[float]:
+    """A regression target column as floats; a value that is not a finite number is named with its row (the header
+    is row 1).
+
+    >>> float_targets(["1.5", "2"], "t.csv", "score")
+    [1.5, 2.0]
+    >>> try:
+    ...     float_targets(["1.5", "n/a"], "t.csv", "score")
+    ... except DataError as err:
+    ...     print(str(err).split(";")[0])
+    t.csv row 3: score 'n/a' is not a number
+    """
+    targets = []
+    for row, text in enumerate(raw, start=2):
+        try:
+            value = float(text)
+        except ValueError:
+            raise DataError(f"{path} row {row}: {column} {text!r} is not a number; a regression target must be one "
+                            "(fix or drop the row)") from None
+        if not math.isfinite(value):
+            raise DataError(f"{path} row {row}: {column} is {text!r}; targets must be finite (fill or drop the row)")
+        targets.append(value)
+    return targets
 
 
 def label_names_for(raw_labels: Sequence[str]) -> tuple[str, ...]:
@@ -101,26 +176,48 @@ def subsample(texts: list[str], labels: list[str], limit: int | None, seed: int,
     >>> sorted(kept)
     ['0', '0', '0', '0', '1']
     """
-    if limit is None or limit >= len(texts):
-        return texts, labels
+    order = subset_rows(labels, limit, seed, stratified)
+    return [texts[i] for i in order], [labels[i] for i in order]
+
+
+def subset_rows(labels: Sequence, limit: int | None, seed: int, stratified: bool = False) -> list[int]:
+    """The rows :func:`subsample` keeps, in their new order (all of them, in file order, when ``limit`` is None)."""
+    if limit is None or limit >= len(labels):
+        return list(range(len(labels)))
     rng = random.Random(seed)
     if not stratified:
-        order = rng.sample(range(len(texts)), limit)
+        order = rng.sample(range(len(labels)), limit)
     else:
         by_label: dict[str, list[int]] = {}
         for i, label in enumerate(labels):
             by_label.setdefault(label, []).append(i)
-        shares = {label: limit * len(rows) / len(texts) for label, rows in sorted(by_label.items())}
+        shares = {label: limit * len(rows) / len(labels) for label, rows in sorted(by_label.items())}
         counts = {label: int(share) for label, share in shares.items()}
         for label in sorted(shares, key=lambda x: counts[x] - shares[x])[: limit - sum(counts.values())]:
             counts[label] += 1
         order = [i for label, rows in sorted(by_label.items()) for i in rng.sample(rows, counts[label])]
         rng.shuffle(order)
-    return [texts[i] for i in order], [labels[i] for i in order]
+    return order
 
 
-def tokenize(texts: Sequence[str], tokenizer, max_length: int) -> list[list[int]]:
-    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+def tokenize(texts: Sequence[str], tokenizer, max_length: int,
+             pairs: Sequence[str] | None = None) -> tuple[list[list[int]], list[list[int]] | None]:
+    """(token ids, token type ids) of each row; the type ids only for pairs (``[CLS] a [SEP] b [SEP]``), when the
+    tokenizer gives them (BERT-like models do, RoBERTa-like ones do not)."""
+    out = tokenizer(list(texts), list(pairs) if pairs is not None else None, truncation=True, max_length=max_length)
+    return out["input_ids"], out.get("token_type_ids") if pairs is not None else None
+
+
+def _read_split(path: str | Path, text_column: str, pair_column: str | None, label_column: str, regression: bool,
+                limit: int | None, seed: int, stratify: bool) -> tuple[list[str], list[str] | None, list]:
+    """(texts, second texts or None, raw labels or float targets) of the rows the limit keeps."""
+    columns = [text_column, *([pair_column] if pair_column else []), label_column]
+    values = read_columns(path, columns)
+    labels: list = float_targets(values[-1], path, label_column) if regression else values[-1]
+    # Stratifying a float target has no classes to keep: a regression subset is a plain random one.
+    rows = subset_rows(labels, limit, seed, stratify and not regression)
+    pick = lambda column: [column[i] for i in rows]  # noqa: E731
+    return pick(values[0]), pick(values[1]) if pair_column else None, pick(labels)
 
 
 def prepare_data(
@@ -130,6 +227,8 @@ def prepare_data(
     *,
     text_column: str = "text",
     label_column: str = "label",
+    text_pair_column: str | None = None,
+    regression: bool = False,
     max_length: int = 128,
     train_limit: int | None = None,
     validation_limit: int | None = None,
@@ -137,13 +236,15 @@ def prepare_data(
     stratify: bool = False,
     cache_dir: str | Path | None = None,
 ) -> PreparedData:
-    """Reads, maps labels and tokenizes both splits, reusing a disk cache keyed by every input. ``stratify``: the
+    """Reads, maps labels (or reads float targets: ``regression``) and tokenizes both splits, reusing a disk cache
+    keyed by every input. ``text_pair_column``: each row is a pair of texts, tokenized together. ``stratify``: the
     limits keep each label's share of the rows (:func:`subsample`)."""
 
     key_parts = [
         _file_digest(train_path), _file_digest(validation_path), str(tokenizer_path), text_column,
         label_column, str(max_length), str(train_limit), str(validation_limit), str(seed),
-    ] + (["stratified"] if stratify else [])
+    ] + (["stratified"] if stratify else []) + ([f"pair={text_pair_column}"] if text_pair_column else []) \
+        + (["regression"] if regression else [])
     cache_file = None
     if cache_dir is not None:
         key = hashlib.sha256("\0".join(key_parts).encode()).hexdigest()[:24]
@@ -154,23 +255,28 @@ def prepare_data(
             except (pickle.UnpicklingError, KeyError, TypeError, RuntimeError):
                 pass  # written by an older hpo, or not ours: tokenize again and replace it
 
-    train_texts, train_raw = subsample(*read_csv(train_path, text_column, label_column), train_limit, seed, stratify)
-    val_texts, val_raw = subsample(*read_csv(validation_path, text_column, label_column), validation_limit, seed,
-                                   stratify)
-    names = label_names_for(train_raw)
-    if len(names) < 2:
-        raise DataError(f"{train_path}: needs at least two distinct labels, found {list(names)}")
-    unseen = sorted(set(val_raw) - set(names))
-    if unseen:
-        raise DataError(f"{validation_path}: labels {unseen[:5]} never occur in the training file")
-    ids = {name: i for i, name in enumerate(names)}
+    read = lambda path, limit: _read_split(path, text_column, text_pair_column, label_column,  # noqa: E731
+                                           regression, limit, seed, stratify)
+    train_texts, train_pairs, train_raw = read(train_path, train_limit)
+    val_texts, val_pairs, val_raw = read(validation_path, validation_limit)
+    names: tuple[str, ...] = ()
+    if not regression:
+        names = label_names_for(train_raw)
+        if len(names) < 2:
+            raise DataError(f"{train_path}: needs at least two distinct labels, found {list(names)}")
+        unseen = sorted(set(val_raw) - set(names))
+        if unseen:
+            raise DataError(f"{validation_path}: labels {unseen[:5]} never occur in the training file")
+        ids = {name: i for i, name in enumerate(names)}
+        train_raw, val_raw = [ids[x] for x in train_raw], [ids[x] for x in val_raw]
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path))
     prepared = PreparedData(
-        train=TokenizedSplit(tokenize(train_texts, tokenizer, max_length), [ids[x] for x in train_raw]),
-        validation=TokenizedSplit(tokenize(val_texts, tokenizer, max_length), [ids[x] for x in val_raw]),
+        train=TokenizedSplit(*_tokens(train_texts, train_pairs, tokenizer, max_length, train_raw)),
+        validation=TokenizedSplit(*_tokens(val_texts, val_pairs, tokenizer, max_length, val_raw)),
         label_names=names,
         pad_token_id=tokenizer.pad_token_id or 0,
+        text_pair=text_pair_column is not None,
     )
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -180,14 +286,20 @@ def prepare_data(
     return prepared
 
 
+def _tokens(texts: list[str], pairs: list[str] | None, tokenizer, max_length: int, labels: list) -> tuple:
+    ids, types = tokenize(texts, tokenizer, max_length, pairs)
+    return ids, labels, types
+
+
 def _to_plain(data: PreparedData) -> dict:
     return {"train": vars(data.train), "validation": vars(data.validation), "label_names": list(data.label_names),
-            "pad_token_id": data.pad_token_id}
+            "pad_token_id": data.pad_token_id, "text_pair": data.text_pair}
 
 
 def _from_plain(plain: dict) -> PreparedData:
     return PreparedData(train=TokenizedSplit(**plain["train"]), validation=TokenizedSplit(**plain["validation"]),
-                        label_names=tuple(plain["label_names"]), pad_token_id=int(plain["pad_token_id"]))
+                        label_names=tuple(plain["label_names"]), pad_token_id=int(plain["pad_token_id"]),
+                        text_pair=bool(plain.get("text_pair", False)))
 
 
 def _file_digest(path: str | Path) -> str:
@@ -243,11 +355,16 @@ def _collate(split: TokenizedSplit, rows: list[int], pad_token_id: int) -> dict[
     width = int(lengths.max())
     input_ids = torch.tensor([ids + [pad_token_id] * (width - len(ids)) for ids in sequences], dtype=torch.long)
     attention_mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
-    return {
+    targets = [split.labels[i] for i in rows]
+    batch = {
         "input_ids": input_ids,
         "attention_mask": attention_mask,
-        "labels": torch.tensor([split.labels[i] for i in rows], dtype=torch.long),
+        "labels": torch.tensor(targets, dtype=torch.float32 if isinstance(targets[0], float) else torch.long),
     }
+    if split.token_type_ids is not None:  # padding rows are type 0, as the tokenizer pads them
+        types = [split.token_type_ids[i] for i in rows]
+        batch["token_type_ids"] = torch.tensor([t + [0] * (width - len(t)) for t in types], dtype=torch.long)
+    return batch
 
 def read_header(path: str | Path) -> list[str]:
     """The column names of a CSV file, checked to have a first row (for checks that must not read it all)."""

@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from trainers import checkpoint, compact
 from trainers.compact import BaseModel
 from trainers.config import CLASS_WEIGHTS, METHODS, TrainConfig
 from trainers.cv import cross_validate
 from trainers.data import PreparedData, TokenizedSplit, batches, evaluation_order
+from trainers.heads import Head, head_for
 from trainers.lora import add_lora
-from trainers.metrics import EVALUATION_FILE, classification_metrics, per_class
+from trainers.metrics import EVALUATION_FILE
 from trainers.modeling import TextClassifier, freeze, load_classifier
 from trainers.oom import MicroBatching, release_cuda_memory
 from trainers.optim import param_groups, warmup_then_linear_decay
@@ -66,7 +66,7 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 @torch.no_grad()
 def predict(classifier: torch.nn.Module, split: TokenizedSplit, pad_token_id: int, batch_size: int,
             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits in float32 on the CPU, labels) of every row of ``split``, in the split's order (batched by length,
+    """(outputs in float32 on the CPU, targets) of every row of ``split``, in the split's order (batched by length,
     put back), so several models' outputs line up row by row."""
     classifier.eval()
     all_logits, all_labels = [], []
@@ -74,22 +74,23 @@ def predict(classifier: torch.nn.Module, split: TokenizedSplit, pad_token_id: in
         all_labels.append(batch["labels"])
         batch = to_device(batch, device)
         with autocast_for(device):
-            logits = classifier(batch["input_ids"], batch["attention_mask"])
+            logits = forward(classifier, batch)
         all_logits.append(logits.float().cpu())
     order = torch.tensor(evaluation_order(split), dtype=torch.long)
-    logits, labels = torch.empty(len(split), all_logits[0].shape[-1]), torch.empty(len(split), dtype=torch.long)
-    logits[order], labels[order] = torch.cat(all_logits), torch.cat(all_labels)
-    return logits, labels
+    labels = torch.cat(all_labels)
+    outputs, targets = torch.empty(len(split), all_logits[0].shape[-1]), torch.empty(len(split), dtype=labels.dtype)
+    outputs[order], targets[order] = torch.cat(all_logits), labels
+    return outputs, targets
+
+
+def forward(classifier: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The model's outputs for a batch (with token type ids when the rows are sentence pairs)."""
+    return classifier(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
 
 
 def validation_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    return {"val_loss": float(F.cross_entropy(logits, labels)), **classification_metrics(logits, labels)}
-
-
-def evaluate(
-    classifier: torch.nn.Module, split: TokenizedSplit, pad_token_id: int, batch_size: int, device: torch.device
-) -> dict[str, float]:
-    return validation_metrics(*predict(classifier, split, pad_token_id, batch_size, device))
+    """Classification metrics of logits (regression: :class:`trainers.heads.RegressionHead`)."""
+    return head_for(regression=False).metrics(logits, labels)
 
 
 def class_weights(kind: str, labels: list[int], num_labels: int) -> torch.Tensor | None:
@@ -103,6 +104,8 @@ def class_weights(kind: str, labels: list[int], num_labels: int) -> torch.Tensor
         raise ValueError(f"class_weights must be one of {CLASS_WEIGHTS}, got {kind!r}")
     if kind == "none":
         return None
+    if num_labels < 2:
+        raise ValueError("class_weights=balanced needs classes; a regression task has none (use none)")
     counts = torch.bincount(torch.tensor(labels), minlength=num_labels).float()
     return len(labels) / (num_labels * counts.clamp(min=1.0))
 
@@ -128,7 +131,9 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     if cfg.resume_from:
         classifier = checkpoint.load_model(cfg.resume_from)
     else:
-        classifier = load_classifier(cfg.model_name_or_path, data.label_names, pooling=cfg.pooling, dropout=cfg.dropout)
+        classifier = load_classifier(cfg.model_name_or_path, data.label_names, pooling=cfg.pooling,
+                                     dropout=cfg.dropout, text_pair=data.text_pair)
+    head = head_for(data.regression, cfg.regression_loss)
     _prepare_method(classifier, cfg)
     # What checkpoints leave out and refer to instead: the frozen parameters, hashed before any step.
     base = BaseModel.of(classifier, cfg.model_name_or_path)
@@ -171,7 +176,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
             started, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
             for batch in batches(data.train, cfg.batch_size, data.pad_token_id, shuffle_seed=cfg.seed * 1000 + epoch):
                 batch = to_device(batch, device)
-                loss = _train_step(model, batch, micro, optimizer, scaler, cfg.grad_clip, device, weights)
+                loss = _train_step(model, head, batch, micro, optimizer, scaler, cfg.grad_clip, device, weights)
                 scheduler.step()
                 loss_sum += loss * len(batch["labels"])  # on the device: no sync per step
                 seen += len(batch["labels"])
@@ -181,7 +186,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
             evaluated = time.perf_counter()
             logits, labels = _predict_within_memory(model, data, eval_micro, device)
             latency_ms = 1000 * (time.perf_counter() - evaluated) / max(len(labels), 1)  # validation, per row
-            metrics = validation_metrics(logits, labels)
+            metrics = head.metrics(logits, labels)
             metrics.update(
                 epoch=epoch,
                 train_loss=train_loss,
@@ -203,7 +208,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
                 best = metrics
                 shutil.rmtree(best_dir, ignore_errors=True)
                 compact.save(classifier, best_dir, base)
-                report = {"epoch": epoch, **per_class(logits, labels, data.label_names)}
+                report = {"epoch": epoch, **head.evaluation(logits, labels, data.label_names)}
                 (best_dir / EVALUATION_FILE).write_text(json.dumps(report))
             state = {"epoch": epoch, "best": best, "epochs_without_improvement": epochs_without_improvement,
                      "micro_batch_size": micro.size, "eval_batch_size": eval_micro.size}
@@ -239,7 +244,8 @@ def _data_parallel(classifier: TextClassifier, device: torch.device) -> torch.nn
     return classifier
 
 
-def _train_step(classifier: torch.nn.Module, batch: dict[str, torch.Tensor], micro: MicroBatching, optimizer,
+def _train_step(classifier: torch.nn.Module, head: Head, batch: dict[str, torch.Tensor], micro: MicroBatching,
+                optimizer,
                 scaler: torch.amp.GradScaler, grad_clip: float, device: torch.device,
                 weights: torch.Tensor | None = None) -> torch.Tensor:
     """One optimizer step over ``batch``, in micro-batches whose gradients sum to the whole batch's.
@@ -249,7 +255,7 @@ def _train_step(classifier: torch.nn.Module, batch: dict[str, torch.Tensor], mic
     """
     while True:
         try:
-            loss = _accumulate_gradients(classifier, batch, micro, scaler, device, weights)
+            loss = _accumulate_gradients(classifier, head, batch, micro, scaler, device, weights)
             break
         except torch.OutOfMemoryError:
             optimizer.zero_grad(set_to_none=True)
@@ -276,17 +282,18 @@ def _clip_gradients(classifier: torch.nn.Module, max_norm: float, device: torch.
         torch.nn.utils.clip_grads_with_norm_(classifier.parameters(), max_norm, total)
 
 
-def _accumulate_gradients(classifier: torch.nn.Module, batch: dict[str, torch.Tensor], micro: MicroBatching,
+def _accumulate_gradients(classifier: torch.nn.Module, head: Head, batch: dict[str, torch.Tensor],
+                          micro: MicroBatching,
                           scaler: torch.amp.GradScaler, device: torch.device,
                           weights: torch.Tensor | None) -> torch.Tensor:
     rows = len(batch["labels"])
     total = torch.zeros((), device=device)
     for part in micro.split(batch):
         with autocast_for(device):
-            logits = classifier(part["input_ids"], part["attention_mask"])
+            logits = forward(classifier, part)
         # Summed over the part, divided by the whole batch: the parts' gradients add up to the batch mean's. Class
         # weights scale each row's term (divided by rows, not by the weights' sum, so micro-batches still add up).
-        loss = F.cross_entropy(logits.float(), part["labels"], weight=weights, reduction="sum") / rows
+        loss = head.loss(logits, part["labels"], weights, reduction="sum") / rows
         scaler.scale(loss).backward()
         total += loss.detach()
     return total

@@ -23,6 +23,7 @@ _DROPOUT_KEYS = (
     "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout",
     "dropout", "attention_dropout", "seq_classif_dropout",
 )
+REGRESSION_OUTPUT = "score"  # the one output of a regression head, as the model's config names it
 # Where BERT-like models keep their stack of encoder blocks, relative to ``model.base_model``.
 _BLOCK_PATHS = ("encoder.layer", "transformer.layer")
 
@@ -49,10 +50,13 @@ class TextClassifier(nn.Module):
     def config(self) -> PretrainedConfig:
         return self.model.config
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (one per class), or one score per row for regression; ``token_type_ids`` for sentence pairs."""
+        types = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         if self.pooling == "cls":
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, **types).logits
+        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, **types).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         head: nn.Module = self.model.get_submodule("classifier")
@@ -80,16 +84,21 @@ class TextClassifier(nn.Module):
 
 
 def load_classifier(
-    name_or_path: str | Path, label_names: Sequence[str], *, pooling: str = "cls", dropout: float | None = None
+    name_or_path: str | Path, label_names: Sequence[str], *, pooling: str = "cls", dropout: float | None = None,
+    text_pair: bool = False,
 ) -> TextClassifier:
-    """The pretrained encoder with a new head sized to ``label_names``; dropout set throughout."""
+    """The pretrained encoder with a new head sized to ``label_names`` (no names: one output, a regression head);
+    dropout set throughout. ``text_pair`` is recorded in the config, so whoever loads the model feeds it pairs."""
 
+    names = list(label_names) or [REGRESSION_OUTPUT]
     config = AutoConfig.from_pretrained(
         str(name_or_path),
-        num_labels=len(label_names),
-        id2label=dict(enumerate(label_names)),
-        label2id={name: i for i, name in enumerate(label_names)},
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={name: i for i, name in enumerate(names)},
+        problem_type="regression" if not label_names else "single_label_classification",
     )
+    config.hpo_text_pair = text_pair
     if dropout is not None:
         for key in _DROPOUT_KEYS:
             if hasattr(config, key):

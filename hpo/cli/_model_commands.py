@@ -1,6 +1,7 @@
-"""The commands that use a study's best model: ``hpo export`` (a Hugging Face folder with a model card, and
-ONNX), ``hpo predict`` (texts in, labels and probabilities out) and ``hpo refit`` (the best config trained again
-and registered). They read the registry and MLflow; ``refit`` writes its own MLflow run."""
+"""The commands that use a study's best model: ``hpo export`` (the model's folder with a model card, and ONNX),
+``hpo predict`` (rows in, labels and probabilities or scores out) and ``hpo refit`` (the best config trained again
+and registered). They read the registry and MLflow; ``refit`` writes its own MLflow run. What a model reads and
+answers is its task's business (:mod:`trainers.tasks`)."""
 
 from __future__ import annotations
 
@@ -11,27 +12,24 @@ from argparse import Namespace
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from transformers import AutoConfig
 
 from hpo.cli._common import fail, open_registry, require
 from hpo.config.compose import stored_config, stored_storage
 from hpo.config.resolvers import register
+from hpo.config.sections import data_spec
 from hpo.config.spec import StorageSpec
 from hpo.errors import ConfigError
-from hpo.inference import load, logits
 from hpo.models.card import ModelFacts, model_card
 from hpo.models.ensemble import ensemble_top
-from hpo.models.export import export_folder, export_onnx, onnx_logits
+from hpo.models.export import ExportMismatch, export_checked_onnx, export_folder
 from hpo.models.refit import refit
 from hpo.stores.checkpoints import CheckpointStore
 from hpo.stores.registry import Registry, RegistryError, StudyRecord
 from hpo.stores.tracking import client, download_model, load_model
 from hpo.study.data import prepare_study_data
-from trainers.data import read_csv
+from trainers.tasks import DEFAULT_TASK, Task, load_task
 
-ONNX_TOLERANCE = 1e-4
 CHECK_ROWS = 64  # validation rows the ONNX export is checked on
 
 
@@ -42,7 +40,7 @@ def model_uri_of(record: StudyRecord, given: str | None) -> str | None:
 
 @contextlib.contextmanager
 def best_model_folder(record: StudyRecord, storage: StorageSpec, model_uri: str | None) -> Iterator[Path]:
-    """A local folder holding the model (``TextClassifier.save`` layout): the registered one, or the study's best
+    """A local folder holding the model (its task's layout): the registered one, or the study's best
     checkpoint when it registered none (a study that was stopped)."""
     if model_uri:
         with tempfile.TemporaryDirectory(prefix="hpo-model-") as tmp:
@@ -54,16 +52,19 @@ def best_model_folder(record: StudyRecord, storage: StorageSpec, model_uri: str 
         fail(f"study {record.name!r} has no best model yet (no finished trial)", code=1)
 
 
-def _facts(registry: Registry, record: StudyRecord, storage: StorageSpec, folder: Path) -> ModelFacts:
+def task_of(record: StudyRecord) -> Task:
+    return load_task(str(stored_config(record.config_yaml).get("task", {}).get("name", DEFAULT_TASK)))
+
+
+def _facts(registry: Registry, record: StudyRecord, storage: StorageSpec, folder: Path, task: Task) -> ModelFacts:
     cfg = stored_config(record.config_yaml)
-    config = AutoConfig.from_pretrained(str(folder))
     trial = registry.trial(record.name, record.best_trial_number) if record.best_trial_number is not None else None
     best_epoch, metrics = None, {}
     if trial is not None and trial.values:
         best_epoch = min(e for e, v in trial.values.items() if v == trial.best_metric)
         if trial.mlflow_run_id:
             reader = client(storage.tracking_uri)
-            for key in ("val_loss", "val_accuracy", "val_f1_macro", "val_auc"):
+            for key in task.info.metrics:
                 for m in reader.get_metric_history(trial.mlflow_run_id, key):
                     if m.step == best_epoch:
                         metrics[key] = m.value
@@ -71,40 +72,43 @@ def _facts(registry: Registry, record: StudyRecord, storage: StorageSpec, folder
             "train_limit": cfg.data.train_limit, "validation_limit": cfg.data.validation_limit,
             "max_length": cfg.trainer.max_length}
     return ModelFacts(study=record.name, trial=record.best_trial_number, base_model=str(cfg.model.name_or_path),
-                      pooling=getattr(config, "hpo_pooling", "cls"),
-                      labels=[config.id2label[i] for i in range(len(config.id2label))],
+                      task=task.info.name, model=task.describe_model(folder),
                       params=dict(record.best_params or {}), metrics=metrics, metric=record.metric,
                       best_epoch=best_epoch, data={k: v for k, v in data.items() if v is not None})
 
 
-def validation_texts(record: StudyRecord, rows: int) -> list[str]:
+def validation_inputs(record: StudyRecord, task: Task, rows: int) -> list:
+    """The study's first validation rows, as the model's predictor takes them."""
     cfg = stored_config(record.config_yaml)
-    return read_csv(cfg.data.validation_path, cfg.data.text_column, cfg.data.label_column)[0][:rows]
+    try:
+        source = data_spec(cfg, task).source(int(cfg.study.seed))
+    except ConfigError as err:
+        fail(f"cannot read the study's validation rows to check the export against: {err}", code=1)
+    return task.sample_inputs(source, rows)
 
 
 def cmd_export(args: Namespace) -> None:
     registry = open_registry(args)
     record = require(registry, args.name)
     storage, out = stored_storage(record, [registry.url]), Path(args.to).resolve()
+    task = task_of(record)
     with best_model_folder(record, storage, model_uri_of(record, args.model_uri)) as folder:
         try:
-            export_folder(folder, out, model_card(_facts(registry, record, storage, folder)))
+            export_folder(folder, out, model_card(_facts(registry, record, storage, folder, task)))
         except FileExistsError as err:
             fail(str(err))
-    print(f"exported {record.name} to {out} (Hugging Face folder, model card README.md)")
+    print(f"exported {record.name} to {out} (the model's folder, model card README.md)")
     if args.onnx:
-        target = export_onnx(out, out / "model.onnx")
-        tokenizer, classifier = load(out)
-        texts = validation_texts(record, CHECK_ROWS)
-        reference = logits(tokenizer, classifier, texts).numpy()
-        diff = float(np.abs(onnx_logits(target, tokenizer, texts) - reference).max())
-        if diff > ONNX_TOLERANCE:
-            fail(f"ONNX logits differ from PyTorch's by {diff:.2e} (> {ONNX_TOLERANCE}) on {len(texts)} "
-                 "validation rows; the ONNX file is not to be trusted", code=1)
-        print(f"  {target}: logits within {diff:.1e} of PyTorch's on {len(texts)} validation rows (onnxruntime)")
+        inputs = validation_inputs(record, task, CHECK_ROWS)
+        try:
+            gap = export_checked_onnx(task, out, out / "model.onnx", inputs)
+        except ExportMismatch as err:
+            fail(str(err), code=1)
+        print(f"  {out / 'model.onnx'}: outputs within {gap:.1e} of PyTorch's on {len(inputs)} validation rows "
+              "(onnxruntime)")
 
 
-def _texts(args: Namespace) -> list[str]:
+def _rows(args: Namespace) -> list[str]:
     if args.texts:
         return list(args.texts)
     source = open(args.file, encoding="utf-8") if args.file else sys.stdin  # noqa: SIM115 - closed below
@@ -115,20 +119,30 @@ def _texts(args: Namespace) -> list[str]:
             source.close()
 
 
+def _fields(row: str) -> str | tuple[str, ...]:
+    """A row given on the command line: tab-separated fields (a pair of texts) or one value."""
+    return tuple(row.split("\t")) if "\t" in row else row
+
+
 def cmd_predict(args: Namespace) -> None:
-    """Tab-separated: label, one probability per class, the text (a header first)."""
+    """Tab-separated: label and one probability per class (or the score), then the row (a header first)."""
     registry = open_registry(args)
     record = require(registry, args.name)
     uri = model_uri_of(record, args.model_uri)
     if uri is None:
         fail(f"study {record.name!r} registered no model; pass --model-uri (e.g. runs:/<run id>/best_model)", code=1)
-    texts = _texts(args)
-    if not texts:
-        fail("no texts: pass them as arguments, with --file, or on stdin (one per line)")
-    frame = pd.DataFrame(load_model(stored_storage(record, [registry.url]).tracking_uri, uri).predict(texts))
-    print("\t".join([*frame.columns, "text"]))
-    for text, row in zip(texts, frame.itertuples(index=False), strict=True):
-        print("\t".join([str(row[0]), *(f"{p:.4f}" for p in row[1:]), text]))
+    rows = _rows(args)
+    if not rows:
+        fail("no rows: pass them as arguments, with --file, or on stdin (one per line; a pair as two tab-separated "
+             "texts)")
+    model = load_model(stored_storage(record, [registry.url]).tracking_uri, uri)
+    try:
+        frame = pd.DataFrame(model.predict([_fields(r) for r in rows]))
+    except ValueError as err:
+        fail(str(err).splitlines()[0])
+    print("\t".join([*frame.columns, "input"]))
+    for given, row in zip(rows, frame.itertuples(index=False), strict=True):
+        print("\t".join([*(v if isinstance(v, str) else f"{v:.4f}" for v in row), given]))
 
 
 def cmd_refit(args: Namespace) -> None:

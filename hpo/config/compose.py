@@ -36,8 +36,9 @@ from hpo.config.sections import (
 )
 from hpo.errors import ConfigError
 from hpo.secrets import redact, restore
-from trainers.config import COST_METRICS, POOLINGS, VALIDATION_METRICS, TrainConfig
+from trainers.config import COST_METRICS, LOWER_IS_BETTER, POOLINGS, REGRESSION_LOSSES, TrainConfig
 from trainers.objective import Objective
+from trainers.tasks import DEFAULT_TASK, TASKS, TaskInfo, load_task
 
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _TRAINER_KEYS = ("max_epochs", "max_length", "eval_batch_size", "grad_clip", "early_stopping_patience",
@@ -88,16 +89,20 @@ def build_spec(cfg: DictConfig) -> s.StudySpec:
         key = getattr(err, "full_key", None) or "config"
         raise ConfigError(str(key), str(err).splitlines()[0]) from None
 
-    study = _study(cfg)
+    info = _task(cfg)
+    study = _study(cfg, info)
     storage = storage_spec(cfg, study.name)
     model = resolve_model(str(get_key(cfg, "model.name_or_path")), OmegaConf.select(cfg, "model.build_if_missing"))
     pooling = get_key(cfg, "model.pooling")
     if pooling not in POOLINGS:
         raise ConfigError("model.pooling", f"must be one of {list(POOLINGS)}, got {pooling!r}")
-    data = data_spec(cfg)
+    data = data_spec(cfg, load_task(info.name))
     choices = model_choices(cfg)
     space = _space(cfg, model.num_layers, {name: (c.model.num_layers, c.prior) for name, c in choices.items()})
-    trainer = dataclasses.replace(_trainer(cfg, model, pooling, study, space), cv_folds=data.cv_folds or 0)
+    if info.regression and "balanced" in space.values_of("class_weights"):
+        raise ConfigError("search.class_weights", f"task={info.name} has no classes to weigh; set it to none")
+    trainer = dataclasses.replace(_trainer(cfg, model, pooling, study, space), cv_folds=data.cv_folds or 0,
+                                  regression_loss=str(OmegaConf.select(cfg, "task.loss", default="mse")))
 
     cpu = number(cfg, "resources.cpu", minimum=0.01)
     gpu = number(cfg, "resources.gpu", minimum=0)
@@ -118,24 +123,36 @@ def build_spec(cfg: DictConfig) -> s.StudySpec:
         warm_start=s.WarmStartSpec(source=warm_from, top_k=number(cfg, "warm_start.top_k", minimum=1, integer=True)),
         confirm=confirm_spec(cfg),
         register_best=bool(get_key(cfg, "tracking.register_best")),
-        config_yaml=config_yaml, models=choices,
+        config_yaml=config_yaml, models=choices, task=info.name,
     )
 
 
-def _study(cfg: DictConfig) -> s.StudySettings:
+def _task(cfg: DictConfig) -> TaskInfo:
+    """``task.name`` (a study stored before tasks existed is a text classification)."""
+    name = str(OmegaConf.select(cfg, "task.name", default=DEFAULT_TASK))
+    if name not in TASKS:
+        raise ConfigError("task", f"unknown task {name!r}; choose task= one of {sorted(TASKS)}")
+    if (loss := OmegaConf.select(cfg, "task.loss")) is not None and loss not in REGRESSION_LOSSES:
+        raise ConfigError("task.loss", f"must be one of {list(REGRESSION_LOSSES)}, got {loss!r}")
+    return TASKS[name]
+
+
+def _study(cfg: DictConfig, task: TaskInfo) -> s.StudySettings:
     name = str(get_key(cfg, "study.name"))
     if not _STUDY_NAME.match(name):
         raise ConfigError("study.name", f"{name!r} must be letters, digits, '_', '.' or '-' (used in paths and MLflow)")
-    objectives = _objectives(cfg)
+    objectives = _objectives(cfg, task)
     metric, mode = get_key(cfg, "study.metric"), get_key(cfg, "study.mode")
     if objectives:
         metric, mode = objectives[0].metric, objectives[0].mode
-    if metric not in VALIDATION_METRICS:
-        raise ConfigError("study.metric", f"{metric!r} is not reported; choose one of {list(VALIDATION_METRICS)}")
+    if metric not in task.metrics:
+        raise ConfigError("study.metric", f"{metric!r} is not reported by task={task.name}; choose one of "
+                                          f"{list(task.metrics)}")
     if mode not in ("min", "max"):
         raise ConfigError("study.mode", f"must be 'min' or 'max', got {mode!r}")
-    if (metric == "val_loss") != (mode == "min"):
-        raise ConfigError("study.mode", f"{metric} should be {'minimized' if metric == 'val_loss' else 'maximized'}")
+    if (metric in LOWER_IS_BETTER) != (mode == "min"):
+        raise ConfigError("study.mode", f"{metric} should be "
+                                        f"{'minimized' if metric in LOWER_IS_BETTER else 'maximized'}")
     feedback = get_key(cfg, "search.feedback")
     if feedback not in FEEDBACKS:
         raise ConfigError("search.feedback", f"must be one of {list(FEEDBACKS)}, got {feedback!r}")
@@ -166,13 +183,13 @@ def _space(cfg: DictConfig, num_layers: int, models: dict[str, tuple[int, dict]]
     return SearchSpace.from_config(node, num_layers, models)
 
 
-def _objectives(cfg: DictConfig) -> list[Objective]:
+def _objectives(cfg: DictConfig, task: TaskInfo) -> list[Objective]:
     """``study.objectives: [val_accuracy:max, latency_ms:min]``: a multi-objective study (hpo.ranking); the first
     replaces study.metric and study.mode. Empty when unset."""
     given = get_key(cfg, "study.objectives")
     if given is None:
         return []
-    known = (*VALIDATION_METRICS, *COST_METRICS)
+    known = (*task.metrics, *COST_METRICS)
     hint = "write a list of metric:mode, e.g. [val_accuracy:max, latency_ms:min]"
     if isinstance(given, str) or len(given) < 2:
         raise ConfigError("study.objectives", f"needs at least two objectives; {hint}")
@@ -181,10 +198,10 @@ def _objectives(cfg: DictConfig) -> list[Objective]:
         name, _, mode = str(entry).partition(":")
         if name not in known or mode not in ("min", "max"):
             raise ConfigError("study.objectives", f"{entry!r}: {hint}; metrics are {list(known)}")
-        if (name in COST_METRICS or name == "val_loss") and mode != "min":
+        if (name in COST_METRICS or name in LOWER_IS_BETTER) and mode != "min":
             raise ConfigError("study.objectives", f"{name} is a cost: it should be minimized ({name}:min)")
         objectives.append(Objective(name, mode))
-    if objectives[0].metric not in VALIDATION_METRICS:
+    if objectives[0].metric not in task.metrics:
         raise ConfigError("study.objectives", f"the first objective is what ASHA schedules on and the best trial is "
                                               f"ranked by: a validation metric, not {objectives[0].metric}")
     if len({o.metric for o in objectives}) < len(objectives):

@@ -194,6 +194,14 @@ class SearchSpace:
         assert isinstance(models, CategoricalDistribution)
         return [self.midpoint(str(model)) for model in models.choices]
 
+    def values_of(self, name: str) -> list[Any]:
+        """The values a trial may get for ``name``: its choices, its fixed value, or none (not in the space, or a
+        range)."""
+        dist = self.distributions.get(name)
+        if isinstance(dist, CategoricalDistribution):
+            return list(dist.choices)
+        return [self.fixed[name]] if name in self.fixed else []
+
     def describe(self) -> dict[str, str]:
         """Human-readable form, for the study's MLflow run."""
         searched = {k: repr(v) for k, v in self.distributions.items()}

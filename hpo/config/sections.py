@@ -14,10 +14,11 @@ from omegaconf.errors import OmegaConfBaseException
 from hpo.config import spec as s
 from hpo.errors import ConfigError
 from hpo.secrets import is_uri
-from trainers.data import DataError, read_header
+from trainers.tasks import DataSource, SourceError, Task
 
 CHECKPOINT_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")  # what pyarrow.fs (Ray's storage) opens
 
+_COLUMN = "_column"  # data.<role>_column: a column the task reads (text, text_pair, label)
 RANK_BY = ("mean", "lcb")  # confirm.rank_by: the mean, or the mean less one standard error (a lower confidence bound)
 
 
@@ -87,27 +88,25 @@ def _checkpoints_location(cfg: DictConfig, root: Path) -> str:
     return location
 
 
-def data_spec(cfg: DictConfig) -> s.DataSpec:
+def data_spec(cfg: DictConfig, task: Task) -> s.DataSpec:
+    """The data settings, checked by the task that reads them (its columns, the files' headers)."""
     paths = {}
     for split in ("train_path", "validation_path"):
         key = f"data.{split}"
         path = Path(str(get_key(cfg, key))).expanduser().resolve()
-        if not path.is_file():
+        if not path.exists():
             hint = " (or set HPO_DATA_DIR to the SST-2 folder)" if "sst2" in str(path) else ""
-            raise ConfigError(key, f"{path} does not exist; point it at a CSV file{hint}")
+            raise ConfigError(key, f"{path} does not exist; point it at the split's data{hint}")
         paths[split] = path
-    text_column, label_column = get_key(cfg, "data.text_column"), get_key(cfg, "data.label_column")
-    for split, path in paths.items():
-        try:
-            columns = read_header(path)
-        except DataError as err:
-            raise ConfigError(f"data.{split}", str(err)) from None
-        for key, column in (("data.text_column", text_column), ("data.label_column", label_column)):
-            if column not in columns:
-                raise ConfigError(key, f"{path.name} has no column {column!r}; its columns are {columns}")
+    data = get_key(cfg, "data")
+    columns = {str(k)[: -len(_COLUMN)]: (None if v is None else str(v))
+               for k, v in as_dict(data, "data").items() if str(k).endswith(_COLUMN)}
+    try:
+        task.check_source(DataSource(paths["train_path"], paths["validation_path"], columns))
+    except SourceError as err:
+        raise ConfigError(err.key, err.message) from None
     return s.DataSpec(
-        train_path=paths["train_path"], validation_path=paths["validation_path"],
-        text_column=text_column, label_column=label_column,
+        train_path=paths["train_path"], validation_path=paths["validation_path"], columns=columns,
         train_limit=number(cfg, "data.train_limit", minimum=2, integer=True, optional=True),
         validation_limit=number(cfg, "data.validation_limit", minimum=2, integer=True, optional=True),
         seed=number(cfg, "data.seed", minimum=0, integer=True, optional=True),

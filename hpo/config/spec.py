@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from hpo.config.search_space import SearchSpace
 from trainers import TrainConfig
 from trainers.objective import Objective
+from trainers.tasks import DataSource
 
 
 @dataclass(frozen=True)
@@ -107,15 +108,22 @@ class ModelChoice:
 
 @dataclass(frozen=True)
 class DataSpec:
+    """The study's data settings; ``columns`` are the task's (``data.<role>_column``: text, text_pair, label), read by
+    the task, never by hpo."""
+
     train_path: Path
     validation_path: Path
-    text_column: str
-    label_column: str
+    columns: dict[str, str | None]
     train_limit: int | None
     validation_limit: int | None
     seed: int | None  # of the subsets the limits pick; None (a study recorded before data.seed): study.seed
     stratify: bool = False  # the limits keep each label's share (False for studies recorded before data.stratify)
     cv_folds: int | None = None  # k-fold cross-validation as the objective (trainers.cv)
+
+    def source(self, study_seed: int) -> DataSource:
+        """What the task reads: these settings, the limits' seed defaulting to the study's."""
+        return DataSource(self.train_path, self.validation_path, self.columns, self.train_limit,
+                          self.validation_limit, study_seed if self.seed is None else self.seed, self.stratify)
 
 
 @dataclass(frozen=True)
@@ -177,6 +185,7 @@ class StudySpec:
     register_best: bool
     config_yaml: str
     models: dict[str, ModelChoice] = field(default_factory=dict)  # search.model's choices; empty: spec.model only
+    task: str = "text_classification"  # trainers.tasks.TASKS: what a trial fine-tunes for
 
     @property
     def name(self) -> str:

@@ -1,4 +1,5 @@
-"""``hpo ensemble``: a study's top trials as one model, their class probabilities averaged.
+"""``hpo ensemble``: a study's top trials as one model, their outputs combined by the task (class probabilities
+averaged; predictions averaged for regression).
 
 Why: the search trains many good models and keeps one; averaging a few of the best usually beats the best alone
 (members err on different rows), at K times the inference cost. The ensemble is evaluated on the study's
@@ -17,18 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from hpo.config.model_choice import StudyData, rows_of, trial_data, with_models_of
 from hpo.config.spec import StudySpec
-from hpo.inference import average_probabilities
 from hpo.models.refit import refit_spec
 from hpo.states import TrialState
 from hpo.stores.model_runs import EnsembleRun
 from hpo.stores.registry import Registry, RegistryError
 from hpo.stores.tracking import client as tracking_client
-from trainers import load_model
-from trainers.loop import predict, validation_metrics
+from trainers.tasks import load_task
 
 
 @dataclass(frozen=True)
@@ -41,7 +38,7 @@ class EnsembleResult:
 
 def ensemble_top(registry: Registry, name: str, top: int, prepare: Callable[[StudySpec], StudyData],
                  log: Callable[[str], None] = print) -> EnsembleResult:
-    """Averages the probabilities of the study's ``top`` best trials that have a model in MLflow, evaluates the
+    """Combines the outputs of the study's ``top`` best trials that have a model in MLflow, evaluates the
     average on the validation split beside the best member, and logs and registers it (:class:`EnsembleRun`)."""
     record = registry.require(name)
     spec = refit_spec(record, [], [registry.url])
@@ -56,18 +53,18 @@ def ensemble_top(registry: Registry, name: str, top: int, prepare: Callable[[Stu
     log(f"ensemble of {name}: trials {[t.number for t in members]} on {len(rows_of(data).validation)} validation "
         "rows")
     run = EnsembleRun(spec, record, members)
+    task = load_task(spec.task)
     try:
         with tempfile.TemporaryDirectory(prefix="hpo-ensemble-") as tmp:
-            folders, probabilities = [], []
+            folders, outputs = [], []
             for trial in members:
                 folder = Path(client.download_artifacts(trial.mlflow_run_id, "checkpoint", f"{tmp}/{trial.number}"))
-                rows = trial_data(data, trial.params)  # its own model's tokens when the model was searched
-                logits, labels = predict(load_model(folder), rows.validation, rows.pad_token_id,
-                                         spec.trainer.eval_batch_size, torch.device("cpu"))
+                rows = trial_data(data, trial.params)  # as its own model reads them, when the model was searched
+                member, targets = task.validation_outputs(folder, rows, spec.trainer.eval_batch_size)
                 folders.append(folder)
-                probabilities.append(logits.softmax(-1))
-            metrics = validation_metrics(average_probabilities(probabilities).log(), labels)
-            best = validation_metrics(probabilities[0].log(), labels)
+                outputs.append(member)
+            metrics = task.metrics(task.combine(outputs), targets)
+            best = task.metrics(outputs[0], targets)
             uri = run.finish(folders, metrics, best, register=spec.register_best)
     except BaseException:
         run.fail()

@@ -12,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -28,9 +27,8 @@ from hpo.config.spec import StudySpec
 from hpo.stores.datasets import split_dataset
 from hpo.stores.model_runs import RefitRun
 from hpo.stores.registry import Registry, RegistryError, StudyRecord
-from trainers import PreparedData, fine_tune
 from trainers.checkpoint import full_model
-from trainers.data import TokenizedSplit
+from trainers.tasks import load_task
 
 
 def best_epoch(registry: Registry, record: StudyRecord) -> int:
@@ -46,12 +44,6 @@ def refit_spec(record: StudyRecord, overrides: list[str], given: list[str]) -> S
     URLs its user passed, whose passwords fill the stored config's masked ones (:mod:`hpo.secrets`)."""
     cfg = OmegaConf.merge(stored_config(record.config_yaml, given), OmegaConf.from_dotlist(overrides))
     return build_spec(as_study_config(cfg))
-
-
-def with_validation(data: PreparedData) -> PreparedData:
-    """Training rows + validation rows as the training split (validation kept for the epoch reports)."""
-    train = TokenizedSplit(data.train.input_ids + data.validation.input_ids, data.train.labels + data.validation.labels)
-    return dataclasses.replace(data, train=train)
 
 
 class _FinalModel:
@@ -79,18 +71,18 @@ def refit(registry: Registry, name: str, overrides: list[str], include_validatio
     settings = trial_settings(spec.trainer, params, spec.models, max_epochs=epochs, early_stopping_patience=None,
                               resume_from=None, cv_folds=0, num_threads=spec.trainer.num_threads or os.cpu_count())
     data = trial_data(prepare(with_models_of(spec, [params])), params)
-    datasets = [split_dataset("train", spec.data.train_path, data.train, data.label_names, spec.data.train_limit)]
+    datasets = [split_dataset("train", spec.data.train_path, data, data.train, spec.data.train_limit)]
     if include_validation:
-        datasets.append(split_dataset("train", spec.data.validation_path, data.validation, data.label_names,
+        datasets.append(split_dataset("train", spec.data.validation_path, data, data.validation,
                                       spec.data.validation_limit))
-        data = with_validation(data)
+        data = data.with_validation_in_training()
     log(f"refit of {name}: trial {record.best_trial_number}'s config for {epochs} epoch(s) on {len(data.train)} rows"
         + (" (training + validation)" if include_validation else ""))
     run = RefitRun(spec, record, epochs, include_validation, params=settings.to_dict(), datasets=datasets)
     with tempfile.TemporaryDirectory(prefix="hpo-refit-") as work:
         final = Path(work) / "model"
         try:
-            fine_tune(settings, data, _FinalModel(run, final))
+            load_task(spec.task).fine_tune(settings, data, _FinalModel(run, final))
         except BaseException:
             run.fail()
             raise

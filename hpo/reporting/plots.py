@@ -163,6 +163,29 @@ def plotly_figures(study: optuna.Study, trials: list[TrialRecord], metric: str) 
     return figures
 
 
+def evaluation_png(evaluation: dict, folder: Path) -> Path:
+    """The figure of a trial's best-epoch evaluation in ``folder``: its confusion matrix (classification), or its
+    predictions against the true values (regression: ``trainers.heads.RegressionHead.evaluation``)."""
+    if evaluation.get("kind") == "regression":
+        return predicted_vs_true_png(evaluation, folder / "predicted_vs_true.png")
+    return confusion_matrix_png(evaluation, folder / "confusion_matrix.png")
+
+
+def predicted_vs_true_png(evaluation: dict, path: Path) -> Path:
+    """Predicted against true values, with the diagonal a perfect model would lie on."""
+    matplotlib.use("Agg")
+    true, predicted = evaluation["true"], evaluation["predicted"]
+    figure, axes = plt.subplots(figsize=(4.5, 4.5))
+    axes.scatter(true, predicted, s=8, alpha=0.5)
+    low, high = min(true + predicted), max(true + predicted)
+    axes.plot([low, high], [low, high], color="grey", linewidth=1)
+    axes.set(xlabel="true", ylabel="predicted",
+             title=f"validation, epoch {evaluation.get('epoch', '?')} ({len(true)} rows)")
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
 def confusion_matrix_png(evaluation: dict, path: Path) -> Path:
     """A trial's confusion matrix at its best epoch (``trainers.metrics.per_class``), drawn by scikit-learn."""
 

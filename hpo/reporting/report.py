@@ -177,6 +177,12 @@ def _top_rows(r: StudyReport) -> tuple[list[str], list[list[str]]]:
 def _per_class_lines(evaluation: dict | None) -> list[str]:
     if not evaluation:
         return []
+    if evaluation.get("kind") == "regression":
+        true, predicted = evaluation["true"], evaluation["predicted"]
+        worst = max(range(len(true)), key=lambda i: abs(predicted[i] - true[i]))
+        return [f"### Predicted against true (epoch {evaluation.get('epoch', '?')})", "",
+                f"{len(true)} validation rows; the scatter is `evaluation/predicted_vs_true.png` in the trial's MLflow "
+                f"run. Largest miss: row {worst}, true {true[worst]:.3g}, predicted {predicted[worst]:.3g}.", ""]
     labels, matrix = evaluation["labels"], evaluation["confusion_matrix"]
     lines = [f"### Per class (epoch {evaluation.get('epoch', '?')})", "",
              "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]

@@ -20,7 +20,7 @@ from hpo.stores.tracking import (
     ENSEMBLE,
     REFIT,
     client,
-    log_classifier,
+    log_fine_tuned,
     log_pyfunc,
     metrics_at,
     params_of,
@@ -54,7 +54,8 @@ class RefitRun:
 
     def finish(self, folder: Path) -> str:
         """Logs and registers the model in ``folder``; returns ``models:/<study>/<version>``."""
-        _, version = log_classifier(self.spec.storage.tracking_uri, self.run_id, folder, self.spec.name)
+        _, version = log_fine_tuned(self.spec.storage.tracking_uri, self.run_id, folder, self.spec.name,
+                                    self.spec.task)
         assert version is not None, "a model logged with a registered name has a version"
         self.client.set_model_version_tag(self.spec.name, version, "hpo.kind", "refit")
         self.client.set_registered_model_alias(self.spec.name, REFIT, version)
@@ -87,7 +88,7 @@ class EnsembleRun:
         self.client.log_batch(self.run_id, metrics=metrics_at(logged, 0, list(logged)),
                               tags=[RunTag("hpo.metric", self.spec.objective.metric)])
         artifacts = {f"member_{i}": str(folder) for i, folder in enumerate(folders)}
-        uri, version = log_pyfunc(self.spec.storage.tracking_uri, self.run_id, EnsembleModel(), artifacts,
+        uri, version = log_pyfunc(self.spec.storage.tracking_uri, self.run_id, EnsembleModel(self.spec.task), artifacts,
                                   self.spec.name if register else None)
         if version is not None:
             self.client.set_model_version_tag(self.spec.name, version, "hpo.kind", ENSEMBLE)

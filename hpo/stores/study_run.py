@@ -32,7 +32,7 @@ from hpo.stores.tracking import (
     VALUE_TAG,
     client,
     finish_study_run,
-    log_classifier,
+    log_fine_tuned,
     log_report,
     metrics_at,
     now_ms,
@@ -88,7 +88,8 @@ class StudyRun:
         champion is at least as good. ``confirmed``: ``value`` is the config's mean over its confirmation reruns.
         Returns its URI."""
         register_as = self.spec.name if self.spec.register_best else None
-        uri, version = log_classifier(self.spec.storage.tracking_uri, self.run_id, checkpoint_dir, register_as)
+        uri, version = log_fine_tuned(self.spec.storage.tracking_uri, self.run_id, checkpoint_dir, register_as,
+                                      self.spec.task)
         if version is None:
             return uri
         tags = {"hpo.study": self.spec.name, "hpo.trial_number": str(trial_number), "hpo.metric":

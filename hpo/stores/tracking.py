@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.pyfunc import PyFuncModel, PythonModel
 
-from hpo.inference import TextClassifierModel
+from hpo.inference import FineTunedModel
 from hpo.states import TrialState
 
 TRIAL_ID_TAG = "hpo.ray_trial_id"
@@ -96,9 +96,10 @@ def log_pyfunc(tracking_uri: str, run_id: str, python_model: PythonModel, artifa
     return info.model_uri, None if info.registered_model_version is None else str(info.registered_model_version)
 
 
-def log_classifier(tracking_uri: str, run_id: str, folder: Path, register_as: str | None) -> tuple[str, str | None]:
-    """A classifier folder as a pyfunc model (:class:`hpo.inference.TextClassifierModel`)."""
-    return log_pyfunc(tracking_uri, run_id, TextClassifierModel(), {"checkpoint": str(folder)}, register_as)
+def log_fine_tuned(tracking_uri: str, run_id: str, folder: Path, register_as: str | None,
+                   task: str) -> tuple[str, str | None]:
+    """A model folder of ``task`` as a pyfunc model (:class:`hpo.inference.FineTunedModel`)."""
+    return log_pyfunc(tracking_uri, run_id, FineTunedModel(task), {"checkpoint": str(folder)}, register_as)
 
 
 def download_model(tracking_uri: str, model_uri: str, dst: str) -> Path:

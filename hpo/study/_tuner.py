@@ -80,6 +80,7 @@ def run_tuner(spec: StudySpec, ledger: StudyLedger, search: StudySearch, rules: 
     tune.Tuner(
         tune.with_resources(
             tune.with_parameters(trainable, data=data, trainer=spec.trainer, checkpoints=spec.storage.checkpoints,
+                                 task=spec.task,
                                  **({"models": spec.models} if spec.models else {})),
             {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
         ),

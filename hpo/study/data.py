@@ -1,45 +1,46 @@
-"""A study's data, read and tokenized once for all its trials (and cached for later studies): one
-:class:`~trainers.PreparedData` per model when the model is searched, each with that model's tokenizer. Checks
-what only the data can tell (labels too rare for the folds, AUC on a multi-class task) before anything runs."""
+"""A study's data, read and prepared once for all its trials by its task (and cached for later studies): one
+prepared copy per model when the model is searched (each model reads the rows its own way, e.g. its tokenizer).
+Checks what only the data can tell (labels too rare for the folds, AUC on a multi-class task) before anything runs.
+hpo never looks inside the rows: it passes them from the task to the trials."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hpo.config.model_choice import StudyData
 from hpo.config.spec import StudySpec
 from hpo.errors import ConfigError
-from trainers.data import DataError, PreparedData, prepare_data
+from trainers.tasks import SourceError, load_task
 
 
 def prepare_study_data(spec: StudySpec, log: Callable[[str], None] = print) -> StudyData:
-    """Reads and tokenizes the data once for every trial (and caches it for later studies); when the model is
-    searched, once per model choice (each with its own tokenizer)."""
+    """Prepares the data once for every trial (and caches it for later studies); when the model is searched, once
+    per model choice."""
     if spec.models:
-        return {name: _tokenized(spec, c.model.name_or_path, log) for name, c in spec.models.items()}
-    return _tokenized(spec, spec.model.name_or_path, log)
+        return {name: _prepared(spec, c.model.name_or_path, log) for name, c in spec.models.items()}
+    return _prepared(spec, spec.model.name_or_path, log)
 
 
-def _tokenized(spec: StudySpec, tokenizer: str, log: Callable[[str], None]) -> PreparedData:
+def _prepared(spec: StudySpec, model: str, log: Callable[[str], None]) -> Any:
     d = spec.data
     try:
-        data = prepare_data(
-            d.train_path, d.validation_path, tokenizer,
-            text_column=d.text_column, label_column=d.label_column, max_length=spec.trainer.max_length,
-            train_limit=d.train_limit, validation_limit=d.validation_limit,
-            seed=spec.study.seed if d.seed is None else d.seed, stratify=d.stratify,
-            cache_dir=spec.storage.cache_dir / "tokenized",
-        )
-    except DataError as err:
-        key = "data.validation_path" if str(d.validation_path) in str(err) else "data.train_path"
-        raise ConfigError(key, str(err)) from None
-    smallest = min(data.train.labels.count(i) for i in range(data.num_labels))
-    if d.cv_folds and d.cv_folds > smallest:
-        raise ConfigError("data.cv_folds", f"{d.cv_folds} folds need at least {d.cv_folds} training rows of every "
-                                           f"label; the rarest has {smallest}: use fewer folds or more rows")
-    if spec.objective.metric == "val_auc" and data.num_labels != 2:
-        raise ConfigError("study.metric", f"val_auc needs a binary task; this data has {data.num_labels} labels")
-    log(f"data: {len(data.train)} train / {len(data.validation)} validation rows, "
-        f"labels {list(data.label_names)}" + (f" ({Path(tokenizer).name}'s tokens)" if spec.models else ""))
+        data = load_task(spec.task).prepare(d.source(spec.study.seed), model, max_length=spec.trainer.max_length,
+                                            cache_dir=spec.storage.cache_dir / "prepared")
+    except SourceError as err:
+        raise ConfigError(err.key, err.message) from None
+    profile = data.profile(data.train)
+    if counts := profile.get("label_counts"):
+        smallest = min(counts.values())
+        if d.cv_folds and d.cv_folds > smallest:
+            raise ConfigError("data.cv_folds", f"{d.cv_folds} folds need at least {d.cv_folds} training rows of "
+                                               f"every label; the rarest has {smallest}: use fewer folds or more rows")
+        if spec.objective.metric == "val_auc" and len(counts) != 2:
+            raise ConfigError("study.metric", f"val_auc needs a binary task; this data has {len(counts)} labels")
+        what = f"labels {list(counts)}"
+    else:
+        what = f"targets {profile['target_min']:.4g} to {profile['target_max']:.4g}"
+    log(f"data: {len(data.train)} train / {len(data.validation)} validation rows, {what}"
+        + (f" (as {Path(model).name} reads them)" if spec.models else ""))
     return data

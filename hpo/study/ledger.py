@@ -32,7 +32,7 @@ from optuna.trial import TrialState as OptunaState
 from hpo._optuna import reattach
 from hpo.config.spec import StudySpec
 from hpo.ranking import ConfirmationSummary, objectives_at_best, pareto_front, summary_of
-from hpo.reporting.plots import confusion_matrix_png
+from hpo.reporting.plots import evaluation_png
 from hpo.reporting.progress import PlainProgress, Tally
 from hpo.reporting.report import report_study
 from hpo.result_keys import NODE_KEY, OOM_KEY, STORAGE_FULL_KEY
@@ -205,7 +205,7 @@ class StudyLedger:
             evaluation = self.store.read_evaluation(latest) if latest else None
             kept = latest if self.retention.keeps_model(record) else None
             with tempfile.TemporaryDirectory(prefix="hpo-eval-") as tmp:
-                figures = [confusion_matrix_png(evaluation, Path(tmp) / "confusion_matrix.png")] if evaluation else []
+                figures = [evaluation_png(evaluation, Path(tmp))] if evaluation else []
                 self.mlflow.close_trial_run(run_id, state, kept, reason, evaluation, figures)
         self.retention.trial_ended(record)
         self.progress.trial_ended(number, state.value, reason, record.epochs, record.best_metric)

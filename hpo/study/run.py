@@ -189,9 +189,10 @@ def _confirm(spec: StudySpec, ledger: StudyLedger, checked: _Checked) -> None:
         return
     checked.progress.message(f"confirmation: {len(todo)} rerun(s) of the top {confirm.top_k} config(s) on seeds "
                              f"{rerun_seeds(spec.study.seed, confirm.seeds)}")
-    run_reruns(todo, trainer=spec.trainer, models=spec.models, data=checked.data, cpu=spec.resources.cpu,
-               gpu=spec.resources.gpu, max_retries=spec.resources.max_retries, max_concurrent=checked.max_concurrent,
-               stopped=lambda: ledger.signal.is_set, started=ledger.rerun_started, ended=ledger.rerun_ended)
+    run_reruns(todo, task=spec.task, trainer=spec.trainer, models=spec.models, data=checked.data,
+               cpu=spec.resources.cpu, gpu=spec.resources.gpu, max_retries=spec.resources.max_retries,
+               max_concurrent=checked.max_concurrent, stopped=lambda: ledger.signal.is_set,
+               started=ledger.rerun_started, ended=ledger.rerun_ended)
 
 
 def _check_can_drive(spec: StudySpec, registry: Registry, resume: bool) -> StudyRecord | None:

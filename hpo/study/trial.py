@@ -1,4 +1,4 @@
-"""What runs inside one Ray Tune trial: the study's TrainConfig + what Optuna sampled -> trainers.fine_tune.
+"""What runs inside one Ray Tune trial: the study's TrainConfig + what Optuna sampled -> the task's ``fine_tune``.
 
 The only module that connects ``trainers`` to Ray: :class:`RayReporter` turns each epoch's report into
 ``ray.tune.report`` with that epoch's checkpoint (Ray keeps the latest). A trial that runs out of GPU
@@ -22,8 +22,9 @@ from hpo.config.model_choice import StudyData, trial_data, trial_settings
 from hpo.config.spec import ModelChoice
 from hpo.result_keys import NODE_KEY, OOM_KEY, RESUME_KEY, STORAGE_FULL_KEY
 from hpo.stores.checkpoints import CheckpointStore
-from trainers import TrainConfig, fine_tune
+from trainers import TrainConfig
 from trainers.oom import TrainingOutOfMemory
+from trainers.tasks import DEFAULT_TASK, load_task
 
 
 class RayReporter:
@@ -47,8 +48,9 @@ class StorageFull(RuntimeError):
 
 
 def run_trial(config: dict[str, Any], *, data: StudyData, trainer: TrainConfig, checkpoints: str,
-              models: Mapping[str, ModelChoice] = MappingProxyType({})) -> None:
-    """The Ray trainable. ``trainer`` holds the study-wide settings; ``config`` what Optuna sampled;
+              models: Mapping[str, ModelChoice] = MappingProxyType({}), task: str = DEFAULT_TASK) -> None:
+    """The Ray trainable. ``task`` names what it fine-tunes for; ``trainer`` holds the study-wide settings;
+    ``config`` what Optuna sampled;
     ``checkpoints`` is ``storage.checkpoints``, where an interrupted trial's checkpoint is read from; ``models``
     the choices of a study that searches the model (``data`` then holds each one's tokenized rows)."""
     context = tune.get_context()
@@ -61,7 +63,7 @@ def run_trial(config: dict[str, Any], *, data: StudyData, trainer: TrainConfig, 
             resume_from = str(stack.enter_context(CheckpointStore(checkpoints).local_copy(config[RESUME_KEY])))
         settings = trial_settings(trainer, config, models, num_threads=num_threads, resume_from=resume_from)
         try:
-            fine_tune(settings, trial_data(data, config), RayReporter())
+            load_task(task).fine_tune(settings, trial_data(data, config), RayReporter())
         except StorageFull as err:
             # A result, not an exception (which Ray would retry into the same full disk): the ledger keeps the
             # trial resumable and stops the study with the reason.
