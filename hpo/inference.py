@@ -1,6 +1,6 @@
 """The MLflow pyfunc classes every registered model of a study is (the search's best, a refit, an ensemble): a saved
 model folder that predicts through its task's predictor (:meth:`trainers.tasks.base.Task.predictor`), so hpo never
-tokenizes or decodes anything itself. Shared by the stores (which log these classes) and the model commands.
+reads a text or an image itself. Shared by the stores (which log these classes) and the model commands.
 
 A pyfunc (not the transformers flavor) because the head may read mean-pooled states, which only the task's own
 model class reproduces. Example::
@@ -11,12 +11,17 @@ model class reproduces. Example::
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from trainers.tasks import DEFAULT_TASK, load_task
+
+# The classes' predict is untyped on purpose: a task's rows are texts, pairs or images, which MLflow's type-hint
+# schemas would coerce (a DataFrame into dicts); MLflow warns on every definition and load that it has no hints.
+warnings.filterwarnings("ignore", message="Add type hints to the `predict` method", category=UserWarning)
 
 
 def combine_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -43,7 +48,7 @@ class FineTunedModel(PythonModel):
     def load_context(self, context) -> None:
         self.predictor = load_task(self.task).predictor(context.artifacts["checkpoint"])
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:  # untyped: MLflow infers no schema
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
         """Rows in (a list, or a DataFrame); a DataFrame of label and p_<label> (or score) out."""
         return self.predictor(model_input)
 
@@ -60,5 +65,5 @@ class EnsembleModel(PythonModel):
         task = load_task(self.task)
         self.members = [task.predictor(context.artifacts[name]) for name in names]
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:  # untyped: MLflow infers no schema
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
         return combine_frames([member(model_input) for member in self.members])

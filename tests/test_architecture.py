@@ -99,3 +99,15 @@ def test_importing_hpo_does_not_import_the_driver_stack():
     probe = "import sys, hpo; print(sorted(m for m in ('ray', 'mlflow', 'optuna', 'matplotlib') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+def test_hpo_holds_no_text_specific_code():
+    """hpo talks to tasks through trainers.tasks only: no tokenizer, tokens or text columns (``grep`` as a test)."""
+    text_terms = ("tokeniz", "input_ids", "attention_mask", "text_column", "autotokenizer")
+    code = {path: "\n".join(line for line in (ROOT / path).read_text().lower().splitlines()
+                             if not line.strip().startswith((">>>", "...")))  # doctests build real task data
+            for path in _modules()}
+    found = [(path, term) for path, text in code.items() for term in text_terms if term in text]
+    assert found == []
+    importers = {path for path, tree in _modules().items() if "transformers" in _imports(tree)}
+    assert importers == set()

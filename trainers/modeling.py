@@ -133,6 +133,16 @@ def num_encoder_blocks(model: nn.Module) -> int:
     return len(encoder_parts(model)[1])
 
 
+def blocks_of_pretrained(name_or_config: str | PretrainedConfig) -> int:
+    """The encoder blocks of a pretrained model (a folder, a hub name, or its config), read from its config: no
+    weights are loaded or allocated."""
+    config = (name_or_config if isinstance(name_or_config, PretrainedConfig)
+              else AutoConfig.from_pretrained(str(name_or_config)))
+    with torch.device("meta"):  # the architecture, without allocating weights
+        model = AutoModelForSequenceClassification.from_config(config)
+    return num_encoder_blocks(model)
+
+
 def freeze(model: nn.Module, depth: int) -> None:
     """Freezes the embeddings and the first ``depth`` blocks; ``depth=0`` trains everything."""
     embeddings, blocks = encoder_parts(model)

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification
-
 from hpo.config.spec import ModelSpec
 from hpo.errors import ConfigError
-from trainers.modeling import UnsupportedArchitecture, num_encoder_blocks
+from trainers.modeling import UnsupportedArchitecture, blocks_of_pretrained
 from trainers.split_package import SPLIT_MODELS, build_split, split_config
 from trainers.tiny import build_tiny_bert, tiny_bert_config
 from trainers.truncated import TRUNCATIONS, build_truncated, truncated_config
@@ -34,13 +31,8 @@ def resolve_model(raw: str, build_if_missing: str | None) -> ModelSpec:
         )
     name_or_path = str(local.resolve()) if looks_local or to_build else raw
     try:
-        if build_if_missing and to_build:
-            config = _described(build_if_missing)
-        else:
-            config = AutoConfig.from_pretrained(name_or_path)
-        with torch.device("meta"):  # the architecture, without allocating weights
-            model = AutoModelForSequenceClassification.from_config(config)
-        return ModelSpec(name_or_path, num_encoder_blocks(model), build_if_missing)
+        blocks = blocks_of_pretrained(_described(build_if_missing) if build_if_missing and to_build else name_or_path)
+        return ModelSpec(name_or_path, blocks, build_if_missing)
     except UnsupportedArchitecture as err:
         raise ConfigError("model.name_or_path", str(err)) from None
     except (OSError, ValueError, KeyError) as err:

@@ -6,7 +6,7 @@ freeze depth is bounded by its own blocks). The choices' configs are copied into
 ``model_choices`` when it is first checked, so a resumed study uses the models it started with.
 
 A trial's inputs then depend on its model: its settings (:func:`trial_settings`: the model's folder and pooling)
-and its tokenized data (:func:`trial_data`: one :class:`~trainers.PreparedData` per choice, keyed by name).
+and its prepared data (:func:`trial_data`: one :class:`~trainers.PreparedData` per choice, keyed by name).
 
 Example::
 
@@ -98,13 +98,13 @@ def trial_settings(trainer: TrainConfig, params: Mapping[str, Any], choices: Map
 
 
 def trial_data(data: StudyData, params: Mapping[str, Any]) -> PreparedData:
-    """A trial's tokenized data: its model's, when the study searches the model."""
+    """A trial's prepared data: its model's, when the study searches the model."""
     return data[params[MODEL]] if isinstance(data, Mapping) else data
 
 
 def with_models_of(spec: StudySpec, trials: Iterable[Mapping[str, Any]]) -> StudySpec:
     """``spec`` keeping only the model choices these trials' ``params`` used, so a command that needs a few trials'
-    data (refit, ensemble) tokenizes for their models alone."""
+    data (refit, ensemble) prepares it for their models alone."""
     used = {params.get(MODEL) for params in trials}
     return dataclasses.replace(spec, models={n: c for n, c in spec.models.items() if n in used}) if spec.models \
         else spec

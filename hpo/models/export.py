@@ -22,7 +22,7 @@ class ExportMismatch(RuntimeError):
 
 
 def export_folder(best: Path, out: Path, card: str) -> Path:
-    """Copies the best model's folder (weights, tokenizer or preprocessing, config with labels) to ``out`` and
+    """Copies the best model's folder (weights, the task's preprocessing files, config with labels) to ``out`` and
     writes ``card`` as its ``README.md``."""
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; choose an empty or new folder")

@@ -1,12 +1,13 @@
 """The study's train and validation data as MLflow dataset inputs, so every run says what it was trained on.
 
 Each split is recorded as it reached the trials (after ``train_limit``/``validation_limit`` and the task's
-preparation, e.g. tokenization): its file, the rows used, what they hold (label counts, or the target's range) and
-a digest of the rows themselves, so two studies on the same file but different subsets (or tokenizers) show
-different digests. hpo asks the prepared data for these (``digest()``, ``profile()``), never reads rows. Example::
+preparation): its file, the rows used, what they hold (label counts, or the target's range) and a digest of the
+rows as the model reads them, so two studies on the same file but different subsets (or models that read the rows
+differently) show different digests. hpo asks the prepared data for these (``digest()``, ``profile()``), never
+reads rows. Example::
 
     >>> from trainers.data import PreparedData, TokenizedSplit
-    >>> split = TokenizedSplit(input_ids=[[101, 7], [101, 8]], labels=[0, 1])
+    >>> split = TokenizedSplit([[101, 7], [101, 8]], [0, 1])
     >>> data = PreparedData(split, split, ("neg", "pos"), pad_token_id=0)
     >>> ds = split_dataset("train", "data/train.csv", data, split, limit=None).dataset
     >>> ds.name, json.loads(ds.profile)["label_counts"], len(ds.digest)

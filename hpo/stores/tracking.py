@@ -23,6 +23,7 @@ from mlflow.pyfunc import PyFuncModel, PythonModel
 
 from hpo.inference import FineTunedModel
 from hpo.states import TrialState
+from trainers.config import REGRESSION_METRICS, VALIDATION_METRICS
 
 TRIAL_ID_TAG = "hpo.ray_trial_id"
 TRIAL_NUMBER_TAG = "hpo.optuna_trial_number"
@@ -37,7 +38,8 @@ VALUE_TAG = "hpo.value"  # a registered version's objective value, which the cha
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by MLflow's UI to pick an experiment's landing page
 RUN_STATUS = {TrialState.RUNNING: "RUNNING", TrialState.COMPLETED: "FINISHED", TrialState.PRUNED: "FINISHED",
               TrialState.FAILED: "FAILED", TrialState.INTERRUPTED: "KILLED"}
-LOGGED_METRICS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_f1_macro", "val_auc", "train_loss", "lr",
+# Every task's validation metrics (a trial reports its own task's), then the training and cost figures.
+LOGGED_METRICS = (*dict.fromkeys((*VALIDATION_METRICS, *REGRESSION_METRICS)), "train_loss", "lr",
                   "train_examples_per_s", "time_this_iter_s", "micro_batch_size", "grad_accumulation",
                   "cv_sd", "latency_ms", "epoch_seconds", "trainable_params", "model_mb")
 _PIP = ["torch==2.13.0", "transformers==5.23.0", "pandas", "hpo"]

@@ -1,5 +1,5 @@
 """A study's data, read and prepared once for all its trials by its task (and cached for later studies): one
-prepared copy per model when the model is searched (each model reads the rows its own way, e.g. its tokenizer).
+prepared copy per model when the model is searched (each model reads the rows its own way).
 Checks what only the data can tell (labels too rare for the folds, AUC on a multi-class task) before anything runs.
 hpo never looks inside the rows: it passes them from the task to the trials."""
 

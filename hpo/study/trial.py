@@ -52,7 +52,7 @@ def run_trial(config: dict[str, Any], *, data: StudyData, trainer: TrainConfig, 
     """The Ray trainable. ``task`` names what it fine-tunes for; ``trainer`` holds the study-wide settings;
     ``config`` what Optuna sampled;
     ``checkpoints`` is ``storage.checkpoints``, where an interrupted trial's checkpoint is read from; ``models``
-    the choices of a study that searches the model (``data`` then holds each one's tokenized rows)."""
+    the choices of a study that searches the model (``data`` then holds each one's prepared rows)."""
     context = tune.get_context()
     num_threads = max(1, int(context.get_trial_resources().required_resources.get("CPU", 1)))
     with contextlib.ExitStack() as stack:
