@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from trainers.objective import Objective
@@ -59,6 +59,9 @@ class TrainConfig:
     until_epoch: int | None = None  # stop after this epoch (the LR schedule still spans max_epochs): trainers.cv
     cv_folds: int = 0  # k >= 2: the objective is the k-fold cross-validated mean (trainers.cv)
     regression_loss: str = "mse"  # for a regression task (float targets): mse | huber
+    function: str = ""  # task=custom: the user's training function, package.module:function
+    function_path: str = ""  # the folder its module was imported from (put on a worker's sys.path)
+    params: dict[str, Any] = field(default_factory=dict)  # task=custom: the sampled values of the user's own names
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TrainConfig:

@@ -52,8 +52,13 @@ def best_model_folder(record: StudyRecord, storage: StorageSpec, model_uri: str 
         fail(f"study {record.name!r} has no best model yet (no finished trial)", code=1)
 
 
-def task_of(record: StudyRecord) -> Task:
-    return load_task(str(stored_config(record.config_yaml).get("task", {}).get("name", DEFAULT_TASK)))
+def task_of(record: StudyRecord, command: str) -> Task:
+    """The study's task, refusing ``command`` for one whose models only the user's code reads."""
+    task = load_task(str(stored_config(record.config_yaml).get("task", {}).get("name", DEFAULT_TASK)))
+    if task.info.user_function:
+        fail(f"hpo {command}: study {record.name!r} trains its own code (task=custom), whose models hpo cannot "
+             "load; its best trial's files are the artifact best_model/ of the study's MLflow run", code=1)
+    return task
 
 
 def _facts(registry: Registry, record: StudyRecord, storage: StorageSpec, folder: Path, task: Task) -> ModelFacts:
@@ -91,7 +96,7 @@ def cmd_export(args: Namespace) -> None:
     registry = open_registry(args)
     record = require(registry, args.name)
     storage, out = stored_storage(record, [registry.url]), Path(args.to).resolve()
-    task = task_of(record)
+    task = task_of(record, "export")
     with best_model_folder(record, storage, model_uri_of(record, args.model_uri)) as folder:
         try:
             export_folder(folder, out, model_card(_facts(registry, record, storage, folder, task)))
@@ -128,6 +133,7 @@ def cmd_predict(args: Namespace) -> None:
     """Tab-separated: label and one probability per class (or the score), then the row (a header first)."""
     registry = open_registry(args)
     record = require(registry, args.name)
+    task_of(record, "predict")
     uri = model_uri_of(record, args.model_uri)
     if uri is None:
         fail(f"study {record.name!r} registered no model; pass --model-uri (e.g. runs:/<run id>/best_model)", code=1)
@@ -148,7 +154,7 @@ def cmd_predict(args: Namespace) -> None:
 def cmd_refit(args: Namespace) -> None:
     register()
     registry = open_registry(args)
-    require(registry, args.name)
+    task_of(require(registry, args.name), "refit")
     try:
         uri = refit(registry, args.name, list(args.overrides), args.with_validation, prepare_study_data)
     except ConfigError as err:
@@ -162,6 +168,7 @@ def cmd_ensemble(args: Namespace) -> None:
     register()
     registry = open_registry(args)
     record = require(registry, args.name)
+    task_of(record, "ensemble")
     if args.top < 2:
         fail("--top must be at least 2 (one trial is the study's best model already)")
     try:

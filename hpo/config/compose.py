@@ -38,7 +38,8 @@ from hpo.errors import ConfigError
 from hpo.secrets import redact, restore
 from trainers.config import COST_METRICS, LOWER_IS_BETTER, POOLINGS, REGRESSION_LOSSES, TrainConfig
 from trainers.objective import Objective
-from trainers.tasks import DEFAULT_TASK, TASKS, TaskInfo, load_task
+from trainers.tasks import DEFAULT_TASK, TASKS, SourceError, TaskInfo, load_task
+from trainers.tasks.custom import resolve_function, search_path_of
 
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _TRAINER_KEYS = ("max_epochs", "max_length", "eval_batch_size", "grad_clip", "early_stopping_patience",
@@ -92,16 +93,28 @@ def build_spec(cfg: DictConfig) -> s.StudySpec:
     info = _task(cfg)
     study = _study(cfg, info)
     storage = storage_spec(cfg, study.name)
-    model = resolve_model(str(get_key(cfg, "model.name_or_path")), OmegaConf.select(cfg, "model.build_if_missing"))
-    pooling = get_key(cfg, "model.pooling")
-    if pooling not in POOLINGS:
-        raise ConfigError("model.pooling", f"must be one of {list(POOLINGS)}, got {pooling!r}")
-    data = data_spec(cfg, load_task(info.name))
-    choices = model_choices(cfg)
-    space = _space(cfg, model.num_layers, {name: (c.model.num_layers, c.prior) for name, c in choices.items()})
-    if info.regression and "balanced" in space.values_of("class_weights"):
-        raise ConfigError("search.class_weights", f"task={info.name} has no classes to weigh; set it to none")
-    trainer = dataclasses.replace(_trainer(cfg, model, pooling, study, space), cv_folds=data.cv_folds or 0,
+    if info.user_function:  # the function brings its own model and data; the space is the user's own names
+        model, pooling, data, choices = s.ModelSpec("", 0, None), "cls", None, {}
+        function = str(get_key(cfg, "task.fn"))
+        try:
+            resolve_function(function)
+        except SourceError as err:
+            raise ConfigError(err.key, err.message) from None
+        space = _space(cfg, 0, {}, open_names=True)
+        user: dict[str, Any] = {"function": function, "function_path": search_path_of(function) or ""}
+    else:
+        model = resolve_model(str(get_key(cfg, "model.name_or_path")),
+                              OmegaConf.select(cfg, "model.build_if_missing"))
+        pooling = get_key(cfg, "model.pooling")
+        if pooling not in POOLINGS:
+            raise ConfigError("model.pooling", f"must be one of {list(POOLINGS)}, got {pooling!r}")
+        data = data_spec(cfg, load_task(info.name))
+        choices = model_choices(cfg)
+        space = _space(cfg, model.num_layers, {name: (c.model.num_layers, c.prior) for name, c in choices.items()})
+        if info.regression and "balanced" in space.values_of("class_weights"):
+            raise ConfigError("search.class_weights", f"task={info.name} has no classes to weigh; set it to none")
+        user = {"cv_folds": data.cv_folds or 0}
+    trainer = dataclasses.replace(_trainer(cfg, model, pooling, study, space, info), **user,
                                   regression_loss=str(OmegaConf.select(cfg, "task.loss", default="mse")))
 
     cpu = number(cfg, "resources.cpu", minimum=0.01)
@@ -145,7 +158,10 @@ def _study(cfg: DictConfig, task: TaskInfo) -> s.StudySettings:
     metric, mode = get_key(cfg, "study.metric"), get_key(cfg, "study.mode")
     if objectives:
         metric, mode = objectives[0].metric, objectives[0].mode
-    if metric not in task.metrics:
+    if not metric:
+        raise ConfigError("study.metric", "name the metric the study optimizes: one your task.fn reports, e.g. "
+                                          "study.metric=val_acc study.mode=max")
+    if task.metrics and metric not in task.metrics:
         raise ConfigError("study.metric", f"{metric!r} is not reported by task={task.name}; choose one of "
                                           f"{list(task.metrics)}")
     if mode not in ("min", "max"):
@@ -175,12 +191,13 @@ def _study(cfg: DictConfig, task: TaskInfo) -> s.StudySettings:
     )
 
 
-def _space(cfg: DictConfig, num_layers: int, models: dict[str, tuple[int, dict]]) -> SearchSpace:
+def _space(cfg: DictConfig, num_layers: int, models: dict[str, tuple[int, dict]],
+           open_names: bool = False) -> SearchSpace:
     search = get_key(cfg, "search")
     if not isinstance(search, DictConfig):
         raise ConfigError("search", "must be a mapping of hyperparameter -> range, choices or value")
     node = {k: v for k, v in as_dict(search, "search").items() if k not in ("feedback", "first_trial")}
-    return SearchSpace.from_config(node, num_layers, models)
+    return SearchSpace.from_config(node, num_layers, models, open_names=open_names)
 
 
 def _objectives(cfg: DictConfig, task: TaskInfo) -> list[Objective]:
@@ -196,12 +213,12 @@ def _objectives(cfg: DictConfig, task: TaskInfo) -> list[Objective]:
     objectives = []
     for entry in given:
         name, _, mode = str(entry).partition(":")
-        if name not in known or mode not in ("min", "max"):
+        if (task.metrics and name not in known) or mode not in ("min", "max"):
             raise ConfigError("study.objectives", f"{entry!r}: {hint}; metrics are {list(known)}")
         if (name in COST_METRICS or name in LOWER_IS_BETTER) and mode != "min":
             raise ConfigError("study.objectives", f"{name} is a cost: it should be minimized ({name}:min)")
         objectives.append(Objective(name, mode))
-    if objectives[0].metric not in task.metrics:
+    if task.metrics and objectives[0].metric not in task.metrics:
         raise ConfigError("study.objectives", f"the first objective is what ASHA schedules on and the best trial is "
                                               f"ranked by: a validation metric, not {objectives[0].metric}")
     if len({o.metric for o in objectives}) < len(objectives):
@@ -210,13 +227,17 @@ def _objectives(cfg: DictConfig, task: TaskInfo) -> list[Objective]:
 
 
 def _trainer(cfg: DictConfig, model: s.ModelSpec, pooling: str, study: s.StudySettings,
-             space: SearchSpace) -> TrainConfig:
+             space: SearchSpace, task: TaskInfo) -> TrainConfig:
     number(cfg, "trainer.max_epochs", minimum=1, integer=True)
     number(cfg, "trainer.max_length", minimum=8, integer=True)
     number(cfg, "trainer.eval_batch_size", minimum=1, integer=True)
     number(cfg, "trainer.min_micro_batch_size", minimum=1, integer=True)
     number(cfg, "trainer.early_stopping_patience", minimum=1, integer=True, optional=True)
-    fixed = {key: get_key(cfg, f"trainer.{key}") for key in _TRAINER_KEYS} | space.fixed
+    fixed = {key: get_key(cfg, f"trainer.{key}") for key in _TRAINER_KEYS}
+    if task.user_function:  # its fixed values are the function's params, not trainer settings
+        fixed["params"] = dict(space.fixed)
+    else:
+        fixed |= space.fixed
     try:
         return TrainConfig.from_mapping(fixed | {
             "model_name_or_path": model.name_or_path, "pooling": pooling, "metric": study.objective.metric,

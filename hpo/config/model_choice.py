@@ -32,11 +32,12 @@ from hpo.config.search_space import HYPERPARAMETERS, MODEL, trainer_name
 from hpo.config.sections import as_dict
 from hpo.config.spec import ModelChoice, StudySpec
 from hpo.errors import ConfigError
-from trainers import PreparedData, TrainConfig
+from trainers import TrainConfig
 from trainers.config import POOLINGS
 
 CHOICES_KEY = "model_choices"
-StudyData = PreparedData | Mapping[str, PreparedData]  # one model's rows, or each model choice's (keyed by name)
+# The task's prepared data, opaque to hpo (None: the task reads its own), or each model choice's keyed by name.
+StudyData = Any
 
 
 def with_choice_configs(cfg: DictConfig) -> DictConfig:
@@ -91,13 +92,15 @@ def trial_settings(trainer: TrainConfig, params: Mapping[str, Any], choices: Map
                    **changes: Any) -> TrainConfig:
     """``trainer`` with a trial's sampled ``params`` (under their trainer names) and its model's folder and
     pooling; ``changes`` on top (seed, threads...)."""
+    if trainer.function:  # task=custom: every sampled value is the user's function's own
+        return dataclasses.replace(trainer, params={**trainer.params, **params}, **changes)
     values = {trainer_name(k): v for k, v in params.items() if trainer_name(k) in HYPERPARAMETERS and k != MODEL}
     if (name := params.get(MODEL)) is not None:
         values |= {"model_name_or_path": choices[name].model.name_or_path, "pooling": choices[name].pooling}
     return dataclasses.replace(trainer, **values, **changes)
 
 
-def trial_data(data: StudyData, params: Mapping[str, Any]) -> PreparedData:
+def trial_data(data: StudyData, params: Mapping[str, Any]) -> Any:
     """A trial's prepared data: its model's, when the study searches the model."""
     return data[params[MODEL]] if isinstance(data, Mapping) else data
 
@@ -110,7 +113,7 @@ def with_models_of(spec: StudySpec, trials: Iterable[Mapping[str, Any]]) -> Stud
         else spec
 
 
-def rows_of(data: StudyData) -> PreparedData:
+def rows_of(data: StudyData) -> Any:
     """The study's rows under any one model's tokens (the rows, labels and splits are the same for every model)."""
     return next(iter(data.values())) if isinstance(data, Mapping) else data
 

@@ -67,13 +67,16 @@ class SearchSpace:
     distributions: dict[str, BaseDistribution] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
     grids: dict[str, list] = field(default_factory=dict)
+    conditional: bool = True  # fine-tuning's conditional space (method -> what it uses); False: task=custom's own
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any], num_layers: int,
-                    models: Mapping[str, tuple[int, Mapping[str, Any]]] | None = None) -> SearchSpace:
+                    models: Mapping[str, tuple[int, Mapping[str, Any]]] | None = None,
+                    open_names: bool = False) -> SearchSpace:
         """``models``: when the model is searched, each choice's number of blocks and prior (the ranges that
         replace ``node``'s for its trials). A range that differs between models is one Optuna parameter per
         model (``freeze_depth.minilm_l3``), so the sampler never mixes one model's evidence into another's.
+        ``open_names``: any names, the user's own (``task=custom``), with no fine-tuning meaning attached.
 
         >>> space = SearchSpace.from_config({"model": {"choices": ["big", "small"]},
         ...     "freeze_depth": {"low": 0, "high": "half"}, "dropout": {"low": 0.0, "high": 0.2}},
@@ -83,12 +86,12 @@ class SearchSpace:
         """
         if models:
             return cls._per_model(node, num_layers, models)
-        if MODEL in node:
+        if MODEL in node and not open_names:
             raise ConfigError("search.model", "the model choices were not read; give {choices: [model configs]}")
         distributions, fixed, grids = {}, {}, {}
         for name, spec in node.items():
             key = f"search.{name}"
-            if name not in HYPERPARAMETERS:
+            if name not in HYPERPARAMETERS and not open_names:
                 raise ConfigError(key, f"unknown hyperparameter; searchable ones are {list(HYPERPARAMETERS)}")
             if isinstance(spec, Mapping):
                 distributions[name], grid = _distribution(key, name, dict(spec), num_layers)
@@ -97,8 +100,10 @@ class SearchSpace:
             else:
                 fixed[name] = _checked_value(key, name, spec, num_layers)
         if not distributions:
-            raise ConfigError("search", "nothing to search: every hyperparameter is fixed; make one a range")
-        return cls(distributions, fixed, grids)
+            hint = ("declare the function's own, e.g. '+search.lr={low:0.001,high:0.1,log:true}'" if open_names
+                    else "make one a range")
+            raise ConfigError("search", f"nothing to search: no hyperparameter is a range or choices; {hint}")
+        return cls(distributions, fixed, grids, conditional=not open_names)
 
     @classmethod
     def _per_model(cls, node: Mapping[str, Any], num_layers: int,
@@ -124,6 +129,8 @@ class SearchSpace:
     def applicable(self, method: str | None, model: str | None = None) -> list[str]:
         """The searched hyperparameters a trial of ``method`` (and ``model``) uses (all when the space has no
         method)."""
+        if not self.conditional:
+            return list(self.distributions)
         method = method or self.fixed.get("method", DEFAULT_METHOD)
         return [n for n in self.distributions
                 if n in ("method", MODEL) or (method in _ONLY_FOR.get(trainer_name(n), METHODS)
@@ -142,7 +149,7 @@ class SearchSpace:
         {'method': 'lora', 'lora_rank': 8}
         """
         params: dict[str, Any] = {}
-        for first in (MODEL, "method"):
+        for first in (MODEL, "method") if self.conditional else ():
             if first in self.distributions:
                 params[first] = _suggest(trial, first, self.distributions[first])
         for name in self.applicable(params.get("method"), params.get(MODEL)):
@@ -152,7 +159,7 @@ class SearchSpace:
 
     def grid_space(self) -> dict[str, list]:
         """The finite value lists that ``optuna.samplers.GridSampler`` needs, one per searched dimension."""
-        if conditional := [d for d in (MODEL, "method") if d in self.distributions]:
+        if conditional := [d for d in (MODEL, "method") if d in self.distributions and self.conditional]:
             raise ConfigError(f"search.{conditional[0]}", "sampler=grid needs every trial to sample every dimension, "
                                                           "but this one decides which others a trial samples; use "
                                                           "sampler=tpe or random, or fix it")
@@ -252,12 +259,16 @@ def _distribution(key: str, name: str, spec: dict, num_layers: int) -> tuple[Bas
     spec["high"] = {"auto": num_layers, "half": num_layers // 2}.get(spec["high"], spec["high"])
     low = _checked_value(key + ".low", name, spec["low"], num_layers)
     high = _checked_value(key + ".high", name, spec["high"], num_layers)
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in (low, high)):
+        raise ConfigError(key, f"a range takes numbers, got {low!r}..{high!r}; for names write {{choices: [...]}}")
     if low > high:
         raise ConfigError(key, f"low ({low}) is above high ({high})")
     log, step = bool(spec.get("log", False)), spec.get("step")
     if log and low <= 0:
         raise ConfigError(key + ".low", f"must be > 0 for a log-uniform range, got {low}")
-    kind = spec.get("type") or ("int" if _BOUNDS[name][0] is int else "float")
+    # A custom task's own name is an int range when both bounds are ints (as the YAML comment in search/ says).
+    default = _BOUNDS[name][0] is int if name in _BOUNDS else isinstance(low, int) and isinstance(high, int)
+    kind = spec.get("type") or ("int" if default else "float")
     if kind not in ("int", "float"):
         raise ConfigError(key + ".type", f"must be int or float, got {kind!r}")
     grid = spec.get("grid")
@@ -273,6 +284,8 @@ def _distribution(key: str, name: str, spec: dict, num_layers: int) -> tuple[Bas
 
 
 def _checked_value(key: str, name: str, value: Any, num_layers: int) -> Any:
+    if name not in HYPERPARAMETERS:  # task=custom's own name: its function checks its values
+        return value
     if name in _NAMED:
         if value not in _NAMED[name]:
             raise ConfigError(key, f"must be one of {list(_NAMED[name])}, got {value!r}")

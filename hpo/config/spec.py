@@ -173,7 +173,7 @@ class StudySpec:
     storage: StorageSpec
     lease: LeaseSpec
     model: ModelSpec
-    data: DataSpec
+    data: DataSpec | None  # None: the task reads its own (task=custom)
     space: SearchSpace
     trainer: TrainConfig
     resources: ResourcesSpec

@@ -66,6 +66,8 @@ def refit(registry: Registry, name: str, overrides: list[str], include_validatio
     """Trains and registers the refit model; returns its model URI."""
     record = registry.require(name)
     spec = refit_spec(record, overrides, [registry.url])
+    if spec.data is None:
+        raise RegistryError(f"study {name!r} reads its own data (task=custom): hpo cannot refit it")
     epochs = best_epoch(registry, record)
     params = record.best_params or {}
     settings = trial_settings(spec.trainer, params, spec.models, max_epochs=epochs, early_stopping_patience=None,

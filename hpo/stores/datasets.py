@@ -36,7 +36,9 @@ def split_dataset(context: str, path: str | Path, data: Any, split: Any, limit: 
     return DatasetInput(dataset, tags=[InputTag(CONTEXT_TAG, context)])
 
 
-def study_datasets(d: DataSpec, data: Any) -> list[DatasetInput]:
-    """The study's train and validation splits."""
+def study_datasets(d: DataSpec | None, data: Any) -> list[DatasetInput]:
+    """The study's train and validation splits (none when the task reads its own data)."""
+    if d is None or data is None:
+        return []
     return [split_dataset("train", d.train_path, data, data.train, d.train_limit),
             split_dataset("validation", d.validation_path, data, data.validation, d.validation_limit)]

@@ -24,6 +24,7 @@ from hpo.stores.tracking import (
     EVALUATION_DIR,
     EXPERIMENT_KIND_TAG,
     FAIL_REASON_TAG,
+    LOGGED_METRICS,
     NODE_TAG,
     RUN_STATUS,
     STATUS_TAG,
@@ -37,8 +38,10 @@ from hpo.stores.tracking import (
     metrics_at,
     now_ms,
     params_of,
+    reported_metrics,
 )
 from trainers.checkpoint import best_model
+from trainers.tasks import task_info
 
 
 class StudyRun:
@@ -87,6 +90,9 @@ class StudyRun:
         the study's name with its trial and value as tags, and moves the alias ``champion`` to it unless the
         champion is at least as good. ``confirmed``: ``value`` is the config's mean over its confirmation reruns.
         Returns its URI."""
+        if task_info(self.spec.task).user_function:  # files only the user's code reads: an artifact, no pyfunc
+            self.client.log_artifacts(self.run_id, str(checkpoint_dir), "best_model")
+            return f"runs:/{self.run_id}/best_model"
         register_as = self.spec.name if self.spec.register_best else None
         uri, version = log_fine_tuned(self.spec.storage.tracking_uri, self.run_id, checkpoint_dir, register_as,
                                       self.spec.task)
@@ -215,7 +221,8 @@ class StudyRun:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_epoch(self, run_id: str, epoch: int, result: dict[str, float]) -> None:
-        self.client.log_batch(run_id, metrics=metrics_at(result, epoch))
+        keys = reported_metrics(result) if task_info(self.spec.task).user_function else LOGGED_METRICS
+        self.client.log_batch(run_id, metrics=metrics_at(result, epoch, keys))
 
     def logged_epochs(self, run_id: str) -> set[int]:
         return {m.step for m in self.client.get_metric_history(run_id, self.spec.objective.metric)}
@@ -224,12 +231,15 @@ class StudyRun:
         return self.client.get_run(run_id).info.status
 
     def close_trial_run(self, run_id: str, state: TrialState, checkpoint: str | None, reason: str | None = None,
-                        evaluation: dict | None = None, figures: Sequence[Path] = ()) -> None:
+                        evaluation: dict | None = None, figures: Sequence[Path] = (),
+                        error: str | None = None) -> None:
         """Tags the trial's outcome, logs its best epoch's per-class results (``evaluation/``: the JSON and
         ``figures`` drawn from it, such as the confusion matrix), uploads its best model (``checkpoint/``) and ends
         the run."""
         tags = {STATUS_TAG: state.value} | ({FAIL_REASON_TAG: reason} if reason else {})
         self.tag(run_id, **tags)
+        if error:  # the trial raised: its traceback, beside the run's failure tags
+            self.client.log_text(run_id, error, "error.txt")
         if evaluation:
             self.client.log_dict(run_id, evaluation, f"{EVALUATION_DIR}/per_class.json")
         for figure in figures:

@@ -68,6 +68,22 @@ def params_of(values: dict[str, Any]) -> list[Param]:
     return [Param(k, str(v)[:6000]) for k, v in sorted(values.items())]
 
 
+# What Ray and hpo add to a trial's results: bookkeeping, not metrics (task=custom logs every other number).
+_NOT_METRICS = {"timestamp", "training_iteration", "time_total_s", "time_since_restore", "iterations_since_restore",
+                "pid", "done", "epoch", "improved", "date", "hostname", "node_ip", "trial_id", "experiment_tag",
+                "checkpoint_dir_name", "should_checkpoint"}
+
+
+def reported_metrics(result: Mapping[str, Any]) -> list[str]:
+    """The numbers a trial reported itself, whatever their names (``task=custom``).
+
+    >>> reported_metrics({"val_acc": 0.9, "loss": 0.3, "epoch": 1, "hpo_node_id": "x", "time_total_s": 2.0})
+    ['val_acc', 'loss']
+    """
+    return [k for k, v in result.items() if k not in _NOT_METRICS and not k.startswith("hpo_")
+            and isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
 def metrics_at(result: Mapping[str, float], step: int, keys: Sequence[str] = LOGGED_METRICS) -> list[Metric]:
     """``result``'s values of ``keys`` as MLflow metrics at ``step``."""
     now = now_ms()

@@ -7,6 +7,7 @@ ledger (the one writer of trial state), :class:`RulesStopper` asks the study's s
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -49,7 +50,9 @@ class LedgerCallback(tune.Callback):
         self.ledger.trial_recovering(trial.trial_id, latest.path if latest else None)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self.ledger.trial_ended(trial.trial_id, trial.last_result or {}, errored=True)
+        error = Path(trial.error_file).read_text(errors="replace") if trial.error_file \
+            and Path(trial.error_file).is_file() else None  # the traceback Ray wrote for the trial
+        self.ledger.trial_ended(trial.trial_id, trial.last_result or {}, errored=True, error=error)
 
 
 class RulesStopper(tune.Stopper):

@@ -17,7 +17,10 @@ from trainers.tasks import SourceError, load_task
 
 def prepare_study_data(spec: StudySpec, log: Callable[[str], None] = print) -> StudyData:
     """Prepares the data once for every trial (and caches it for later studies); when the model is searched, once
-    per model choice."""
+    per model choice. None for a task that reads its own data (task=custom)."""
+    if spec.data is None:
+        log("data: read by the study's own training function (task.fn)")
+        return None
     if spec.models:
         return {name: _prepared(spec, c.model.name_or_path, log) for name, c in spec.models.items()}
     return _prepared(spec, spec.model.name_or_path, log)
@@ -25,6 +28,7 @@ def prepare_study_data(spec: StudySpec, log: Callable[[str], None] = print) -> S
 
 def _prepared(spec: StudySpec, model: str, log: Callable[[str], None]) -> Any:
     d = spec.data
+    assert d is not None, "a task that reads no data prepares none"
     try:
         data = load_task(spec.task).prepare(d.source(spec.study.seed), model, max_length=spec.trainer.max_length,
                                             cache_dir=spec.storage.cache_dir / "prepared")

@@ -154,7 +154,9 @@ class StudyLedger:
         if (number := self.numbers.get(ray_trial_id)) is not None:
             self.registry.upsert_trial(self.name, number, checkpoint=path)
 
-    def trial_ended(self, ray_trial_id: str, last_result: dict[str, Any], errored: bool) -> None:
+    def trial_ended(self, ray_trial_id: str, last_result: dict[str, Any], errored: bool,
+                    error: str | None = None) -> None:
+        """A trial's end as Ray saw it; ``error``: the traceback of a trial that raised (kept in its MLflow run)."""
         number = self.numbers.get(ray_trial_id)
         if number is None:
             return
@@ -165,7 +167,7 @@ class StudyLedger:
                                 f"space and run `hpo resume {self.name}`")
             self.close(number, TrialState.INTERRUPTED)
         elif errored or last_result.get(OOM_KEY):
-            self.close(number, TrialState.FAILED, OOM if not errored else ERROR)
+            self.close(number, TrialState.FAILED, OOM if not errored else ERROR, error)
         elif self.signal.is_set:
             self.close(number, TrialState.INTERRUPTED)
         elif record.epochs >= self.spec.trainer.max_epochs or last_result.get("early_stopped"):
@@ -195,7 +197,7 @@ class StudyLedger:
         self.mlflow.log_epoch(self.run_ids[number], epoch, result)
         return True
 
-    def close(self, number: int, state: TrialState, reason: str | None = None) -> None:
+    def close(self, number: int, state: TrialState, reason: str | None = None, error: str | None = None) -> None:
         """Ends trial ``number`` as ``state`` in the three stores, in the ledger's order."""
         record = self.registry.upsert_trial(self.name, number, state=state, fail_reason=reason)
         self._tell(record)
@@ -206,7 +208,7 @@ class StudyLedger:
             kept = latest if self.retention.keeps_model(record) else None
             with tempfile.TemporaryDirectory(prefix="hpo-eval-") as tmp:
                 figures = [evaluation_png(evaluation, Path(tmp))] if evaluation else []
-                self.mlflow.close_trial_run(run_id, state, kept, reason, evaluation, figures)
+                self.mlflow.close_trial_run(run_id, state, kept, reason, evaluation, figures, error)
         self.retention.trial_ended(record)
         self.progress.trial_ended(number, state.value, reason, record.epochs, record.best_metric)
         if state in (TrialState.COMPLETED, TrialState.PRUNED):

@@ -29,10 +29,11 @@ class TaskInfo:
 
     name: str
     implementation: str  # "module:Class", imported by trainers.tasks.load_task
-    metrics: tuple[str, ...]  # the validation metrics its trials report (study.metric must be one)
+    metrics: tuple[str, ...]  # the validation metrics its trials report (study.metric must be one; empty: any)
     default_metric: str
     default_mode: str
     regression: bool = False  # float targets: no classes, class weights or stratified subsets
+    user_function: bool = False  # trains the user's own code (task.fn): no data, model or search space of hpo's
     doc: str = ""
 
 
