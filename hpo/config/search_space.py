@@ -42,9 +42,14 @@ _BOUNDS: dict[str, tuple[type, float, float, str]] = {
     "lora_rank": (int, 1, 1024, "a positive integer such as 8 (the adapters' rank)"),
     "lora_alpha": (float, 1e-9, math.inf, "> 0, e.g. twice the rank (the adapters' scale is alpha / rank)"),
     "lora_learning_rate": (float, 0.0, 1.0, "a small positive number such as 5e-4 (LoRA's own LR)"),
+    "aug_crop_scale": (float, 0.05, 1.0, "in [0.05, 1]: the smallest share of an image a random crop keeps"),
+    "aug_magnitude": (float, 0.0, 10.0, "in [0, 10] (RandAugment's scale)"),
+    "mixup_alpha": (float, 0.0, 10.0, ">= 0, e.g. 0.2 (0 = no mixup)"),
 }
+IMAGE_ONLY = ("aug_crop_scale", "aug_flip", "aug_magnitude", "mixup_alpha")  # augmentation: images only
 # Hyperparameters that take one of a few names (a categorical, or fixed), never a range.
-_NAMED: dict[str, tuple[str, ...]] = {"class_weights": CLASS_WEIGHTS, "method": METHODS}
+_NAMED: dict[str, tuple] = {"class_weights": CLASS_WEIGHTS, "method": METHODS, "aug_flip": (True, False),
+                            "pretrained": (True, False)}
 # Hyperparameters that only some fine-tuning methods use: sampled only for trials of those (a conditional space).
 _ONLY_FOR: dict[str, tuple[str, ...]] = {
     "learning_rate": ("full", "freeze"), "freeze_depth": ("freeze",),

@@ -19,6 +19,9 @@ from trainers.tasks import DataSource, SourceError, Task
 CHECKPOINT_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")  # what pyarrow.fs (Ray's storage) opens
 
 _COLUMN = "_column"  # data.<role>_column: a column the task reads (text, text_pair, label)
+# data.* settings every task shares; the rest (data.image_size) are the task's own.
+_COMMON_DATA = {"dir", "train_path", "validation_path", "train_limit", "validation_limit", "seed", "stratify",
+                "cv_folds"}
 RANK_BY = ("mean", "lcb")  # confirm.rank_by: the mean, or the mean less one standard error (a lower confidence bound)
 
 
@@ -99,14 +102,16 @@ def data_spec(cfg: DictConfig, task: Task) -> s.DataSpec:
             raise ConfigError(key, f"{path} does not exist; point it at the split's data{hint}")
         paths[split] = path
     data = get_key(cfg, "data")
-    columns = {str(k)[: -len(_COLUMN)]: (None if v is None else str(v))
-               for k, v in as_dict(data, "data").items() if str(k).endswith(_COLUMN)}
+    values = as_dict(data, "data")
+    columns = {str(k)[: -len(_COLUMN)]: (None if v is None else str(v)) for k, v in values.items()
+               if str(k).endswith(_COLUMN)}
+    settings = {str(k): v for k, v in values.items() if str(k) not in _COMMON_DATA and not str(k).endswith(_COLUMN)}
     try:
-        task.check_source(DataSource(paths["train_path"], paths["validation_path"], columns))
+        task.check_source(DataSource(paths["train_path"], paths["validation_path"], columns, settings))
     except SourceError as err:
         raise ConfigError(err.key, err.message) from None
     return s.DataSpec(
-        train_path=paths["train_path"], validation_path=paths["validation_path"], columns=columns,
+        train_path=paths["train_path"], validation_path=paths["validation_path"], columns=columns, settings=settings,
         train_limit=number(cfg, "data.train_limit", minimum=2, integer=True, optional=True),
         validation_limit=number(cfg, "data.validation_limit", minimum=2, integer=True, optional=True),
         seed=number(cfg, "data.seed", minimum=0, integer=True, optional=True),

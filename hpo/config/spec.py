@@ -119,11 +119,13 @@ class DataSpec:
     seed: int | None  # of the subsets the limits pick; None (a study recorded before data.seed): study.seed
     stratify: bool = False  # the limits keep each label's share (False for studies recorded before data.stratify)
     cv_folds: int | None = None  # k-fold cross-validation as the objective (trainers.cv)
+    settings: dict[str, Any] = field(default_factory=dict)  # the task's own data.* settings (data.image_size)
 
     def source(self, study_seed: int) -> DataSource:
         """What the task reads: these settings, the limits' seed defaulting to the study's."""
-        return DataSource(self.train_path, self.validation_path, self.columns, self.train_limit,
-                          self.validation_limit, study_seed if self.seed is None else self.seed, self.stratify)
+        return DataSource(self.train_path, self.validation_path, self.columns, self.settings,
+                          train_limit=self.train_limit, validation_limit=self.validation_limit,
+                          seed=study_seed if self.seed is None else self.seed, stratify=self.stratify)
 
 
 @dataclass(frozen=True)

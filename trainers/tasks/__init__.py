@@ -6,7 +6,7 @@ to check the config (no torch imported) and calls :func:`load_task` for the task
     >>> task_info("text_regression").default_metric
     'val_spearman'
     >>> sorted(TASKS)
-    ['custom', 'text_classification', 'text_regression']
+    ['custom', 'image_classification', 'text_classification', 'text_regression']
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ TASKS: dict[str, TaskInfo] = {
     "text_regression": TaskInfo(
         "text_regression", "trainers.tasks.text:TextTask", REGRESSION_METRICS, "val_spearman", "max",
         regression=True, doc="a number per text or pair of texts (similarity, rating, score)"),
+    "image_classification": TaskInfo(
+        "image_classification", "trainers.tasks.image:ImageTask", VALIDATION_METRICS, "val_accuracy", "max",
+        doc="a label per image: an ImageNet backbone on image-folder data"),
     "custom": TaskInfo(
         "custom", "trainers.tasks.custom:CustomTask", (), "", "max", user_function=True,
         doc="the user's own training function (task.fn): any metrics, any search space"),

@@ -45,6 +45,7 @@ class DataSource:
     train_path: Path
     validation_path: Path
     columns: Mapping[str, str | None] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)  # the task's own data.* settings (image_size)
     train_limit: int | None = None
     validation_limit: int | None = None
     seed: int = 0
@@ -63,6 +64,10 @@ class Task(Protocol):
     ``NotImplementedError`` with a sentence saying so, which hpo shows as a refusal."""
 
     info: TaskInfo
+
+    def resolve_model(self, name_or_path: str, build_if_missing: str | None) -> tuple[str, int]:
+        """(where the pretrained model is, how many blocks it has) without loading weights; :class:`SourceError`
+        for ``model.*`` when it cannot be used."""
 
     def check_source(self, source: DataSource) -> None:
         """Cheap checks of the files and columns (headers only), raising :class:`SourceError`."""

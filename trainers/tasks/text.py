@@ -32,6 +32,7 @@ from trainers.data import DataError, PreparedData, prepare_data, read_columns, r
 from trainers.heads import head_for
 from trainers.loop import fine_tune, predict
 from trainers.modeling import REGRESSION_OUTPUT
+from trainers.pretrained import resolve_pretrained
 from trainers.reporting import Reporter
 from trainers.tasks.base import DataSource, SourceError, TaskInfo
 
@@ -44,6 +45,9 @@ class TextTask:
 
     def __init__(self, info: TaskInfo) -> None:
         self.info = info
+
+    def resolve_model(self, name_or_path: str, build_if_missing: str | None) -> tuple[str, int]:
+        return resolve_pretrained(name_or_path, build_if_missing)
 
     def check_source(self, source: DataSource) -> None:
         if not source.columns.get("text") or not source.columns.get("label"):
