@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.trainer_speed import bare_rate, settings, trainer_rate  # noqa: E402
 from trainers import TrainConfig, prepare_data  # noqa: E402
-from trainers.loop import pick_device  # noqa: E402
+from trainers.device import pick_device  # noqa: E402
 
 
 def _config(args, model: str) -> TrainConfig:

@@ -14,8 +14,7 @@ from hpo.errors import ConfigError
 from hpo.ranking import candidates, rerun_seeds, summarize
 from hpo.states import TrialState
 from trainers.data import subsample
-from trainers.heads import ClassificationHead
-from trainers.loop import class_weights
+from trainers.heads import ClassificationHead, class_weights
 from trainers.metrics import classification_metrics, per_class
 from trainers.objective import Objective
 

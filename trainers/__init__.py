@@ -1,4 +1,5 @@
-"""Text-classification fine-tuning that runs inside a trial or on its own.
+"""Fine-tuning that runs inside a trial or on its own: the tasks (:mod:`trainers.tasks`: text classification and
+regression, image classification, the user's own function) and what they share (heads, checkpoints, devices).
 
 Knows nothing of Ray or MLflow: progress leaves through a :class:`~trainers.reporting.Reporter`. Names are resolved
 when first used (PEP 562), so code that only reads settings (``trainers.config``, ``trainers.objective``) imports
@@ -28,6 +29,7 @@ _EXPORTS = {
     "UnsupportedArchitecture": "trainers.modeling",
     "fine_tune": "trainers.loop",
     "load_model": "trainers.checkpoint",
+    "load_task": "trainers.tasks",
     "prepare_data": "trainers.data",
 }
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "UnsupportedArchitecture",
     "fine_tune",
     "load_model",
+    "load_task",
     "prepare_data",
 ]
 
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
     from trainers.loop import fine_tune
     from trainers.modeling import TextClassifier, UnsupportedArchitecture
     from trainers.reporting import ConsoleReporter, Reporter
+    from trainers.tasks import load_task
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

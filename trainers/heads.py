@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from trainers.config import REGRESSION_LOSSES
+from trainers.config import CLASS_WEIGHTS, REGRESSION_LOSSES
 from trainers.metrics import classification_metrics, per_class
 
 _SCATTER_ROWS = 2000  # the most (true, predicted) pairs a regression evaluation keeps for its scatter plot
@@ -105,3 +105,20 @@ def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     denominator = float(a.norm() * b.norm())
     value = float((a * b).sum()) / denominator if denominator > 0 else 0.0
     return value if math.isfinite(value) else 0.0
+
+
+def class_weights(kind: str, labels: list[int], num_labels: int) -> torch.Tensor | None:
+    """The loss weight of each class: ``balanced`` gives class c the weight n / (k * n_c) (scikit-learn's rule), so
+    every class adds as much to the loss as the others however rare it is; ``none``: None (plain mean).
+
+    >>> [round(w, 3) for w in class_weights("balanced", [0, 0, 0, 1], 2).tolist()]
+    [0.667, 2.0]
+    """
+    if kind not in CLASS_WEIGHTS:
+        raise ValueError(f"class_weights must be one of {CLASS_WEIGHTS}, got {kind!r}")
+    if kind == "none":
+        return None
+    if num_labels < 2:
+        raise ValueError("class_weights=balanced needs classes; a regression task has none (use none)")
+    counts = torch.bincount(torch.tensor(labels), minlength=num_labels).float()
+    return len(labels) / (num_labels * counts.clamp(min=1.0))

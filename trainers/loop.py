@@ -2,65 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import random
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from trainers import checkpoint, compact
 from trainers.compact import BaseModel
-from trainers.config import CLASS_WEIGHTS, METHODS, TrainConfig
+from trainers.config import METHODS, TrainConfig
 from trainers.cv import cross_validate
 from trainers.data import PreparedData, TokenizedSplit, batches, evaluation_order
-from trainers.heads import Head, head_for
+from trainers.device import autocast_for, half_dtype, pick_device, seed_everything, to_device
+from trainers.heads import Head, class_weights, head_for
 from trainers.lora import add_lora
 from trainers.metrics import EVALUATION_FILE
 from trainers.modeling import TextClassifier, freeze, load_classifier
 from trainers.oom import MicroBatching, release_cuda_memory
 from trainers.optim import param_groups, warmup_then_linear_decay
 from trainers.reporting import Reporter
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def pick_device() -> torch.device:
-    """The GPU when there is one, with TF32 matmuls allowed (fp32 work at tensor-core speed)."""
-    if torch.cuda.is_available():
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def half_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 where the GPU has it, fp16 on older GPUs (with loss scaling), None on the CPU."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
-    dtype = half_dtype(device)
-    return torch.autocast("cuda", dtype=dtype) if dtype else contextlib.nullcontext()
-
-
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """Pinned host memory and asynchronous copies on a GPU, so the copy overlaps compute."""
-    if device.type != "cuda":
-        return batch
-    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
 
 
 @torch.no_grad()
@@ -91,23 +55,6 @@ def forward(classifier: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torc
 def validation_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """Classification metrics of logits (regression: :class:`trainers.heads.RegressionHead`)."""
     return head_for(regression=False).metrics(logits, labels)
-
-
-def class_weights(kind: str, labels: list[int], num_labels: int) -> torch.Tensor | None:
-    """The loss weight of each class: ``balanced`` gives class c the weight n / (k * n_c) (scikit-learn's rule), so
-    every class adds as much to the loss as the others however rare it is; ``none``: None (plain mean).
-
-    >>> [round(w, 3) for w in class_weights("balanced", [0, 0, 0, 1], 2).tolist()]
-    [0.667, 2.0]
-    """
-    if kind not in CLASS_WEIGHTS:
-        raise ValueError(f"class_weights must be one of {CLASS_WEIGHTS}, got {kind!r}")
-    if kind == "none":
-        return None
-    if num_labels < 2:
-        raise ValueError("class_weights=balanced needs classes; a regression task has none (use none)")
-    counts = torch.bincount(torch.tensor(labels), minlength=num_labels).float()
-    return len(labels) / (num_labels * counts.clamp(min=1.0))
 
 
 def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[str, float] | None:

@@ -19,12 +19,12 @@ from safetensors.torch import save_file
 
 from trainers import checkpoint, compact
 from trainers.config import TrainConfig
-from trainers.heads import ClassificationHead
+from trainers.device import autocast_for, pick_device, seed_everything
+from trainers.heads import ClassificationHead, class_weights
 from trainers.images import model as image_model
 from trainers.images.augment import augment, mixup
 from trainers.images.data import ImageSplit, PreparedImages
 from trainers.images.model import ImageClassifier
-from trainers.loop import autocast_for, class_weights, pick_device, seed_everything
 from trainers.metrics import EVALUATION_FILE
 from trainers.optim import param_groups, warmup_then_linear_decay
 from trainers.reporting import Reporter
