@@ -11,17 +11,12 @@ model class reproduces. Example::
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from trainers.tasks import DEFAULT_TASK, load_task
-
-# The classes' predict is untyped on purpose: a task's rows are texts, pairs or images, which MLflow's type-hint
-# schemas would coerce (a DataFrame into dicts); MLflow warns on every definition and load that it has no hints.
-warnings.filterwarnings("ignore", message="Add type hints to the `predict` method", category=UserWarning)
 
 
 def combine_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -42,6 +37,11 @@ def combine_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 class FineTunedModel(PythonModel):
     """One fine-tuned model (artifact ``checkpoint``) of task ``task``."""
 
+    # MLflow's own switch (private) for what its ChatModel does: no type-hint schema around predict. A task's rows
+    # are texts, pairs or image paths, which a schema would coerce (a DataFrame into dicts); without it MLflow warns
+    # on every definition and load that predict has no type hints.
+    _skip_type_hint_validation = True
+
     def __init__(self, task: str = DEFAULT_TASK) -> None:
         self.task = task
 
@@ -56,6 +56,8 @@ class FineTunedModel(PythonModel):
 class EnsembleModel(PythonModel):
     """Several models of one task (artifacts ``member_0``, ``member_1``, ...) whose predictions are averaged
     (``hpo ensemble``); the same input and output as :class:`FineTunedModel`."""
+
+    _skip_type_hint_validation = True  # as FineTunedModel's
 
     def __init__(self, task: str = DEFAULT_TASK) -> None:
         self.task = task

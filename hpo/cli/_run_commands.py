@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -49,6 +50,19 @@ def _spec(cfg: DictConfig, where: str = "") -> StudySpec:
         fail(f"config error{where}: {err}")
 
 
+def _search_path(overrides: list[str]) -> list[str]:
+    """Hydra's ``--config-dir DIR`` (``-cd DIR``: the user's own config folder beside hpo's) as the override that
+    makes the same folder visible to the checks run before Hydra's."""
+    for i, flag in enumerate(overrides):
+        name, _, value = flag.partition("=")
+        if name in ("--config-dir", "-cd"):
+            folder = value or (overrides[i + 1] if i + 1 < len(overrides) else "")
+            if not Path(folder).is_dir():
+                fail(f"config error: --config-dir {folder!r} is not a folder")
+            return [f"hydra.searchpath=[file://{Path(folder).resolve()}]"]
+    return []
+
+
 def cmd_sweep(args: argparse.Namespace) -> None:
     overrides = list(args.overrides)
     for option, key in ((args.storage_root_given, "storage.root"), (args.registry, "registry.url")):
@@ -57,7 +71,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     register()
 
     try:
-        check_overrides(overrides)
+        check_overrides([*overrides, *_search_path(overrides)])
     except ConfigError as err:
         fail(f"config error: {err}")
     task = hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")(
