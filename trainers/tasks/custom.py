@@ -163,6 +163,9 @@ class CustomTask:
         return NotImplementedError(f"{what} needs a model hpo can load; task=custom trains the user's own code, "
                                    "whose checkpoints only that code reads")
 
+    def resolve_model(self, *args: Any) -> Any:
+        raise self._refuse("model=")
+
     def prepare(self, *args: Any, **kwargs: Any) -> None:
         return None  # the function reads its own data
 

@@ -86,8 +86,9 @@ class ImageTask:
         return ImagePredictor(folder)
 
     def sample_inputs(self, source: DataSource, rows: int) -> list[Any]:
-        return [str(p) for p in scan(source.validation_path)[0][:: max(1, len(scan(source.validation_path)[0])
-                                                                       // rows)][:rows]]
+        """``rows`` validation image files spread over the folder (so every class shows up)."""
+        files = scan(source.validation_path)[0]
+        return [str(p) for p in files[:: max(1, len(files) // rows)][:rows]]
 
     def export_onnx(self, folder: Path, target: Path) -> Path:
         """``pixel_values`` [batch, 3, size, size] (normalized as ``config.json`` says) -> ``logits``."""
