@@ -36,7 +36,7 @@ def sleeping_trainable(epoch_s: float, metric: str):
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-    def sleeping_trial(config, *, data, trainer, checkpoints) -> None:
+    def sleeping_trial(config, *, data, trainer, checkpoints, **_) -> None:  # task=, models=: unused
         import math
 
         quality = 0.9 - 0.1 * abs(math.log10(config["learning_rate"]) + 4)

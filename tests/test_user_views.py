@@ -197,7 +197,7 @@ def test_predict_reads_texts_from_arguments_and_stdin(study):
                                 timeout=300)
     assert from_args.returncode == 0, from_args.stderr[-2000:]
     rows = from_args.stdout.strip().splitlines()
-    assert rows[0].split("\t") == ["label", "p_0", "p_1", "text"] and len(rows) == 3
+    assert rows[0].split("\t") == ["label", "p_0", "p_1", "input"] and len(rows) == 3
     assert rows[1].endswith("\ta gorgeous film")
     assert sum(float(p) for p in rows[1].split("\t")[1:3]) == pytest.approx(1.0, abs=1e-3)
     assert from_stdin.stdout == from_args.stdout

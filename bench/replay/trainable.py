@@ -20,7 +20,7 @@ def replay_trainable(table: ReplayTable, metric: str = "val_accuracy", seed: int
     for module in ("bench.replay.table", __name__):  # Ray workers need not find the bench package on their path
         ray.cloudpickle.register_pickle_by_value(sys.modules[module])
 
-    def replay_trial(config: dict[str, Any], *, data, trainer, checkpoints) -> None:
+    def replay_trial(config: dict[str, Any], *, data, trainer, checkpoints, **_: Any) -> None:  # task=, models=
         params = {k: v for k, v in config.items() if k in HYPERPARAMETERS}
         curve = table.nearest(params).curves[seed]
         for epoch, value in enumerate(curve[: trainer.max_epochs], 1):

@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
 TRIALS = int(os.environ.get("HPO_LOAD_TRIALS", "30"))
 
 
-def instant_trial(config, *, data, trainer, checkpoints) -> None:
+def instant_trial(config, *, data, trainer, checkpoints, **_) -> None:  # task=: unused
     """Three epochs reported at once, values seeded by the sampled learning rate (no model, no checkpoint)."""
     from ray import tune
 
