@@ -12,7 +12,7 @@
     hpo report NAME [--to DIR]                  # plots + a one-page summary (also written when a study ends)
     hpo ui [NAME] [--open] [--port 5000]        # the MLflow UI on 127.0.0.1, opened on the study's runs
     hpo export NAME --to DIR [--onnx]           # the best model as a Hugging Face folder (+ model card, ONNX)
-    hpo predict NAME [TEXT ...] [--file F]      # labels and probabilities (texts from stdin when none given)
+    hpo predict NAME [INPUT ...] [--file F]     # labels and probabilities, or scores (inputs from stdin if none)
     hpo refit NAME [--with-validation] [K=V...] # the best config trained again for its best epochs, registered
     hpo ensemble NAME [--top K]                 # the top K trials' probabilities averaged, evaluated, registered
 
@@ -113,16 +113,16 @@ def parser() -> argparse.ArgumentParser:
             (("--port",), {"type": int, "default": 5000}),
             (("--host",), {"default": "127.0.0.1", "help": "bind here (default 127.0.0.1: this machine only)"}))
     model_uri = (("--model-uri",), {"help": "another model (default: models:/NAME@champion, the study's best)"})
-    command("export", "write the best model as a Hugging Face folder with a model card (and ONNX)",
+    command("export", "write the best model's folder with a model card (and ONNX)",
             name, (("--to",), {"metavar": "DIR", "required": True, "help": "a new or empty folder"}),
             (("--onnx",), {"action": "store_true", "help": "also model.onnx, checked against PyTorch"}), model_uri)
-    command("predict", "classify texts with the study's best model", name,
-            (("texts",), {"nargs": "*", "metavar": "TEXT"}),
-            (("--file",), {"help": "one text per line"}), model_uri)
+    command("predict", "predict with the study's best model: texts, text pairs (tab-separated) or image files", name,
+            (("texts",), {"nargs": "*", "metavar": "INPUT"}),
+            (("--file",), {"help": "one input per line"}), model_uri)
     command("refit", "train the best config again (its best epoch count) and register it", name,
             (("--with-validation",), {"action": "store_true", "help": "train on training + validation rows"}),
             (("overrides",), {"nargs": "*", "metavar": "KEY=VALUE", "help": "e.g. study.seed=1 trainer.num_threads=4"}))
-    command("ensemble", "average the top trials' probabilities into one model; evaluate and register it",
+    command("ensemble", "average the top trials' predictions into one model; evaluate and register it",
             name, (("--top",), {"type": int, "default": 3, "metavar": "K", "help": "how many trials (default 3)"}))
     return p
 
