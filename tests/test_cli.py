@@ -76,7 +76,8 @@ def test_cfg_job_prints_the_composed_config(tmp_path, sst2_dir):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("case", ["negative lr", "missing model", "missing train file"])
+@pytest.mark.parametrize("case", ["negative lr", "missing model", "missing train file",
+                                  "a registry URL of no database"])
 def test_bad_value_stops_with_one_line_before_ray_starts(case, tmp_path, sst2_dir):
     """Three of tests/helpers/bad_configs.py's cases through a real `python -m hpo` (the rest run in-process in
     tests/reliability/test_bad_input.py)."""
@@ -86,3 +87,12 @@ def test_bad_value_stops_with_one_line_before_ray_starts(case, tmp_path, sst2_di
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"hpo: config error: {key}:"), proc.stderr
     assert "Ray" not in proc.stdout + proc.stderr and not (tmp_path / "runs").exists(), "nothing started or written"
+
+
+@pytest.mark.parametrize("command", [["list"], ["status", "x"], ["resume", "x"]])
+def test_a_registry_url_of_no_database_is_one_line_for_every_command(command, tmp_path, sst2_dir):
+    proc = _run(["--registry", "notaurl://u:pw@x/db", *command], tmp_path, sst2_dir, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "hpo: config error: --registry: notaurl://x/db: 'notaurl' is not a database SQLAlchemy knows; use e.g. "
+        "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"]

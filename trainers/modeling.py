@@ -143,6 +143,28 @@ def blocks_of_pretrained(name_or_config: str | PretrainedConfig) -> int:
     return num_encoder_blocks(model)
 
 
+# Models whose position ids start after the padding index (fairseq's layout): max_position_embeddings - 2 usable.
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet", "longformer", "xlm-roberta-xl", "data2vec-text")
+
+
+def max_input_length(config: PretrainedConfig) -> int | None:
+    """The most tokens the model's absolute position embeddings take; None where positions are relative (no limit
+    hpo can read from the config).
+
+    >>> from transformers import BertConfig, RobertaConfig
+    >>> max_input_length(BertConfig()), max_input_length(RobertaConfig(max_position_embeddings=514, pad_token_id=1))
+    (512, 512)
+    """
+    positions = getattr(config, "max_position_embeddings", None)
+    absolute = getattr(config, "position_embedding_type", "absolute") == "absolute"
+    if not isinstance(positions, int) or positions <= 0 or not absolute or not getattr(config, "position_biased_input",
+                                                                                        True):
+        return None
+    if config.model_type in _OFFSET_POSITIONS:
+        return positions - (config.pad_token_id or 0) - 1
+    return positions
+
+
 def freeze(model: nn.Module, depth: int) -> None:
     """Freezes the embeddings and the first ``depth`` blocks; ``depth=0`` trains everything."""
     embeddings, blocks = encoder_parts(model)

@@ -6,17 +6,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainers.modeling import UnsupportedArchitecture, blocks_of_pretrained
+from transformers import AutoConfig
+
+from trainers.modeling import UnsupportedArchitecture, blocks_of_pretrained, max_input_length
 from trainers.split_package import SPLIT_MODELS, build_split, split_config
-from trainers.tasks.base import SourceError
+from trainers.tasks.base import ResolvedModel, SourceError
 from trainers.tiny import build_tiny_bert, tiny_bert_config
 from trainers.truncated import TRUNCATIONS, build_truncated, truncated_config
 
 BUILDERS = ("tiny_bert", *TRUNCATIONS, *SPLIT_MODELS)  # models hpo writes to a folder itself on first use
 
 
-def resolve_pretrained(raw: str, build_if_missing: str | None) -> tuple[str, int]:
-    """``model.name_or_path`` as a local folder (absolute) or a hub name, with its number of encoder blocks."""
+def resolve_pretrained(raw: str, build_if_missing: str | None) -> ResolvedModel:
+    """``model.name_or_path`` as a local folder (absolute) or a hub name, with its number of encoder blocks and the
+    longest input its position embeddings take."""
     if build_if_missing is not None and build_if_missing not in BUILDERS:
         raise SourceError("model.build_if_missing",
                           f"unknown builder {build_if_missing!r}; the builders are {list(BUILDERS)}")
@@ -31,8 +34,9 @@ def resolve_pretrained(raw: str, build_if_missing: str | None) -> tuple[str, int
         )
     name_or_path = str(local.resolve()) if looks_local or to_build else raw
     try:
-        blocks = blocks_of_pretrained(_described(build_if_missing) if build_if_missing and to_build else name_or_path)
-        return name_or_path, blocks
+        config = (_described(build_if_missing) if build_if_missing and to_build
+                  else AutoConfig.from_pretrained(name_or_path))
+        return ResolvedModel(name_or_path, blocks_of_pretrained(config), max_input_length(config))
     except UnsupportedArchitecture as err:
         raise SourceError("model.name_or_path", str(err)) from None
     except (OSError, ValueError, KeyError) as err:

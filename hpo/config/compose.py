@@ -20,9 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hpo.config import spec as s
-from hpo.config.model_check import resolve_model
+from hpo.config.model_check import check_input_length, resolve_model
 from hpo.config.model_choice import model_choices, with_choice_configs
 from hpo.config.resolvers import CONFIG_DIR, register
+from hpo.config.scheduler_rules import check_scheduler
 from hpo.config.search_space import IMAGE_ONLY, SearchSpace
 from hpo.config.sections import (
     as_dict,
@@ -112,6 +113,8 @@ def build_spec(cfg: DictConfig) -> s.StudySpec:
         choices = model_choices(cfg, info.name)
         space = _space(cfg, model.num_layers, {name: (c.model.num_layers, c.prior) for name, c in choices.items()})
         _check_space_fits(space, info, data)
+        check_input_length(number(cfg, "trainer.max_length", minimum=8, integer=True),
+                           {"model.name_or_path": model} | {f"search.model={n}": c.model for n, c in choices.items()})
         user = {"cv_folds": data.cv_folds or 0}
     trainer = dataclasses.replace(_trainer(cfg, model, pooling, study, space, info), **user,
                                   regression_loss=str(OmegaConf.select(cfg, "task.loss", default="mse")))
@@ -271,6 +274,8 @@ def _component(cfg: DictConfig, group: str, space: SearchSpace) -> s.Component:
     if group == "sampler" and "search_space" in kwargs:
         kwargs["search_space"] = space.grid_space()
     component = s.Component(str(node["_target_"]), kwargs)
+    if group == "scheduler":
+        check_scheduler(component.target, kwargs)
     if not component.target.startswith(allowed_targets()):
         raise ConfigError(f"{group}._target_", f"{component.target!r} is not an allowed {group}; hpo builds Optuna "
                                                "samplers and Ray Tune schedulers, and targets under the prefixes in "

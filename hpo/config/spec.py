@@ -94,6 +94,7 @@ class ModelSpec:
     name_or_path: str
     num_layers: int
     build_if_missing: str | None  # "tiny_bert": built on disk when the study starts, not when checked
+    max_length: int | None = None  # the longest input its position embeddings take (None: no such limit)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 
 from trainers.config import REGRESSION_METRICS, VALIDATION_METRICS
-from trainers.tasks.base import DataSource, Predictor, SourceError, Task, TaskInfo
+from trainers.tasks.base import DataSource, Predictor, ResolvedModel, SourceError, Task, TaskInfo
 
 TASKS: dict[str, TaskInfo] = {
     "text_classification": TaskInfo(
@@ -32,8 +32,8 @@ TASKS: dict[str, TaskInfo] = {
 }
 DEFAULT_TASK = "text_classification"
 
-__all__ = ["DEFAULT_TASK", "TASKS", "DataSource", "Predictor", "SourceError", "Task", "TaskInfo", "load_task",
-           "task_info"]
+__all__ = ["DEFAULT_TASK", "TASKS", "DataSource", "Predictor", "ResolvedModel", "SourceError", "Task", "TaskInfo",
+           "load_task", "task_info"]
 
 
 def task_info(name: str) -> TaskInfo:

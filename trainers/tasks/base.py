@@ -52,6 +52,16 @@ class DataSource:
     stratify: bool = False
 
 
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A pretrained model as a task found it: where it is, its blocks (``freeze_depth``'s range) and the longest input
+    its position embeddings take (None: no such limit, as for an image backbone)."""
+
+    name_or_path: str
+    blocks: int
+    max_length: int | None = None
+
+
 class Predictor(Protocol):
     """A saved model that answers inputs (a list of rows) with a table: the label and a probability per class, or a
     predicted value."""
@@ -65,9 +75,9 @@ class Task(Protocol):
 
     info: TaskInfo
 
-    def resolve_model(self, name_or_path: str, build_if_missing: str | None) -> tuple[str, int]:
-        """(where the pretrained model is, how many blocks it has) without loading weights; :class:`SourceError`
-        for ``model.*`` when it cannot be used."""
+    def resolve_model(self, name_or_path: str, build_if_missing: str | None) -> ResolvedModel:
+        """The pretrained model, found without loading weights; :class:`SourceError` for ``model.*`` when it cannot
+        be used."""
 
     def check_source(self, source: DataSource) -> None:
         """Cheap checks of the files and columns (headers only), raising :class:`SourceError`."""

@@ -32,22 +32,24 @@ from trainers.images import model as image_model
 from trainers.images.backbones import BACKBONES
 from trainers.images.data import PreparedImages, decode, prepare_images, scan
 from trainers.reporting import Reporter
-from trainers.tasks.base import DataSource, SourceError, TaskInfo
+from trainers.tasks.base import DataSource, ResolvedModel, SourceError, TaskInfo
 
 
 class ImageTask:
     def __init__(self, info: TaskInfo) -> None:
         self.info = info
 
-    def resolve_model(self, name_or_path: str, build_if_missing: str | None) -> tuple[str, int]:
-        """(backbone name, its blocks); a backbone whose weights package is not installed is named with the fix."""
+    def resolve_model(self, name_or_path: str, build_if_missing: str | None) -> ResolvedModel:
+        """The backbone and its blocks (no input-length limit: data.image_size has its own range); a backbone whose
+        weights package is not installed is named with the fix."""
         if name_or_path not in BACKBONES:
             raise SourceError("model.name_or_path", f"{name_or_path!r} is not an image backbone; the backbones are "
                                                     f"{sorted(BACKBONES)} (model=efficientnet_lite0, ...)")
         if not BACKBONES[name_or_path].weights_installed():
             raise SourceError("model.name_or_path", f"{name_or_path}'s ImageNet weights are not installed; "
                                                     "`make install` installs them (see pyproject.toml)")
-        return name_or_path, len(image_model.ImageClassifier(name_or_path, ("a", "b"), pretrained=False).parts()[1])
+        blocks = len(image_model.ImageClassifier(name_or_path, ("a", "b"), pretrained=False).parts()[1])
+        return ResolvedModel(name_or_path, blocks)
 
     def check_source(self, source: DataSource) -> None:
         for key, path in (("data.train_path", source.train_path), ("data.validation_path", source.validation_path)):

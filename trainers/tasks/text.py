@@ -34,7 +34,7 @@ from trainers.loop import fine_tune, predict
 from trainers.modeling import REGRESSION_OUTPUT
 from trainers.pretrained import resolve_pretrained
 from trainers.reporting import Reporter
-from trainers.tasks.base import DataSource, SourceError, TaskInfo
+from trainers.tasks.base import DataSource, ResolvedModel, SourceError, TaskInfo
 
 _EXTERNAL_DATA_BYTES = 1_500_000_000  # ONNX's protobuf holds 2 GB: larger weights go beside it (.onnx.data)
 MAX_LENGTH = 512  # what prediction truncates to (the position embeddings of BERT-like models)
@@ -46,7 +46,7 @@ class TextTask:
     def __init__(self, info: TaskInfo) -> None:
         self.info = info
 
-    def resolve_model(self, name_or_path: str, build_if_missing: str | None) -> tuple[str, int]:
+    def resolve_model(self, name_or_path: str, build_if_missing: str | None) -> ResolvedModel:
         return resolve_pretrained(name_or_path, build_if_missing)
 
     def check_source(self, source: DataSource) -> None:
