@@ -1,14 +1,15 @@
 """The states a trial and a study go through, as types (stored by value in the registry).
 
 A trial is RUNNING until the ledger closes it as COMPLETED (trained to the end or stopped by its own
-early stopping), PRUNED (stopped by the scheduler or by a study stop rule), FAILED (an error, or out of
-GPU memory) or INTERRUPTED (``hpo stop``: resumable). A study is RUNNING, STOPPING (``hpo stop`` asked its
-driver to stop), STOPPED (resumable), COMPLETED or FAILED (its driver crashed: resumable).
+early stopping), PRUNED (stopped by the scheduler: ASHA found it weak), STOPPED (cut short because the study
+ended: its time or epoch budget was used up, its target reached or its plateau rule fired), FAILED (an error, or
+out of GPU memory) or INTERRUPTED (``hpo stop``, SIGTERM, Ctrl-C: resumable). A study is RUNNING, STOPPING
+(``hpo stop`` asked its driver to stop), STOPPED (resumable), COMPLETED or FAILED (its driver crashed: resumable).
 
 Example::
 
-    >>> TrialState("pruned").finished, TrialState.INTERRUPTED.finished
-    (True, False)
+    >>> TrialState("pruned").finished, TrialState.INTERRUPTED.finished, TrialState.STOPPED.has_result
+    (True, False, True)
     >>> StudyStatus.STOPPING.driven
     True
 """
@@ -24,11 +25,22 @@ class TrialState(str, Enum):
     PRUNED = "pruned"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    STOPPED = "stopped"
 
     @property
     def finished(self) -> bool:
         """Counts toward ``num_samples``; a resume leaves it as it is."""
-        return self in (TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED)
+        return self in (TrialState.COMPLETED, TrialState.PRUNED, TrialState.STOPPED, TrialState.FAILED)
+
+    @property
+    def has_result(self) -> bool:
+        """Ended with a value that ranks it among the study's trials (its best epoch)."""
+        return self in (TrialState.COMPLETED, TrialState.PRUNED, TrialState.STOPPED)
+
+    @property
+    def cut_short(self) -> bool:
+        """Ended before its last epoch by something other than its own early stopping."""
+        return self in (TrialState.PRUNED, TrialState.STOPPED)
 
     def __str__(self) -> str:
         return self.value

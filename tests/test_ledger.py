@@ -148,12 +148,24 @@ def test_a_stop_leaves_the_running_trial_resumable_and_a_new_driver_continues_it
     assert s["optuna"][number].intermediate_values == {1: 0.6, 2: 0.62, 3: 0.63}
 
 
-def test_a_study_ended_by_a_rule_prunes_its_open_trials(root):
+def test_a_study_ended_by_a_rule_records_its_open_trials_stopped(root):
     h = Harness(root, "ruled")
     number, _ = h.ledger.new_trial("a")  # suggested, never started
     h.ledger.close_open_trials(StudyStatus.COMPLETED)
     s = h.agree()
-    assert s["registry"][number].state == TrialState.PRUNED and s["optuna"][number].state == Optuna.PRUNED
+    assert s["registry"][number].state == TrialState.STOPPED and s["optuna"][number].state == Optuna.PRUNED
+
+
+def test_a_trial_the_studys_budget_cut_short_is_stopped_not_pruned(root):
+    """ASHA did not prune it: the study's time budget (or another stop rule) ended it, and every count says so."""
+    h = Harness(root, "budget")
+    h.ledger.study_ending = lambda: True  # as run_study wires it: a stop rule has fired
+    number = h.run("a", [0.55])
+    s = h.agree()
+    assert s["registry"][number].state == TrialState.STOPPED and s["registry"][number].state.finished
+    assert s["mlflow"][number].data.tags["hpo.trial_status"] == "stopped"
+    assert f"trial {number} stopped after 1 epoch(s)" in h.lines[-1]
+    assert "(0 running, 0 completed, 0 pruned, 1 stopped, 0 failed)" in h.lines[-1]
 
 
 @pytest.mark.parametrize("crash_after", ["registry", "optuna"])

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, inspect, text
 from hpo.states import StudyStatus, TrialState
 from hpo.stores.registry import VERSION_TABLE, Registry, RegistryError, utcnow
 
-HEAD = "0005_v5"
+HEAD = "0006_v6"
 V2_STORE = Path(__file__).parent / "fixtures" / "registry_v2.db"  # written by hpo 0.1.0's Registry (schema v2)
 
 

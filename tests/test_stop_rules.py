@@ -6,6 +6,7 @@ import optuna
 import pytest
 
 from hpo.config.compose import build_spec, compose
+from hpo.states import TrialState
 from hpo.stores.registry import Registry
 from hpo.study.stopping import StopSignal, StudyStop
 from hpo.study.warm_start import warm_start_points
@@ -95,6 +96,9 @@ def test_stop_rule_ends_the_study_and_records_why(overrides, reason_start, max_t
     study = optuna.load_study(study_name="rule", storage=spec.storage.optuna_url)
     assert 1 <= len(study.trials) <= max_trials
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    trials = Registry(spec.storage.registry_url).trials("rule")
+    assert {t.state for t in trials} <= {TrialState.COMPLETED, TrialState.STOPPED}, "FIFO prunes nothing: a trial " \
+        "the rule cut short is stopped"
     if outcome.stop_reason.startswith("epoch budget"):  # every epoch counted once: a finished trial's last too
         assert sum(len(t.values) for t in Registry(spec.storage.registry_url).trials("rule")) == 4
 

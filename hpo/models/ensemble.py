@@ -21,7 +21,6 @@ from pathlib import Path
 from hpo.config.model_choice import StudyData, rows_of, trial_data, with_models_of
 from hpo.config.spec import StudySpec
 from hpo.models.refit import refit_spec
-from hpo.states import TrialState
 from hpo.stores.model_runs import EnsembleRun
 from hpo.stores.registry import Registry, RegistryError
 from hpo.stores.tracking import client as tracking_client
@@ -43,7 +42,7 @@ def ensemble_top(registry: Registry, name: str, top: int, prepare: Callable[[Stu
     record = registry.require(name)
     spec = refit_spec(record, [], [registry.url])
     client = tracking_client(spec.storage.tracking_uri)
-    finished = [t for t in registry.trials(name) if t.state in (TrialState.COMPLETED, TrialState.PRUNED)]
+    finished = [t for t in registry.trials(name) if t.state.has_result]
     members = [t for t in spec.objective.ranked(finished, key=lambda t: t.best_metric)
                if t.mlflow_run_id and client.list_artifacts(t.mlflow_run_id, "checkpoint")][:top]
     if len(members) < 2:

@@ -30,7 +30,8 @@ from hpo.states import TrialState
 from hpo.stores.registry import TrialRecord
 
 _STYLE = {TrialState.COMPLETED: ("tab:blue", "-"), TrialState.PRUNED: ("tab:orange", "--"),
-          TrialState.FAILED: ("tab:red", ":"), TrialState.INTERRUPTED: ("tab:gray", ":"),
+          TrialState.STOPPED: ("tab:purple", "--"), TrialState.FAILED: ("tab:red", ":"),
+          TrialState.INTERRUPTED: ("tab:gray", ":"),
           TrialState.RUNNING: ("tab:gray", ":")}
 
 
@@ -49,8 +50,7 @@ def finished_study(stored: optuna.Study, trials: list[TrialRecord],
     frozen = {t.number: t for t in stored.get_trials(deepcopy=False)}
     for record in trials:
         source = frozen.get(record.number)
-        if source is None or record.best_metric is None or record.state not in (TrialState.COMPLETED,
-                                                                                 TrialState.PRUNED):
+        if source is None or record.best_metric is None or not record.state.has_result:
             continue
         copy.add_trial(optuna.trial.create_trial(
             params=source.params, distributions=source.distributions, value=record.best_metric,
@@ -114,7 +114,7 @@ def learning_curves_png(trials: list[TrialRecord], metric: str):
         color, line = _STYLE[record.state]
         values = [record.values[e] for e in epochs]
         ax.plot(epochs, values, line, color=color, marker="o", markersize=3, alpha=0.8)
-        if record.state == TrialState.PRUNED:
+        if record.state.cut_short:
             ax.plot(epochs[-1], values[-1], "x", color=color, markersize=9, markeredgewidth=2)
         ax.annotate(str(record.number), (epochs[-1], values[-1]), textcoords="offset points", xytext=(4, 0),
                     fontsize=7, color=color)
@@ -123,7 +123,7 @@ def learning_curves_png(trials: list[TrialRecord], metric: str):
             ax.plot([], [], line, color=color, label=state.value)
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.set_title("Learning curves (pruned trials cut at x)")
+    ax.set_title("Learning curves (pruned and stopped trials cut at x)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
@@ -138,13 +138,14 @@ def learning_curves_plotly(trials: list[TrialRecord], metric: str):
         if not epochs:
             continue
         color, line = _STYLE[record.state]
-        symbols = ["circle"] * (len(epochs) - 1) + ["x" if record.state == TrialState.PRUNED else "circle"]
+        symbols = ["circle"] * (len(epochs) - 1) + ["x" if record.state.cut_short else "circle"]
         figure.add_trace(go.Scatter(
             x=epochs, y=[record.values[e] for e in epochs], mode="lines+markers",
             name=f"trial {record.number} ({record.state.value})",
             line={"color": color.removeprefix("tab:"), "dash": "dash" if line == "--" else "solid"},
             marker={"symbol": symbols, "size": [6] * (len(epochs) - 1) + [11]}))
-    figure.update_layout(title="Learning curves (pruned trials end in x)", xaxis_title="epoch", yaxis_title=metric,
+    figure.update_layout(title="Learning curves (pruned and stopped trials end in x)", xaxis_title="epoch",
+                         yaxis_title=metric,
                          xaxis={"dtick": 1})
     return figure
 

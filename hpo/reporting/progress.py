@@ -37,7 +37,7 @@ from hpo.reporting.summary import format_params
 from trainers.objective import Objective
 
 DISPLAYS = ("auto", "live", "plain", "quiet")
-_ENDED = ("completed", "pruned", "failed")
+_ENDED = ("completed", "pruned", "stopped", "failed")  # "stopped": cut short by the study's budget or stop rule
 
 
 def _clock(seconds: float | None) -> str:
@@ -133,7 +133,8 @@ class Tally:
         if self.best:
             best = f"best {self.objective.metric} {self.best[0]:.4f} (trial {self.best[1]})"
         return (f"{self.finished}/{self.total_trials} trials ({len(self.running)} running, "
-                + ", ".join(f"{self.counts[s]} {s}" for s in _ENDED) + f") · {best} · "
+                + ", ".join(f"{self.counts[s]} {s}" for s in _ENDED if s != "stopped" or self.counts[s])
+                + f") · {best} · "
                 f"{self.epochs_used}/{budget} epochs · {_clock(self.elapsed_s())} elapsed, ETA {_clock(self.eta_s())}")
 
 
@@ -184,7 +185,7 @@ class QuietProgress(PlainProgress):
 class LiveProgress(PlainProgress):
     """A status block redrawn in place (``rich.live``); finished trials and messages scroll above it."""
 
-    _MARKS = {"completed": "[green]✓[/]", "pruned": "[yellow]✂[/]", "failed": "[red]✗[/]",
+    _MARKS = {"completed": "[green]✓[/]", "pruned": "[yellow]✂[/]", "stopped": "[blue]■[/]", "failed": "[red]✗[/]",
               "interrupted": "[magenta]⏸[/]"}
 
     def __init__(self, name: str, tally: Tally, console=None) -> None:
@@ -213,6 +214,12 @@ class LiveProgress(PlainProgress):
         self.console.print(f"{mark} " + self._ended_line(number, state, reason, epochs, best).replace("[", r"\["),
                            highlight=False)
 
+    def _counts_markup(self, running: int) -> str:
+        c = self.tally.counts
+        stopped = f"[blue]{c['stopped']} stopped[/] · " if c["stopped"] else ""
+        return (f"[cyan]{running} running[/] · [green]{c['completed']} completed[/] · "
+                f"[yellow]{c['pruned']} pruned[/] · {stopped}[red]{c['failed']} failed[/]")
+
     def _render(self):
         t = self.tally
         with t.lock:
@@ -221,9 +228,7 @@ class LiveProgress(PlainProgress):
             head.add_row(Text(self.name, style="bold"),
                          ProgressBar(total=max(1, t.total_trials), completed=t.finished, width=30),
                          Text(f"{t.finished}/{t.total_trials} trials"),
-                         Text.from_markup(f"[cyan]{len(running)} running[/] · [green]{t.counts['completed']} "
-                                          f"completed[/] · [yellow]{t.counts['pruned']} pruned[/] · "
-                                          f"[red]{t.counts['failed']} failed[/]"))
+                         Text.from_markup(self._counts_markup(len(running))))
             lines: list[RenderableType] = [head]
             if t.best:
                 value, number, params = t.best

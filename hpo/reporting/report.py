@@ -68,7 +68,7 @@ class StudyReport:
 
     @property
     def ranked(self) -> list[TrialRecord]:
-        finished = [t for t in self.trials if t.state in (TrialState.COMPLETED, TrialState.PRUNED)]
+        finished = [t for t in self.trials if t.state.has_result]
         return self.objective.ranked(finished, key=lambda t: t.best_metric)
 
     @property

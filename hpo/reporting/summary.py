@@ -32,6 +32,7 @@ class StudyOutcome:
     parent_run_id: str | None
     optuna_url: str
     notes: list[str] = field(default_factory=list)
+    exit_code: int | None = None  # 128 + the signal that stopped the study (SIGTERM 143, Ctrl-C 130)
 
 
 def outcome_of(record: StudyRecord, trials: list[TrialRecord], spec: StudySpec, wall_s: float) -> StudyOutcome:
@@ -77,6 +78,8 @@ def format_summary(o: StudyOutcome) -> str:
     optuna_url = redact_url(o.optuna_url)
     lines.append(f"Optuna: {optuna_url}  (optuna-dashboard {optuna_url})")
     lines += [f"note: {n}" for n in o.notes]
+    if o.status == StudyStatus.STOPPED:
+        lines.append(f"resume: hpo resume {o.name}")
     return "\n".join(lines)
 
 

@@ -29,7 +29,7 @@ from hpo.stores.registry import TrialRecord
 from trainers.checkpoint import RESUME_STATE, RETIRED_FILE
 from trainers.objective import Objective
 
-ENDED = (TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED)
+ENDED = (TrialState.COMPLETED, TrialState.PRUNED, TrialState.STOPPED, TrialState.FAILED)
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Retention:
     def keeps_model(self, record: TrialRecord) -> bool:
         """Whether a trial that is ending keeps its model (and so uploads it to its MLflow run): a pruned or failed
         one only while it is the study's best."""
-        if self.keep_all or record.state not in (TrialState.PRUNED, TrialState.FAILED):
+        if self.keep_all or record.state not in (TrialState.PRUNED, TrialState.STOPPED, TrialState.FAILED):
             return True
         best = self.ended[self.best].value if self.best is not None else None
         return record.best_metric is not None and self.objective.better(record.best_metric, best)

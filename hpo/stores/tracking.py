@@ -37,6 +37,7 @@ ENSEMBLE = "ensemble"  # the alias of its latest ensemble (hpo ensemble)
 VALUE_TAG = "hpo.value"  # a registered version's objective value, which the champion is chosen by
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by MLflow's UI to pick an experiment's landing page
 RUN_STATUS = {TrialState.RUNNING: "RUNNING", TrialState.COMPLETED: "FINISHED", TrialState.PRUNED: "FINISHED",
+              TrialState.STOPPED: "FINISHED",
               TrialState.FAILED: "FAILED", TrialState.INTERRUPTED: "KILLED"}
 # Every task's validation metrics (a trial reports its own task's), then the training and cost figures.
 LOGGED_METRICS = (*dict.fromkeys((*VALIDATION_METRICS, *REGRESSION_METRICS)), "train_loss", "lr",

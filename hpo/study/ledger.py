@@ -13,7 +13,7 @@ How a trial's state reads in each store (:func:`optuna_state`, :data:`hpo.stores
     RUNNING       RUNNING                                 RUNNING
     COMPLETED     COMPLETE, value = its best epoch        FINISHED
     PRUNED        PRUNED, one intermediate value/epoch    FINISHED
-                  (COMPLETE with its best value if search.feedback=complete)
+    STOPPED       (COMPLETE with its best value if search.feedback=complete)
     FAILED        FAIL; out of memory: PRUNED + constraint "oom" (TPE and GP skip FAILed configs and
                   would propose them again; an infeasible one ranks below every feasible trial)
     INTERRUPTED   RUNNING (resumable: `hpo resume` continues it)     KILLED
@@ -52,7 +52,7 @@ FAIL_REASON_ATTR = "fail_reason"  # Optuna user attribute of a failed trial
 
 def optuna_state(state: TrialState, fail_reason: str | None, feedback: str) -> OptunaState:
     """What Optuna holds for a trial in ``state`` (see the table above)."""
-    if state == TrialState.PRUNED:
+    if state.cut_short:
         return OptunaState.PRUNED if feedback == "pruned" else OptunaState.COMPLETE
     if state == TrialState.FAILED:
         return OptunaState.PRUNED if fail_reason == OOM else OptunaState.FAIL
@@ -65,12 +65,13 @@ class StudyLedger:
     def __init__(self, spec: StudySpec, registry: Registry, study: optuna.Study, mlflow: StudyRun,
                  store: CheckpointStore, signal: StopSignal,
                  on_finished: Callable[[float | None], None] = lambda best: None,
-                 progress: PlainProgress | None = None) -> None:
+                 progress: PlainProgress | None = None, study_ending: Callable[[], bool] = lambda: False) -> None:
         self.spec, self.name, self.objective = spec, spec.name, spec.objective
         self.objectives = spec.study.objectives
         self.multi = len(self.objectives) > 1  # a multi-objective study (study.objectives)
         self.registry, self.study, self.mlflow, self.store, self.signal = registry, study, mlflow, store, signal
         self.on_finished = on_finished
+        self.study_ending = study_ending  # a stop rule fired: trials cut short now are STOPPED, not PRUNED
         self.progress = progress or PlainProgress(spec.name, Tally(spec.objective, spec.study.num_samples,
                                                                    spec.trainer.max_epochs))
         self.numbers: dict[str, int] = {}  # Ray trial id -> Optuna trial number
@@ -166,12 +167,14 @@ class StudyLedger:
             self.signal.request(f"no space left for checkpoints in {where} ({last_result.get('error', '')}); free "
                                 f"space and run `hpo resume {self.name}`")
             self.close(number, TrialState.INTERRUPTED)
+        elif self.signal.is_set:  # a stop (hpo stop, SIGTERM, Ctrl-C, which may also reach its worker) cut it short
+            self.close(number, TrialState.INTERRUPTED)
         elif errored or last_result.get(OOM_KEY):
             self.close(number, TrialState.FAILED, OOM if not errored else ERROR, error)
-        elif self.signal.is_set:
-            self.close(number, TrialState.INTERRUPTED)
         elif record.epochs >= self.spec.trainer.max_epochs or last_result.get("early_stopped"):
             self.close(number, TrialState.COMPLETED)
+        elif self.study_ending():  # the study's budget or stop rule, not the scheduler, ended it
+            self.close(number, TrialState.STOPPED)
         else:
             self.close(number, TrialState.PRUNED)
 
@@ -211,7 +214,7 @@ class StudyLedger:
                 self.mlflow.close_trial_run(run_id, state, kept, reason, evaluation, figures, error)
         self.retention.trial_ended(record)
         self.progress.trial_ended(number, state.value, reason, record.epochs, record.best_metric)
-        if state in (TrialState.COMPLETED, TrialState.PRUNED):
+        if state.has_result:
             self.on_finished(record.best_metric)
 
     def _tell(self, record: TrialRecord) -> None:
@@ -300,10 +303,10 @@ class StudyLedger:
 
     def close_open_trials(self, status: StudyStatus) -> None:
         """Trials still open when the study ends: a stopped study keeps them resumable (INTERRUPTED); a study
-        ended by a stop rule prunes them. A failed driver leaves everything for `hpo resume`."""
+        ended by a stop rule records them STOPPED. A failed driver leaves everything for `hpo resume`."""
         if status not in (StudyStatus.STOPPED, StudyStatus.COMPLETED):
             return
-        state = TrialState.INTERRUPTED if status == StudyStatus.STOPPED else TrialState.PRUNED
+        state = TrialState.INTERRUPTED if status == StudyStatus.STOPPED else TrialState.STOPPED
         for record in self.registry.trials(self.name):
             if record.state == TrialState.RUNNING:
                 self.close(record.number, state)

@@ -9,7 +9,6 @@ from optuna.distributions import BaseDistribution
 from hpo._optuna import contains
 from hpo.config.spec import StudySpec
 from hpo.errors import ConfigError
-from hpo.states import TrialState
 from hpo.stores.registry import Registry
 from trainers.objective import Objective
 
@@ -34,7 +33,7 @@ def warm_start_points(spec: StudySpec, registry: Registry) -> list[dict[str, Any
     if source is None:
         known = [s.name for s in registry.list_studies()]
         raise ConfigError("warm_start.from", f"no study named {source_name!r} (studies: {known or 'none'})")
-    finished = [t for t in registry.trials(source.name) if t.state in (TrialState.COMPLETED, TrialState.PRUNED)]
+    finished = [t for t in registry.trials(source.name) if t.state.has_result]
     points: list[dict[str, Any]] = []
     for trial in Objective(source.metric, source.mode).ranked(finished, key=lambda t: t.best_metric):
         wanted = spec.space.applicable(trial.params.get("method"), trial.params.get("model"))

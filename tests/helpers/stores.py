@@ -13,13 +13,14 @@ from hpo.stores.tracking import STATUS_TAG, TRIAL_NUMBER_TAG
 # The ledger's table, written out again here so that a change to it shows up as a failing test.
 OPTUNA_STATE = {
     "pruned": {TrialState.RUNNING: Optuna.RUNNING, TrialState.INTERRUPTED: Optuna.RUNNING,
-               TrialState.COMPLETED: Optuna.COMPLETE, TrialState.PRUNED: Optuna.PRUNED, TrialState.FAILED: Optuna.FAIL},
+               TrialState.COMPLETED: Optuna.COMPLETE, TrialState.PRUNED: Optuna.PRUNED,
+               TrialState.STOPPED: Optuna.PRUNED, TrialState.FAILED: Optuna.FAIL},
     "complete": {TrialState.RUNNING: Optuna.RUNNING, TrialState.INTERRUPTED: Optuna.RUNNING,
                  TrialState.COMPLETED: Optuna.COMPLETE, TrialState.PRUNED: Optuna.COMPLETE,
-                 TrialState.FAILED: Optuna.FAIL},
+                 TrialState.STOPPED: Optuna.COMPLETE, TrialState.FAILED: Optuna.FAIL},
 }
 RUN_STATUS = {TrialState.RUNNING: "RUNNING", TrialState.COMPLETED: "FINISHED", TrialState.PRUNED: "FINISHED",
-              TrialState.FAILED: "FAILED", TrialState.INTERRUPTED: "KILLED"}
+              TrialState.STOPPED: "FINISHED", TrialState.FAILED: "FAILED", TrialState.INTERRUPTED: "KILLED"}
 
 
 def stores_of(registry_url: str, tracking_uri: str, name: str) -> dict:
