@@ -25,6 +25,7 @@ from hpo.stores.registry import RegistryError
 from hpo.study.launch import JOB_ID_ENV, follow, launch_resume, launch_study
 from hpo.study.resume import finish_closing
 from hpo.study.run import run_study
+from hpo.study.signals import StopNow, describe
 
 
 def _run(spec: StudySpec, resume: bool, display: str = "auto") -> None:
@@ -38,7 +39,12 @@ def _run(spec: StudySpec, resume: bool, display: str = "auto") -> None:
         fail(f"config error: {err}")
     except RegistryError as err:
         fail(str(err))
+    except StopNow as now:
+        fail(f"study {spec.name} stopped at once ({describe(now.signum)} twice); resume it with "
+             f"`hpo resume {spec.name}`", 128 + now.signum)
     print(format_summary(outcome), flush=True)
+    if outcome.exit_code is not None:
+        sys.exit(outcome.exit_code)
     if outcome.best_value is None:
         sys.exit(1)
 

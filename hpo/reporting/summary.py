@@ -65,9 +65,11 @@ def format_summary(o: StudyOutcome) -> str:
         lines += [f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}"
                   for k, v in sorted(o.best_params.items())]
     lines.append("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(o.trial_states.items())))
-    if o.epochs_used:
+    if o.epochs_used and o.status == StudyStatus.COMPLETED:
         saved = 1 - o.epochs_used / o.epochs_max
         lines.append(f"epochs trained: {o.epochs_used} of {o.epochs_max} ({saved:.0%} saved by early stopping)")
+    elif o.epochs_used:
+        lines.append(f"epochs trained: {o.epochs_used} of {o.epochs_max}")
     if o.best_checkpoint:
         lines.append(f"best checkpoint: {o.best_checkpoint}")
     if o.model_uri:

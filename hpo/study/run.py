@@ -8,6 +8,7 @@ trial state. ``resume=True`` continues a study that crashed or was stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from hpo.study.data import prepare_study_data
 from hpo.study.launch import JOB_ID_ENV
 from hpo.study.ledger import StudyLedger
 from hpo.study.resume import interrupted_trials
+from hpo.study.signals import StopNow, StopOnSignals, describe
 from hpo.study.stopping import StopSignal, StudyStop
 from hpo.study.trial import run_trial
 from hpo.study.warm_start import first_points
@@ -65,10 +67,13 @@ def run_study(spec: StudySpec, *, resume: bool = False, trainable: Callable = ru
     first = [] if resume else first_points(spec, registry)
     store = _open_checkpoints(spec.storage.checkpoints)
     started_ray = start_ray(spec.cluster)
+    stop = StopSignal()
     try:
         max_concurrent = fit_to_cluster(spec.resources, spec.study.max_concurrent, log=progress.message)
         checked = _Checked(registry, record, store, data, first, max_concurrent, trainable, progress)
-        return _drive(spec, checked, started)
+        with StopOnSignals(stop, progress.message) as signals:  # after ray.init, which installs its own handlers
+            outcome = _drive(spec, checked, started, signals)
+        return dataclasses.replace(outcome, exit_code=signals.exit_code)
     finally:
         if started_ray:
             ray.shutdown()
@@ -88,11 +93,11 @@ class _Checked:
     progress: PlainProgress
 
 
-def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
+def _drive(spec: StudySpec, checked: _Checked, started: float, signals: StopOnSignals) -> StudyOutcome:
     """The study's phases, in order: register it, open its stores, replay what a crash kept from them, search,
     confirm, and close it (whatever happened: the ledger records how it ended)."""
     record = _register(spec, checked)
-    signal = StopSignal()
+    signal = signals.stop
     lease = DriverLease(checked.registry, spec.name, spec.lease, signal, clock_start=started - record.elapsed_s,
                         log=checked.progress.message)
     with lease, checked.progress:
@@ -106,11 +111,18 @@ def _drive(spec: StudySpec, checked: _Checked, started: float) -> StudyOutcome:
                 _confirm(spec, ledger, checked)
             status = StudyStatus.STOPPED if signal.is_set else StudyStatus.COMPLETED
             reason = rules.reason or f"{spec.study.num_samples} trials finished"
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C before the handlers were in place
             status, reason = StudyStatus.STOPPED, "interrupted (Ctrl-C)"
             raise
+        except BaseException as err:
+            if (now := StopNow.within(err)) is None:
+                raise
+            # A second SIGTERM or Ctrl-C while stopping: the running trials are left to `hpo resume`.
+            status, reason = StudyStatus.STOPPED, f"{describe(now.signum)} received twice: stopped at once"
+            raise now from None
         finally:
-            ledger.close_study(status, reason, lease.elapsed_s())
+            with signals.closing():
+                ledger.close_study(status, reason, lease.elapsed_s())
     registry = checked.registry
     return outcome_of(registry.require(spec.name), registry.trials(spec.name), spec, wall_s=time.time() - started)
 
@@ -146,7 +158,7 @@ def _open_stores(spec: StudySpec, checked: _Checked, record: StudyRecord,
                                       if t.state != TrialState.FAILED and t.best_metric is not None],
                       **vars(spec.study.stop))
     ledger = StudyLedger(spec, registry, study, mlflow, checked.store, signal, on_finished=rules.trial_finished,
-                         progress=checked.progress)
+                         progress=checked.progress, study_ending=lambda: rules.reason is not None)
     return ledger, rules
 
 
