@@ -22,6 +22,7 @@ from hpo.reporting.summary import format_summary
 from hpo.secrets import MASK, redact_url
 from hpo.states import StudyStatus
 from hpo.stores.registry import RegistryError
+from hpo.stores.tracking import TrackingGone
 from hpo.study.launch import JOB_ID_ENV, follow, launch_resume, launch_study
 from hpo.study.resume import finish_closing
 from hpo.study.run import run_study
@@ -39,6 +40,9 @@ def _run(spec: StudySpec, resume: bool, display: str = "auto") -> None:
         fail(f"config error: {err}")
     except RegistryError as err:
         fail(str(err))
+    except TrackingGone as gone:
+        fail(f"{gone}; study {spec.name} is recorded as failed, resumable: once the server answers, "
+             f"`hpo resume {spec.name}`", 1)
     except StopNow as now:
         fail(f"study {spec.name} stopped at once ({describe(now.signum)} twice); resume it with "
              f"`hpo resume {spec.name}`", 128 + now.signum)

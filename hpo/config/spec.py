@@ -167,6 +167,18 @@ class ConfirmSpec:
     rank_by: str = "mean"  # one of hpo.config.sections.RANK_BY
 
 
+MAX_RETRY_S = 1080  # the longest MLflow's client retries: 10 retries at most 120 s apart (hpo.stores.tracking)
+
+
+@dataclass(frozen=True)
+class TrackingSpec:
+    """How hpo talks to MLflow: ``retry_s`` seconds of retries before a write fails (a server that went away);
+    ``system_metrics``: each trial's machine use logged per epoch under ``system/``."""
+
+    retry_s: float = 240.0
+    system_metrics: bool = True
+
+
 @dataclass(frozen=True)
 class StudySpec:
     """Everything a study run needs, checked. ``trainer`` is the :class:`TrainConfig` every trial starts
@@ -189,6 +201,7 @@ class StudySpec:
     config_yaml: str
     models: dict[str, ModelChoice] = field(default_factory=dict)  # search.model's choices; empty: spec.model only
     task: str = "text_classification"  # trainers.tasks.TASKS: what a trial fine-tunes for
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
 
     @property
     def name(self) -> str:

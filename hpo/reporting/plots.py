@@ -59,7 +59,10 @@ def finished_study(stored: optuna.Study, trials: list[TrialRecord],
 
 
 def optuna_plots(study: optuna.Study) -> dict[str, tuple[Callable[..., Any], Callable[..., Any]]]:
-    """Name -> (matplotlib plot, plotly plot) of Optuna's visualizations that this many trials support."""
+    """Name -> (matplotlib plot, plotly plot) of Optuna's visualizations that this many trials support (none
+    before a trial has a result: Optuna would warn "There are no complete trials" and draw an empty chart)."""
+    if not study.trials:
+        return {}
 
     plots: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
         "optimization_history": (mvis.plot_optimization_history, vis.plot_optimization_history)}

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, Metric, RunTag
 from mlflow.exceptions import MlflowException
 
 from hpo.config.spec import StudySpec
+from hpo.secrets import redacted
 from hpo.states import TrialState
 from hpo.stores.checkpoints import CheckpointStore
 from hpo.stores.tracking import (
@@ -31,6 +33,8 @@ from hpo.stores.tracking import (
     TRIAL_ID_TAG,
     TRIAL_NUMBER_TAG,
     VALUE_TAG,
+    TrackingGone,
+    WatchedClient,
     client,
     finish_study_run,
     log_fine_tuned,
@@ -50,7 +54,8 @@ class StudyRun:
     def __init__(self, spec: StudySpec, store: CheckpointStore, parent_run_id: str | None = None,
                  datasets: Sequence[DatasetInput] = ()) -> None:
         self.spec, self.store, self.datasets = spec, store, list(datasets)  # hpo.datasets: what trials train on
-        self.client = client(spec.storage.tracking_uri)
+        self.watched = WatchedClient(client(spec.storage.tracking_uri), redacted(spec.storage.tracking_uri))
+        self.client = cast(MlflowClient, self.watched)  # every call goes through to the client's own method
         experiment = self.client.get_experiment_by_name(spec.name)
         if experiment is not None:
             self.experiment_id = experiment.experiment_id
@@ -78,6 +83,11 @@ class StudyRun:
             {f"space.{k}": v for k, v in described.items()}
             | {"num_samples": spec.study.num_samples, "metric": spec.objective.metric, "mode": spec.objective.mode,
                "sampler": spec.sampler.name, "scheduler": spec.scheduler.name, "feedback": spec.study.feedback}))
+
+    @property
+    def gone(self) -> TrackingGone | None:
+        """Set once the tracking server stopped answering for longer than ``tracking.retry_s``."""
+        return self.watched.gone
 
     # --- the study's run ----------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel, PythonModel
 
 from hpo.inference import FineTunedModel
@@ -44,6 +46,71 @@ LOGGED_METRICS = (*dict.fromkeys((*VALIDATION_METRICS, *REGRESSION_METRICS)), "t
                   "train_examples_per_s", "time_this_iter_s", "micro_batch_size", "grad_accumulation",
                   "cv_sd", "latency_ms", "epoch_seconds", "trainable_params", "model_mb")
 _PIP = ["torch==2.13.0", "transformers==5.23.0", "pandas", "hpo"]
+
+
+_RETRIES_ENV, _BACKOFF_ENV = "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
+_MAX_RETRIES, _MAX_WAIT_S = 10, 120  # MLflow's cap on retries; urllib3's on one backoff wait
+
+
+def retry_settings(retry_s: float) -> tuple[int, int]:
+    """(retries, backoff factor) whose waits add up to at least ``retry_s``: urllib3, under MLflow's client, waits
+    ``factor * 2**(k-1)`` seconds (at most 120) before the k-th retry, nothing before the first.
+
+    >>> retry_settings(240), retry_settings(20), retry_settings(600)
+    ((8, 1), (5, 1), (10, 2))
+    """
+    for factor in range(1, _MAX_WAIT_S + 1):
+        waited = 0
+        for retries in range(1, _MAX_RETRIES + 1):
+            waited += 0 if retries == 1 else min(_MAX_WAIT_S, factor * 2 ** (retries - 1))
+            if waited >= retry_s:
+                return retries, factor
+    return _MAX_RETRIES, _MAX_WAIT_S
+
+
+def set_retry_budget(retry_s: float) -> None:
+    """``tracking.retry_s``: how long this process's MLflow client retries a request to a server that does not
+    answer, through the environment variables MLflow reads on every request."""
+    retries, factor = retry_settings(retry_s)
+    os.environ[_RETRIES_ENV], os.environ[_BACKOFF_ENV] = str(retries), str(factor)
+
+
+class TrackingGone(RuntimeError):
+    """The MLflow server stopped answering and the client's retries (``tracking.retry_s``) ran out."""
+
+
+def _unreachable(error: MlflowException) -> bool:
+    """MLflow's client giving up on a server that did not answer: its message is urllib3's (no error code)."""
+    return "Max retries exceeded" in str(error) or "Connection refused" in str(error)
+
+
+class WatchedClient:
+    """An MlflowClient whose calls note the server going away: the first call that exhausts the retries raises
+    :class:`TrackingGone`, and every later one raises it at once (a study ending because MLflow is gone should not
+    wait ``retry_s`` again for each write it has left)."""
+
+    def __init__(self, inner: MlflowClient, where: str) -> None:
+        self._inner, self._where = inner, where
+        self.gone: TrackingGone | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.gone is not None:
+                raise self.gone
+            try:
+                return attribute(*args, **kwargs)
+            except MlflowException as err:
+                if not _unreachable(err):
+                    raise
+                retries = os.environ.get(_RETRIES_ENV, "7")
+                self.gone = TrackingGone(f"the MLflow server at {self._where} stopped answering ({retries} retries "
+                                         "with backoff ran out: tracking.retry_s)")
+                raise self.gone from None
+        return call
 
 
 def client(tracking_uri: str) -> MlflowClient:

@@ -367,7 +367,8 @@ class StudyLedger:
             best_params=params, best_checkpoint=self.store.display(best_model(checkpoint)) if checkpoint else None,
             **({"best_model_uri": model_uri} if model_uri else {}),
         )
-        self._report()
+        if self.mlflow.gone is None:  # the report goes to MLflow too; `hpo report` draws it once the server is back
+            self._report()
         self.mlflow.finish(None if best is None else {"value": best.best_metric, "params": params,
                                                       "number": best.number, "run_id": best.mlflow_run_id},
                            status.mlflow_status, reason)

@@ -31,6 +31,7 @@ from hpo.stores.checkpoints import CheckpointStore
 from hpo.stores.datasets import study_datasets
 from hpo.stores.registry import Registry, RegistryError, StudyRecord
 from hpo.stores.study_run import StudyRun
+from hpo.stores.tracking import set_retry_budget
 from hpo.study._capacity import fit_to_cluster, start_ray
 from hpo.study._lease import DriverLease
 from hpo.study._preflight import check_services
@@ -57,6 +58,7 @@ def run_study(spec: StudySpec, *, resume: bool = False, trainable: Callable = ru
     progress shows (:func:`hpo.reporting.progress.make_progress`: live in a terminal, plain lines in a log, or quiet).
     """
     started = time.time()
+    set_retry_budget(spec.tracking.retry_s)
     check_services(spec.storage, spec.cluster)
     registry = Registry.open(spec.storage.registry_url)
     record = _check_can_drive(spec, registry, resume)
@@ -115,11 +117,14 @@ def _drive(spec: StudySpec, checked: _Checked, started: float, signals: StopOnSi
             status, reason = StudyStatus.STOPPED, "interrupted (Ctrl-C)"
             raise
         except BaseException as err:
-            if (now := StopNow.within(err)) is None:
-                raise
-            # A second SIGTERM or Ctrl-C while stopping: the running trials are left to `hpo resume`.
-            status, reason = StudyStatus.STOPPED, f"{describe(now.signum)} received twice: stopped at once"
-            raise now from None
+            if (now := StopNow.within(err)) is not None:
+                # A second SIGTERM or Ctrl-C while stopping: the running trials are left to `hpo resume`.
+                status, reason = StudyStatus.STOPPED, f"{describe(now.signum)} received twice: stopped at once"
+                raise now from None
+            if (gone := ledger.mlflow.gone) is not None:  # Ray Tune hands the ledger's error on as text
+                reason = str(gone)
+                raise gone from None
+            raise
         finally:
             with signals.closing():
                 ledger.close_study(status, reason, lease.elapsed_s())
