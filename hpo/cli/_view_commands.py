@@ -16,7 +16,7 @@ from hpo.config.compose import stored_storage
 from hpo.reporting.report import build_report, write_report
 from hpo.reporting.ui import is_server, runs_url, serve, stop
 from hpo.secrets import redact_url
-from hpo.stores.tracking import client, log_report
+from hpo.stores.tracking import client, log_report, set_trials_view
 
 
 def cmd_report(args: Namespace) -> None:
@@ -47,6 +47,10 @@ def cmd_ui(args: Namespace) -> None:
         if name:
             s = require(registry, name)
             tracking_uri, experiment_id = stored_storage(s, [registry.url]).tracking_uri, s.mlflow_experiment_id
+            if experiment_id is not None:  # a study recorded before hpo stored its runs page's view
+                params = sorted({k for t in registry.trials(name) for k in (t.params or {})})
+                set_trials_view(client(tracking_uri), experiment_id, [(s.metric, s.mode)], params,
+                                only_if_missing=True)
     if is_server(tracking_uri):
         url = runs_url(redact_url(tracking_uri), experiment_id)
         print(f"study {name} is tracked on an MLflow server: {url}")

@@ -1,12 +1,14 @@
 """``hpo ui``: the MLflow UI for a study's store, opened on the study's runs page.
 
-MLflow 3 opens an experiment on its GenAI "Overview" page (traces, empty for a study); a study's trials are
-on ``#/experiments/<id>/runs``, folded under the study's run. :func:`runs_url` is that page; :func:`serve` starts
-``mlflow server`` on 127.0.0.1 (a store on a tracking server needs no server of ours: its URL is printed).
-Example::
+MLflow 3 opens an experiment on its GenAI "Overview" page (traces, empty for a study); a study's trials are on
+``#/experiments/<id>/runs``, folded under the study's run, with no metric among the columns on a first visit (MLflow
+keeps a page's columns in the browser). :func:`runs_url` is that page in the study's shared view
+(:func:`hpo.stores.tracking.trials_view`: the trials flat, their metric and parameters as columns, best first);
+:func:`serve` starts ``mlflow server`` on 127.0.0.1 (a store on a tracking server needs no server of ours: its URL is
+printed). Example::
 
     >>> runs_url("http://127.0.0.1:5000", "3")
-    'http://127.0.0.1:5000/#/experiments/3/runs'
+    'http://127.0.0.1:5000/#/experiments/3/runs?viewStateShareKey=hpo-trials'
 """
 
 from __future__ import annotations
@@ -20,12 +22,16 @@ import time
 import urllib.request
 from pathlib import Path
 
+from hpo.stores.tracking import TRIALS_VIEW
+
 LOCALHOST = "127.0.0.1"
 
 
 def runs_url(base: str, experiment_id: str | None) -> str:
     base = base.rstrip("/")
-    return f"{base}/#/experiments/{experiment_id}/runs" if experiment_id is not None else f"{base}/#/experiments"
+    if experiment_id is None:
+        return f"{base}/#/experiments"
+    return f"{base}/#/experiments/{experiment_id}/runs?viewStateShareKey={TRIALS_VIEW}"
 
 
 def is_server(tracking_uri: str) -> bool:

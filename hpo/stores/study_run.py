@@ -18,6 +18,7 @@ from mlflow.entities import DatasetInput, Metric, RunTag
 from mlflow.exceptions import MlflowException
 
 from hpo.config.spec import StudySpec
+from hpo.result_keys import SYSTEM_PREFIX
 from hpo.secrets import redacted
 from hpo.states import TrialState
 from hpo.stores.checkpoints import CheckpointStore
@@ -43,6 +44,7 @@ from hpo.stores.tracking import (
     now_ms,
     params_of,
     reported_metrics,
+    set_trials_view,
 )
 from trainers.checkpoint import best_model
 from trainers.tasks import task_info
@@ -66,6 +68,8 @@ class StudyRun:
             # A model-training experiment: MLflow 3's UI opens it on its runs, not on the GenAI overview.
             self.experiment_id = self.client.create_experiment(spec.name, artifact_location=location,
                                                                tags={EXPERIMENT_KIND_TAG: "custom_model_development"})
+        objectives = [(o.metric, o.mode) for o in spec.study.objectives]
+        set_trials_view(self.client, self.experiment_id, objectives, sorted(spec.space.distributions))
         if parent_run_id is not None:
             self.run_id = parent_run_id
             self.client.update_run(parent_run_id, status="RUNNING")
@@ -232,7 +236,8 @@ class StudyRun:
 
     def log_epoch(self, run_id: str, epoch: int, result: dict[str, float]) -> None:
         keys = reported_metrics(result) if task_info(self.spec.task).user_function else LOGGED_METRICS
-        self.client.log_batch(run_id, metrics=metrics_at(result, epoch, keys))
+        system = [k for k in result if k.startswith(SYSTEM_PREFIX) and k not in keys]
+        self.client.log_batch(run_id, metrics=metrics_at(result, epoch, [*keys, *system]))
 
     def logged_epochs(self, run_id: str) -> set[int]:
         return {m.step for m in self.client.get_metric_history(run_id, self.spec.objective.metric)}

@@ -10,6 +10,7 @@ people reading MLflow's UI.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -111,6 +112,34 @@ class WatchedClient:
                                          "with backoff ran out: tracking.retry_s)")
                 raise self.gone from None
         return call
+
+
+TRIALS_VIEW = "hpo-trials"  # the share key of the runs page `hpo ui` opens (?viewStateShareKey=...)
+_SHARED_VIEW_TAG = "mlflow.sharedViewState."  # MLflow's UI reads a shared view's state from this experiment tag
+
+
+def trials_view(objectives: Sequence[tuple[str, str]], params: Sequence[str]) -> dict[str, Any]:
+    """The runs page's state (MLflow's UI, ``experiment-page`` search facets and UI state): the trials' runs flat
+    (not folded under the study's run), the first objective's column sorted best first, then the other objectives,
+    each trial's state and its parameters.
+
+    >>> trials_view([("val_accuracy", "max")], ["learning_rate"])["selectedColumns"]
+    ['metrics.`val_accuracy`', 'tags.`hpo.trial_status`', 'params.`learning_rate`']
+    """
+    metric, mode = objectives[0]
+    columns = [f"metrics.`{m}`" for m, _ in objectives] + [f"tags.`{STATUS_TAG}`"] + [f"params.`{p}`" for p in params]
+    return {"searchFilter": f"tags.`{TRIAL_NUMBER_TAG}` LIKE '%'", "orderByKey": f"metrics.`{metric}`",
+            "orderByAsc": mode == "min", "selectedColumns": columns}
+
+
+def set_trials_view(mlflow: MlflowClient, experiment_id: str, objectives: Sequence[tuple[str, str]],
+                    params: Sequence[str], only_if_missing: bool = False) -> None:
+    """Stores :func:`trials_view` as the experiment's shared view :data:`TRIALS_VIEW`, which ``hpo ui``'s page
+    opens (MLflow keeps a page's columns in the browser otherwise: a first visit would show none of the metrics)."""
+    key = f"{_SHARED_VIEW_TAG}{TRIALS_VIEW}"
+    if only_if_missing and key in mlflow.get_experiment(experiment_id).tags:
+        return
+    mlflow.set_experiment_tag(experiment_id, key, json.dumps(trials_view(objectives, params)))
 
 
 def client(tracking_uri: str) -> MlflowClient:

@@ -17,6 +17,7 @@ from hpo.config.model_choice import StudyData
 from hpo.config.spec import StudySpec
 from hpo.result_keys import RESUME_KEY, TRIAL_NUMBER_KEY
 from hpo.stores.checkpoints import CheckpointStore
+from hpo.stores.tracking import TrackingGone
 from hpo.study._searcher import StudySearch
 from hpo.study.ledger import StudyLedger
 from hpo.study.stopping import StudyStop
@@ -33,26 +34,38 @@ class LedgerCallback(tune.Callback):
         """Ray pickles its run config into tuner.pkl (hpo resumes from its own stores, never from that)."""
         return {}
 
+    def _hand(self, event: Callable[[], None]) -> None:
+        """Hands one event to the ledger. The first :class:`TrackingGone` (MLflow stopped answering) ends the run;
+        the trials' ends Ray Tune reports while it cleans up after that are recorded in the registry (written
+        first), and their MLflow part waits for `hpo resume` rather than failing once more each."""
+        gone_before = self.ledger.mlflow.gone is not None
+        try:
+            event()
+        except TrackingGone:
+            if not gone_before:
+                raise
+
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self.ledger.trial_started(trial.trial_id, trial.path, trial.config.get(RESUME_KEY))
+        self._hand(lambda: self.ledger.trial_started(trial.trial_id, trial.path, trial.config.get(RESUME_KEY)))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        self.ledger.epoch_reported(trial.trial_id, result)
+        self._hand(lambda: self.ledger.epoch_reported(trial.trial_id, result))
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
-        self.ledger.checkpoint_saved(trial.trial_id, checkpoint.path)
+        self._hand(lambda: self.ledger.checkpoint_saved(trial.trial_id, checkpoint.path))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self.ledger.trial_ended(trial.trial_id, trial.last_result or {}, errored=False)
+        self._hand(lambda: self.ledger.trial_ended(trial.trial_id, trial.last_result or {}, errored=False))
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         latest = trial.checkpoint  # what Ray restarts it from (None: from scratch)
-        self.ledger.trial_recovering(trial.trial_id, latest.path if latest else None)
+        self._hand(lambda: self.ledger.trial_recovering(trial.trial_id, latest.path if latest else None))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         error = Path(trial.error_file).read_text(errors="replace") if trial.error_file \
             and Path(trial.error_file).is_file() else None  # the traceback Ray wrote for the trial
-        self.ledger.trial_ended(trial.trial_id, trial.last_result or {}, errored=True, error=error)
+        self._hand(lambda: self.ledger.trial_ended(trial.trial_id, trial.last_result or {}, errored=True,
+                                                   error=error))
 
 
 class RulesStopper(tune.Stopper):
@@ -83,7 +96,7 @@ def run_tuner(spec: StudySpec, ledger: StudyLedger, search: StudySearch, rules: 
     tune.Tuner(
         tune.with_resources(
             tune.with_parameters(trainable, data=data, trainer=spec.trainer, checkpoints=spec.storage.checkpoints,
-                                 task=spec.task,
+                                 task=spec.task, system_metrics=spec.tracking.system_metrics,
                                  **({"models": spec.models} if spec.models else {})),
             {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
         ),

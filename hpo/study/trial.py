@@ -22,21 +22,25 @@ from hpo.config.model_choice import StudyData, trial_data, trial_settings
 from hpo.config.spec import ModelChoice
 from hpo.result_keys import NODE_KEY, OOM_KEY, RESUME_KEY, STORAGE_FULL_KEY
 from hpo.stores.checkpoints import CheckpointStore
+from hpo.study._system_metrics import SystemSampler
 from trainers import TrainConfig
 from trainers.oom import TrainingOutOfMemory
 from trainers.tasks import DEFAULT_TASK, load_task
 
 
 class RayReporter:
-    """Reports to Ray Tune; Ray copies the checkpoint folder into the trial's storage."""
+    """Reports to Ray Tune, with the epoch's system metrics when sampled; Ray copies the checkpoint folder into the
+    trial's storage."""
 
-    def __init__(self) -> None:
+    def __init__(self, sampler: SystemSampler | None = None) -> None:
         self.node_id = ray.get_runtime_context().get_node_id()
+        self.sampler = sampler
 
     def report(self, metrics: Mapping[str, float], checkpoint_dir: Path | None) -> None:
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        system = self.sampler.take() if self.sampler else {}
         try:
-            tune.report({**metrics, NODE_KEY: self.node_id}, checkpoint=checkpoint)
+            tune.report({**metrics, **system, NODE_KEY: self.node_id}, checkpoint=checkpoint)
         except OSError as err:
             if err.errno == errno.ENOSPC or "No space left" in str(err):  # pyarrow's errors carry no errno
                 raise StorageFull(str(err).splitlines()[0]) from None
@@ -48,14 +52,17 @@ class StorageFull(RuntimeError):
 
 
 def run_trial(config: dict[str, Any], *, data: StudyData, trainer: TrainConfig, checkpoints: str,
-              models: Mapping[str, ModelChoice] = MappingProxyType({}), task: str = DEFAULT_TASK) -> None:
+              models: Mapping[str, ModelChoice] = MappingProxyType({}), task: str = DEFAULT_TASK,
+              system_metrics: bool = False) -> None:
     """The Ray trainable. ``task`` names what it fine-tunes for; ``trainer`` holds the study-wide settings;
     ``config`` what Optuna sampled;
     ``checkpoints`` is ``storage.checkpoints``, where an interrupted trial's checkpoint is read from; ``models``
-    the choices of a study that searches the model (``data`` then holds each one's prepared rows)."""
+    the choices of a study that searches the model (``data`` then holds each one's prepared rows);
+    ``system_metrics``: each epoch's report carries the machine's use (``tracking.system_metrics``)."""
     context = tune.get_context()
     num_threads = max(1, int(context.get_trial_resources().required_resources.get("CPU", 1)))
     with contextlib.ExitStack() as stack:
+        sampler = stack.enter_context(SystemSampler()) if system_metrics else None
         resume_from = None
         if restored := tune.get_checkpoint():  # Ray restarted this trial (FailureConfig): its latest checkpoint
             resume_from = stack.enter_context(restored.as_directory())
@@ -63,7 +70,7 @@ def run_trial(config: dict[str, Any], *, data: StudyData, trainer: TrainConfig, 
             resume_from = str(stack.enter_context(CheckpointStore(checkpoints).local_copy(config[RESUME_KEY])))
         settings = trial_settings(trainer, config, models, num_threads=num_threads, resume_from=resume_from)
         try:
-            load_task(task).fine_tune(settings, trial_data(data, config), RayReporter())
+            load_task(task).fine_tune(settings, trial_data(data, config), RayReporter(sampler))
         except StorageFull as err:
             # A result, not an exception (which Ray would retry into the same full disk): the ledger keeps the
             # trial resumable and stops the study with the reason.

@@ -36,6 +36,7 @@ CONFIG_VALUES: list[tuple[str, list[str], str]] = [
     ("max_length past the position embeddings", ["trainer.max_length=100000"], "trainer.max_length"),
     ("a registry URL of no database", ["registry.url=notaurl://x"], "registry.url"),
     ("an Optuna URL that is no URL", ["storage.optuna_url=garbage"], "storage.optuna_url"),
+    ("a retry budget MLflow cannot give", ["tracking.retry_s=5000"], "tracking.retry_s"),
     ("missing model", ["model.name_or_path=/no/such/model"], "model.name_or_path"),
     ("missing train file", ["data.train_path=/no/such.csv"], "data.train_path"),
     ("zero CPU", ["resources.cpu=0"], "resources.cpu"),

@@ -62,37 +62,25 @@ def wait_for(find, timeout_s: float = 60.0, what: str = "element"):
     raise AssertionError(f"{what} did not appear within {timeout_s:.0f}s")
 
 
-def runs_table(driver, study: str, metric: str) -> dict[str, str]:
-    """On an experiment's runs page: unfolds the study's run, shows ``metric`` as a column, and returns
-    {run name: the metric's cell text} for every row the table shows."""
+def runs_table(driver, metric: str) -> list[tuple[str, str]]:
+    """What an experiment's runs page shows on arrival, without a click: (run name, ``metric``'s cell text) per row,
+    top to bottom. Fails if the metric's column is not there."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
 
-    unfold = "[role=gridcell] button[data-component-id*=runnamecellrenderer]"  # the +/- before a parent run
-    expand = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, unfold), what="the study run's unfold button")
-    expand[0].click()
-    wait_for(lambda: len(driver.find_elements(By.CSS_SELECTOR, ".ag-pinned-left-cols-container [role=row]")) > 1,
-             what="the trials' runs under the study's run")
-    columns = wait_for(lambda: [b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Columns"],
-                       what="the Columns button")
-    columns[0].click()
-    item = wait_for(lambda: driver.find_elements(
-        By.XPATH, f"//*[@data-radix-popper-content-wrapper]//*[normalize-space(text())='{metric}']"),
-        what=f"{metric} in the column chooser")
-    item[0].click()
-    driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
     cell = f"[col-id='metrics.`{metric}`']"
     wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, f".ag-center-cols-container {cell}"),
              what=f"the {metric} column")
-    names = {r.get_attribute("row-index"): r.text.splitlines() for r in
+    wait_for(lambda: [r for r in driver.find_elements(By.CSS_SELECTOR, ".ag-pinned-left-cols-container [role=row]")
+                      if "trial_" in r.text], what="the trials' rows")
+    names = {int(r.get_attribute("row-index")): r.text.splitlines() for r in
              driver.find_elements(By.CSS_SELECTOR, ".ag-pinned-left-cols-container [role=row]")}
     values = {}
     for row in driver.find_elements(By.CSS_SELECTOR, ".ag-center-cols-container [role=row]"):
         found = row.find_elements(By.CSS_SELECTOR, cell)
-        values[row.get_attribute("row-index")] = found[0].text if found else ""
-    table = {}
-    for index, lines in names.items():
-        name = next((line for line in lines if line == study or line.startswith("trial_")), None)
-        if name:
-            table[name] = values.get(index, "")
-    return table
+        values[int(row.get_attribute("row-index"))] = found[0].text if found else ""
+    rows = []
+    for index in sorted(names):
+        name = next((line for line in names[index] if line.startswith("trial_") or line.strip()), "")
+        name = next((line for line in names[index] if line.startswith("trial_")), name)
+        rows.append((name, values.get(index, "")))
+    return rows

@@ -34,8 +34,8 @@ def with_overrides(base: list[str], *overrides: str) -> list[str]:
 class Driver:
     """An `hpo` subprocess (the study's driver) and every process it starts, stopped by PID."""
 
-    def __init__(self, args: list[str], root: Path, sst2_dir: Path) -> None:
-        env = {**os.environ, "HPO_DATA_DIR": str(sst2_dir), "HPO_STORAGE_ROOT": str(root)}
+    def __init__(self, args: list[str], root: Path, sst2_dir: Path, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "HPO_DATA_DIR": str(sst2_dir), "HPO_STORAGE_ROOT": str(root), **(env or {})}
         self.log = (root / f"driver-{time.time_ns()}.log").open("w")
         self.proc = subprocess.Popen([sys.executable, "-m", "hpo", *args], cwd=root, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
@@ -86,8 +86,9 @@ def _running(pid: int) -> bool:
         return False
 
 
-def hpo(args: list[str], root: Path, sst2_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HPO_DATA_DIR": str(sst2_dir), "HPO_STORAGE_ROOT": str(root)}
+def hpo(args: list[str], root: Path, sst2_dir: Path, timeout: float = 300,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HPO_DATA_DIR": str(sst2_dir), "HPO_STORAGE_ROOT": str(root), **(env or {})}
     return subprocess.run([sys.executable, "-m", "hpo", *args], cwd=root, env=env, capture_output=True,
                           text=True, timeout=timeout, check=False)
 

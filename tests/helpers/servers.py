@@ -67,6 +67,51 @@ def mlflow_server(root: Path, backend_store_uri: str) -> Iterator[str]:
         log.close()
 
 
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 that can be stopped and started again on the same port and store; with
+    ``password``, MLflow's built-in authentication (``--app-name basic-auth``) with that admin password."""
+
+    def __init__(self, root: Path, password: str | None = None, user: str = "admin") -> None:
+        self.root, self.proc, self.user, self.password = root, None, user, password
+        root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ)
+        if password is not None:  # MLflow reads its admin user, password and user database from this file
+            (root / "auth.ini").write_text(
+                f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{root / 'basic_auth.db'}\n"
+                f"admin_username = {user}\nadmin_password = {password}\n"
+                "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+            self.env |= {"MLFLOW_AUTH_CONFIG_PATH": str(root / "auth.ini"),
+                         "MLFLOW_FLASK_SERVER_SECRET_KEY": "hpo-tests-csrf-key"}
+
+    def uri_with(self, password: str) -> str:
+        return f"http://{self.user}:{password}@127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = (self.root / f"server-{time.time_ns()}.log").open("w")
+        auth = ["--app-name", "basic-auth"] if self.password is not None else []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", *auth, "--host", "127.0.0.1", "--port", str(self.port),
+             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}", "--artifacts-destination",
+             str(self.root / "artifacts"), "--workers", "1"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self.env)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
+                    return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.5)
+        raise RuntimeError(f"mlflow server did not start: {Path(log.name).read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            stop_group(self.proc, signal.SIGTERM)
+
+
 def postgres_bin() -> Path | None:
     """The folder of Debian's (or any) PostgreSQL server binaries, or None."""
     found = shutil.which("initdb")

@@ -4,53 +4,17 @@ every trial's params, every epoch's metrics and every trial's checkpoint artifac
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
 from tests.helpers.lifecycle import TINY_SWEEP, Driver, wait_for, with_overrides
-from tests.helpers.servers import free_port
+from tests.helpers.servers import MlflowServer
 from tests.helpers.stores import assert_stores_agree
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
 NAME, TRIALS, OUTAGE_S = "mlflow_outage", 2, 30
-
-
-class MlflowServer:
-    """A real `mlflow server` on 127.0.0.1 that can be stopped and started again on the same port and store."""
-
-    def __init__(self, root: Path) -> None:
-        self.root, self.proc = root, None
-        self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        log = (self.root / f"server-{time.time_ns()}.log").open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}", "--artifacts-destination",
-             str(self.root / "artifacts"), "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.5)
-        raise RuntimeError("mlflow server did not start")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=30)
 
 
 @pytest.fixture
