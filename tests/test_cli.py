@@ -79,7 +79,7 @@ def test_cfg_job_prints_the_composed_config(tmp_path, sst2_dir):
 @pytest.mark.parametrize("case", ["negative lr", "missing model", "missing train file",
                                   "a registry URL of no database"])
 def test_bad_value_stops_with_one_line_before_ray_starts(case, tmp_path, sst2_dir):
-    """Three of tests/helpers/bad_configs.py's cases through a real `python -m hpo` (the rest run in-process in
+    """Four of tests/helpers/bad_configs.py's cases through a real `python -m hpo` (the rest run in-process in
     tests/reliability/test_bad_input.py)."""
     _, overrides, key = bad_configs.case(case)
     proc = _run(["sweep", "experiment=sst2_minilm", "storage.root=runs", *overrides], tmp_path, sst2_dir, timeout=120)

@@ -8,8 +8,7 @@ import sys
 from argparse import Namespace
 from typing import NoReturn
 
-from hpo.config.sections import database_url_problem
-from hpo.stores.registry import Registry, RegistryError, StudyRecord
+from hpo.stores.registry import Registry, RegistryError, StudyRecord, url_problem
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -20,7 +19,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def open_registry(args: Namespace) -> Registry:
     root = os.path.realpath(args.storage_root)  # as the sweep resolved storage.root
     url = args.registry or f"sqlite:///{root}/registry.db"
-    if problem := database_url_problem(url):
+    if problem := url_problem(url):
         fail(f"config error: --registry: {problem}")
     if url.startswith("sqlite:///") and not os.path.exists(url.removeprefix("sqlite:///")):
         fail(f"no study registry at {url}: run `hpo sweep` first, or pass --storage-root / --registry")

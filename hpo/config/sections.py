@@ -10,12 +10,10 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from hpo.config import spec as s
 from hpo.errors import ConfigError
-from hpo.secrets import is_uri, redacted
+from hpo.secrets import is_uri
 from trainers.tasks import DataSource, SourceError, Task
 
 CHECKPOINT_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")  # what pyarrow.fs (Ray's storage) opens
@@ -71,40 +69,10 @@ def storage_spec(cfg: DictConfig, name: str) -> s.StorageSpec:
     return s.StorageSpec(
         keep=keep, max_gb=number(cfg, "storage.max_gb", minimum=0, optional=True),
         root=root, checkpoints=_checkpoints_location(cfg, root),
-        optuna_url=_database_url(cfg, "storage.optuna_url") or f"sqlite:///{root / name / 'optuna.db'}",
-        registry_url=_database_url(cfg, "registry.url") or f"sqlite:///{root / 'registry.db'}",
+        optuna_url=get_key(cfg, "storage.optuna_url") or f"sqlite:///{root / name / 'optuna.db'}",
+        registry_url=get_key(cfg, "registry.url") or f"sqlite:///{root / 'registry.db'}",
         tracking_uri=get_key(cfg, "tracking.uri") or f"sqlite:///{root / 'mlflow.db'}",
     )
-
-
-def _database_url(cfg: DictConfig, key: str) -> str | None:
-    url = get_key(cfg, key)
-    if url is not None and (problem := database_url_problem(str(url))):
-        raise ConfigError(key, problem)
-    return url
-
-
-def database_url_problem(url: str) -> str | None:
-    """Why SQLAlchemy cannot use ``url`` (not a URL, an unknown database, its driver not installed), in a sentence
-    with the fix and without the password; None when it can.
-
-    >>> database_url_problem("sqlite:///runs/registry.db") is None
-    True
-    >>> database_url_problem("notaurl://x")
-    "notaurl://x: 'notaurl' is not a database SQLAlchemy knows; use e.g. sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
-    """
-    example = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return f"{redacted(url)!r} is not a database URL; use e.g. {example}"
-    try:
-        parsed.get_dialect()
-    except NoSuchModuleError:
-        return f"{redacted(url)}: {parsed.drivername!r} is not a database SQLAlchemy knows; use e.g. {example}"
-    except ImportError as err:
-        return f"{redacted(url)}: the driver for {parsed.drivername!r} is not installed ({err}); install it"
-    return None
 
 
 def _checkpoints_location(cfg: DictConfig, root: Path) -> str:

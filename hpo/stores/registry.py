@@ -29,10 +29,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import create_engine, inspect, select, text
-from sqlalchemy.exc import DatabaseError, SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from hpo.secrets import redact_url
+from hpo.secrets import redact_url, redacted
 from hpo.states import StudyStatus, TrialState
 from hpo.stores._db_retry import retrying
 from hpo.stores.records import Base, ConfirmationRecord, StudyRecord, TrialRecord, utcnow
@@ -47,6 +48,29 @@ _CREATE_ATTEMPTS = 3  # racing creators of one new store: the loser of each CREA
 
 class RegistryError(RuntimeError):
     """A registry operation that cannot go ahead (unknown study, live driver, newer schema)."""
+
+
+def url_problem(url: str) -> str | None:
+    """Why SQLAlchemy cannot use ``url`` (not a URL, an unknown database, its driver not installed), in a sentence
+    with the fix and without the password; None when it can.
+
+    >>> url_problem("sqlite:///runs/registry.db") is None
+    True
+    >>> url_problem("notaurl://x")
+    "notaurl://x: 'notaurl' is not a database SQLAlchemy knows; use e.g. sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
+    """
+    example = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return f"{redacted(url)!r} is not a database URL; use e.g. {example}"
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        return f"{redacted(url)}: {parsed.drivername!r} is not a database SQLAlchemy knows; use e.g. {example}"
+    except ImportError as err:
+        return f"{redacted(url)}: the driver for {parsed.drivername!r} is not installed ({err}); install it"
+    return None
 
 
 def probe(url: str, timeout_s: float) -> None:

@@ -142,8 +142,14 @@ def set_trials_view(mlflow: MlflowClient, experiment_id: str, objectives: Sequen
     mlflow.set_experiment_tag(experiment_id, key, json.dumps(trials_view(objectives, params)))
 
 
+# MLflow's client prints "View run ... at: <tracking URI>" when a run on a server ends: one line per trial, with the
+# URI's password in it when the URI holds one (hpo prints its own progress, redacted).
+_NO_URL_PRINTING = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+
+
 def client(tracking_uri: str) -> MlflowClient:
     """The MLflow client of a tracking URI: the only place hpo makes one."""
+    os.environ[_NO_URL_PRINTING] = "true"
     return MlflowClient(tracking_uri=tracking_uri)
 
 
@@ -192,6 +198,7 @@ def _tracking_uri(uri: str) -> Iterator[None]:
     """MLflow's fluent API (the pyfunc logger, artifact downloads) reads a process-wide tracking URI: set it for
     one call and put the previous one back, so no other code sees it changed."""
     previous = mlflow.get_tracking_uri()
+    os.environ[_NO_URL_PRINTING] = "true"
     mlflow.set_tracking_uri(uri)
     try:
         yield

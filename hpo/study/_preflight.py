@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from hpo.config.spec import ClusterSpec, StorageSpec
 from hpo.errors import ConfigError
 from hpo.secrets import redacted
-from hpo.stores.registry import probe
+from hpo.stores.registry import probe, url_problem
 
 TIMEOUT_S = 5.0
 USER_ENV, PASSWORD_ENV, TOKEN_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"
@@ -104,6 +104,8 @@ def _credentials(user: str | None, password: str | None) -> dict[str, str]:
 
 
 def _database(key: str, url: str) -> None:
+    if problem := url_problem(url):
+        raise ConfigError(key, problem)
     try:
         probe(url, TIMEOUT_S)
     except ConnectionError as err:

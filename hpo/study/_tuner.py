@@ -35,15 +35,14 @@ class LedgerCallback(tune.Callback):
         return {}
 
     def _hand(self, event: Callable[[], None]) -> None:
-        """Hands one event to the ledger. The first :class:`TrackingGone` (MLflow stopped answering) ends the run;
-        the trials' ends Ray Tune reports while it cleans up after that are recorded in the registry (written
-        first), and their MLflow part waits for `hpo resume` rather than failing once more each."""
-        gone_before = self.ledger.mlflow.gone is not None
+        """Hands one event to the ledger. MLflow gone for longer than ``tracking.retry_s`` (:class:`TrackingGone`)
+        is not raised into Ray Tune, which would print a traceback per trial (or swallow it, in a trial's stop): the
+        ledger remembers it, :class:`RulesStopper` ends the run, and the driver says so in one line. What the ledger
+        wrote first, the registry, stands; `hpo resume` replays the rest into MLflow."""
         try:
             event()
         except TrackingGone:
-            if not gone_before:
-                raise
+            pass
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self._hand(lambda: self.ledger.trial_started(trial.trial_id, trial.path, trial.config.get(RESUME_KEY)))
@@ -71,8 +70,8 @@ class LedgerCallback(tune.Callback):
 class RulesStopper(tune.Stopper):
     """The study's stop rules as Ray's ``Stopper``: ``stop_all`` ends every trial and the study."""
 
-    def __init__(self, rules: StudyStop) -> None:
-        self.rules = rules
+    def __init__(self, rules: StudyStop, ledger: StudyLedger) -> None:
+        self.rules, self.ledger = rules, ledger
 
     def __getstate__(self) -> dict:
         """See :meth:`LedgerCallback.__getstate__`."""
@@ -85,7 +84,7 @@ class RulesStopper(tune.Stopper):
         return False
 
     def stop_all(self) -> bool:
-        return self.rules.should_stop()
+        return self.ledger.mlflow.gone is not None or self.rules.should_stop()
 
 
 def run_tuner(spec: StudySpec, ledger: StudyLedger, search: StudySearch, rules: StudyStop, data: StudyData,
@@ -115,7 +114,7 @@ def run_tuner(spec: StudySpec, ledger: StudyLedger, search: StudySearch, rules: 
         run_config=tune.RunConfig(
             name=f"attempt_{attempt}",
             storage_path=store.uri(tune_dir),  # a shared folder or a bucket on a multi-node cluster
-            stop=RulesStopper(rules),
+            stop=RulesStopper(rules, ledger),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the latest: resume state + best/
             # A trial whose worker dies restarts from its latest checkpoint (hpo.trial reads it back).
             failure_config=tune.FailureConfig(max_failures=spec.resources.max_retries),

@@ -159,7 +159,7 @@ class StudyLedger:
                     error: str | None = None) -> None:
         """A trial's end as Ray saw it; ``error``: the traceback of a trial that raised (kept in its MLflow run)."""
         number = self.numbers.get(ray_trial_id)
-        if number is None:
+        if number is None or self.mlflow.gone is not None:  # MLflow is gone: left running, as a crash leaves it
             return
         record = self.registry.require_trial(self.name, number)
         if last_result.get(STORAGE_FULL_KEY):

@@ -108,6 +108,8 @@ def _drive(spec: StudySpec, checked: _Checked, started: float, signals: StopOnSi
         status, reason = StudyStatus.FAILED, None
         try:
             _search(spec, ledger, rules, checked, resumed=checked.record is not None)
+            if ledger.mlflow.gone is not None:  # the tuner ended early for it (hpo.study._tuner)
+                raise ledger.mlflow.gone
             rules.should_stop()
             if spec.confirm.top_k and not signal.is_set:
                 _confirm(spec, ledger, checked)
@@ -121,7 +123,7 @@ def _drive(spec: StudySpec, checked: _Checked, started: float, signals: StopOnSi
                 # A second SIGTERM or Ctrl-C while stopping: the running trials are left to `hpo resume`.
                 status, reason = StudyStatus.STOPPED, f"{describe(now.signum)} received twice: stopped at once"
                 raise now from None
-            if (gone := ledger.mlflow.gone) is not None:  # Ray Tune hands the ledger's error on as text
+            if (gone := ledger.mlflow.gone) is not None:
                 reason = str(gone)
                 raise gone from None
             raise

@@ -34,8 +34,6 @@ CONFIG_VALUES: list[tuple[str, list[str], str]] = [
     ("median with no one to compare", ["scheduler=median", "scheduler.min_samples_required=0"],
      "scheduler.min_samples_required"),
     ("max_length past the position embeddings", ["trainer.max_length=100000"], "trainer.max_length"),
-    ("a registry URL of no database", ["registry.url=notaurl://x"], "registry.url"),
-    ("an Optuna URL that is no URL", ["storage.optuna_url=garbage"], "storage.optuna_url"),
     ("a retry budget MLflow cannot give", ["tracking.retry_s=5000"], "tracking.retry_s"),
     ("missing model", ["model.name_or_path=/no/such/model"], "model.name_or_path"),
     ("missing train file", ["data.train_path=/no/such.csv"], "data.train_path"),
@@ -57,6 +55,13 @@ OVERRIDES: list[tuple[str, list[str], str]] = [
 ]
 
 
+# Refused by the preflight (hpo.study._preflight), before anything is recorded but after build_spec.
+PREFLIGHT: list[tuple[str, list[str], str]] = [
+    ("a registry URL of no database", ["registry.url=notaurl://x"], "registry.url"),
+    ("an Optuna URL that is no URL", ["storage.optuna_url=garbage"], "storage.optuna_url"),
+]
+
+
 def case(name: str) -> tuple[str, list[str], str]:
     """One case by its name."""
-    return next(c for c in CONFIG_VALUES + OVERRIDES if c[0] == name)
+    return next(c for c in CONFIG_VALUES + OVERRIDES + PREFLIGHT if c[0] == name)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.bad_configs import CONFIG_VALUES, OVERRIDES
+from tests.helpers.bad_configs import CONFIG_VALUES, OVERRIDES, PREFLIGHT
 from tests.helpers.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -52,6 +52,7 @@ def _cases(f: dict[str, Path]) -> list[tuple[str, list[str], str]]:
     return [
         *CONFIG_VALUES,
         *OVERRIDES,
+        *PREFLIGHT,
         # model and data
         ("not a CSV", [*good, f"data.train_path={f['not_csv']}"], "data.train_path"),
         ("empty file", [*good, f"data.train_path={f['empty']}"], "data.train_path"),
