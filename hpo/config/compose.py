@@ -34,6 +34,7 @@ from hpo.config.sections import (
     get_key,
     number,
     storage_spec,
+    tracking_spec,
 )
 from hpo.errors import ConfigError
 from hpo.secrets import redact, restore
@@ -138,18 +139,9 @@ def build_spec(cfg: DictConfig) -> s.StudySpec:
         warm_start=s.WarmStartSpec(source=warm_from, top_k=number(cfg, "warm_start.top_k", minimum=1, integer=True)),
         confirm=confirm_spec(cfg),
         register_best=bool(get_key(cfg, "tracking.register_best")),
-        tracking=s.TrackingSpec(retry_s=_retry_s(cfg),
-                                system_metrics=bool(get_key(cfg, "tracking.system_metrics"))),
+        tracking=tracking_spec(cfg),
         config_yaml=config_yaml, models=choices, task=info.name,
     )
-
-
-def _retry_s(cfg: DictConfig) -> float:
-    retry_s = number(cfg, "tracking.retry_s", minimum=1)
-    if retry_s > s.MAX_RETRY_S:
-        raise ConfigError("tracking.retry_s", f"{retry_s} s is more than MLflow's client can retry ({s.MAX_RETRY_S} "
-                                              f"s: 10 retries, at most 120 s apart); set it to {s.MAX_RETRY_S} or less")
-    return retry_s
 
 
 def _check_space_fits(space: SearchSpace, task: TaskInfo, data: s.DataSpec) -> None:

@@ -135,6 +135,14 @@ def cluster_spec(cfg: DictConfig) -> s.ClusterSpec:
     )
 
 
+def tracking_spec(cfg: DictConfig) -> s.TrackingSpec:
+    retry_s = number(cfg, "tracking.retry_s", minimum=1)
+    if retry_s > s.MAX_RETRY_S:
+        raise ConfigError("tracking.retry_s", f"{retry_s} s is more than MLflow's client can retry ({s.MAX_RETRY_S} "
+                                              f"s: 10 retries, at most 120 s apart); set it to {s.MAX_RETRY_S} or less")
+    return s.TrackingSpec(retry_s=retry_s, system_metrics=bool(get_key(cfg, "tracking.system_metrics")))
+
+
 def confirm_spec(cfg: DictConfig) -> s.ConfirmSpec:
     rank_by = get_key(cfg, "confirm.rank_by")
     if rank_by not in RANK_BY:
