@@ -15,7 +15,7 @@ from hpo.cli._common import fail, open_registry, require
 from hpo.config.compose import stored_storage
 from hpo.reporting.report import build_report, write_report
 from hpo.reporting.ui import is_server, runs_url, serve, stop
-from hpo.secrets import redact_url
+from hpo.secrets import redact_url, redacted
 from hpo.stores.tracking import client, log_report, set_trials_view
 
 
@@ -47,12 +47,13 @@ def cmd_ui(args: Namespace) -> None:
         if name:
             s = require(registry, name)
             tracking_uri, experiment_id = stored_storage(s, [registry.url]).tracking_uri, s.mlflow_experiment_id
-            if experiment_id is not None:  # a study recorded before hpo stored its runs page's view
+            if experiment_id is not None and not is_server(tracking_uri):  # recorded before hpo stored the view
+                # (on a tracking server the driver stores it when the study starts or resumes)
                 params = sorted({k for t in registry.trials(name) for k in (t.params or {})})
                 set_trials_view(client(tracking_uri), experiment_id, [(s.metric, s.mode)], params,
                                 only_if_missing=True)
     if is_server(tracking_uri):
-        url = runs_url(redact_url(tracking_uri), experiment_id)
+        url = runs_url(redacted(tracking_uri), experiment_id)  # a browser asks for the password itself
         print(f"study {name} is tracked on an MLflow server: {url}")
         if args.open:
             webbrowser.open(url)
