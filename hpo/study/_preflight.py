@@ -30,9 +30,13 @@ USER_ENV, PASSWORD_ENV, TOKEN_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING
 
 def check_services(storage: StorageSpec, cluster: ClusterSpec) -> None:
     """Raises :class:`ConfigError` for the first service that cannot be used."""
+    services = (("registry.url", storage.registry_url), ("storage.optuna_url", storage.optuna_url),
+                ("tracking.uri", storage.tracking_uri))
+    for key, url in services[:2]:  # before anything is written, even the storage root
+        if problem := url_problem(url):
+            raise ConfigError(key, problem)
     _writable(storage.root)
-    for key, url in (("registry.url", storage.registry_url), ("storage.optuna_url", storage.optuna_url),
-                     ("tracking.uri", storage.tracking_uri)):
+    for key, url in services:
         if url.startswith(("http://", "https://")):
             _http(key, url)
         elif not url.startswith("sqlite:"):
@@ -104,8 +108,6 @@ def _credentials(user: str | None, password: str | None) -> dict[str, str]:
 
 
 def _database(key: str, url: str) -> None:
-    if problem := url_problem(url):
-        raise ConfigError(key, problem)
     try:
         probe(url, TIMEOUT_S)
     except ConnectionError as err:
