@@ -90,7 +90,7 @@ def test_evaluation_at_its_floor_names_the_eval_batch():
     assert [len(part["labels"]) for part in MicroBatching(5, 1, 2).split(batch)] == [2, 2, 1]
 
 
-def _trial_that_runs_out_of_memory_above_10_rows(config, *, data, trainer, checkpoints, task):
+def _trial_that_runs_out_of_memory_above_10_rows(config, *, data, trainer, checkpoints, **settings):
     """The real trainable, in a Ray worker whose "GPU" holds at most 10 rows per forward pass."""
     import torch
 
@@ -106,7 +106,7 @@ def _trial_that_runs_out_of_memory_above_10_rows(config, *, data, trainer, check
 
     TextClassifier.forward = forward
     try:
-        run_trial(config, data=data, trainer=trainer, checkpoints=checkpoints, task=task)
+        run_trial(config, data=data, trainer=trainer, checkpoints=checkpoints, **settings)  # task, system_metrics
     finally:
         TextClassifier.forward = original
 
