@@ -89,6 +89,7 @@ def test_bad_value_stops_with_one_line_before_ray_starts(case, tmp_path, sst2_di
     assert "Ray" not in proc.stdout + proc.stderr and not (tmp_path / "runs").exists(), "nothing started or written"
 
 
+@pytest.mark.integration  # three `python -m hpo` subprocesses
 @pytest.mark.parametrize("command", [["list"], ["status", "x"], ["resume", "x"]])
 def test_a_registry_url_of_no_database_is_one_line_for_every_command(command, tmp_path, sst2_dir):
     proc = _run(["--registry", "notaurl://u:pw@x/db", *command], tmp_path, sst2_dir, timeout=120)
