@@ -17,7 +17,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from hpo.config.spec import ClusterSpec, StorageSpec
 from hpo.errors import ConfigError
@@ -68,43 +68,41 @@ def _http(key: str, url: str) -> None:
     """The tracking server answers at the URL's host and port (``/health``), and takes the credentials MLflow's
     client will send (an authenticated read): in the URL (``http://USER:PASSWORD@HOST:PORT``), else
     ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` or ``MLFLOW_TRACKING_TOKEN``, as MLflow reads them."""
-    parts = urlsplit(url)
-    base = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], query="", fragment="")).rstrip("/")
+    base = redacted(url).rstrip("/")  # urllib would read USER:PASSWORD@HOST as the host
     try:
         with urllib.request.urlopen(f"{base}/health", timeout=TIMEOUT_S):
             pass
     except OSError as err:
         reason = getattr(err, "reason", None) or err
-        raise ConfigError(key, f"cannot reach the MLflow server at {redacted(url)} ({reason}); start it, fix the "
+        raise ConfigError(key, f"cannot reach the MLflow server at {base} ({reason}); start it, fix the "
                                "URL, or leave tracking.uri unset for a local store") from None
-    request = urllib.request.Request(f"{base}/api/2.0/mlflow/experiments/search?max_results=1",
-                                     headers=_credentials(parts.username, parts.password))
+    user, headers = _credentials(url)
+    request = urllib.request.Request(f"{base}/api/2.0/mlflow/experiments/search?max_results=1", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S):
             return
     except urllib.error.HTTPError as err:
         if err.code not in (401, 403):
             return  # answering, and not about credentials: MLflow's client reports anything else itself
-        who = f"user {unquote(parts.username or os.environ.get(USER_ENV, ''))!r}" if parts.username or \
-            os.environ.get(USER_ENV) else "a request without credentials"
-        raise ConfigError(key, f"the MLflow server at {redacted(url)} refused {who} ({err.code} {err.reason}); "
+        who = f"user {user!r}" if user else "a request without credentials"
+        raise ConfigError(key, f"the MLflow server at {base} refused {who} ({err.code} {err.reason}); "
                                "give a user and password it knows: http://USER:PASSWORD@HOST:PORT in tracking.uri, "
                                f"or {USER_ENV} and {PASSWORD_ENV} in the environment") from None
     except OSError as err:
-        raise ConfigError(key, f"the MLflow server at {redacted(url)} did not answer ({err}); check the server") \
-            from None
+        raise ConfigError(key, f"the MLflow server at {base} did not answer ({err}); check the server") from None
 
 
-def _credentials(user: str | None, password: str | None) -> dict[str, str]:
-    """The Authorization header MLflow's client sends (:mod:`mlflow.utils.rest_utils`): basic auth from the URL, else
-    from the environment, else a bearer token."""
-    user = unquote(user) if user else os.environ.get(USER_ENV)
-    password = unquote(password) if password else os.environ.get(PASSWORD_ENV)
+def _credentials(url: str) -> tuple[str | None, dict[str, str]]:
+    """(the user, the Authorization header) MLflow's client sends (:mod:`mlflow.utils.rest_utils`): basic auth from
+    the URL, else from the environment, else a bearer token."""
+    parts = urlsplit(url)
+    user = unquote(parts.username) if parts.username else os.environ.get(USER_ENV)
+    password = unquote(parts.password) if parts.password else os.environ.get(PASSWORD_ENV)
     if user and password:
-        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+        return user, {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
     if token := os.environ.get(TOKEN_ENV):
-        return {"Authorization": f"Bearer {token}"}
-    return {}
+        return None, {"Authorization": f"Bearer {token}"}
+    return user, {}
 
 
 def _database(key: str, url: str) -> None:
