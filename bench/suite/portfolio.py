@@ -1,0 +1,93 @@
+"""A portfolio of first trials learned from the suite's tables by greedy portfolio construction (Feurer et al. 2022,
+*Auto-sklearn 2.0*; Wistuba et al. 2015): start empty; add the recorded config that most lowers the mean, over the
+training datasets, of the best normalized regret the portfolio reaches there; repeat. Every dataset of a modality
+recorded the same drawn configs (one seeded draw over the same space), so a candidate's value is known on each.
+
+Shipped in the package (``hpo/config/portfolio.json``: ``search.first_trial=portfolio``) built from every suite
+dataset; the suite's own evaluation builds each dataset's portfolio without it (leave one dataset out)::
+
+    .venv/bin/python -m bench.suite.portfolio --tables bench/results/suite --out hpo/config/portfolio.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from bench.suite.datasets import SUITE
+from bench.suite.simulate import quality, regret
+from bench.suite.tables import Table, read_table
+
+SIZE = 4  # the first trials a study evaluates from it
+
+
+def modality(dataset: str) -> str:
+    return "image" if "task=image_classification" in SUITE[dataset].overrides else "text"
+
+
+def candidate_regrets(tables: Mapping[str, Table]) -> dict[tuple[str, str], dict[str, float]]:
+    """Per candidate (model, config) recorded on every given dataset: its normalized regret on each."""
+    shared = set.intersection(*(set(t.configs()) for t in tables.values()))
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for model, config in sorted(shared):
+        out[(model, config)] = {}
+        for name, table in tables.items():
+            oracle = max(table.oracle(m)[1] for m in table.models())
+            out[(model, config)][name] = regret(quality(table, model, config, 99), oracle, table.median(SUITE[name].small))
+    return out
+
+
+def greedy(regrets: Mapping[tuple[str, str], Mapping[str, float]], size: int = SIZE) -> list[tuple[str, str]]:
+    """The greedy portfolio: each step adds the candidate that lowers the mean of per-dataset best regret most.
+
+    >>> greedy({("m", "0"): {"a": 0.0, "b": 1.0}, ("m", "1"): {"a": 0.5, "b": 0.4}, ("m", "2"): {"a": 1, "b": 0}}, 2)
+    [('m', '1'), ('m', '0')]
+    """
+    chosen: list[tuple[str, str]] = []
+    datasets = list(next(iter(regrets.values()))) if regrets else []
+    best = dict.fromkeys(datasets, 1.0)
+    for _ in range(min(size, len(regrets))):
+        def score(c: tuple[str, str]) -> float:
+            return statistics.mean(min(best[d], regrets[c][d]) for d in datasets)
+        pick = min((c for c in regrets if c not in chosen), key=score)
+        chosen.append(pick)
+        best = {d: min(best[d], regrets[pick][d]) for d in datasets}
+    return chosen
+
+
+def build(tables: Mapping[str, Table], datasets: Sequence[str], size: int = SIZE) -> list[dict]:
+    """The portfolio learned from ``datasets`` (one modality): ``{"model": ..., **params}`` entries, best first."""
+    picked = greedy(candidate_regrets({d: tables[d] for d in datasets}), size)
+    first = tables[datasets[0]]
+    return [dict(first.params(model, config)) for model, config in picked]
+
+
+def leave_one_out(tables: Mapping[str, Table], held_out: str, size: int = SIZE) -> list[dict]:
+    """The portfolio a study on ``held_out`` gets when the suite is evaluated: built from the other datasets of its
+    modality."""
+    others = [d for d in tables if d != held_out and modality(d) == modality(held_out)]
+    return build(tables, others, size) if others else []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tables", type=Path, default=Path("bench/results/suite"))
+    parser.add_argument("--out", type=Path, default=Path("hpo/config/portfolio.json"))
+    parser.add_argument("--size", type=int, default=SIZE)
+    args = parser.parse_args()
+    tables = {d: read_table(args.tables / f"{d}.csv", SUITE[d].metric) for d in SUITE}
+    tables = {d: t for d, t in tables.items() if t.configs()}
+    portfolio = {kind: build(tables, [d for d in tables if modality(d) == kind], args.size)
+                 for kind in sorted({modality(d) for d in tables})}
+    args.out.write_text(json.dumps({
+        "built_by": "python -m bench.suite.portfolio (greedy over the suite's recorded tables)",
+        "datasets": sorted(tables), "configs_per_dataset": {d: len(t.configs()) for d, t in sorted(tables.items())},
+        "portfolio": portfolio}, indent=1) + "\n")
+    print(json.dumps(portfolio, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Compares search designs on the whole suite by replay (``simulate.py``): each design on each dataset over
+``--seeds`` search seeds at equal compute, normalized regret at 25%, 50% and 100% of the budget (16 full trials of the
+dataset's small model, in its recorded seconds), mean and spread per dataset and over the suite, and an anytime plot
+per dataset. The portfolio a dataset's study starts from is built without that dataset (leave one dataset out).
+
+    .venv/bin/python -m bench.suite.run --seeds 10 --out bench/results/suite_replay.json --plot bench/results/suite_replay.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import optuna
+
+from bench.suite.datasets import SUITE, SuiteDataset
+from bench.suite.portfolio import leave_one_out
+from bench.suite.record import study_spec
+from bench.suite.simulate import (
+    Design,
+    Lookup,
+    baseline_quality,
+    design_spec,
+    mean_sd,
+    model_spaces,
+    regret,
+    replay_i_epoch,
+    replay_study,
+)
+from bench.suite.tables import Table, read_table
+
+FRACTIONS = (0.25, 0.5, 1.0)
+TRIALS_IN_BUDGET = 16
+
+
+def designs_for(dataset: SuiteDataset, table: Table, tables: dict[str, Table]) -> list[Design]:
+    models = ",".join(m.name for m in dataset.models if m.name in table.models())
+    searched = ["search.first_trial=midpoint", f"+search.model={{choices: [{models}]}}"]
+    if "search=images" not in dataset.overrides:
+        searched.insert(0, "search=models")
+    designs = [Design("random_fifo", ("sampler=random", "scheduler=fifo")), Design("i_epoch", kind="i_epoch"),
+               Design("default"), Design("portfolio", first=tuple(leave_one_out(tables, dataset.name)))]
+    if len(table.models()) > 1:  # the large model's configs are recorded
+        designs += [Design("models", tuple(searched)), Design("models_per_model_asha", tuple(searched),
+                                                              asha_per_model=True)]
+    return designs
+
+
+def evaluate(name: str, table: Table, tables: dict[str, Table], seeds: int) -> dict:
+    dataset = SUITE[name]
+    recording = study_spec(dataset)
+    lookup = Lookup(table, model_spaces(recording))
+    small = dataset.small
+    oracle = max(table.oracle(m)[1] for m in table.models())
+    median = table.median(small)
+    budget = TRIALS_IN_BUDGET * 3 * table.epoch_seconds(small)
+    out: dict = {"oracle": oracle, "oracle_by_model": {m: table.oracle(m)[1] for m in table.models()},
+                 "median": median, "configs": {m: len(table.configs(m)) for m in table.models()},
+                 "baseline": baseline_quality(table, small), "budget_s": budget, "designs": {}}
+    for design in designs_for(dataset, table, tables):
+        spec = design_spec(dataset, design)
+        traces = [replay_i_epoch(table, lookup, spec, budget, small, seed) if design.kind == "i_epoch"
+                  else replay_study(spec, table, lookup, budget, small, design, seed) for seed in range(seeds)]
+        regrets = {f: [regret(t.at(f * budget), oracle, median) for t in traces] for f in FRACTIONS}
+        out["designs"][design.name] = {
+            "regret": {str(f): {"mean": mean_sd(r)[0], "sd": mean_sd(r)[1]} for f, r in regrets.items()},
+            "anytime": [statistics.mean(regret(t.at(f * budget), oracle, median) for t in traces)
+                        for f in [i / 20 for i in range(1, 21)]],
+            "gain_share_first_4": _gain_share(traces, out["baseline"], budget) if design.kind == "study" else None,
+            "trials": statistics.mean(t.trials for t in traces),
+            "first": list(design.first)}
+        r = out["designs"][design.name]["regret"]
+        print(f"{name:14s} {design.name:22s} " + "  ".join(f"@{f}: {r[str(f)]['mean']:.3f}±{r[str(f)]['sd']:.3f}"
+                                                           for f in FRACTIONS), flush=True)
+    return out
+
+
+def _gain_share(traces, baseline: float | None, budget: float) -> float | None:
+    """How much of the whole search's gain over the fixed baseline config its first 4 trials reach (mean)."""
+    if baseline is None:
+        return None
+    shares = [((t.after(4) or baseline) - baseline) / (t.at(budget) - baseline)
+              for t in traces if t.at(budget) is not None and t.at(budget) > baseline]
+    return statistics.mean(shares) if shares else None
+
+
+def summary(results: dict) -> dict:
+    """The suite mean of each design's regret at each budget, over the datasets where it ran."""
+    names = {d for r in results.values() for d in r["designs"]}
+    return {d: {str(f): statistics.mean(r["designs"][d]["regret"][str(f)]["mean"] for r in results.values()
+                                        if d in r["designs"]) for f in FRACTIONS} for d in sorted(names)}
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7), sharex=True)
+    x = [i / 20 for i in range(1, 21)]
+    for ax, (name, r) in zip(axes.flat, results.items(), strict=False):
+        for design, d in r["designs"].items():
+            ax.plot(x, d["anytime"], label=design)
+        ax.set_title(name)
+        ax.set_ylim(-0.2, 1.5)
+        ax.axhline(0, color="grey", lw=0.5)
+    axes.flat[0].legend(fontsize=7)
+    fig.supxlabel("share of the budget (16 full trials of the small model, recorded seconds)")
+    fig.supylabel("normalized regret (0 = oracle, 1 = median config), mean over search seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tables", type=Path, default=Path("bench/results/suite"))
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--plot", type=Path)
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    tables = {d: read_table(args.tables / f"{d}.csv", SUITE[d].metric) for d in SUITE}
+    tables = {d: t for d, t in tables.items() if len(t.configs()) >= 4}
+    results = {name: evaluate(name, table, tables, args.seeds) for name, table in tables.items()}
+    suite = summary(results)
+    for design, at in suite.items():
+        print(f"{'SUITE':14s} {design:22s} " + "  ".join(f"@{f}: {v:.3f}" for f, v in at.items()))
+    if args.out:
+        args.out.write_text(json.dumps({"seeds": args.seeds, "datasets": results, "suite_mean": suite}, indent=1)
+                            + "\n")
+    if args.plot:
+        plot(results, args.plot)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""Replays a search design over a dataset's recorded table, without Ray: thousands of studies in minutes, so designs
+are compared over many search seeds on every dataset. What a design decides is real: its space and sampler are
+built from hpo's config exactly as a study builds them (Optuna asks, hpo's space samples, the ledger's feedback is
+told: intermediate values, PRUNED or COMPLETE), ASHA's rule is Ray 2.60's ``AsyncHyperBandScheduler`` rule
+(``_Bracket.on_result``: at a rung, a trial below the ``1 - 1/rf`` quantile of the values recorded there so far
+stops), and a trial plays back the seed-0 curve and epoch seconds of the nearest recorded config of its model.
+Trials run one at a time, so compute (the recorded seconds) orders everything; ``bench/suite/real_check.py``
+checks the ordering this gives against real studies.
+
+What a design finds is valued as its incumbent's true quality: the mean over recorded training seeds of the best
+epoch within the epochs the incumbent trained (the top configs have 3 seeds), not its lucky observed value.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+
+from bench.suite.datasets import SuiteDataset
+from bench.suite.tables import BASELINE, Table
+from hpo import build_spec, compose
+from hpo.config.search_space import MODEL, trainer_name
+
+ASHA_TARGETS = ("ray.tune.schedulers.ASHAScheduler", "ray.tune.schedulers.AsyncHyperBandScheduler")
+FIFO_TARGET = "ray.tune.schedulers.FIFOScheduler"
+
+
+@dataclass(frozen=True)
+class Design:
+    """``overrides`` on the dataset's study; ``kind`` ``study`` (an hpo study) or ``i_epoch`` (Egele et al.'s baseline:
+    random configs one epoch each, the best quarter continued to the end); ``first`` configs evaluated first
+    (a portfolio); ``asha_per_model``: each model's trials meet only their own model's at a rung."""
+
+    name: str
+    overrides: tuple[str, ...] = ()
+    kind: str = "study"
+    first: tuple[Mapping[str, Any], ...] = ()
+    asha_per_model: bool = False
+
+
+@dataclass
+class Trace:
+    """The anytime curve of one replayed study: after each epoch, the compute spent and the incumbent's quality."""
+
+    spent: list[float]
+    quality: list[float]
+    trials: int
+    ends: list[int] = field(default_factory=list)  # len(quality) when each trial ended
+
+    def after(self, trials: int) -> float | None:
+        """The incumbent's quality once the first ``trials`` trials ended."""
+        return self.quality[self.ends[min(trials, len(self.ends)) - 1] - 1] if self.ends else None
+
+    def at(self, budget: float) -> float | None:
+        """The incumbent's quality once ``budget`` seconds are spent (None: no epoch finished within it)."""
+        found = None
+        for spent, quality in zip(self.spent, self.quality, strict=True):
+            if spent > budget:
+                break
+            found = quality
+        return found
+
+
+class Lookup:
+    """The nearest recorded config of a model, in the recorded space normalized to the unit cube."""
+
+    def __init__(self, table: Table, spaces: Mapping[str, Mapping[str, BaseDistribution]]) -> None:
+        self.spaces = spaces
+        self.points = {m: [(c, _normalized(table.params(m, c), spaces[m])) for _, c in table.configs(m)]
+                       for m in table.models() if m in spaces}
+
+    def nearest(self, model: str, params: Mapping[str, Any]) -> str:
+        point = _normalized(params, self.spaces[model])
+        return min(self.points[model], key=lambda cp: math.dist(cp[1], point))[0]
+
+
+def model_spaces(recording_spec) -> dict[str, dict[str, BaseDistribution]]:
+    """Each suite model's part of the recorded space, under the trainer's names."""
+    spaces: dict[str, dict[str, BaseDistribution]] = {}
+    for model in recording_spec.models:
+        spaces[model] = {trainer_name(n): d for n, d in recording_spec.space.distributions.items()
+                         if n != MODEL and n.partition(".")[2] in ("", model)}
+    return spaces
+
+
+def quality(table: Table, model: str, config: str, epochs: int) -> float:
+    """A config's true quality trained ``epochs`` epochs: its best epoch so far, averaged over recorded seeds."""
+    return statistics.mean(max(table.curve(model, config, s)[:epochs]) for s in table.seeds(model, config))
+
+
+class Asha:
+    """Ray's asynchronous successive halving rule for trials that run one at a time (one bracket)."""
+
+    def __init__(self, grace_period: int, reduction_factor: float, max_t: int) -> None:
+        self.rf = reduction_factor
+        self.milestones = sorted((grace_period * reduction_factor ** k for k in range(8)
+                                  if grace_period * reduction_factor ** k < max_t), reverse=True)
+        self.recorded: dict[Any, dict[float, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+
+    def stops(self, group: Any, trial: int, epoch: int, value: float) -> bool:
+        for milestone in self.milestones:
+            if epoch < milestone:
+                continue
+            rung = self.recorded[group][milestone]
+            if trial in rung:
+                return False
+            cutoff = np.nanpercentile(list(rung.values()), (1 - 1 / self.rf) * 100) if rung else None
+            rung[trial] = value
+            return cutoff is not None and value < cutoff
+        return False
+
+
+def design_spec(dataset: SuiteDataset, design: Design):
+    return build_spec(compose([*dataset.overrides, *design.overrides, "study.name=replay"]))
+
+
+def replay_study(spec, table: Table, lookup: Lookup, budget: float, small: str, design: Design,
+                 seed: int) -> Trace:
+    """One hpo study of ``spec`` (search seed ``seed``) replayed until ``budget`` seconds of recorded compute are
+    spent."""
+    study = optuna.create_study(direction="maximize", sampler=spec.sampler.build(seed=seed))
+    for point in design.first or _first_points(spec):
+        study.enqueue_trial(dict(point))
+    scheduler = spec.scheduler
+    if scheduler.target in ASHA_TARGETS:
+        k = scheduler.kwargs
+        asha: Asha | None = Asha(k.get("grace_period", 1), k.get("reduction_factor", 4), k["max_t"])
+    elif scheduler.target == FIFO_TARGET:
+        asha = None
+    else:
+        raise ValueError(f"the replay knows ASHA and FIFO, not {scheduler.target}")
+    spent, trace, best = 0.0, Trace([], [], 0), (-math.inf, 0.0)
+    while spent < budget:
+        trial = study.ask()
+        params = spec.space.sample(trial)
+        model = str(params.get(MODEL, small))
+        config = lookup.nearest(model, {trainer_name(k): v for k, v in params.items()})
+        curve, seconds = table.curve(model, config), table.seconds(model, config)
+        stopped = False
+        for epoch, (value, cost) in enumerate(zip(curve, seconds, strict=True), 1):
+            spent += cost
+            trial.report(value, epoch)
+            if value > best[0]:
+                best = (value, quality(table, model, config, epoch))
+            trace.spent.append(spent)
+            trace.quality.append(best[1])
+            group = model if design.asha_per_model else None
+            if asha and epoch < len(curve) and asha.stops(group, trial.number, epoch, value):
+                stopped = True
+                break
+        trace.trials += 1
+        trace.ends.append(len(trace.quality))
+        if stopped and spec.study.feedback == "pruned":
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, max(curve[:epoch]))
+    return trace
+
+
+def replay_i_epoch(table: Table, lookup: Lookup, spec, budget: float, small: str, seed: int) -> Trace:
+    """i-Epoch (Egele et al. 2024) with i = 1: random configs of ``small`` one epoch each, then the best quarter
+    continued to the end, best first; as many configs as make the whole plan about ``budget``."""
+    sampler = optuna.samplers.RandomSampler(seed=seed)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    per_epoch = table.epoch_seconds(small)
+    epochs = len(table.curve(small, table.configs(small)[0][1]))
+    count = max(4, int(budget / per_epoch / (1 + (epochs - 1) / 4)))
+    drawn = [lookup.nearest(small, {trainer_name(k): v for k, v in spec.space.sample(study.ask()).items()})
+             for _ in range(count)]
+    spent, trace, best = 0.0, Trace([], [], count), (-math.inf, 0.0)
+
+    def run(config: str, epochs_range: range) -> None:
+        nonlocal spent, best
+        curve, seconds = table.curve(small, config), table.seconds(small, config)
+        for epoch in epochs_range:
+            spent += seconds[epoch - 1]
+            if curve[epoch - 1] > best[0]:
+                best = (curve[epoch - 1], quality(table, small, config, epoch))
+            trace.spent.append(spent)
+            trace.quality.append(best[1])
+
+    for config in drawn:
+        run(config, range(1, 2))
+    for config in sorted(drawn, key=lambda c: -table.curve(small, c)[0])[: max(1, count // 4)]:
+        run(config, range(2, epochs + 1))
+    return trace
+
+
+def regret(found: float | None, oracle: float, median: float) -> float:
+    """Normalized regret: 0 at the oracle, 1 at the median config (and for nothing found yet)."""
+    if found is None:
+        return 1.0
+    return (oracle - found) / (oracle - median) if oracle > median else 0.0
+
+
+def _first_points(spec) -> list[dict[str, Any]]:
+    return spec.space.midpoints() if spec.study.first_trial == "midpoint" else []
+
+
+def _normalized(params: Mapping[str, Any], space: Mapping[str, BaseDistribution]) -> list[float]:
+    point = []
+    for name, dist in space.items():
+        value = params.get(name)
+        if isinstance(dist, CategoricalDistribution):
+            point.append(dist.choices.index(value) / max(1, len(dist.choices) - 1) if value in dist.choices else 0.5)
+            continue
+        low, high = dist.low, dist.high  # type: ignore[attr-defined]
+        value = min(max(low, value), high) if value is not None else (low + high) / 2
+        if dist.log:  # type: ignore[attr-defined]
+            low, high, value = math.log(low), math.log(high), math.log(value)
+        point.append((value - low) / (high - low) if high > low else 0.0)
+    return point
+
+
+def baseline_quality(table: Table, model: str) -> float | None:
+    """The fixed baseline config's 3-seed quality (None until recorded)."""
+    return quality(table, model, BASELINE, 99) if table.seeds(model, BASELINE) else None
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.pstdev(values)

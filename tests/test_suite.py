@@ -1,0 +1,117 @@
+"""The benchmark suite's parts on known tables: what a table says (seed means, oracle, median), that the replay's
+ASHA rule decides as Ray's does, that a replayed study spends the budget it is given, and the greedy portfolio."""
+
+from __future__ import annotations
+
+import csv
+import doctest
+import json
+import random
+
+import pytest
+
+# Ray's bracket, to hold the replay's rule to it: ``_Bracket`` is private, but it is the rule itself (the public
+# scheduler needs a running Tune controller around it).
+from ray.tune.schedulers.async_hyperband import _Bracket
+
+import bench.suite.datasets
+import bench.suite.portfolio
+import bench.suite.tables
+from bench.suite.datasets import SUITE
+from bench.suite.portfolio import greedy, leave_one_out
+from bench.suite.record import draw_configs, study_spec
+from bench.suite.simulate import Asha, Design, Lookup, design_spec, model_spaces, regret, replay_i_epoch, replay_study
+from bench.suite.tables import BASELINE, FIELDS, read_table
+
+
+@pytest.mark.parametrize("module", [bench.suite.tables, bench.suite.portfolio, bench.suite.datasets])
+def test_the_docstring_examples_hold(module):
+    assert doctest.testmod(module).failed == 0
+
+
+def write_table(path, runs):
+    """runs: (model, config, seed, params, [values per epoch])."""
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for model, config, seed, params, curve in runs:
+            for epoch, value in enumerate(curve, 1):
+                writer.writerow({"model": model, "config": config, "seed": seed, "params": json.dumps(params),
+                                 "epoch": epoch, "seconds": 10.0, "metrics": json.dumps({"val_accuracy": value})})
+
+
+def test_the_oracle_is_the_best_config_by_its_seed_mean_not_a_lucky_run(tmp_path):
+    p = {"model": "m"}
+    write_table(tmp_path / "t.csv", [
+        ("m", "0", 0, p, [0.70, 0.90, 0.80]),  # lucky: 0.90 once
+        ("m", "1", 0, p, [0.80, 0.85, 0.86]), ("m", "1", 1, p, [0.80, 0.84, 0.85]), ("m", "1", 2, p, [0.8, .83, .84]),
+        ("m", "0", 1, p, [0.70, 0.75, 0.76]), ("m", "0", 2, p, [0.70, 0.74, 0.75]),
+        ("m", "2", 0, p, [0.50, 0.55, 0.60]),
+        ("m", BASELINE, 0, p, [0.60, 0.65, 0.66]),
+        ("m", "3", 0, p, [0.90]),  # unfinished: one epoch of three
+    ])
+    table = read_table(tmp_path / "t.csv")
+    assert table.configs("m") == [("m", "0"), ("m", "1"), ("m", "2")]  # no baseline, no unfinished run
+    assert table.oracle("m") == (("m", "1"), pytest.approx(0.85))
+    assert table.top("m", 2) == ["0", "1"]  # by the seed-0 run, as the recorder picks what to train again
+    assert table.median("m") == pytest.approx(0.86)
+    assert regret(0.85, 0.85, 0.6) == 0 and regret(0.6, 0.85, 0.6) == 1 and regret(None, 0.85, 0.6) == 1
+
+
+def test_the_replay_stops_exactly_the_trials_rays_asha_stops():
+    rng = random.Random(0)
+    for _ in range(20):
+        ours, rays = Asha(1, 2, 3), _Bracket(min_t=1, max_t=3, reduction_factor=2, s=0)
+        for trial in range(12):
+            for epoch in (1, 2):
+                value = rng.random()
+
+                class T:  # what the bracket reads of a trial
+                    trial_id = str(trial)
+                stopped = rays.on_result(T, epoch, value) == "STOP"
+                assert ours.stops(None, trial, epoch, value) == stopped
+                if stopped:
+                    break
+
+
+@pytest.fixture(scope="module")
+def sst2_table(tmp_path_factory):
+    """A table of sst2's first 12 drawn small-model configs whose value is a known function of the learning rate."""
+    spec = study_spec(SUITE["sst2"])
+    path = tmp_path_factory.mktemp("suite") / "sst2.csv"
+    runs = []
+    for i, params in enumerate(draw_configs(spec, "minilm_l6", 12)):
+        top = 0.9 - abs(params["learning_rate"] - 1e-4) * 1000
+        runs.append(("minilm_l6", str(i), 0, params, [top - 0.1, top - 0.02, top]))
+    write_table(path, runs)
+    return spec, read_table(path)
+
+
+def test_a_replayed_study_spends_its_budget_and_asha_shortens_trials(sst2_table):
+    recording, table = sst2_table
+    lookup = Lookup(table, model_spaces(recording))
+    budget = 8 * 30.0
+    fifo = replay_study(design_spec(SUITE["sst2"], Design("r", ("sampler=random", "scheduler=fifo"))), table, lookup,
+                        budget, "minilm_l6", Design("r"), seed=0)
+    asha = replay_study(design_spec(SUITE["sst2"], Design("d")), table, lookup, budget, "minilm_l6", Design("d"),
+                        seed=0)
+    assert fifo.spent[-1] >= budget and fifo.spent[-2] < budget  # stops at the first epoch past the budget
+    assert fifo.trials == 8 and asha.trials > 8  # ASHA stopped some trials early: more of them fit
+    assert all(b >= a for a, b in zip(fifo.quality, fifo.quality[1:], strict=False))  # an incumbent only improves
+    i_epoch = replay_i_epoch(table, lookup, recording, budget, "minilm_l6", seed=0)
+    assert i_epoch.trials >= 4 and i_epoch.quality[-1] >= i_epoch.quality[0]
+
+
+def test_the_portfolio_for_a_dataset_is_built_without_it(sst2_table, monkeypatch):
+    _, table = sst2_table
+    seen = []
+    monkeypatch.setattr(bench.suite.portfolio, "build", lambda tables, datasets, size=4: seen.extend(datasets) or [])
+    leave_one_out({"sst2": table, "emotion": table, "mrpc": table, "cifar10": table}, "sst2")
+    assert sorted(seen) == ["emotion", "mrpc"]  # the other text datasets; never sst2, never an image dataset
+
+
+def test_greedy_adds_the_config_that_covers_what_the_portfolio_misses():
+    regrets = {("m", "a"): {"x": 0.0, "y": 0.9, "z": 0.9}, ("m", "b"): {"x": 0.3, "y": 0.3, "z": 0.3},
+               ("m", "c"): {"x": 1.0, "y": 0.0, "z": 0.0}}
+    # b is best alone (0.3 everywhere); then c, which fixes two datasets of three, over a, which fixes one
+    assert greedy(regrets, 2) == [("m", "b"), ("m", "c")]
