@@ -136,7 +136,7 @@ def main() -> None:
         settings = trial_settings(spec.trainer, per_model, spec.models, seed=job.seed, num_threads=2,
                                   resume_from=None)
         path = args.out / f"{job.dataset}.csv"
-        new_file = not path.is_file()
+        new_file = not path.is_file() or path.stat().st_size == 0
         with path.open("a", newline="") as stream:
             writer = csv.DictWriter(stream, FIELDS, lineterminator="\n")
             if new_file:
