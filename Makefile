@@ -11,7 +11,7 @@ PORT    ?= 5000
 STORAGE ?= runs
 STUDY   ?=
 
-.PHONY: install sweep test test-fast test-integration lint ui clean bench-quick bench bench-checkpoints bench-speed bench-overhead bench-scale
+.PHONY: install sweep test test-fast test-integration lint ui clean bench-quick bench-suite-quick bench-suite-record bench bench-checkpoints bench-speed bench-overhead bench-scale
 
 install: $(STAMP)
 
@@ -52,6 +52,17 @@ bench-quick: install
 	$(BIN)/python -m bench.replay.run --seeds 10 --design default= --design random_fifo=sampler=random,scheduler=fifo \
 		--top-k 8,2 --out $(STORAGE)/bench-quick-replay.json
 	$(BIN)/python -m bench.search_quality --quick --out $(STORAGE)/bench-quick-search_quality.json
+
+# The benchmark suite (issue 23; bench/results/README.md): every design replayed over the committed tables of eight
+# datasets, 10 search seeds each, leave-one-dataset-out portfolio; replay only, no training (minutes).
+bench-suite-quick: install
+	mkdir -p $(STORAGE)
+	$(BIN)/python -m bench.suite.run --seeds 10 --out $(STORAGE)/bench-suite-replay.json \
+		--plot $(STORAGE)/bench-suite-replay.png
+
+# Records (or continues recording) the suite's tables into bench/results/suite/: hours on 2 cores, resumable.
+bench-suite-record: install $(VENV)/.installed-mpnet
+	$(BIN)/python -m bench.suite.record --out bench/results/suite
 
 # The compute-economy benchmarks (issue 12) at quick sizes for 2 cores, one after another (never two at once:
 # they time things); each also alone. JSON with the machine named into bench/results/, then the table in

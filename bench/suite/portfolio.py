@@ -36,7 +36,8 @@ def candidate_regrets(tables: Mapping[str, Table]) -> dict[tuple[str, str], dict
         out[(model, config)] = {}
         for name, table in tables.items():
             oracle = max(table.oracle(m)[1] for m in table.models())
-            out[(model, config)][name] = regret(quality(table, model, config, 99), oracle, table.median(SUITE[name].small))
+            found = quality(table, model, config, 99)
+            out[(model, config)][name] = regret(found, oracle, table.median(SUITE[name].small))
     return out
 
 
@@ -50,9 +51,8 @@ def greedy(regrets: Mapping[tuple[str, str], Mapping[str, float]], size: int = S
     datasets = list(next(iter(regrets.values()))) if regrets else []
     best = dict.fromkeys(datasets, 1.0)
     for _ in range(min(size, len(regrets))):
-        def score(c: tuple[str, str]) -> float:
-            return statistics.mean(min(best[d], regrets[c][d]) for d in datasets)
-        pick = min((c for c in regrets if c not in chosen), key=score)
+        pick = min((c for c in regrets if c not in chosen),
+                   key=lambda c, best=best: statistics.mean(min(best[d], regrets[c][d]) for d in datasets))
         chosen.append(pick)
         best = {d: min(best[d], regrets[pick][d]) for d in datasets}
     return chosen

@@ -3,7 +3,8 @@
 dataset's small model, in its recorded seconds), mean and spread per dataset and over the suite, and an anytime plot
 per dataset. The portfolio a dataset's study starts from is built without that dataset (leave one dataset out).
 
-    .venv/bin/python -m bench.suite.run --seeds 10 --out bench/results/suite_replay.json --plot bench/results/suite_replay.png
+    .venv/bin/python -m bench.suite.run --seeds 10 --out bench/results/suite_replay.json \\
+        --plot bench/results/suite_replay.png
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def designs_for(dataset: SuiteDataset, table: Table, tables: dict[str, Table]) -
     designs = [Design("random_fifo", ("sampler=random", "scheduler=fifo")), Design("i_epoch", kind="i_epoch"),
                Design("default"), Design("portfolio", first=tuple(leave_one_out(tables, dataset.name)))]
     if len(table.models()) > 1:  # the large model's configs are recorded
-        designs += [Design("models", tuple(searched)), Design("models_per_model_asha", tuple(searched),
-                                                              asha_per_model=True)]
+        designs += [Design("models", tuple(searched)),
+                    Design("models_per_model_asha", (*searched, "scheduler=asha_per_model"))]
     return designs
 
 

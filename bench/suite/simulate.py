@@ -29,7 +29,8 @@ from bench.suite.tables import BASELINE, Table
 from hpo import build_spec, compose
 from hpo.config.search_space import MODEL, trainer_name
 
-ASHA_TARGETS = ("ray.tune.schedulers.ASHAScheduler", "ray.tune.schedulers.AsyncHyperBandScheduler")
+ASHA_TARGETS = ("ray.tune.schedulers.ASHAScheduler", "ray.tune.schedulers.AsyncHyperBandScheduler",
+                "hpo.study.per_model_asha.PerModelASHA")
 FIFO_TARGET = "ray.tune.schedulers.FIFOScheduler"
 
 
@@ -37,13 +38,12 @@ FIFO_TARGET = "ray.tune.schedulers.FIFOScheduler"
 class Design:
     """``overrides`` on the dataset's study; ``kind`` ``study`` (an hpo study) or ``i_epoch`` (Egele et al.'s baseline:
     random configs one epoch each, the best quarter continued to the end); ``first`` configs evaluated first
-    (a portfolio); ``asha_per_model``: each model's trials meet only their own model's at a rung."""
+    (a portfolio)."""
 
     name: str
     overrides: tuple[str, ...] = ()
     kind: str = "study"
     first: tuple[Mapping[str, Any], ...] = ()
-    asha_per_model: bool = False
 
 
 @dataclass
@@ -152,7 +152,7 @@ def replay_study(spec, table: Table, lookup: Lookup, budget: float, small: str, 
                 best = (value, quality(table, model, config, epoch))
             trace.spent.append(spent)
             trace.quality.append(best[1])
-            group = model if design.asha_per_model else None
+            group = model if scheduler.target.endswith("PerModelASHA") else None  # rungs per model
             if asha and epoch < len(curve) and asha.stops(group, trial.number, epoch, value):
                 stopped = True
                 break

@@ -47,8 +47,8 @@ _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _TRAINER_KEYS = ("max_epochs", "max_length", "eval_batch_size", "grad_clip", "early_stopping_patience",
                  "min_micro_batch_size")
 FEEDBACKS = ("pruned", "complete")
-FIRST_TRIALS = ("midpoint", "sampler")
-_BUILT_IN_TARGETS = ("optuna.samplers.", "ray.tune.schedulers.")
+FIRST_TRIALS = ("midpoint", "sampler", "portfolio")
+_BUILT_IN_TARGETS = ("optuna.samplers.", "ray.tune.schedulers.", "hpo.study.per_model_asha.")
 ALLOWED_TARGETS_ENV = "HPO_ALLOWED_TARGETS"
 
 
@@ -195,6 +195,9 @@ def _study(cfg: DictConfig, task: TaskInfo) -> s.StudySettings:
     first_trial = get_key(cfg, "search.first_trial")
     if first_trial not in FIRST_TRIALS:
         raise ConfigError("search.first_trial", f"must be one of {list(FIRST_TRIALS)}, got {first_trial!r}")
+    if first_trial == "portfolio" and task.user_function:
+        raise ConfigError("search.first_trial", "the portfolio holds fine-tuning configs of the text and image tasks; "
+                                                "task=custom searches its own space: use midpoint or sampler")
     return s.StudySettings(
         name=name, objective=Objective(metric, mode),
         num_samples=number(cfg, "study.num_samples", minimum=1, integer=True),

@@ -37,6 +37,8 @@ _RULES: dict[str, dict[str, Bound]] = {
                       "brackets": Bound(1, False, "brackets of successive halving", "1")},
     "AsyncHyperBandScheduler": {"max_t": _MAX_T, "grace_period": _GRACE, "reduction_factor": _FACTOR,
                                 "brackets": Bound(1, False, "brackets of successive halving", "1")},
+    "PerModelASHA": {"max_t": _MAX_T, "grace_period": _GRACE, "reduction_factor": _FACTOR,
+                     "brackets": Bound(1, False, "brackets of successive halving", "1")},
     "HyperBandScheduler": {"max_t": _MAX_T, "reduction_factor": _FACTOR},
     "MedianStoppingRule": {"grace_period": Bound(0, False, "epochs before a trial may be stopped", "1"),
                            "min_samples_required": Bound(1, False, "trials to compare with", "3"),
