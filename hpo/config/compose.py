@@ -48,6 +48,7 @@ _TRAINER_KEYS = ("max_epochs", "max_length", "eval_batch_size", "grad_clip", "ea
                  "min_micro_batch_size")
 FEEDBACKS = ("pruned", "complete")
 FIRST_TRIALS = ("midpoint", "sampler", "portfolio")
+MODEL_CHOICES = ("sampler", "ei_per_second")
 _BUILT_IN_TARGETS = ("optuna.samplers.", "ray.tune.schedulers.", "hpo.study.per_model_asha.")
 ALLOWED_TARGETS_ENV = "HPO_ALLOWED_TARGETS"
 
@@ -195,6 +196,12 @@ def _study(cfg: DictConfig, task: TaskInfo) -> s.StudySettings:
     first_trial = get_key(cfg, "search.first_trial")
     if first_trial not in FIRST_TRIALS:
         raise ConfigError("search.first_trial", f"must be one of {list(FIRST_TRIALS)}, got {first_trial!r}")
+    model_choice = str(OmegaConf.select(cfg, "search.model_choice", default="sampler"))
+    if model_choice not in MODEL_CHOICES:
+        raise ConfigError("search.model_choice", f"must be one of {list(MODEL_CHOICES)}, got {model_choice!r}")
+    if model_choice != "sampler" and OmegaConf.select(cfg, "search.model") is None:
+        raise ConfigError("search.model_choice", f"{model_choice} chooses among searched models; search one with "
+                                                 "search=models (or search.model={choices: [...]}), or drop it")
     if first_trial == "portfolio" and task.user_function:
         raise ConfigError("search.first_trial", "the portfolio holds fine-tuning configs of the text and image tasks; "
                                                 "task=custom searches its own space: use midpoint or sampler")
@@ -211,6 +218,7 @@ def _study(cfg: DictConfig, task: TaskInfo) -> s.StudySettings:
             min_delta=number(cfg, "study.stop.min_delta", minimum=0),
         ),
         feedback=feedback, first_trial=first_trial, extra_objectives=tuple(objectives[1:]),
+        model_choice=model_choice,
     )
 
 
@@ -219,7 +227,7 @@ def _space(cfg: DictConfig, num_layers: int, models: dict[str, tuple[int, dict]]
     search = get_key(cfg, "search")
     if not isinstance(search, DictConfig):
         raise ConfigError("search", "must be a mapping of hyperparameter -> range, choices or value")
-    node = {k: v for k, v in as_dict(search, "search").items() if k not in ("feedback", "first_trial")}
+    node = {k: v for k, v in as_dict(search, "search").items() if k not in ("feedback", "first_trial", "model_choice")}
     return SearchSpace.from_config(node, num_layers, models, open_names=open_names)
 
 

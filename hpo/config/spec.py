@@ -59,8 +59,9 @@ class StudySettings:
     seed: int
     stop: StopRules
     feedback: str  # what Optuna is told of a scheduler-stopped trial: "pruned" | "complete"
-    first_trial: str  # "midpoint": the space's centre first | "sampler": the sampler's own first draw
+    first_trial: str  # "midpoint": the space's centre first | "sampler": the sampler's own first draw | "portfolio"
     extra_objectives: tuple[Objective, ...] = ()  # study.objectives after the first: a multi-objective study
+    model_choice: str = "sampler"  # how a study that searches the model picks it: "sampler" | "ei_per_second"
 
     @property
     def objectives(self) -> tuple[Objective, ...]:

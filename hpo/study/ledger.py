@@ -22,6 +22,7 @@ How a trial's state reads in each store (:func:`optuna_state`, :data:`hpo.stores
 from __future__ import annotations
 
 import tempfile
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import optuna
 from optuna.trial import TrialState as OptunaState
 
 from hpo._optuna import reattach
+from hpo.config.search_space import MODEL
 from hpo.config.spec import StudySpec
 from hpo.ranking import ConfirmationSummary, objectives_at_best, pareto_front, summary_of
 from hpo.reporting.plots import evaluation_png
@@ -42,6 +44,7 @@ from hpo.stores.checkpoints import CheckpointStore
 from hpo.stores.registry import Registry, TrialRecord
 from hpo.stores.retention import Retention
 from hpo.stores.study_run import StudyRun
+from hpo.study.model_pick import evidence, pick_model
 from hpo.study.stopping import StopSignal
 from trainers.checkpoint import best_model
 
@@ -81,6 +84,7 @@ class StudyLedger:
         self.params: dict[int, dict[str, Any]] = {}  # what each open trial sampled
         self.placed: set[int] = set()  # trials whose node is tagged in MLflow
         self.retries: dict[int, int] = {}  # restarts after a worker died, per trial
+        self.epoch_seconds: dict[str, list[float]] = defaultdict(list)  # per model choice (search.model_choice)
         self.retention = Retention(store, spec.storage, spec.objective, self.progress.message,
                                    earlier=registry.trials(self.name))
 
@@ -93,10 +97,22 @@ class StudyLedger:
 
     def new_trial(self, ray_trial_id: str) -> tuple[int, dict[str, Any]]:
         """Asks the sampler for a new trial; returns its number and sampled params."""
+        if self.spec.study.model_choice == "ei_per_second":
+            self._queue_model()
         trial = self.study.ask()
         params = self.spec.space.sample(trial)
         self._open(ray_trial_id, trial, params, new=True)
         return trial.number, params
+
+    def _queue_model(self) -> None:
+        """Fixes the next trial's model by expected improvement per second (the sampler picks the rest), unless
+        configs queued before (a warm start, the first trials) are still waiting to go first."""
+        if self.study.get_trials(deepcopy=False, states=(OptunaState.WAITING,)):
+            return
+        seen = evidence(list(self.spec.models), self.registry.trials(self.name), self.epoch_seconds)
+        model = pick_model(seen, maximize=self.objective.mode == "max", epochs=self.spec.trainer.max_epochs)
+        if model is not None:
+            self.study.enqueue_trial({MODEL: model})
 
     def continue_trial(self, ray_trial_id: str, number: int) -> dict[str, Any]:
         """Reopens an interrupted trial (RUNNING in Optuna) under a new Ray trial; returns its params."""
@@ -131,6 +147,8 @@ class StudyLedger:
         number = self.numbers.get(ray_trial_id)
         if number is None or "epoch" not in result:
             return
+        if (model := self.params.get(number, {}).get(MODEL)) is not None and "epoch_seconds" in result:
+            self.epoch_seconds[str(model)].append(float(result["epoch_seconds"]))
         if number not in self.placed and NODE_KEY in result:
             self.placed.add(number)
             self.mlflow.tag_node(self.run_ids[number], result[NODE_KEY], result.get("node_ip"))
