@@ -33,7 +33,7 @@ from hpo.config.search_space import MODEL, trainer_name
 from hpo.study.data import prepare_study_data
 from trainers.tasks import load_task
 
-BLOCK = 8  # configs per dataset before the next dataset's turn
+BLOCK = 4  # configs per dataset before the next dataset's turn
 TOP_SMALL, TOP_LARGE = 4, 1  # configs trained again on the extra seeds
 EXTRA_SEEDS = (1, 2)
 # The single config a user without a search would run (the BERT paper's; for CNNs Adam's usual 1e-3), at the
