@@ -29,15 +29,15 @@ def test_the_docstring_examples_hold(module):
     assert doctest.testmod(module).failed == 0
 
 
-def write_table(path, runs):
-    """runs: (model, config, seed, params, [values per epoch])."""
+def write_table(path, runs, seconds=None):
+    """runs: (model, config, seed, params, [values per epoch]); ``seconds``: per model, an epoch's (default 10)."""
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, FIELDS, lineterminator="\n")
         writer.writeheader()
         for model, config, seed, params, curve in runs:
             for epoch, value in enumerate(curve, 1):
                 writer.writerow({"model": model, "config": config, "seed": seed, "params": json.dumps(params),
-                                 "epoch": epoch, "seconds": 10.0, "metrics": json.dumps({"val_accuracy": value})})
+                                 "epoch": epoch, "seconds": (seconds or {}).get(model, 10.0), "metrics": json.dumps({"val_accuracy": value})})
 
 
 def test_the_oracle_is_the_best_config_by_its_seed_mean_not_a_lucky_run(tmp_path):
@@ -83,7 +83,9 @@ def sst2_table(tmp_path_factory):
     for i, params in enumerate(draw_configs(spec, "minilm_l6", 12)):
         top = 0.9 - abs(params["learning_rate"] - 1e-4) * 1000
         runs.append(("minilm_l6", str(i), 0, params, [top - 0.1, top - 0.02, top]))
-    write_table(path, runs)
+    for i, params in enumerate(draw_configs(spec, "mpnet_base", 6)):  # 4x the cost, 5 points better
+        runs.append(("mpnet_base", str(i), 0, params, [0.85, 0.9, 0.95]))
+    write_table(path, runs, {"mpnet_base": 40.0})
     return spec, read_table(path)
 
 
@@ -100,6 +102,16 @@ def test_a_replayed_study_spends_its_budget_and_asha_shortens_trials(sst2_table)
     assert all(b >= a for a, b in zip(fifo.quality, fifo.quality[1:], strict=False))  # an incumbent only improves
     i_epoch = replay_i_epoch(table, lookup, recording, budget, "minilm_l6", seed=0)
     assert i_epoch.trials >= 4 and i_epoch.quality[-1] >= i_epoch.quality[0]
+
+
+def test_model_choice_by_ei_per_second_replays_and_spends_on_the_costlier_model_when_it_pays(sst2_table):
+    recording, table = sst2_table
+    lookup = Lookup(table, model_spaces(recording))
+    searched = ("search=models", "search.first_trial=midpoint", "scheduler=asha_per_model",
+                "search.model_choice=ei_per_second")
+    design = Design("ei", searched)
+    trace = replay_study(design_spec(SUITE["sst2"], design), table, lookup, 16 * 30.0, "minilm_l6", design, seed=0)
+    assert trace.trials >= 3 and trace.quality[-1] == pytest.approx(0.95)  # mpnet's, found and kept
 
 
 def test_the_portfolio_for_a_dataset_is_built_without_it(sst2_table, monkeypatch):

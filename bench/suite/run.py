@@ -45,7 +45,9 @@ def designs_for(dataset: SuiteDataset, table: Table, tables: dict[str, Table]) -
                Design("default"), Design("portfolio", first=tuple(leave_one_out(tables, dataset.name)))]
     if len(table.models()) > 1:  # the large model's configs are recorded
         designs += [Design("models", tuple(searched)),
-                    Design("models_per_model_asha", (*searched, "scheduler=asha_per_model"))]
+                    Design("models_per_model_asha", (*searched, "scheduler=asha_per_model")),
+                    Design("models_ei_per_second", (*searched, "scheduler=asha_per_model",
+                                                    "search.model_choice=ei_per_second"))]
     return designs
 
 

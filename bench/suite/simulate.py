@@ -28,6 +28,7 @@ from bench.suite.datasets import SuiteDataset
 from bench.suite.tables import BASELINE, Table
 from hpo import build_spec, compose
 from hpo.config.search_space import MODEL, trainer_name
+from hpo.study.model_pick import ModelEvidence, pick_model
 
 ASHA_TARGETS = ("ray.tune.schedulers.ASHAScheduler", "ray.tune.schedulers.AsyncHyperBandScheduler",
                 "hpo.study.per_model_asha.PerModelASHA")
@@ -138,14 +139,22 @@ def replay_study(spec, table: Table, lookup: Lookup, budget: float, small: str, 
     else:
         raise ValueError(f"the replay knows ASHA and FIFO, not {scheduler.target}")
     spent, trace, best = 0.0, Trace([], [], 0), (-math.inf, 0.0)
+    values: dict[str, list[float]] = defaultdict(list)  # per model: its trials' best values (search.model_choice)
+    seconds: dict[str, list[float]] = defaultdict(list)  # per model: the epoch seconds its trials took
     while spent < budget:
+        if spec.study.model_choice == "ei_per_second" and not study.get_trials(
+                deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+            seen = {m: ModelEvidence(tuple(values[m]), statistics.mean(seconds[m]) if seconds[m] else None)
+                    for m in spec.models}
+            if (model := pick_model(seen, maximize=True, epochs=spec.trainer.max_epochs)) is not None:
+                study.enqueue_trial({MODEL: model})
         trial = study.ask()
         params = spec.space.sample(trial)
         model = str(params.get(MODEL, small))
         config = lookup.nearest(model, {trainer_name(k): v for k, v in params.items()})
-        curve, seconds = table.curve(model, config), table.seconds(model, config)
+        curve, seconds_of = table.curve(model, config), table.seconds(model, config)
         stopped = False
-        for epoch, (value, cost) in enumerate(zip(curve, seconds, strict=True), 1):
+        for epoch, (value, cost) in enumerate(zip(curve, seconds_of, strict=True), 1):
             spent += cost
             trial.report(value, epoch)
             if value > best[0]:
@@ -158,6 +167,8 @@ def replay_study(spec, table: Table, lookup: Lookup, budget: float, small: str, 
                 break
         trace.trials += 1
         trace.ends.append(len(trace.quality))
+        values[model].append(max(curve[:epoch]))
+        seconds[model].extend(seconds_of[:epoch])
         if stopped and spec.study.feedback == "pruned":
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
