@@ -37,9 +37,9 @@ class SuiteDataset:
 
 
 TEXT = ("trainer.max_length=64",)
-TEXT_MODELS = (SuiteModel("minilm_l6", 24), SuiteModel("mpnet_base", 6))
+TEXT_MODELS = (SuiteModel("minilm_l6", 16), SuiteModel("mpnet_base", 4))
 IMAGE = ("task=image_classification", "search=images", "data.image_size=64")
-IMAGE_MODELS = (SuiteModel("efficientnet_lite0", 24), SuiteModel("efficientnet_lite2", 6))
+IMAGE_MODELS = (SuiteModel("efficientnet_lite0", 16), SuiteModel("efficientnet_lite2", 4))
 
 SUITE: dict[str, SuiteDataset] = {d.name: d for d in (
     SuiteDataset("sst2", "binary", (*TEXT, "data=sst2", "data.train_limit=1000", "data.validation_limit=500"),
