@@ -37,7 +37,8 @@ def write_table(path, runs, seconds=None):
         for model, config, seed, params, curve in runs:
             for epoch, value in enumerate(curve, 1):
                 writer.writerow({"model": model, "config": config, "seed": seed, "params": json.dumps(params),
-                                 "epoch": epoch, "seconds": (seconds or {}).get(model, 10.0), "metrics": json.dumps({"val_accuracy": value})})
+                                 "epoch": epoch, "seconds": (seconds or {}).get(model, 10.0),
+                                 "metrics": json.dumps({"val_accuracy": value})})
 
 
 def test_the_oracle_is_the_best_config_by_its_seed_mean_not_a_lucky_run(tmp_path):

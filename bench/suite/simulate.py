@@ -71,11 +71,13 @@ class Trace:
 
 
 class Lookup:
-    """The nearest recorded config of a model, in the recorded space normalized to the unit cube."""
+    """The nearest recorded config of a model (the baseline config too), in the recorded space normalized to the unit
+    cube."""
 
     def __init__(self, table: Table, spaces: Mapping[str, Mapping[str, BaseDistribution]]) -> None:
         self.spaces = spaces
-        self.points = {m: [(c, _normalized(table.params(m, c), spaces[m])) for _, c in table.configs(m)]
+        self.points = {m: [(c, _normalized(table.params(m, c), spaces[m]))
+                           for _, c in table.configs(m, drawn_only=False)]
                        for m in table.models() if m in spaces}
 
     def nearest(self, model: str, params: Mapping[str, Any]) -> str:

@@ -72,9 +72,9 @@ class Table:
         return self.runs[(model, str(config), 0)].params
 
     def oracle(self, model: str | None = None) -> tuple[tuple[str, str], float]:
-        """The best config by its mean over the training seeds recorded for it (the top configs have 3); a
-        config with one seed only competes when no config has more (an early, partial table)."""
-        candidates = self.configs(model)
+        """The best config, the baseline included, by its mean over the training seeds recorded for it (the top
+        configs have 3); a config with one seed only competes when no config has more (an early, partial table)."""
+        candidates = self.configs(model, drawn_only=False)
         most = max(len(self.seeds(*mc)) for mc in candidates)
         best = max((mc for mc in candidates if len(self.seeds(*mc)) == most), key=lambda mc: self.seed_mean(*mc))
         return best, self.seed_mean(*best)

@@ -10,14 +10,18 @@ from hpo._optuna import contains
 from hpo.config.spec import StudySpec
 from hpo.errors import ConfigError
 from hpo.stores.registry import Registry
+from hpo.study.portfolio import portfolio_points
 from trainers.objective import Objective
 
 
 def first_points(spec: StudySpec, registry: Registry) -> list[dict[str, Any]]:
     """What a new study evaluates before its sampler's own draws: the warm start's configs, or else the space's
-    midpoint (each searched model's) when ``search.first_trial`` is ``midpoint``."""
+    midpoint (each searched model's) when ``search.first_trial`` is ``midpoint``, or the suite's learned portfolio
+    when it is ``portfolio``."""
     if spec.warm_start.source is not None:
         return warm_start_points(spec, registry)
+    if spec.study.first_trial == "portfolio":
+        return portfolio_points(spec)
     return spec.space.midpoints() if spec.study.first_trial == "midpoint" else []
 
 

@@ -1,0 +1,82 @@
+"""``search.first_trial=portfolio``: a new study first evaluates a short list of configs learned from the benchmark
+suite's recorded studies (greedy portfolio construction over eight datasets, ``bench/suite/portfolio.py``), which
+then its sampler continues from: they are real trials that TPE learns from. The list ships with the package
+(``portfolio.json``, with the command that rebuilds it).
+
+Each entry names the model it was recorded with. A study that searches the model gets the entries of its model
+choices; a single-model study gets every entry's hyperparameters. Values outside the study's own space are moved to
+its nearest point (a range's bound, the closest numeric choice), so a narrowed space still starts from the
+portfolio's direction::
+
+    >>> from hpo.config.search_space import SearchSpace
+    >>> space = SearchSpace.from_config({"learning_rate": {"low": 1e-5, "high": 1e-4, "log": True},
+    ...                                  "batch_size": {"choices": [16, 32]}}, num_layers=6)
+    >>> fit_into(space, {"model": "minilm_l6", "learning_rate": 3e-4, "batch_size": 64})
+    {'learning_rate': 0.0001, 'batch_size': 32}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from hpo.config.search_space import MODEL, SearchSpace, trainer_name
+from hpo.config.spec import StudySpec
+
+PORTFOLIO_FILE = Path(__file__).with_name("portfolio.json")
+IMAGE_TASKS = ("image_classification",)
+
+
+@cache
+def portfolio() -> dict[str, list[dict[str, Any]]]:
+    """The shipped portfolio: modality ("text", "image") -> entries, best first."""
+    return json.loads(PORTFOLIO_FILE.read_text())["portfolio"]
+
+
+def portfolio_points(spec: StudySpec) -> list[dict[str, Any]]:
+    """The study's first trials from the portfolio (distinct, in the portfolio's order)."""
+    entries = portfolio()["image" if spec.task in IMAGE_TASKS else "text"]
+    models = spec.space.distributions.get(MODEL)
+    points: list[dict[str, Any]] = []
+    for entry in entries:
+        if isinstance(models, CategoricalDistribution) and entry.get(MODEL) not in models.choices:
+            continue
+        point = fit_into(spec.space, entry)
+        if point not in points:
+            points.append(point)
+    return points
+
+
+def fit_into(space: SearchSpace, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """``entry`` (trainer names, and the model it was recorded with) as a point of ``space``: its names (per model
+    where the space has them), its values moved inside."""
+    model = entry.get(MODEL) if MODEL in space.distributions else None
+    method = entry.get("method") if "method" in space.distributions else None
+    point: dict[str, Any] = {}
+    for name in space.applicable(method, model):
+        if name == MODEL:
+            point[name] = model
+            continue
+        dist = space.distributions[name]
+        point[name] = _inside(dist, entry.get(trainer_name(name)))
+    return point
+
+
+def _inside(dist, value: Any) -> Any:
+    if isinstance(dist, CategoricalDistribution):
+        if value in dist.choices:
+            return value
+        numeric = [c for c in dist.choices if isinstance(c, int | float) and not isinstance(c, bool)]
+        if numeric and isinstance(value, int | float):
+            return min(numeric, key=lambda c: abs(c - value))
+        return dist.choices[len(dist.choices) // 2]
+    assert isinstance(dist, FloatDistribution | IntDistribution)
+    if value is None:
+        value = (dist.low + dist.high) / 2
+    value = min(max(value, dist.low), dist.high)
+    return int(round(value)) if isinstance(dist, IntDistribution) else float(value)

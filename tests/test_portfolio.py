@@ -1,0 +1,73 @@
+"""``search.first_trial=portfolio``: the shipped configs become a study's first trials, inside its space, for its
+models; a task with no portfolio is refused before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from hpo import build_spec, compose
+from hpo._optuna import contains
+from hpo.config.search_space import MODEL
+from hpo.errors import ConfigError
+from hpo.study import portfolio as portfolio_module
+from hpo.study.portfolio import portfolio, portfolio_points
+from hpo.study.warm_start import first_points
+
+ENTRIES = {"text": [{"model": "mpnet_base", "learning_rate": 2e-5, "batch_size": 16, "freeze_depth": 5},
+                    {"model": "minilm_l6", "learning_rate": 1e-4, "batch_size": 32, "freeze_depth": 1,
+                     "weight_decay": 0.05, "dropout": 0.1, "layer_lr_decay": 0.9, "warmup_ratio": 0.1},
+                    {"model": "minilm_l6", "learning_rate": 9e-4, "batch_size": 128, "freeze_depth": 9}],
+           "image": [{"model": "efficientnet_lite0", "learning_rate": 1e-3, "batch_size": 32, "freeze_depth": 0}]}
+
+
+def spec_of(*overrides):
+    return build_spec(compose(["study.name=p", "search.first_trial=portfolio", *overrides]))
+
+
+def inside(spec, point):
+    return all(contains(spec.space.distributions[n], v) for n, v in point.items() if n != MODEL) and \
+        set(point) == set(spec.space.applicable(None, point.get(MODEL)))
+
+
+@pytest.fixture
+def known(monkeypatch):
+    monkeypatch.setattr(portfolio_module, "portfolio", lambda: ENTRIES)
+
+
+def test_a_single_model_study_starts_from_every_entry_moved_inside_its_space(known):
+    spec = spec_of("model=minilm_l6")
+    points = first_points(spec, registry=None)
+    assert len(points) == 3 and MODEL not in points[0]
+    assert points[1]["learning_rate"] == 1e-4 and points[1]["weight_decay"] == 0.05
+    assert points[2]["learning_rate"] == 3e-4 and points[2]["batch_size"] == 64 and points[2]["freeze_depth"] == 3
+    assert all(inside(spec, p) for p in points)
+
+
+def test_a_study_that_searches_the_model_gets_its_choices_entries_under_their_own_names(known):
+    spec = spec_of("search=models")
+    points = portfolio_points(spec)
+    assert [p[MODEL] for p in points] == ["mpnet_base", "minilm_l6", "minilm_l6"]
+    assert points[0]["learning_rate.mpnet_base"] == 2e-5 and points[0]["freeze_depth.mpnet_base"] == 5
+    assert all(inside(spec, p) for p in points)
+
+
+def test_an_image_study_gets_the_image_entries(known):
+    spec = spec_of("task=image_classification", "model=efficientnet_lite0", "data=fashion_mnist", "search=images")
+    (point,) = portfolio_points(spec)
+    assert point["learning_rate"] == 1e-3 and inside(spec, point)
+
+
+def test_the_shipped_portfolio_fits_the_default_text_and_image_studies():
+    text, image = spec_of(), spec_of("task=image_classification", "model=efficientnet_lite0", "data=fashion_mnist",
+                                     "search=images")
+    assert len(portfolio()["text"]) >= 4 and len(portfolio()["image"]) >= 4
+    for spec in (text, image):
+        points = portfolio_points(spec)
+        assert points and all(inside(spec, p) for p in points)
+
+
+def test_task_custom_has_no_portfolio():
+    with pytest.raises(ConfigError) as err:
+        spec_of("experiment=custom_mlp")
+    assert err.value.key == "search.first_trial" and "midpoint or sampler" in err.value.message
+
