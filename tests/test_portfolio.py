@@ -15,7 +15,7 @@ from hpo.study.warm_start import first_points
 
 ENTRIES = {"text": [{"model": "mpnet_base", "learning_rate": 2e-5, "batch_size": 16, "freeze_depth": 5},
                     {"model": "minilm_l6", "learning_rate": 1e-4, "batch_size": 32, "freeze_depth": 1,
-                     "weight_decay": 0.05, "dropout": 0.1, "layer_lr_decay": 0.9, "warmup_ratio": 0.1},
+                     "weight_decay": 0.05, "dropout": 0.07, "layer_lr_decay": 0.9, "warmup_ratio": 0.1},
                     {"model": "minilm_l6", "learning_rate": 9e-4, "batch_size": 128, "freeze_depth": 9}],
            "image": [{"model": "efficientnet_lite0", "learning_rate": 1e-3, "batch_size": 32, "freeze_depth": 0}]}
 
@@ -41,6 +41,12 @@ def test_a_single_model_study_starts_from_every_entry_moved_inside_its_space(kno
     assert points[1]["learning_rate"] == 1e-4 and points[1]["weight_decay"] == 0.05
     assert points[2]["learning_rate"] == 3e-4 and points[2]["batch_size"] == 64 and points[2]["freeze_depth"] == 3
     assert all(inside(spec, p) for p in points)
+
+
+def test_a_value_lands_on_a_stepped_ranges_grid(known):
+    spec = spec_of("model=minilm_l6", "+search.dropout.step=0.05")
+    assert [p["dropout"] for p in portfolio_points(spec)][:2] == [0.1, 0.05]  # the centre; 0.07 onto the grid
+    assert all(inside(spec, p) for p in portfolio_points(spec))
 
 
 def test_a_study_that_searches_the_model_gets_its_choices_entries_under_their_own_names(known):

@@ -79,4 +79,6 @@ def _inside(dist, value: Any) -> Any:
     if value is None:
         value = (dist.low + dist.high) / 2
     value = min(max(value, dist.low), dist.high)
+    if dist.step:  # onto the range's grid
+        value = min(dist.low + round((value - dist.low) / dist.step) * dist.step, dist.high)
     return int(round(value)) if isinstance(dist, IntDistribution) else float(value)
