@@ -37,16 +37,20 @@ def draw_configs(space: dict, count: int, seed: int = 0) -> list[dict]:
     return [study.ask(space).params for _ in range(count)]
 
 
-class _Rows:
-    """fine_tune's reporter: one CSV row per epoch, written as soon as the epoch ends."""
+class EpochRows:
+    """fine_tune's reporter: one CSV row per epoch (``base``, the epoch, its seconds, and what :meth:`columns` makes
+    of the metrics), written and flushed as soon as the epoch ends."""
 
     def __init__(self, writer: csv.DictWriter, stream, base: dict) -> None:
         self.writer, self.stream, self.base, self.started = writer, stream, base, time.perf_counter()
 
+    def columns(self, metrics) -> dict:
+        return {m: metrics.get(m) for m in METRICS}
+
     def report(self, metrics, checkpoint_dir) -> None:
         now = time.perf_counter()
         self.writer.writerow({**self.base, "epoch": int(metrics["epoch"]), "seconds": round(now - self.started, 2),
-                              **{m: metrics.get(m) for m in METRICS}})
+                              **self.columns(metrics)})
         self.stream.flush()
         self.started = now
 
@@ -87,7 +91,7 @@ def main() -> None:
             params = configs[config]
             train = TrainConfig.from_mapping({**dataclasses.asdict(base), **params, "seed": seed})
             print(f"config {config} seed {seed}: {params}", flush=True)
-            fine_tune(train, data, _Rows(writer, stream, {"config": config, "seed": seed, **params}))
+            fine_tune(train, data, EpochRows(writer, stream, {"config": config, "seed": seed, **params}))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import optuna
 
+from bench.replay.record import EpochRows
 from bench.suite.datasets import SUITE, SuiteDataset
 from bench.suite.tables import BASELINE, FIELDS, Table, read_table
 from hpo import build_spec, compose
@@ -96,18 +96,11 @@ def jobs(tables: dict[str, Table]) -> Iterator[Job]:
                     yield Job(name, model, config, seed)
 
 
-class _Rows:
-    """The task's reporter: one CSV row per epoch, flushed as soon as the epoch ends."""
+class _Rows(EpochRows):
+    """The replay recorder's rows with every metric the task reports, as JSON (tasks report different ones)."""
 
-    def __init__(self, writer: csv.DictWriter, stream, base: dict) -> None:
-        self.writer, self.stream, self.base, self.started = writer, stream, base, time.perf_counter()
-
-    def report(self, metrics, checkpoint_dir) -> None:
-        now = time.perf_counter()
-        self.writer.writerow({**self.base, "epoch": int(metrics["epoch"]), "seconds": round(now - self.started, 2),
-                              "metrics": json.dumps({k: float(v) for k, v in metrics.items() if k != "epoch"})})
-        self.stream.flush()
-        self.started = now
+    def columns(self, metrics) -> dict:
+        return {"metrics": json.dumps({k: float(v) for k, v in metrics.items() if k != "epoch"})}
 
 
 def main() -> None:
