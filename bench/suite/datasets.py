@@ -21,6 +21,7 @@ from dataclasses import dataclass
 class SuiteModel:
     name: str  # a conf/model/ entry
     configs: int  # random configs of the default space recorded for it
+    cost: float = 1.0  # epoch seconds relative to the dataset's small model (measured): the recording goes cheap first
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,9 @@ class SuiteDataset:
 
 
 TEXT = ("trainer.max_length=64",)
-TEXT_MODELS = (SuiteModel("minilm_l6", 16), SuiteModel("mpnet_base", 4))
+TEXT_MODELS = (SuiteModel("minilm_l6", 16), SuiteModel("mpnet_base", 4, cost=5.0))
 IMAGE = ("task=image_classification", "search=images", "data.image_size=64")
-IMAGE_MODELS = (SuiteModel("efficientnet_lite0", 16), SuiteModel("efficientnet_lite2", 4))
+IMAGE_MODELS = (SuiteModel("efficientnet_lite0", 16), SuiteModel("efficientnet_lite2", 4, cost=1.5))
 
 SUITE: dict[str, SuiteDataset] = {d.name: d for d in (
     SuiteDataset("sst2", "binary", (*TEXT, "data=sst2", "data.train_limit=1000", "data.validation_limit=500"),

@@ -5,8 +5,8 @@ One CSV row per (model, config, seed, epoch) in ``OUT/<dataset>.csv``: the param
 epoch's seconds (cost) and every metric the task reports.
 
 Work is ordered breadth first (a block of configs on every dataset, then the next block; the large model after the
-small one), so a recording stopped early still covers the suite; it appends and skips what the CSVs hold, so the same
-command continues it. One config at a time, 2 threads (the machine's 2 cores). Run from the repository root::
+small one, the cheaper large models first), so a recording stopped early still covers the suite; it appends and skips
+what the CSVs hold, so the same command continues it. One config at a time, 2 threads (the machine's 2 cores). Run from the repository root::
 
     nohup .venv/bin/python -m bench.suite.record --out bench/results/suite > suite-record.log 2>&1 &
 """
@@ -82,13 +82,14 @@ def jobs(tables: dict[str, Table]) -> Iterator[Job]:
     for size in range(2):  # the small models, then the large ones
         top = TOP_SMALL if size == 0 else TOP_LARGE
         most = max(d.models[size].configs for d in SUITE.values())
-        for name, d in SUITE.items():
+        suite = sorted(SUITE.items(), key=lambda item: item[1].models[size].cost)  # cheap first: more covered early
+        for name, d in suite:
             yield Job(name, d.models[size].name, BASELINE, 0)
         for start in range(0, most, BLOCK):
-            for name, d in SUITE.items():
+            for name, d in suite:
                 for config in range(start, min(start + BLOCK, d.models[size].configs)):
                     yield Job(name, d.models[size].name, config, 0)
-        for name, d in SUITE.items():
+        for name, d in suite:
             model = d.models[size].name
             # the baseline's 3 seeds measure the small model's gain over it; the large one's first run suffices
             for config in [BASELINE] * (size == 0) + tables[name].top(model, top):
