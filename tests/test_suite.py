@@ -16,15 +16,18 @@ from ray.tune.schedulers.async_hyperband import _Bracket
 
 import bench.suite.datasets
 import bench.suite.portfolio
+import bench.suite.surrogate
 import bench.suite.tables
 from bench.suite.datasets import SUITE
 from bench.suite.portfolio import greedy, leave_one_out
 from bench.suite.record import draw_configs, study_spec
-from bench.suite.simulate import Asha, Design, Lookup, design_spec, model_spaces, regret, replay_i_epoch, replay_study
+from bench.suite.simulate import Asha, Design, design_spec, model_spaces, regret, replay_i_epoch, replay_study
+from bench.suite.surrogate import Surrogate
 from bench.suite.tables import BASELINE, FIELDS, read_table
 
 
-@pytest.mark.parametrize("module", [bench.suite.tables, bench.suite.portfolio, bench.suite.datasets])
+@pytest.mark.parametrize("module", [bench.suite.tables, bench.suite.portfolio, bench.suite.datasets,
+                                    bench.suite.surrogate])
 def test_the_docstring_examples_hold(module):
     assert doctest.testmod(module).failed == 0
 
@@ -92,26 +95,26 @@ def sst2_table(tmp_path_factory):
 
 def test_a_replayed_study_spends_its_budget_and_asha_shortens_trials(sst2_table):
     recording, table = sst2_table
-    lookup = Lookup(table, model_spaces(recording))
+    surrogate = Surrogate(table, model_spaces(recording))
     budget = 8 * 30.0
-    fifo = replay_study(design_spec(SUITE["sst2"], Design("r", ("sampler=random", "scheduler=fifo"))), table, lookup,
+    fifo = replay_study(design_spec(SUITE["sst2"], Design("r", ("sampler=random", "scheduler=fifo"))), surrogate,
                         budget, "minilm_l6", Design("r"), seed=0)
-    asha = replay_study(design_spec(SUITE["sst2"], Design("d")), table, lookup, budget, "minilm_l6", Design("d"),
+    asha = replay_study(design_spec(SUITE["sst2"], Design("d")), surrogate, budget, "minilm_l6", Design("d"),
                         seed=0)
     assert fifo.spent[-1] >= budget and fifo.spent[-2] < budget  # stops at the first epoch past the budget
     assert fifo.trials == 8 and asha.trials > 8  # ASHA stopped some trials early: more of them fit
     assert all(b >= a for a, b in zip(fifo.quality, fifo.quality[1:], strict=False))  # an incumbent only improves
-    i_epoch = replay_i_epoch(table, lookup, recording, budget, "minilm_l6", seed=0)
+    i_epoch = replay_i_epoch(surrogate, recording, budget, "minilm_l6", seed=0)
     assert i_epoch.trials >= 4 and i_epoch.quality[-1] >= i_epoch.quality[0]
 
 
 def test_model_choice_by_ei_per_second_replays_and_spends_on_the_costlier_model_when_it_pays(sst2_table):
     recording, table = sst2_table
-    lookup = Lookup(table, model_spaces(recording))
+    surrogate = Surrogate(table, model_spaces(recording))
     searched = ("search=models", "search.first_trial=midpoint", "scheduler=asha_per_model",
                 "search.model_choice=ei_per_second")
     design = Design("ei", searched)
-    trace = replay_study(design_spec(SUITE["sst2"], design), table, lookup, 16 * 30.0, "minilm_l6", design, seed=0)
+    trace = replay_study(design_spec(SUITE["sst2"], design), surrogate, 16 * 30.0, "minilm_l6", design, seed=0)
     assert trace.trials >= 3 and trace.quality[-1] == pytest.approx(0.95)  # mpnet's, found and kept
 
 

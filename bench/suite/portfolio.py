@@ -3,10 +3,10 @@
 training datasets, of the best normalized regret the portfolio reaches there; repeat. Every dataset of a modality
 recorded the same drawn configs (one seeded draw over the same space), so a candidate's value is known on each.
 
-Shipped in the package (``hpo/config/portfolio.json``: ``search.first_trial=portfolio``) built from every suite
+Shipped in the package (``hpo/study/portfolio.json``: ``search.first_trial=portfolio``) built from every suite
 dataset; the suite's own evaluation builds each dataset's portfolio without it (leave one dataset out)::
 
-    .venv/bin/python -m bench.suite.portfolio --tables bench/results/suite --out hpo/config/portfolio.json
+    .venv/bin/python -m bench.suite.portfolio --tables bench/results/suite --out hpo/study/portfolio.json
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bench.suite.datasets import SUITE
-from bench.suite.simulate import quality, regret
+from bench.suite.simulate import regret
+from bench.suite.surrogate import config_quality
 from bench.suite.tables import Table, read_table
 
 SIZE = 4  # the first trials a study evaluates from it
@@ -36,7 +37,7 @@ def candidate_regrets(tables: Mapping[str, Table]) -> dict[tuple[str, str], dict
         out[(model, config)] = {}
         for name, table in tables.items():
             oracle = max(table.oracle(m)[1] for m in table.models())
-            found = quality(table, model, config, 99)
+            found = config_quality(table, model, config, 99)
             out[(model, config)][name] = regret(found, oracle, table.median(SUITE[name].small))
     return out
 
@@ -75,7 +76,7 @@ def leave_one_out(tables: Mapping[str, Table], held_out: str, size: int = SIZE) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tables", type=Path, default=Path("bench/results/suite"))
-    parser.add_argument("--out", type=Path, default=Path("hpo/config/portfolio.json"))
+    parser.add_argument("--out", type=Path, default=Path("hpo/study/portfolio.json"))
     parser.add_argument("--size", type=int, default=SIZE)
     args = parser.parse_args()
     tables = {d: read_table(args.tables / f"{d}.csv", SUITE[d].metric) for d in SUITE}

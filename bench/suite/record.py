@@ -6,7 +6,8 @@ epoch's seconds (cost) and every metric the task reports.
 
 Work is ordered breadth first (a block of configs on every dataset, then the next block; the large model after the
 small one, the cheaper large models first), so a recording stopped early still covers the suite; it appends and skips
-what the CSVs hold, so the same command continues it. One config at a time, 2 threads (the machine's 2 cores). Run from the repository root::
+what the CSVs hold, so the same command continues it. One config at a time, 2 threads (the machine's 2 cores). Run
+from the repository root::
 
     nohup .venv/bin/python -m bench.suite.record --out bench/results/suite > suite-record.log 2>&1 &
 """

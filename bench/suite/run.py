@@ -21,7 +21,6 @@ from bench.suite.portfolio import leave_one_out
 from bench.suite.record import study_spec
 from bench.suite.simulate import (
     Design,
-    Lookup,
     baseline_quality,
     design_spec,
     mean_sd,
@@ -30,6 +29,7 @@ from bench.suite.simulate import (
     replay_i_epoch,
     replay_study,
 )
+from bench.suite.surrogate import Surrogate
 from bench.suite.tables import Table, read_table
 
 FRACTIONS = (0.25, 0.5, 1.0)
@@ -46,7 +46,8 @@ def designs_for(dataset: SuiteDataset, table: Table, tables: dict[str, Table]) -
                Design("default"), Design("tpe_fifo", ("scheduler=fifo",)),
                Design("asha_grace2", ("scheduler.grace_period=2",)),
                Design("asha_rf3", ("scheduler.reduction_factor=3",)),
-               Design("portfolio", first=portfolio), Design("portfolio_fifo", ("scheduler=fifo",), first=portfolio)]
+               Design("portfolio", first=portfolio), Design("portfolio_fifo", ("scheduler=fifo",), first=portfolio),
+               Design("portfolio_rf3", ("scheduler.reduction_factor=3",), first=portfolio)]
     if len(table.models()) > 1:  # the large model's configs are recorded
         designs += [Design("models", tuple(searched)),
                     Design("models_per_model_asha", (*searched, "scheduler=asha_per_model")),
@@ -55,10 +56,11 @@ def designs_for(dataset: SuiteDataset, table: Table, tables: dict[str, Table]) -
     return designs
 
 
-def evaluate(name: str, table: Table, tables: dict[str, Table], seeds: int) -> dict:
+def evaluate(name: str, table: Table, tables: dict[str, Table], seeds: int, neighbours: int,
+             bandwidth: float) -> dict:
     dataset = SUITE[name]
     recording = study_spec(dataset)
-    lookup = Lookup(table, model_spaces(recording))
+    surrogate = Surrogate(table, model_spaces(recording), k=neighbours, bandwidth=bandwidth)
     small = dataset.small
     oracle = max(table.oracle(m)[1] for m in table.models())
     median = table.median(small)
@@ -68,8 +70,8 @@ def evaluate(name: str, table: Table, tables: dict[str, Table], seeds: int) -> d
                  "baseline": baseline_quality(table, small), "budget_s": budget, "designs": {}}
     for design in designs_for(dataset, table, tables):
         spec = design_spec(dataset, design)
-        traces = [replay_i_epoch(table, lookup, spec, budget, small, seed) if design.kind == "i_epoch"
-                  else replay_study(spec, table, lookup, budget, small, design, seed) for seed in range(seeds)]
+        traces = [replay_i_epoch(surrogate, spec, budget, small, seed) if design.kind == "i_epoch"
+                  else replay_study(spec, surrogate, budget, small, design, seed) for seed in range(seeds)]
         regrets = {f: [regret(t.at(f * budget), oracle, median) for t in traces] for f in FRACTIONS}
         out["designs"][design.name] = {
             "regret": {str(f): {"mean": mean_sd(r)[0], "sd": mean_sd(r)[1]} for f, r in regrets.items()},
@@ -94,10 +96,21 @@ def _gain_share(traces, baseline: float | None, budget: float) -> float | None:
 
 
 def summary(results: dict) -> dict:
-    """The suite mean of each design's regret at each budget, over the datasets where it ran."""
+    """Per design over the datasets where it ran: the suite mean of its regret at each budget, on how many datasets it
+    is below both baselines (random + FIFO and i-Epoch) at every budget, and its first 4 trials' mean share of the
+    whole search's gain over the baseline config."""
     names = {d for r in results.values() for d in r["designs"]}
-    return {d: {str(f): statistics.mean(r["designs"][d]["regret"][str(f)]["mean"] for r in results.values()
-                                        if d in r["designs"]) for f in FRACTIONS} for d in sorted(names)}
+    out = {}
+    for name in sorted(names):
+        ran = [r["designs"] for r in results.values() if name in r["designs"]]
+        shares = [d[name]["gain_share_first_4"] for d in ran if d[name]["gain_share_first_4"] is not None]
+        out[name] = {
+            **{str(f): statistics.mean(d[name]["regret"][str(f)]["mean"] for d in ran) for f in FRACTIONS},
+            "beats_baselines_on": sum(all(d[name]["regret"][str(f)]["mean"] < d[b]["regret"][str(f)]["mean"]
+                                          for f in FRACTIONS for b in ("random_fifo", "i_epoch")) for d in ran),
+            "datasets": len(ran),
+            "gain_share_first_4": statistics.mean(shares) if shares else None}
+    return out
 
 
 def plot(results: dict, path: Path) -> None:
@@ -125,19 +138,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tables", type=Path, default=Path("bench/results/suite"))
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--neighbours", type=int, default=3,
+                        help="recorded configs blended per replayed config (1: the nearest only; see surrogate.py)")
+    parser.add_argument("--bandwidth", type=float, default=0.0, help="the blend's smoothing (see surrogate.py)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     tables = {d: read_table(args.tables / f"{d}.csv", SUITE[d].metric) for d in SUITE}
     tables = {d: t for d, t in tables.items() if len(t.configs()) >= 4}
-    results = {name: evaluate(name, table, tables, args.seeds) for name, table in tables.items()}
+    results = {name: evaluate(name, table, tables, args.seeds, args.neighbours, args.bandwidth)
+               for name, table in tables.items()}
     suite = summary(results)
     for design, at in suite.items():
-        print(f"{'SUITE':14s} {design:22s} " + "  ".join(f"@{f}: {v:.3f}" for f, v in at.items()))
+        share = at["gain_share_first_4"]
+        print(f"{'SUITE':14s} {design:22s} " + "  ".join(f"@{f}: {at[str(f)]:.3f}" for f in FRACTIONS)
+              + f"  beats both baselines on {at['beats_baselines_on']}/{at['datasets']}"
+              + (f"  first 4 trials: {share:.0%} of the gain" if share is not None else ""))
     if args.out:
-        args.out.write_text(json.dumps({"seeds": args.seeds, "datasets": results, "suite_mean": suite}, indent=1)
-                            + "\n")
+        record = {"seeds": args.seeds, "neighbours": args.neighbours, "bandwidth": args.bandwidth,
+                  "datasets": results, "suite_mean": suite}
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
     if args.plot:
         plot(results, args.plot)
 

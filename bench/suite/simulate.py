@@ -3,7 +3,8 @@ are compared over many search seeds on every dataset. What a design decides is r
 built from hpo's config exactly as a study builds them (Optuna asks, hpo's space samples, the ledger's feedback is
 told: intermediate values, PRUNED or COMPLETE), ASHA's rule is Ray 2.60's ``AsyncHyperBandScheduler`` rule
 (``_Bracket.on_result``: at a rung, a trial below the ``1 - 1/rf`` quantile of the values recorded there so far
-stops), and a trial plays back the seed-0 curve and epoch seconds of the nearest recorded config of its model.
+stops), and a trial plays back what ``surrogate.py`` gives for its config: the seed-0 curves, epoch seconds and
+seed-mean quality of the nearest recorded configs of its model, blended.
 Trials run one at a time, so compute (the recorded seconds) orders everything; ``bench/suite/real_check.py``
 checks the ordering this gives against real studies.
 
@@ -22,9 +23,10 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.distributions import BaseDistribution
 
 from bench.suite.datasets import SuiteDataset
+from bench.suite.surrogate import Played, Surrogate, config_quality
 from bench.suite.tables import BASELINE, Table
 from hpo import build_spec, compose
 from hpo.config.search_space import MODEL, trainer_name
@@ -70,21 +72,6 @@ class Trace:
         return found
 
 
-class Lookup:
-    """The nearest recorded config of a model (the baseline config too), in the recorded space normalized to the unit
-    cube."""
-
-    def __init__(self, table: Table, spaces: Mapping[str, Mapping[str, BaseDistribution]]) -> None:
-        self.spaces = spaces
-        self.points = {m: [(c, _normalized(table.params(m, c), spaces[m]))
-                           for _, c in table.configs(m, drawn_only=False)]
-                       for m in table.models() if m in spaces}
-
-    def nearest(self, model: str, params: Mapping[str, Any]) -> str:
-        point = _normalized(params, self.spaces[model])
-        return min(self.points[model], key=lambda cp: math.dist(cp[1], point))[0]
-
-
 def model_spaces(recording_spec) -> dict[str, dict[str, BaseDistribution]]:
     """Each suite model's part of the recorded space, under the trainer's names."""
     spaces: dict[str, dict[str, BaseDistribution]] = {}
@@ -92,11 +79,6 @@ def model_spaces(recording_spec) -> dict[str, dict[str, BaseDistribution]]:
         spaces[model] = {trainer_name(n): d for n, d in recording_spec.space.distributions.items()
                          if n != MODEL and n.partition(".")[2] in ("", model)}
     return spaces
-
-
-def quality(table: Table, model: str, config: str, epochs: int) -> float:
-    """A config's true quality trained ``epochs`` epochs: its best epoch so far, averaged over recorded seeds."""
-    return statistics.mean(max(table.curve(model, config, s)[:epochs]) for s in table.seeds(model, config))
 
 
 class Asha:
@@ -125,8 +107,7 @@ def design_spec(dataset: SuiteDataset, design: Design):
     return build_spec(compose([*dataset.overrides, *design.overrides, "study.name=replay"]))
 
 
-def replay_study(spec, table: Table, lookup: Lookup, budget: float, small: str, design: Design,
-                 seed: int) -> Trace:
+def replay_study(spec, surrogate: Surrogate, budget: float, small: str, design: Design, seed: int) -> Trace:
     """One hpo study of ``spec`` (search seed ``seed``) replayed until ``budget`` seconds of recorded compute are
     spent."""
     study = optuna.create_study(direction="maximize", sampler=spec.sampler.build(seed=seed))
@@ -153,14 +134,14 @@ def replay_study(spec, table: Table, lookup: Lookup, budget: float, small: str, 
         trial = study.ask()
         params = spec.space.sample(trial)
         model = str(params.get(MODEL, small))
-        config = lookup.nearest(model, {trainer_name(k): v for k, v in params.items()})
-        curve, seconds_of = table.curve(model, config), table.seconds(model, config)
+        played = surrogate.play(model, {trainer_name(k): v for k, v in params.items()})
+        curve, seconds_of = played.curve, played.seconds
         stopped = False
         for epoch, (value, cost) in enumerate(zip(curve, seconds_of, strict=True), 1):
             spent += cost
             trial.report(value, epoch)
             if value > best[0]:
-                best = (value, quality(table, model, config, epoch))
+                best = (value, played.quality[epoch - 1])
             trace.spent.append(spent)
             trace.quality.append(best[1])
             group = model if scheduler.target.endswith("PerModelASHA") else None  # rungs per model
@@ -178,32 +159,31 @@ def replay_study(spec, table: Table, lookup: Lookup, budget: float, small: str, 
     return trace
 
 
-def replay_i_epoch(table: Table, lookup: Lookup, spec, budget: float, small: str, seed: int) -> Trace:
+def replay_i_epoch(surrogate: Surrogate, spec, budget: float, small: str, seed: int) -> Trace:
     """i-Epoch (Egele et al. 2024) with i = 1: random configs of ``small`` one epoch each, then the best quarter
     continued to the end, best first; as many configs as make the whole plan about ``budget``."""
     sampler = optuna.samplers.RandomSampler(seed=seed)
     study = optuna.create_study(direction="maximize", sampler=sampler)
-    per_epoch = table.epoch_seconds(small)
-    epochs = len(table.curve(small, table.configs(small)[0][1]))
+    per_epoch = surrogate.table.epoch_seconds(small)
+    epochs = len(next(iter(surrogate.played.values())).curve)
     count = max(4, int(budget / per_epoch / (1 + (epochs - 1) / 4)))
-    drawn = [lookup.nearest(small, {trainer_name(k): v for k, v in spec.space.sample(study.ask()).items()})
+    drawn = [surrogate.play(small, {trainer_name(k): v for k, v in spec.space.sample(study.ask()).items()})
              for _ in range(count)]
     spent, trace, best = 0.0, Trace([], [], count), (-math.inf, 0.0)
 
-    def run(config: str, epochs_range: range) -> None:
+    def run(played: Played, epochs_range: range) -> None:
         nonlocal spent, best
-        curve, seconds = table.curve(small, config), table.seconds(small, config)
         for epoch in epochs_range:
-            spent += seconds[epoch - 1]
-            if curve[epoch - 1] > best[0]:
-                best = (curve[epoch - 1], quality(table, small, config, epoch))
+            spent += played.seconds[epoch - 1]
+            if played.curve[epoch - 1] > best[0]:
+                best = (played.curve[epoch - 1], played.quality[epoch - 1])
             trace.spent.append(spent)
             trace.quality.append(best[1])
 
-    for config in drawn:
-        run(config, range(1, 2))
-    for config in sorted(drawn, key=lambda c: -table.curve(small, c)[0])[: max(1, count // 4)]:
-        run(config, range(2, epochs + 1))
+    for played in drawn:
+        run(played, range(1, 2))
+    for played in sorted(drawn, key=lambda p: -p.curve[0])[: max(1, count // 4)]:
+        run(played, range(2, epochs + 1))
     return trace
 
 
@@ -218,24 +198,9 @@ def _first_points(spec) -> list[dict[str, Any]]:
     return spec.space.midpoints() if spec.study.first_trial == "midpoint" else []
 
 
-def _normalized(params: Mapping[str, Any], space: Mapping[str, BaseDistribution]) -> list[float]:
-    point = []
-    for name, dist in space.items():
-        value = params.get(name)
-        if isinstance(dist, CategoricalDistribution):
-            point.append(dist.choices.index(value) / max(1, len(dist.choices) - 1) if value in dist.choices else 0.5)
-            continue
-        low, high = dist.low, dist.high  # type: ignore[attr-defined]
-        value = min(max(low, value), high) if value is not None else (low + high) / 2
-        if dist.log:  # type: ignore[attr-defined]
-            low, high, value = math.log(low), math.log(high), math.log(value)
-        point.append((value - low) / (high - low) if high > low else 0.0)
-    return point
-
-
 def baseline_quality(table: Table, model: str) -> float | None:
     """The fixed baseline config's 3-seed quality (None until recorded)."""
-    return quality(table, model, BASELINE, 99) if table.seeds(model, BASELINE) else None
+    return config_quality(table, model, BASELINE, 99) if table.seeds(model, BASELINE) else None
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:
