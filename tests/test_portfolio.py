@@ -57,6 +57,15 @@ def test_a_study_that_searches_the_model_gets_its_choices_entries_under_their_ow
     assert all(inside(spec, p) for p in points)
 
 
+def test_with_the_method_searched_a_freezing_entry_is_a_freeze_trial_and_a_method_it_lacks_starts_centred(known):
+    points = portfolio_points(spec_of("search=methods"))
+    assert [p["method"] for p in points] == ["freeze", "freeze", "freeze"]
+    lora = spec_of("search=methods", "search.method={choices: [full, lora]}")
+    assert [p["method"] for p in portfolio_points(lora)] == ["full", "full", "full"]  # encoder training, as recorded
+    only_lora = portfolio_points(spec_of("search=methods", "search.method={choices: [lora]}"))
+    assert all(p["method"] == "lora" and "learning_rate" not in p and p["lora_rank"] == 8 for p in only_lora)
+
+
 def test_an_image_study_gets_the_image_entries(known):
     spec = spec_of("task=image_classification", "model=efficientnet_lite0", "data=fashion_mnist", "search=images")
     (point,) = portfolio_points(spec)

@@ -30,6 +30,7 @@ from hpo.config.spec import StudySpec
 
 PORTFOLIO_FILE = Path(__file__).with_name("portfolio.json")
 IMAGE_TASKS = ("image_classification",)
+METHOD = "method"
 
 
 @cache
@@ -56,15 +57,27 @@ def fit_into(space: SearchSpace, entry: Mapping[str, Any]) -> dict[str, Any]:
     """``entry`` (trainer names, and the model it was recorded with) as a point of ``space``: its names (per model
     where the space has them), its values moved inside."""
     model = entry.get(MODEL) if MODEL in space.distributions else None
-    method = entry.get("method") if "method" in space.distributions else None
+    method = _method(space, entry)
     point: dict[str, Any] = {}
     for name in space.applicable(method, model):
-        if name == MODEL:
-            point[name] = model
+        if name in (MODEL, METHOD):
+            point[name] = model if name == MODEL else method
             continue
         dist = space.distributions[name]
         point[name] = _inside(dist, entry.get(trainer_name(name)))
     return point
+
+
+def _method(space: SearchSpace, entry: Mapping[str, Any]) -> str | None:
+    """The fine-tuning method of ``entry`` when the space searches it (``search=methods``): the entry's own, or for the
+    suite's plain fine-tuning configs, ``freeze`` when they freeze blocks and ``full`` when not (the other of the two
+    when only one is searched); the space's middle choice when it has neither (its parameters start at their
+    centres)."""
+    dist = space.distributions.get(METHOD)
+    if not isinstance(dist, CategoricalDistribution):
+        return None
+    wanted = [entry.get(METHOD), "freeze" if entry.get("freeze_depth") else "full", "full", "freeze"]
+    return next((m for m in wanted if m in dist.choices), _inside(dist, None))
 
 
 def _inside(dist, value: Any) -> Any:
