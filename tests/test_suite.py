@@ -97,10 +97,10 @@ def test_a_replayed_study_spends_its_budget_and_asha_shortens_trials(sst2_table)
     recording, table = sst2_table
     surrogate = Surrogate(table, model_spaces(recording))
     budget = 8 * 30.0
-    fifo = replay_study(design_spec(SUITE["sst2"], Design("r", ("sampler=random", "scheduler=fifo"))), surrogate,
-                        budget, "minilm_l6", Design("r"), seed=0)
-    asha = replay_study(design_spec(SUITE["sst2"], Design("d")), surrogate, budget, "minilm_l6", Design("d"),
-                        seed=0)
+    random_fifo = Design("r", ("sampler=random", "scheduler=fifo", "search.first_trial=sampler"))
+    tpe_asha = Design("d", ("search.first_trial=sampler",))
+    fifo = replay_study(design_spec(SUITE["sst2"], random_fifo), surrogate, budget, "minilm_l6", random_fifo, seed=0)
+    asha = replay_study(design_spec(SUITE["sst2"], tpe_asha), surrogate, budget, "minilm_l6", tpe_asha, seed=0)
     assert fifo.spent[-1] >= budget and fifo.spent[-2] < budget  # stops at the first epoch past the budget
     assert fifo.trials == 8 and asha.trials > 8  # ASHA stopped some trials early: more of them fit
     assert all(b >= a for a, b in zip(fifo.quality, fifo.quality[1:], strict=False))  # an incumbent only improves

@@ -4,8 +4,9 @@ few suite datasets and search seeds, each ended by the same compute budget (``st
 orders them. Hours on 2 cores: run it in the background, alone.
 
     nohup .venv/bin/python -m bench.suite.real_check --datasets sst2 emotion mrpc --seeds 3 \\
-        --design random_fifo=sampler=random,scheduler=fifo --design default= \\
-        --design portfolio=search.first_trial=portfolio --out bench/results/suite_real.json > real.log 2>&1 &
+        --design random_fifo=sampler=random,scheduler=fifo,search.first_trial=sampler \\
+        --design tpe_asha=search.first_trial=sampler --design default= \\
+        --out bench/results/suite_real.json > real.log 2>&1 &
 """
 
 from __future__ import annotations

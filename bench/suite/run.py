@@ -42,12 +42,14 @@ def designs_for(dataset: SuiteDataset, table: Table, tables: dict[str, Table]) -
     if "search=images" not in dataset.overrides:
         searched.insert(0, "search=models")
     portfolio = tuple(leave_one_out(tables, dataset.name))
-    designs = [Design("random_fifo", ("sampler=random", "scheduler=fifo")), Design("i_epoch", kind="i_epoch"),
-               Design("default"), Design("tpe_fifo", ("scheduler=fifo",)),
-               Design("asha_grace2", ("scheduler.grace_period=2",)),
-               Design("asha_rf3", ("scheduler.reduction_factor=3",)),
-               Design("portfolio", first=portfolio), Design("portfolio_fifo", ("scheduler=fifo",), first=portfolio),
-               Design("portfolio_rf3", ("scheduler.reduction_factor=3",), first=portfolio)]
+    sampler = "search.first_trial=sampler"
+    designs = [Design("random_fifo", ("sampler=random", "scheduler=fifo", sampler)), Design("i_epoch", kind="i_epoch"),
+               Design("tpe_asha", (sampler,)), Design("tpe_fifo", (sampler, "scheduler=fifo")),
+               # hpo's default (the portfolio first, TPE, ASHA) and the variants the suite decides between
+               Design("default", first=portfolio), Design("default_fifo", ("scheduler=fifo",), first=portfolio),
+               Design("default_rf3", ("scheduler.reduction_factor=3",), first=portfolio),
+               Design("default_grace2", ("scheduler.grace_period=2",), first=portfolio),
+               Design("default_no_freeze", ("search.freeze_depth=0",), first=portfolio)]
     if len(table.models()) > 1:  # the large model's configs are recorded
         designs += [Design("models", tuple(searched)),
                     Design("models_per_model_asha", (*searched, "scheduler=asha_per_model")),
@@ -113,6 +115,24 @@ def summary(results: dict) -> dict:
     return out
 
 
+def markdown(results: dict, suite: dict, field: str = "mean") -> str:
+    """The suite table as the results README shows it: per dataset the oracle, median and baseline config, and each
+    design's regret ``field`` (``mean`` or ``sd`` over search seeds) at 25% / 50% / 100%; then the suite mean."""
+    designs = list(next(iter(results.values()))["designs"])
+    head = ["dataset", "configs", "oracle (seed mean)", "median config", "baseline config", *designs]
+    lines = ["| " + " | ".join(f"`{h}`" if h in designs else h for h in head) + " |", "|" + "---|" * len(head)]
+    for name, r in results.items():
+        cells = [name, str(sum(r["configs"].values())), f"{r['oracle']:.4f}", f"{r['median']:.4f}",
+                 f"{r['baseline']:.4f}" if r["baseline"] is not None else "-"]
+        cells += [" / ".join(f"{r['designs'][d]['regret'][str(f)][field]:.2f}" for f in FRACTIONS)
+                  if d in r["designs"] else "-" for d in designs]
+        lines.append("| " + " | ".join(cells) + " |")
+    if field == "mean":
+        lines.append("| **suite mean** | | | | | " + " | ".join(
+            " / ".join(f"{suite[d][str(f)]:.3f}" for f in FRACTIONS) for d in designs) + " |")
+    return "\n".join(lines)
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -143,6 +163,7 @@ def main() -> None:
     parser.add_argument("--bandwidth", type=float, default=0.0, help="the blend's smoothing (see surrogate.py)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--plot", type=Path)
+    parser.add_argument("--markdown", type=Path, help="write the suite tables (means, then sds) here")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     tables = {d: read_table(args.tables / f"{d}.csv", SUITE[d].metric) for d in SUITE}
@@ -161,6 +182,8 @@ def main() -> None:
         args.out.write_text(json.dumps(record, indent=1) + "\n")
     if args.plot:
         plot(results, args.plot)
+    if args.markdown:
+        args.markdown.write_text(markdown(results, suite) + "\n\n" + markdown(results, suite, "sd") + "\n")
 
 
 if __name__ == "__main__":
