@@ -31,6 +31,7 @@ from bench.suite.tables import BASELINE, Table
 from hpo import build_spec, compose
 from hpo.config.search_space import MODEL, trainer_name
 from hpo.study.model_pick import ModelEvidence, pick_model
+from hpo.study.portfolio import fit_into
 
 ASHA_TARGETS = ("ray.tune.schedulers.ASHAScheduler", "ray.tune.schedulers.AsyncHyperBandScheduler",
                 "hpo.study.per_model_asha.PerModelASHA")
@@ -111,8 +112,8 @@ def replay_study(spec, surrogate: Surrogate, budget: float, small: str, design: 
     """One hpo study of ``spec`` (search seed ``seed``) replayed until ``budget`` seconds of recorded compute are
     spent."""
     study = optuna.create_study(direction="maximize", sampler=spec.sampler.build(seed=seed))
-    for point in design.first or _first_points(spec):
-        study.enqueue_trial(dict(point))
+    for point in [fit_into(spec.space, p) for p in design.first] or _first_points(spec):  # as the ledger queues them
+        study.enqueue_trial(point)
     scheduler = spec.scheduler
     if scheduler.target in ASHA_TARGETS:
         k = scheduler.kwargs
@@ -134,7 +135,7 @@ def replay_study(spec, surrogate: Surrogate, budget: float, small: str, design: 
         trial = study.ask()
         params = spec.space.sample(trial)
         model = str(params.get(MODEL, small))
-        played = surrogate.play(model, {trainer_name(k): v for k, v in params.items()})
+        played = surrogate.play(model, trainer_point(spec, params))
         curve, seconds_of = played.curve, played.seconds
         stopped = False
         for epoch, (value, cost) in enumerate(zip(curve, seconds_of, strict=True), 1):
@@ -167,7 +168,7 @@ def replay_i_epoch(surrogate: Surrogate, spec, budget: float, small: str, seed: 
     per_epoch = surrogate.table.epoch_seconds(small)
     epochs = len(next(iter(surrogate.played.values())).curve)
     count = max(4, int(budget / per_epoch / (1 + (epochs - 1) / 4)))
-    drawn = [surrogate.play(small, {trainer_name(k): v for k, v in spec.space.sample(study.ask()).items()})
+    drawn = [surrogate.play(small, trainer_point(spec, spec.space.sample(study.ask())))
              for _ in range(count)]
     spent, trace, best = 0.0, Trace([], [], count), (-math.inf, 0.0)
 
@@ -192,6 +193,13 @@ def regret(found: float | None, oracle: float, median: float) -> float:
     if found is None:
         return 1.0
     return (oracle - found) / (oracle - median) if oracle > median else 0.0
+
+
+def trainer_point(spec, params: Mapping[str, Any]) -> dict[str, Any]:
+    """What a trial trains with, under the trainer's names: the sampled ``params`` over the spec's fixed trainer
+    values (a design that fixes a hyperparameter, ``search.freeze_depth=0``, trains with that value)."""
+    fixed = {k: v for k, v in vars(spec.trainer).items() if isinstance(v, int | float | bool | str)}
+    return {**fixed, **{trainer_name(k): v for k, v in params.items()}}
 
 
 def _first_points(spec) -> list[dict[str, Any]]:
