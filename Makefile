@@ -54,11 +54,14 @@ bench-quick: install
 	$(BIN)/python -m bench.search_quality --quick --out $(STORAGE)/bench-quick-search_quality.json
 
 # The benchmark suite (issue 23; bench/results/README.md): every design replayed over the committed tables of eight
-# datasets, 10 search seeds each, leave-one-dataset-out portfolio; replay only, no training (minutes).
+# datasets, 10 search seeds each, leave-one-dataset-out portfolio, under the three surrogates (the smoothed one
+# first: its table goes in the README); replay only, no training (minutes).
 bench-suite-quick: install
 	mkdir -p $(STORAGE)
 	$(BIN)/python -m bench.suite.run --seeds 10 --out $(STORAGE)/bench-suite-replay.json \
-		--plot $(STORAGE)/bench-suite-replay.png
+		--plot $(STORAGE)/bench-suite-replay.png --markdown $(STORAGE)/bench-suite-replay.md
+	$(BIN)/python -m bench.suite.run --seeds 10 --neighbours 1 --out $(STORAGE)/bench-suite-replay-nearest.json
+	$(BIN)/python -m bench.suite.run --seeds 10 --bandwidth 0 --out $(STORAGE)/bench-suite-replay-exact.json
 
 # Records (or continues recording) the suite's tables into bench/results/suite/: hours on 2 cores, resumable.
 bench-suite-record: install $(VENV)/.installed-mpnet

@@ -160,7 +160,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--neighbours", type=int, default=3,
                         help="recorded configs blended per replayed config (1: the nearest only; see surrogate.py)")
-    parser.add_argument("--bandwidth", type=float, default=0.0, help="the blend's smoothing (see surrogate.py)")
+    parser.add_argument("--bandwidth", type=float, default=0.3, help="the blend's smoothing (see surrogate.py)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--markdown", type=Path, help="write the suite tables (means, then sds) here")
