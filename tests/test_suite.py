@@ -21,7 +21,16 @@ import bench.suite.tables
 from bench.suite.datasets import SUITE
 from bench.suite.portfolio import greedy, leave_one_out
 from bench.suite.record import draw_configs, study_spec
-from bench.suite.simulate import Asha, Design, design_spec, model_spaces, regret, replay_i_epoch, replay_study
+from bench.suite.simulate import (
+    Asha,
+    Design,
+    design_spec,
+    model_spaces,
+    regret,
+    replay_confirmed,
+    replay_i_epoch,
+    replay_study,
+)
 from bench.suite.surrogate import Surrogate
 from bench.suite.tables import BASELINE, FIELDS, read_table
 
@@ -131,3 +140,19 @@ def test_greedy_adds_the_config_that_covers_what_the_portfolio_misses():
                ("m", "c"): {"x": 1.0, "y": 0.0, "z": 0.0}}
     # b is best alone (0.3 everywhere); then c, which fixes two datasets of three, over a, which fixes one
     assert greedy(regrets, 2) == [("m", "b"), ("m", "c")]
+
+
+def test_a_confirmed_study_chooses_by_the_seed_mean_where_a_plain_one_keeps_a_lucky_run(tmp_path):
+    recording = study_spec(SUITE["sst2"])
+    lucky, steady = draw_configs(recording, "minilm_l6", 2)
+    write_table(tmp_path / "sst2.csv", [
+        ("minilm_l6", "0", 0, lucky, [0.80, 0.90, 0.90]), ("minilm_l6", "0", 1, lucky, [0.60, 0.60, 0.60]),
+        ("minilm_l6", "0", 2, lucky, [0.60, 0.60, 0.60]),  # 0.90 once, 0.70 on the mean of 3 seeds
+        ("minilm_l6", "1", 0, steady, [0.80, 0.85, 0.85]), ("minilm_l6", "1", 1, steady, [0.80, 0.85, 0.85]),
+        ("minilm_l6", "1", 2, steady, [0.80, 0.85, 0.85])])
+    surrogate = Surrogate(read_table(tmp_path / "sst2.csv"), model_spaces(recording), k=1)
+    design = Design("c", ("sampler=random", "scheduler=fifo", "search.first_trial=sampler", "confirm.top_k=2"))
+    spec = design_spec(SUITE["sst2"], design)
+    budget = 16 * 30.0
+    assert replay_study(spec, surrogate, budget, "minilm_l6", design, seed=0).at(budget) == pytest.approx(0.70)
+    assert replay_confirmed(spec, surrogate, budget, "minilm_l6", design, seed=0) == pytest.approx(0.85)

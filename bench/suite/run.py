@@ -26,6 +26,7 @@ from bench.suite.simulate import (
     mean_sd,
     model_spaces,
     regret,
+    replay_confirmed,
     replay_i_epoch,
     replay_study,
 )
@@ -49,7 +50,8 @@ def designs_for(dataset: SuiteDataset, table: Table, tables: dict[str, Table]) -
                Design("default", first=portfolio), Design("default_fifo", ("scheduler=fifo",), first=portfolio),
                Design("default_rf3", ("scheduler.reduction_factor=3",), first=portfolio),
                Design("default_grace2", ("scheduler.grace_period=2",), first=portfolio),
-               Design("default_no_freeze", ("search.freeze_depth=0",), first=portfolio)]
+               Design("default_no_freeze", ("search.freeze_depth=0",), first=portfolio),
+               Design("default_confirm", ("confirm.top_k=2",), kind="confirmed", first=portfolio)]
     if len(table.models()) > 1:  # the large model's configs are recorded
         designs += [Design("models", tuple(searched)),
                     Design("models_per_model_asha", (*searched, "scheduler=asha_per_model")),
@@ -72,20 +74,31 @@ def evaluate(name: str, table: Table, tables: dict[str, Table], seeds: int, neig
                  "baseline": baseline_quality(table, small), "budget_s": budget, "designs": {}}
     for design in designs_for(dataset, table, tables):
         spec = design_spec(dataset, design)
-        traces = [replay_i_epoch(surrogate, spec, budget, small, seed) if design.kind == "i_epoch"
-                  else replay_study(spec, surrogate, budget, small, design, seed) for seed in range(seeds)]
-        regrets = {f: [regret(t.at(f * budget), oracle, median) for t in traces] for f in FRACTIONS}
-        out["designs"][design.name] = {
-            "regret": {str(f): {"mean": mean_sd(r)[0], "sd": mean_sd(r)[1]} for f, r in regrets.items()},
-            "anytime": [statistics.mean(regret(t.at(f * budget), oracle, median) for t in traces)
-                        for f in [i / 20 for i in range(1, 21)]],
-            "gain_share_first_4": _gain_share(traces, out["baseline"], budget) if design.kind == "study" else None,
-            "trials": statistics.mean(t.trials for t in traces),
-            "first": list(design.first)}
+        if design.kind == "confirmed":  # the confirmation comes at the study's end: one study per budget
+            regrets = {f: [regret(replay_confirmed(spec, surrogate, f * budget, small, design, seed), oracle, median)
+                           for seed in range(seeds)] for f in FRACTIONS}
+            out["designs"][design.name] = _entry(regrets, design)
+        else:
+            traces = [replay_i_epoch(surrogate, spec, budget, small, seed) if design.kind == "i_epoch"
+                      else replay_study(spec, surrogate, budget, small, design, seed) for seed in range(seeds)]
+            regrets = {f: [regret(t.at(f * budget), oracle, median) for t in traces] for f in FRACTIONS}
+            out["designs"][design.name] = _entry(
+                regrets, design, anytime=[statistics.mean(regret(t.at(f * budget), oracle, median) for t in traces)
+                                          for f in [i / 20 for i in range(1, 21)]],
+                gain_share=_gain_share(traces, out["baseline"], budget) if design.kind == "study" else None,
+                trials=statistics.mean(t.trials for t in traces))
         r = out["designs"][design.name]["regret"]
         print(f"{name:14s} {design.name:22s} " + "  ".join(f"@{f}: {r[str(f)]['mean']:.3f}±{r[str(f)]['sd']:.3f}"
                                                            for f in FRACTIONS), flush=True)
     return out
+
+
+def _entry(regrets: dict, design: Design, anytime: list[float] | None = None, gain_share: float | None = None,
+           trials: float | None = None) -> dict:
+    """A design's results on one dataset: its regret (mean, sd over search seeds) at each budget fraction, its
+    anytime curve (20 points; None where each budget is its own study), the first 4 trials' gain share."""
+    return {"regret": {str(f): {"mean": mean_sd(r)[0], "sd": mean_sd(r)[1]} for f, r in regrets.items()},
+            "anytime": anytime, "gain_share_first_4": gain_share, "trials": trials, "first": list(design.first)}
 
 
 def _gain_share(traces, baseline: float | None, budget: float) -> float | None:
@@ -143,7 +156,8 @@ def plot(results: dict, path: Path) -> None:
     x = [i / 20 for i in range(1, 21)]
     for ax, (name, r) in zip(axes.flat, results.items(), strict=False):
         for design, d in r["designs"].items():
-            ax.plot(x, d["anytime"], label=design)
+            if d["anytime"] is not None:
+                ax.plot(x, d["anytime"], label=design)
         ax.set_title(name)
         ax.set_ylim(-0.2, 1.5)
         ax.axhline(0, color="grey", lw=0.5)

@@ -58,6 +58,7 @@ class Trace:
     quality: list[float]
     trials: int
     ends: list[int] = field(default_factory=list)  # len(quality) when each trial ended
+    finished: list[tuple[float, Played]] = field(default_factory=list)  # each trial's observed best value, and it
 
     def after(self, trials: int) -> float | None:
         """The incumbent's quality once the first ``trials`` trials ended."""
@@ -151,6 +152,7 @@ def replay_study(spec, surrogate: Surrogate, budget: float, small: str, design: 
                 break
         trace.trials += 1
         trace.ends.append(len(trace.quality))
+        trace.finished.append((max(curve[:epoch]), played))
         values[model].append(max(curve[:epoch]))
         seconds[model].extend(seconds_of[:epoch])
         if stopped and spec.study.feedback == "pruned":
@@ -158,6 +160,23 @@ def replay_study(spec, surrogate: Surrogate, budget: float, small: str, design: 
         else:
             study.tell(trial, max(curve[:epoch]))
     return trace
+
+
+def replay_confirmed(spec, surrogate: Surrogate, budget: float, small: str, design: Design, seed: int) -> float | None:
+    """A study with ``confirm.top_k`` (``hpo.ranking``) ended at ``budget``: the search spends what the confirmation
+    leaves (``top_k * seeds`` full runs of the small model), then the top configs by observed value are trained on
+    more seeds and the best seed mean wins: its quality is the config's mean over the recorded seeds. Returns the
+    winner's quality; where the confirmation would take more than half the budget, the plain study's incumbent."""
+    confirm = spec.confirm
+    reserve = confirm.top_k * confirm.seeds * surrogate.table.epoch_seconds(small) * spec.trainer.max_epochs
+    if confirm.top_k == 0 or 2 * reserve > budget:
+        return replay_study(spec, surrogate, budget, small, design, seed).at(budget)
+    trace = replay_study(spec, surrogate, budget - reserve, small, design, seed)
+    top: list[Played] = []  # distinct plays: trials the surrogate maps to one recorded run share its seed-0 luck
+    for _, played in sorted(trace.finished, key=lambda vp: -vp[0]):
+        if played not in top and len(top) < confirm.top_k:
+            top.append(played)
+    return max(played.quality[-1] for played in top)
 
 
 def replay_i_epoch(surrogate: Surrogate, spec, budget: float, small: str, seed: int) -> Trace:

@@ -62,7 +62,7 @@ class Surrogate:
     def play(self, model: str, params: Mapping[str, Any]) -> Played:
         point = normalized(params, self.spaces[model])
         near = sorted((math.dist(p, point), c) for c, p in self.points[model])[: self.k]
-        if near[0][0] ** 2 + self.bandwidth**2 < 1e-12:  # a recorded config, no smoothing: exactly its record
+        if len(near) == 1 or near[0][0] ** 2 + self.bandwidth**2 < 1e-12:  # one neighbour, or an exact hit: its record
             return self.played[(model, near[0][1])]
         weights = [(1 / (d**2 + self.bandwidth**2), self.played[(model, c)]) for d, c in near]
         total = sum(w for w, _ in weights)
