@@ -1,9 +1,9 @@
 """The real-run check of the replay: the same designs as real hpo studies (Ray, real training, one trial at a time) on a
 few suite datasets and search seeds, each ended by the same compute budget (``study.time_budget_s``: the dataset's
-16 small-model trials in its recorded seconds, as the replay's 100%), then their best values ordered as the replay
-orders them. Hours on 2 cores: run it in the background, alone.
+16 small-model trials in its recorded seconds, as the replay's 100%, times ``--fraction``), then their best values
+ordered as the replay orders them. Hours on 2 cores: run it in the background, alone.
 
-    nohup .venv/bin/python -m bench.suite.real_check --datasets sst2 emotion mrpc --seeds 3 \\
+    nohup .venv/bin/python -m bench.suite.real_check --datasets sst2 banking77 cifar10 --seeds 3 --fraction 0.5 \\
         --design random_fifo=sampler=random,scheduler=fifo,search.first_trial=sampler \\
         --design tpe_asha=search.first_trial=sampler --design default= \\
         --out bench/results/suite_real.json > real.log 2>&1 &
@@ -40,10 +40,12 @@ def real_study(dataset: str, design: str, overrides: list[str], seed: int, budge
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=["sst2", "emotion", "mrpc"])
+    parser.add_argument("--datasets", nargs="+", default=["sst2", "banking77", "cifar10"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--design", action="append", default=[], metavar="NAME=OVERRIDE[,OVERRIDE...]")
     parser.add_argument("--tables", type=Path, default=Path("bench/results/suite"))
+    parser.add_argument("--fraction", type=float, default=1.0,
+                        help="of the replay's budget (0.5: the replay's 50%% column, in half the hours)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     set_defaults()
@@ -51,7 +53,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hpo-suite-real-") as tmp:
         for dataset in args.datasets:
             table = read_table(args.tables / f"{dataset}.csv", SUITE[dataset].metric)
-            budget = TRIALS_IN_BUDGET * 3 * table.epoch_seconds(SUITE[dataset].small)
+            budget = args.fraction * TRIALS_IN_BUDGET * 3 * table.epoch_seconds(SUITE[dataset].small)
             for design in args.design:
                 name, _, text = design.partition("=")
                 overrides = [o for o in text.split(",") if o]
