@@ -66,7 +66,8 @@ def run_study(spec: StudySpec, *, resume: bool = False, trainable: Callable = ru
     for model in [spec.model, *(c.model for c in spec.models.values())]:
         ensure_model(model)
     data = prepare_study_data(spec, progress.message)
-    first = [] if resume else first_points(spec, registry)
+    # No more first trials than the study runs: an enqueued trial never asked for would stay WAITING in Optuna only.
+    first = [] if resume else first_points(spec, registry)[: spec.study.num_samples]
     store = _open_checkpoints(spec.storage.checkpoints)
     started_ray = start_ray(spec.cluster)
     stop = StopSignal()
