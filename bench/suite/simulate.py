@@ -58,7 +58,7 @@ class Trace:
     quality: list[float]
     trials: int
     ends: list[int] = field(default_factory=list)  # len(quality) when each trial ended
-    finished: list[tuple[float, Played]] = field(default_factory=list)  # each trial's observed best value, and it
+    finished: list[tuple[float, Played]] = field(default_factory=list)  # per trial: its observed best, its play
 
     def after(self, trials: int) -> float | None:
         """The incumbent's quality once the first ``trials`` trials ended."""
