@@ -81,7 +81,7 @@ def test_a_config_stored_by_the_previous_release_resumes(tmp_path):
     old = OmegaConf.to_container(compose(["model=tiny_bert", f"storage.root={tmp_path}"]), resolve=True)
     del old["search"]["feedback"], old["search"]["first_trial"]
     spec = build_spec(stored_config(OmegaConf.to_yaml(old)))
-    assert spec.study.feedback == "pruned" and spec.study.first_trial in ("midpoint", "sampler")
+    assert spec.study.feedback == "pruned" and spec.study.first_trial in ("midpoint", "sampler", "portfolio")
     assert "learning_rate" in spec.space.distributions
 
 

@@ -11,7 +11,7 @@ from hpo.config.search_space import MODEL
 from hpo.errors import ConfigError
 from hpo.study import portfolio as portfolio_module
 from hpo.study.portfolio import portfolio, portfolio_points
-from hpo.study.warm_start import first_points
+from hpo.study.warm_start import first_points, untried
 
 ENTRIES = {"text": [{"model": "mpnet_base", "learning_rate": 2e-5, "batch_size": 16, "freeze_depth": 5},
                     {"model": "minilm_l6", "learning_rate": 1e-4, "batch_size": 32, "freeze_depth": 1,
@@ -86,3 +86,12 @@ def test_task_custom_has_no_portfolio():
         spec_of("experiment=custom_mlp")
     assert err.value.key == "search.first_trial" and "midpoint or sampler" in err.value.message
 
+
+
+def test_a_resumed_study_drops_the_first_trials_it_already_ran():
+    """What the ledger queues on resume: a point counts as run when a trial's params hold it (floats as Optuna
+    stores them), whatever else that trial sampled."""
+    points = [{"learning_rate": 1e-4, "batch_size": 32}, {"learning_rate": 3e-5, "batch_size": 16}]
+    ran = [{"learning_rate": 1e-4 * (1 + 1e-12), "batch_size": 32, "dropout": 0.1}, {}]
+    assert untried(points, ran) == points[1:]
+    assert untried(points, [{"learning_rate": 1e-4, "batch_size": 64}]) == points

@@ -46,6 +46,7 @@ from hpo.stores.retention import Retention
 from hpo.stores.study_run import StudyRun
 from hpo.study.model_pick import evidence, pick_model
 from hpo.study.stopping import StopSignal
+from hpo.study.warm_start import untried
 from trainers.checkpoint import best_model
 
 OOM = "oom"
@@ -85,30 +86,33 @@ class StudyLedger:
         self.placed: set[int] = set()  # trials whose node is tagged in MLflow
         self.retries: dict[int, int] = {}  # restarts after a worker died, per trial
         self.epoch_seconds: dict[str, list[float]] = defaultdict(list)  # per model choice (search.model_choice)
+        self.first: list[dict[str, Any]] = []  # configs to ask for before the sampler's own (queue)
         self.retention = Retention(store, spec.storage, spec.objective, self.progress.message,
                                    earlier=registry.trials(self.name))
 
     # --- birth ------------------------------------------------------------------------------------
 
     def queue(self, points: list[dict[str, Any]]) -> None:
-        """Configs the sampler hands out before its own (a warm start); already queued ones are skipped."""
-        for point in points:
-            self.study.enqueue_trial(point, skip_if_exists=True)
+        """Configs the sampler hands out before its own (a warm start, the portfolio, the midpoint), less those a
+        trial already ran (a resumed study). Each reaches Optuna only as its trial is asked (``enqueue_trial``,
+        then ``ask``): a queued config waits in Optuna with a trial number no other store knows, and a stop
+        would leave it there."""
+        self.first = untried(points, (t.params for t in self.study.get_trials(deepcopy=False)))
 
     def new_trial(self, ray_trial_id: str) -> tuple[int, dict[str, Any]]:
         """Asks the sampler for a new trial; returns its number and sampled params."""
-        if self.spec.study.model_choice == "ei_per_second":
-            self._queue_model()
+        if not self.study.get_trials(deepcopy=False, states=(OptunaState.WAITING,)):  # a crash's leftover first
+            if self.first:
+                self.study.enqueue_trial(self.first.pop(0))
+            elif self.spec.study.model_choice == "ei_per_second":
+                self._queue_model()
         trial = self.study.ask()
         params = self.spec.space.sample(trial)
         self._open(ray_trial_id, trial, params, new=True)
         return trial.number, params
 
     def _queue_model(self) -> None:
-        """Fixes the next trial's model by expected improvement per second (the sampler picks the rest), unless
-        configs queued before (a warm start, the first trials) are still waiting to go first."""
-        if self.study.get_trials(deepcopy=False, states=(OptunaState.WAITING,)):
-            return
+        """Fixes the next trial's model by expected improvement per second (the sampler picks the rest)."""
         seen = evidence(list(self.spec.models), self.registry.trials(self.name), self.epoch_seconds)
         model = pick_model(seen, maximize=self.objective.mode == "max", epochs=self.spec.trainer.max_epochs)
         if model is not None:

@@ -66,8 +66,7 @@ def run_study(spec: StudySpec, *, resume: bool = False, trainable: Callable = ru
     for model in [spec.model, *(c.model for c in spec.models.values())]:
         ensure_model(model)
     data = prepare_study_data(spec, progress.message)
-    # No more first trials than the study runs: an enqueued trial never asked for would stay WAITING in Optuna only.
-    first = [] if resume else first_points(spec, registry)[: spec.study.num_samples]
+    first = first_points(spec, registry, resuming=resume)  # on resume too: the ledger drops those already run
     store = _open_checkpoints(spec.storage.checkpoints)
     started_ray = start_ray(spec.cluster)
     stop = StopSignal()
@@ -175,11 +174,9 @@ def _replay(spec: StudySpec, ledger: StudyLedger, first_points: list[dict], log:
     ledger.begin(ray_job_id=os.environ.get(JOB_ID_ENV))
     ledger.reconcile()
     ledger.queue(first_points)
-    if spec.warm_start.source:
-        log(f"warm start: {len(first_points)} config(s) from {spec.warm_start.source}")
-    else:
-        for point in first_points:
-            log(f"first trial: the search space's midpoint {format_params(point)}")
+    source = f"from {spec.warm_start.source}" if spec.warm_start.source else spec.study.first_trial
+    for point in ledger.first:
+        log(f"first trial ({source}): {format_params(point)}")
 
 
 def _search(spec: StudySpec, ledger: StudyLedger, rules: StudyStop, checked: _Checked, resumed: bool) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from typing import Any
 
 from optuna.distributions import BaseDistribution
@@ -14,15 +16,30 @@ from hpo.study.portfolio import portfolio_points
 from trainers.objective import Objective
 
 
-def first_points(spec: StudySpec, registry: Registry) -> list[dict[str, Any]]:
+def first_points(spec: StudySpec, registry: Registry, resuming: bool = False) -> list[dict[str, Any]]:
     """What a new study evaluates before its sampler's own draws: the warm start's configs, or else the space's
     midpoint (each searched model's) when ``search.first_trial`` is ``midpoint``, or the suite's learned portfolio
-    when it is ``portfolio``."""
+    when it is ``portfolio``. ``resuming``: a warm start's source deleted since is no reason to refuse the resume."""
     if spec.warm_start.source is not None:
+        if resuming and registry.get(spec.warm_start.source) is None:
+            return []
         return warm_start_points(spec, registry)
     if spec.study.first_trial == "portfolio":
         return portfolio_points(spec)
     return spec.space.midpoints() if spec.study.first_trial == "midpoint" else []
+
+
+def untried(points: list[dict[str, Any]], tried: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``points`` less those a trial already evaluated (``tried``: its params), so that a resumed study does
+    not run its first trials twice. Floats compare within rounding, as Optuna's ``skip_if_exists`` does."""
+    tried = list(tried)
+    return [p for p in points if not any(all(_same(v, t.get(k)) for k, v in p.items()) for t in tried)]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9)
+    return a == b
 
 
 def warm_start_points(spec: StudySpec, registry: Registry) -> list[dict[str, Any]]:
