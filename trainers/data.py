@@ -36,18 +36,27 @@ class TokenizedSplit:
     input_ids: list[list[int]]
     labels: list  # class ids (classification) or float targets (regression)
     token_type_ids: list[list[int]] | None = None  # sentence pairs: 0 for the first text's tokens, 1 for the second's
+    teacher: list[list[float]] | None = None  # distillation: a teacher's outputs per row (trainers.distill)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, rows: Sequence[int]) -> TokenizedSplit:
-        types = [self.token_type_ids[i] for i in rows] if self.token_type_ids is not None else None
-        return TokenizedSplit([self.input_ids[i] for i in rows], [self.labels[i] for i in rows], types)
+        pick = lambda values: [values[i] for i in rows] if values is not None else None  # noqa: E731
+        return TokenizedSplit(pick(self.input_ids), pick(self.labels), pick(self.token_type_ids), pick(self.teacher))
 
     def __add__(self, other: TokenizedSplit) -> TokenizedSplit:
-        types = (self.token_type_ids + other.token_type_ids
-                 if self.token_type_ids is not None and other.token_type_ids is not None else None)
-        return TokenizedSplit(self.input_ids + other.input_ids, self.labels + other.labels, types)
+        if (self.teacher is None) != (other.teacher is None):
+            raise DataError("rows with a teacher's outputs and rows without cannot train together")
+        join = lambda a, b: a + b if a is not None and b is not None else None  # noqa: E731
+        return TokenizedSplit(self.input_ids + other.input_ids, self.labels + other.labels,
+                              join(self.token_type_ids, other.token_type_ids), join(self.teacher, other.teacher))
+
+    def with_teacher(self, outputs: torch.Tensor) -> TokenizedSplit:
+        """These rows with a teacher's outputs for them (row ``i`` of ``outputs`` is row ``i``'s)."""
+        if len(outputs) != len(self):
+            raise DataError(f"the teacher's outputs cover {len(outputs)} rows, the split has {len(self)}")
+        return dataclasses.replace(self, teacher=outputs.float().reshape(len(self), -1).tolist())
 
     def digest(self) -> str:
         """A digest of the rows as the model sees them (tokens and targets): differs when the subset or the
@@ -361,6 +370,8 @@ def _collate(split: TokenizedSplit, rows: list[int], pad_token_id: int) -> dict[
         "attention_mask": attention_mask,
         "labels": torch.tensor(targets, dtype=torch.float32 if isinstance(targets[0], float) else torch.long),
     }
+    if split.teacher is not None:
+        batch["teacher"] = torch.tensor([split.teacher[i] for i in rows], dtype=torch.float32)
     if split.token_type_ids is not None:  # padding rows are type 0, as the tokenizer pads them
         types = [split.token_type_ids[i] for i in rows]
         batch["token_type_ids"] = torch.tensor([t + [0] * (width - len(t)) for t in types], dtype=torch.long)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from trainers.config import METHODS, TrainConfig
 from trainers.cv import cross_validate
 from trainers.data import PreparedData, TokenizedSplit, batches, evaluation_order
 from trainers.device import autocast_for, half_dtype, pick_device, seed_everything, to_device
+from trainers.distill import Distillation
 from trainers.heads import Head, class_weights, head_for
 from trainers.lora import add_lora
 from trainers.metrics import EVALUATION_FILE
@@ -68,6 +71,9 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     micro-batch and keeps the effective batch size (:mod:`trainers.oom`); below
     ``cfg.min_micro_batch_size`` it raises :class:`~trainers.oom.TrainingOutOfMemory`.
     """
+    if cfg.teacher_outputs and data.train.teacher is None:
+        teacher = torch.load(cfg.teacher_outputs, weights_only=True)
+        data = dataclasses.replace(data, train=data.train.with_teacher(teacher))
     if cfg.cv_folds > 1:
         return cross_validate(cfg, data, reporter, train=fine_tune)
     seed_everything(cfg.seed)
@@ -99,6 +105,8 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
              "model_mb": sum(p.numel() * p.element_size() for p in classifier.parameters()) / 2**20}
     weights = class_weights(cfg.class_weights, data.train.labels, data.num_labels)
     weights = weights.to(device) if weights is not None else None
+    loss_of = _loss(head, weights, Distillation(cfg.distill_temperature, cfg.distill_alpha)
+                    if data.train.teacher is not None else None)
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     scheduler = warmup_then_linear_decay(optimizer, steps_per_epoch * cfg.max_epochs, cfg.warmup_ratio)
 
@@ -123,7 +131,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
             started, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
             for batch in batches(data.train, cfg.batch_size, data.pad_token_id, shuffle_seed=cfg.seed * 1000 + epoch):
                 batch = to_device(batch, device)
-                loss = _train_step(model, head, batch, micro, optimizer, scaler, cfg.grad_clip, device, weights)
+                loss = _train_step(model, loss_of, batch, micro, optimizer, scaler, cfg.grad_clip, device)
                 scheduler.step()
                 loss_sum += loss * len(batch["labels"])  # on the device: no sync per step
                 seen += len(batch["labels"])
@@ -191,10 +199,21 @@ def _data_parallel(classifier: TextClassifier, device: torch.device) -> torch.nn
     return classifier
 
 
-def _train_step(classifier: torch.nn.Module, head: Head, batch: dict[str, torch.Tensor], micro: MicroBatching,
-                optimizer,
-                scaler: torch.amp.GradScaler, grad_clip: float, device: torch.device,
-                weights: torch.Tensor | None = None) -> torch.Tensor:
+LossOf = Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]  # (outputs, batch) -> the rows' summed loss
+
+
+def _loss(head: Head, weights: torch.Tensor | None, distillation: Distillation | None) -> LossOf:
+    """The training loss of a batch's outputs, summed over its rows: the head's own, or blended with a teacher's
+    outputs (``batch["teacher"]``) when the rows carry them. Class weights scale each row's task term."""
+    if distillation is None:
+        return lambda outputs, batch: head.loss(outputs, batch["labels"], weights, reduction="sum")
+    return lambda outputs, batch: distillation.loss(head, outputs, batch["labels"], batch["teacher"], weights,
+                                                    reduction="sum")
+
+
+def _train_step(classifier: torch.nn.Module, loss_of: LossOf, batch: dict[str, torch.Tensor],
+                micro: MicroBatching, optimizer, scaler: torch.amp.GradScaler, grad_clip: float,
+                device: torch.device) -> torch.Tensor:
     """One optimizer step over ``batch``, in micro-batches whose gradients sum to the whole batch's.
 
     On CUDA out-of-memory the step is redone from scratch with half the micro-batch (see
@@ -202,7 +221,7 @@ def _train_step(classifier: torch.nn.Module, head: Head, batch: dict[str, torch.
     """
     while True:
         try:
-            loss = _accumulate_gradients(classifier, head, batch, micro, scaler, device, weights)
+            loss = _accumulate_gradients(classifier, loss_of, batch, micro, scaler, device)
             break
         except torch.OutOfMemoryError:
             optimizer.zero_grad(set_to_none=True)
@@ -229,18 +248,16 @@ def _clip_gradients(classifier: torch.nn.Module, max_norm: float, device: torch.
         torch.nn.utils.clip_grads_with_norm_(classifier.parameters(), max_norm, total)
 
 
-def _accumulate_gradients(classifier: torch.nn.Module, head: Head, batch: dict[str, torch.Tensor],
-                          micro: MicroBatching,
-                          scaler: torch.amp.GradScaler, device: torch.device,
-                          weights: torch.Tensor | None) -> torch.Tensor:
+def _accumulate_gradients(classifier: torch.nn.Module, loss_of: LossOf, batch: dict[str, torch.Tensor],
+                          micro: MicroBatching, scaler: torch.amp.GradScaler, device: torch.device) -> torch.Tensor:
     rows = len(batch["labels"])
     total = torch.zeros((), device=device)
     for part in micro.split(batch):
         with autocast_for(device):
             logits = forward(classifier, part)
-        # Summed over the part, divided by the whole batch: the parts' gradients add up to the batch mean's. Class
-        # weights scale each row's term (divided by rows, not by the weights' sum, so micro-batches still add up).
-        loss = head.loss(logits, part["labels"], weights, reduction="sum") / rows
+        # Summed over the part, divided by the whole batch: the parts' gradients add up to the batch mean's (with
+        # class weights too: divided by rows, not by the weights' sum).
+        loss = loss_of(logits, part) / rows
         scaler.scale(loss).backward()
         total += loss.detach()
     return total

@@ -1,0 +1,91 @@
+"""Distillation's loss equals its formula, worked by hand on known logits and predictions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from trainers.distill import UNLABELED, Distillation
+from trainers.heads import ClassificationHead, RegressionHead
+
+
+def softmax(row, t):
+    exps = [math.exp(x / t) for x in row]
+    return [e / sum(exps) for e in exps]
+
+
+def by_hand(student, teacher, labels, t, alpha):
+    """alpha * CE + (1 - alpha) * T^2 * KL(teacher_T || student_T), per row, averaged over all rows; unlabeled rows
+    add the teacher's term only."""
+    total = 0.0
+    for s, te, y in zip(student, teacher, labels, strict=True):
+        p_s, p_t = softmax(s, t), softmax(te, t)
+        kl = sum(pt * math.log(pt / ps) for pt, ps in zip(p_t, p_s, strict=True))
+        hard = -math.log(softmax(s, 1.0)[y]) if y != UNLABELED else 0.0
+        total += alpha * hard + (1 - alpha) * t * t * kl
+    return total / len(student)
+
+
+@pytest.mark.parametrize(("t", "alpha"), [(1.0, 0.5), (2.0, 0.3), (4.0, 0.0), (3.0, 1.0)])
+def test_the_classification_loss_is_its_formula(t, alpha):
+    student = [[1.0, -0.5, 0.3], [0.2, 0.1, 2.0], [-1.0, 0.5, 0.0]]
+    teacher = [[2.0, -1.0, 0.0], [0.0, 0.5, 1.5], [0.3, 0.3, -0.4]]
+    labels = [0, 2, UNLABELED]
+    loss = Distillation(t, alpha).loss(ClassificationHead(), torch.tensor(student), torch.tensor(labels),
+                                       torch.tensor(teacher))
+    assert float(loss) == pytest.approx(by_hand(student, teacher, labels, t, alpha), rel=1e-5)
+
+
+def test_the_regression_loss_blends_the_targets_and_the_teachers_predictions():
+    student, targets, teacher = [1.0, 2.0, 0.5], [1.5, float("nan"), 0.0], [1.0, 3.0, 1.0]
+    loss = Distillation(temperature=5.0, alpha=0.25).loss(RegressionHead("mse"), torch.tensor(student)[:, None],
+                                                          torch.tensor(targets), torch.tensor(teacher)[:, None])
+    hard = (1.0 - 1.5) ** 2 + (0.5 - 0.0) ** 2  # the unlabeled (NaN) row adds no task term
+    soft = 0.0 + 1.0 + 0.25
+    assert float(loss) == pytest.approx((0.25 * hard + 0.75 * soft) / 3)
+
+
+def test_micro_batches_add_up_to_the_batch():
+    torch.manual_seed(0)
+    student, teacher, labels = torch.randn(6, 4), torch.randn(6, 4), torch.tensor([0, 1, 2, 3, UNLABELED, 1])
+    distill, head = Distillation(2.0, 0.4), ClassificationHead()
+    whole = distill.loss(head, student, labels, teacher)
+    parts = sum(distill.loss(head, student[i:i + 2], labels[i:i + 2], teacher[i:i + 2], reduction="sum")
+                for i in range(0, 6, 2)) / 6
+    assert float(parts) == pytest.approx(float(whole), rel=1e-6)
+
+
+@pytest.mark.parametrize(("t", "alpha"), [(0.0, 0.5), (2.0, 1.5)])
+def test_settings_out_of_range_are_refused(t, alpha):
+    with pytest.raises(ValueError, match="temperature|alpha"):
+        Distillation(t, alpha)
+
+
+def test_a_student_learns_what_its_teacher_says_over_the_labels(small_sst2, tiny_bert, tmp_path):
+    """A teacher that calls every row negative (the tiny model alone leans positive): with alpha=1 training is exactly as without it; with alpha=0 the
+    student learns to say what the teacher says, whatever the labels."""
+    from trainers import ConsoleReporter, TrainConfig, fine_tune, load_model, prepare_data
+    from trainers.loop import predict
+
+    data = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert)
+    negative = data.label_names.index("0")
+    torch.save(torch.tensor([[4.0, -4.0] if negative == 0 else [-4.0, 4.0]] * len(data.train)),
+               tmp_path / "teacher.pt")
+    teacher = {"teacher_outputs": str(tmp_path / "teacher.pt")}
+    base = dict(model_name_or_path=str(tiny_bert), max_epochs=2, learning_rate=1e-3, batch_size=32, num_threads=1)
+    runs = {}
+    for name, extra in {"plain": {}, "labels_only": {**teacher, "distill_alpha": 1.0},
+                        "teacher_only": {**teacher, "distill_alpha": 0.0, "distill_temperature": 1.0}}.items():
+        reporter = ConsoleReporter(keep_dir=tmp_path / name)
+        fine_tune(TrainConfig(**base, **extra), data, reporter)
+        runs[name] = reporter.history
+    same = ("train_loss", "val_loss", "val_accuracy")
+    assert [[m[k] for k in same] for m in runs["plain"]] == [[m[k] for k in same] for m in runs["labels_only"]]
+
+    said = {}
+    for name in ("plain", "teacher_only"):
+        outputs, _ = predict(load_model(tmp_path / name), data.validation, data.pad_token_id, 64, torch.device("cpu"))
+        said[name] = float((outputs.argmax(-1) == negative).float().mean())
+    assert said["teacher_only"] > 0.95 and said["plain"] < 0.9, said
