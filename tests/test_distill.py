@@ -64,8 +64,8 @@ def test_settings_out_of_range_are_refused(t, alpha):
 
 
 def test_a_student_learns_what_its_teacher_says_over_the_labels(small_sst2, tiny_bert, tmp_path):
-    """A teacher that calls every row negative (the tiny model alone leans positive): with alpha=1 training is exactly as without it; with alpha=0 the
-    student learns to say what the teacher says, whatever the labels."""
+    """A teacher that calls every row negative (the tiny model alone leans positive): with alpha=1 training is
+    exactly as without it; with alpha=0 the student learns to say what the teacher says, whatever the labels."""
     from trainers import ConsoleReporter, TrainConfig, fine_tune, load_model, prepare_data
     from trainers.loop import predict
 
