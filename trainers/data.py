@@ -42,8 +42,9 @@ class TokenizedSplit:
         return len(self.labels)
 
     def subset(self, rows: Sequence[int]) -> TokenizedSplit:
-        pick = lambda values: [values[i] for i in rows] if values is not None else None  # noqa: E731
-        return TokenizedSplit(pick(self.input_ids), pick(self.labels), pick(self.token_type_ids), pick(self.teacher))
+        types = [self.token_type_ids[i] for i in rows] if self.token_type_ids is not None else None
+        teacher = [self.teacher[i] for i in rows] if self.teacher is not None else None
+        return TokenizedSplit([self.input_ids[i] for i in rows], [self.labels[i] for i in rows], types, teacher)
 
     def __add__(self, other: TokenizedSplit) -> TokenizedSplit:
         if (self.teacher is None) != (other.teacher is None):
