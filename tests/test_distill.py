@@ -71,15 +71,13 @@ def test_a_student_learns_what_its_teacher_says_over_the_labels(small_sst2, tiny
 
     data = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert)
     negative = data.label_names.index("0")
-    torch.save(torch.tensor([[4.0, -4.0] if negative == 0 else [-4.0, 4.0]] * len(data.train)),
-               tmp_path / "teacher.pt")
-    teacher = {"teacher_outputs": str(tmp_path / "teacher.pt")}
+    taught = data.with_teacher(torch.tensor([[4.0, -4.0] if negative == 0 else [-4.0, 4.0]] * len(data.train)))
     base = dict(model_name_or_path=str(tiny_bert), max_epochs=2, learning_rate=1e-3, batch_size=32, num_threads=1)
     runs = {}
-    for name, extra in {"plain": {}, "labels_only": {**teacher, "distill_alpha": 1.0},
-                        "teacher_only": {**teacher, "distill_alpha": 0.0, "distill_temperature": 1.0}}.items():
+    for name, rows, extra in [("plain", data, {}), ("labels_only", taught, {"distill_alpha": 1.0}),
+                              ("teacher_only", taught, {"distill_alpha": 0.0, "distill_temperature": 1.0})]:
         reporter = ConsoleReporter(keep_dir=tmp_path / name)
-        fine_tune(TrainConfig(**base, **extra), data, reporter)
+        fine_tune(TrainConfig(**base, **extra), rows, reporter)
         runs[name] = reporter.history
     same = ("train_loss", "val_loss", "val_accuracy")
     assert [[m[k] for k in same] for m in runs["plain"]] == [[m[k] for k in same] for m in runs["labels_only"]]
@@ -89,3 +87,26 @@ def test_a_student_learns_what_its_teacher_says_over_the_labels(small_sst2, tiny
         outputs, _ = predict(load_model(tmp_path / name), data.validation, data.pad_token_id, 64, torch.device("cpu"))
         said[name] = float((outputs.argmax(-1) == negative).float().mean())
     assert said["teacher_only"] > 0.95 and said["plain"] < 0.9, said
+
+
+def test_an_image_student_learns_its_teacher_through_the_task_with_mixup(tmp_path):
+    """The image task's distillation path (mixup mixes the teacher's terms as it mixes the labels): a teacher that
+    calls every image "Coat" is learnt over the labels; the task hands out a saved model's training outputs."""
+    from hpo.config.resolvers import PROJECT_ROOT
+    from trainers import ConsoleReporter, TrainConfig
+    from trainers.tasks import DataSource, load_task
+
+    fashion = PROJECT_ROOT / "data" / "fashion_mnist"
+    task = load_task("image_classification")
+    source = DataSource(train_path=fashion / "train", validation_path=fashion / "validation",
+                        settings={"image_size": 32}, train_limit=120, validation_limit=60, stratify=True)
+    data = task.prepare(source, "mobilenet_v2", max_length=0, cache_dir=None)
+    coat = data.label_names.index("Coat")
+    says_coat = torch.full((len(data.train), data.num_labels), -3.0)
+    says_coat[:, coat] = 3.0
+    cfg = TrainConfig(model_name_or_path="mobilenet_v2", max_epochs=2, learning_rate=3e-3, batch_size=32,
+                      freeze_depth=8, mixup_alpha=0.2, num_threads=1, distill_alpha=0.0, distill_temperature=1.0)
+    task.fine_tune(cfg, task.with_teacher(data, says_coat), ConsoleReporter(keep_dir=tmp_path / "student"))
+    outputs = task.training_outputs(tmp_path / "student", data, batch_size=64)
+    assert outputs.shape == (len(data.train), data.num_labels)
+    assert float((outputs.argmax(-1) == coat).float().mean()) > 0.9

@@ -67,8 +67,8 @@ class TrainConfig:
     function: str = ""  # task=custom: the user's training function, package.module:function
     function_path: str = ""  # the folder its module was imported from (put on a worker's sys.path)
     params: dict[str, Any] = field(default_factory=dict)  # task=custom: the sampled values of the user's own names
-    teacher_outputs: str | None = None  # distillation: a torch file of the teacher's outputs on the training rows
-    distill_temperature: float = 2.0  # softens the teacher's and the student's classes (trainers.distill)
+    # Distillation, when the training rows carry a teacher's outputs (trainers.distill):
+    distill_temperature: float = 2.0  # softens the teacher's and the student's classes
     distill_alpha: float = 0.5  # the task loss's share; the teacher's term gets the rest
 
     @classmethod

@@ -86,6 +86,10 @@ class PreparedData:
         """The model's outputs: one per class, or one for regression."""
         return len(self.label_names) or 1
 
+    def with_teacher(self, outputs: torch.Tensor) -> PreparedData:
+        """The training rows with a teacher's outputs on them: fine-tuning then distils (:mod:`trainers.distill`)."""
+        return dataclasses.replace(self, train=self.train.with_teacher(outputs))
+
     def with_validation_in_training(self) -> PreparedData:
         """Training rows + validation rows as the training split (validation kept for the epoch reports): a refit."""
         return dataclasses.replace(self, train=self.train + self.validation)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import shutil
@@ -71,9 +70,6 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     micro-batch and keeps the effective batch size (:mod:`trainers.oom`); below
     ``cfg.min_micro_batch_size`` it raises :class:`~trainers.oom.TrainingOutOfMemory`.
     """
-    if cfg.teacher_outputs and data.train.teacher is None:
-        teacher = torch.load(cfg.teacher_outputs, weights_only=True)
-        data = dataclasses.replace(data, train=data.train.with_teacher(teacher))
     if cfg.cv_folds > 1:
         return cross_validate(cfg, data, reporter, train=fine_tune)
     seed_everything(cfg.seed)

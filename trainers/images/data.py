@@ -31,15 +31,21 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 class ImageSplit:
     pixels: torch.Tensor  # uint8 [rows, 3, size, size]
     labels: list[int]
+    teacher: torch.Tensor | None = None  # distillation: a teacher's logits per row (trainers.distill)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, rows: Sequence[int]) -> ImageSplit:
-        return ImageSplit(self.pixels[list(rows)], [self.labels[i] for i in rows])
+        teacher = self.teacher[list(rows)] if self.teacher is not None else None
+        return ImageSplit(self.pixels[list(rows)], [self.labels[i] for i in rows], teacher)
 
     def __add__(self, other: ImageSplit) -> ImageSplit:
-        return ImageSplit(torch.cat([self.pixels, other.pixels]), self.labels + other.labels)
+        if (self.teacher is None) != (other.teacher is None):
+            raise DataError("rows with a teacher's outputs and rows without cannot train together")
+        teacher = torch.cat([self.teacher, other.teacher]) if self.teacher is not None and other.teacher is not None \
+            else None
+        return ImageSplit(torch.cat([self.pixels, other.pixels]), self.labels + other.labels, teacher)
 
     def digest(self) -> str:
         digest = hashlib.sha256(self.pixels.numpy().tobytes())
@@ -59,6 +65,12 @@ class PreparedImages:
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
+
+    def with_teacher(self, outputs: torch.Tensor) -> PreparedImages:
+        """The training images with a teacher's logits on them: fine-tuning then distils (:mod:`trainers.distill`)."""
+        if len(outputs) != len(self.train):
+            raise DataError(f"the teacher's outputs cover {len(outputs)} rows, the split has {len(self.train)}")
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, teacher=outputs.float()))
 
     def with_validation_in_training(self) -> PreparedImages:
         return dataclasses.replace(self, train=self.train + self.validation)

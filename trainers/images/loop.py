@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from trainers import checkpoint, compact
 from trainers.config import TrainConfig
 from trainers.device import autocast_for, pick_device, seed_everything
+from trainers.distill import Distillation
 from trainers.heads import ClassificationHead, class_weights
 from trainers.images import model as image_model
 from trainers.images.augment import augment, mixup
@@ -74,9 +75,17 @@ def fine_tune(cfg: TrainConfig, data: PreparedImages, reporter: Reporter) -> dic
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     scheduler = warmup_then_linear_decay(optimizer, steps_per_epoch * cfg.max_epochs, cfg.warmup_ratio)
     head = ClassificationHead()
+    distill = Distillation(cfg.distill_temperature, cfg.distill_alpha)
     weights = class_weights(cfg.class_weights, data.train.labels, data.num_labels)
     weights = weights.to(device) if weights is not None else None
     labels = torch.tensor(data.train.labels)
+
+    def loss_of(logits: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
+        """The head's loss, or blended with the teacher's logits for these rows (mixup mixes both)."""
+        if teacher is None:
+            return head.loss(logits, target, weights)
+        return distill.loss(head, logits, target, teacher, weights)
+
     sizes = {"trainable_params": float(sum(p.numel() for p in model.parameters() if p.requires_grad)),
              "model_mb": sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20}
     work = Path(tempfile.mkdtemp(prefix="hpo-image-trial-"))
@@ -103,8 +112,9 @@ def fine_tune(cfg: TrainConfig, data: PreparedImages, reporter: Reporter) -> dic
                 target = labels[rows].to(device)
                 with autocast_for(device):
                     logits = model(model.normalize(images).to(device))
-                loss = lam * head.loss(logits, target, weights) + (1 - lam) * head.loss(
-                    logits, target[permutation.to(device)], weights)
+                teacher = data.train.teacher[rows] if data.train.teacher is not None else None
+                loss = lam * loss_of(logits, target, teacher) + (1 - lam) * loss_of(
+                    logits, target[permutation.to(device)], teacher[permutation] if teacher is not None else None)
                 loss.backward()
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

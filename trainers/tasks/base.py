@@ -91,6 +91,12 @@ class Task(Protocol):
     def validation_outputs(self, folder: Path, data: Any, batch_size: int) -> tuple[Any, Any]:
         """(outputs, targets) of a saved model on the validation rows, aligned across models (ensembles)."""
 
+    def training_outputs(self, folder: Path, data: Any, batch_size: int) -> Any:
+        """A saved model's outputs on the training rows, in their order: a teacher's, to distil from."""
+
+    def with_teacher(self, data: Any, outputs: Any) -> Any:
+        """``data`` whose training rows carry a teacher's ``outputs``: fine-tuning on it distils."""
+
     def combine(self, outputs: Sequence[Any]) -> Any:
         """Several models' outputs as one model's (mean probabilities, or mean predictions)."""
 

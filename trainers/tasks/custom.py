@@ -175,6 +175,12 @@ class CustomTask:
     def validation_outputs(self, *args: Any) -> Any:
         raise self._refuse("hpo ensemble")
 
+    def training_outputs(self, *args: Any) -> Any:
+        raise self._refuse("distillation (a teacher)")
+
+    def with_teacher(self, *args: Any) -> Any:
+        raise self._refuse("distillation (a student)")
+
     def combine(self, *args: Any) -> Any:
         raise self._refuse("hpo ensemble")
 

@@ -78,6 +78,13 @@ class ImageTask:
     def validation_outputs(self, folder: Path, data: PreparedImages, batch_size: int) -> tuple[torch.Tensor, Any]:
         return loop.predict(image_model.load(folder), data.validation, batch_size, torch.device("cpu"))
 
+    def training_outputs(self, folder: Path, data: PreparedImages, batch_size: int) -> torch.Tensor:
+        """The teacher sees each training image as validation does (no augmentation)."""
+        return loop.predict(image_model.load(folder), data.train, batch_size, torch.device("cpu"))[0]
+
+    def with_teacher(self, data: PreparedImages, outputs: torch.Tensor) -> PreparedImages:
+        return data.with_teacher(outputs)
+
     def combine(self, outputs: Sequence[torch.Tensor]) -> torch.Tensor:
         return ClassificationHead().combine(outputs)
 

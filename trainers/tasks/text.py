@@ -80,6 +80,12 @@ class TextTask:
     def validation_outputs(self, folder: Path, data: PreparedData, batch_size: int) -> tuple[torch.Tensor, Any]:
         return predict(load_model(folder), data.validation, data.pad_token_id, batch_size, torch.device("cpu"))
 
+    def training_outputs(self, folder: Path, data: PreparedData, batch_size: int) -> torch.Tensor:
+        return predict(load_model(folder), data.train, data.pad_token_id, batch_size, torch.device("cpu"))[0]
+
+    def with_teacher(self, data: PreparedData, outputs: torch.Tensor) -> PreparedData:
+        return data.with_teacher(outputs)
+
     def combine(self, outputs: Sequence[torch.Tensor]) -> torch.Tensor:
         return head_for(self.info.regression).combine(outputs)
 
