@@ -31,6 +31,7 @@ from hpo.config.sections import (
     cluster_spec,
     confirm_spec,
     data_spec,
+    distill_spec,
     get_key,
     number,
     storage_spec,
@@ -141,7 +142,7 @@ def build_spec(cfg: DictConfig) -> s.StudySpec:
         confirm=confirm_spec(cfg),
         register_best=bool(get_key(cfg, "tracking.register_best")),
         tracking=tracking_spec(cfg),
-        config_yaml=config_yaml, models=choices, task=info.name,
+        config_yaml=config_yaml, models=choices, task=info.name, distill=distill_spec(cfg, info),
     )
 
 

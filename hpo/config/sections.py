@@ -14,7 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 from hpo.config import spec as s
 from hpo.errors import ConfigError
 from hpo.secrets import is_uri
-from trainers.tasks import DataSource, SourceError, Task
+from trainers.tasks import DataSource, SourceError, Task, TaskInfo
 
 CHECKPOINT_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")  # what pyarrow.fs (Ray's storage) opens
 
@@ -149,3 +149,22 @@ def confirm_spec(cfg: DictConfig) -> s.ConfirmSpec:
         raise ConfigError("confirm.rank_by", f"must be one of {list(RANK_BY)}, got {rank_by!r}")
     return s.ConfirmSpec(top_k=number(cfg, "confirm.top_k", minimum=0, integer=True),
                          seeds=number(cfg, "confirm.seeds", minimum=1, integer=True), rank_by=rank_by)
+
+
+def distill_spec(cfg: DictConfig, task: TaskInfo) -> s.DistillSpec:
+    """``distill.teacher`` as a model URI: a study's name means its champion."""
+    teacher = OmegaConf.select(cfg, "distill.teacher")
+    if teacher is None:
+        return s.DistillSpec()
+    if not isinstance(teacher, str) or not teacher.strip():
+        raise ConfigError("distill.teacher", f"must name a registered model (models:/NAME@champion) or a study, got "
+                                             f"{teacher!r}")
+    if task.user_function:
+        raise ConfigError("distill.teacher", "task=custom trains your own code; distil inside it, or use a task hpo "
+                                             "fine-tunes (text_classification, image_classification...)")
+    uri = teacher if teacher.startswith("models:/") else f"models:/{teacher}@champion"
+    name, _, version = uri.removeprefix("models:/").partition("/")
+    by_alias = "@" in name and all(name.split("@")) and name.count("@") == 1 and not version
+    if not (by_alias or (name and "@" not in name and version.isdigit())):
+        raise ConfigError("distill.teacher", f"{teacher!r}: write models:/NAME@ALIAS or models:/NAME/VERSION")
+    return s.DistillSpec(teacher=uri)

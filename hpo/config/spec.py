@@ -168,6 +168,13 @@ class ConfirmSpec:
     rank_by: str = "mean"  # one of hpo.config.sections.RANK_BY
 
 
+@dataclass(frozen=True)
+class DistillSpec:
+    """Distillation (:mod:`hpo.study.teacher`): ``teacher`` is a registered model's URI (None: off)."""
+
+    teacher: str | None = None
+
+
 MAX_RETRY_S = 1080  # the longest MLflow's client retries: 10 retries at most 120 s apart (hpo.stores.tracking)
 
 
@@ -203,6 +210,7 @@ class StudySpec:
     models: dict[str, ModelChoice] = field(default_factory=dict)  # search.model's choices; empty: spec.model only
     task: str = "text_classification"  # trainers.tasks.TASKS: what a trial fine-tunes for
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
+    distill: DistillSpec = field(default_factory=DistillSpec)
 
     @property
     def name(self) -> str:

@@ -1,0 +1,97 @@
+"""The teacher of a distillation study (``distill.teacher``): its outputs on the training rows, computed once.
+
+Every trial of such a study trains on the teacher's outputs as well as on the labels (:mod:`trainers.distill`).
+The teacher is a registered MLflow model. Its outputs over the study's training rows are computed on the driver
+once and cached under ``storage.root/cache/teacher``, keyed by the teacher's model version and the rows' digest,
+so a resumed study, and any later study of the same rows with the same teacher, reads them back instead; they
+then travel with the study's data to every trial, as the rows do. hpo never looks inside them: the task computes
+them (``training_outputs``) and puts them on its rows (``with_teacher``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from hpo.config.model_choice import StudyData, rows_of
+from hpo.config.spec import StudySpec
+from hpo.errors import ConfigError
+from hpo.stores.tracking import client as tracking_client
+from hpo.stores.tracking import download_model
+from trainers.tasks import load_task
+
+KEY = "distill.teacher"
+
+
+def with_teacher(spec: StudySpec, data: StudyData, log: Callable[[str], None] = print) -> StudyData:
+    """``data`` whose training rows carry the teacher's outputs (every model's copy, when the model is searched);
+    ``data`` itself when the study distils from no teacher."""
+    uri = spec.distill.teacher
+    if uri is None:
+        return data
+    version = teacher_version(spec.storage.tracking_uri, uri)
+    rows = rows_of(data)
+    key = hashlib.sha256(f"{version.name}/{version.version}/{version.run_id}\0{rows.train.digest()}".encode())
+    cache = spec.storage.cache_dir / "teacher" / f"{key.hexdigest()[:24]}.pt"
+    described = f"teacher {uri} (version {version.version})"
+    if cache.is_file():
+        outputs = torch.load(cache, weights_only=True)
+        log(f"{described}: its outputs on {len(outputs)} training rows read from the cache")
+    else:
+        outputs = _compute(spec, uri, rows)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(outputs, cache.with_suffix(".tmp"))
+        cache.with_suffix(".tmp").replace(cache)
+        log(f"{described}: its outputs on {len(outputs)} training rows computed and cached")
+    task = load_task(spec.task)
+    if isinstance(data, dict):
+        return {name: task.with_teacher(copy, outputs) for name, copy in data.items()}
+    return task.with_teacher(data, outputs)
+
+
+def teacher_version(tracking_uri: str, uri: str) -> ModelVersion:
+    """The registered model version ``uri`` names (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``); a
+    :class:`ConfigError` naming ``distill.teacher`` when there is none."""
+    name, _, version = uri.removeprefix("models:/").partition("/")
+    name, _, alias = name.partition("@")
+    client = tracking_client(tracking_uri)
+    try:
+        return client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+    except MlflowException:
+        known = sorted(m.name for m in client.search_registered_models())
+        raise ConfigError(KEY, f"no registered model version {uri} (registered models: {known or 'none'}); run the "
+                               "teacher's study first, or name one of them") from None
+
+
+def _compute(spec: StudySpec, uri: str, student_rows: Any) -> torch.Tensor:
+    """The teacher's outputs on the training rows, read as the teacher reads them (its own tokenizer)."""
+    task = load_task(spec.task)
+    assert spec.data is not None, "config checks refuse a teacher for a task that reads its own data"
+    with tempfile.TemporaryDirectory(prefix="hpo-teacher-") as tmp:
+        try:
+            folder = download_model(spec.storage.tracking_uri, uri, tmp)
+        except KeyError:
+            raise ConfigError(KEY, f"{uri} holds several models (an ensemble); name one model as the teacher, "
+                                   "e.g. the study's champion") from None
+        labels = task.describe_model(folder)["labels"]
+        if list(labels) != list(student_rows.label_names):
+            raise ConfigError(KEY, f"{uri} predicts {list(labels)[:8] or 'a value'}, this study's data has "
+                                   f"{list(student_rows.label_names)[:8] or 'float targets'}: the teacher must be "
+                                   "of the same task and labels")
+        rows = task.prepare(spec.data.source(spec.study.seed), str(folder), max_length=spec.trainer.max_length,
+                            cache_dir=spec.storage.cache_dir / "prepared")
+        outputs = task.training_outputs(Path(folder), rows, spec.trainer.eval_batch_size)
+    width = outputs.reshape(len(outputs), -1).shape[1]
+    if width != student_rows.num_labels:  # e.g. a classifier teaching a regression task
+        raise ConfigError(KEY, f"{uri} gives {width} output(s) per row, this study's task {student_rows.num_labels}: "
+                               "the teacher must be of the same task and labels")
+    if len(outputs) != len(student_rows.train):
+        raise ConfigError(KEY, f"the teacher read {len(outputs)} training rows, the student {len(student_rows.train)}")
+    return outputs

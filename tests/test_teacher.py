@@ -1,0 +1,79 @@
+"""``distill.teacher``: a registered model's outputs on a study's training rows, computed once (a real `mlflow
+server`, a tiny BERT trained here as the teacher), cached, put on every trial's rows; a teacher that does not exist
+or answers another task is refused by key before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hpo import ConfigError, build_spec, compose
+from hpo.config.model_check import ensure_model
+from hpo.stores.tracking import client as tracking_client
+from hpo.stores.tracking import log_fine_tuned
+from hpo.study.data import prepare_study_data
+from hpo.study.teacher import with_teacher
+from trainers import ConsoleReporter, TrainConfig, fine_tune, load_model
+from trainers.loop import predict
+
+
+@pytest.fixture(scope="module")
+def registered_teacher(mlflow_server, tmp_path_factory):
+    """A tiny BERT fine-tuned for one epoch on the study's rows, registered as ``teacher_sst2`` with alias
+    champion: what a finished study leaves behind."""
+    root = tmp_path_factory.mktemp("teacher")
+    spec = study_spec(root, mlflow_server, "distill.teacher=null")
+    ensure_model(spec.model)  # as a study does: the tiny BERT is built on first use
+    data = prepare_study_data(spec, log=lambda _: None)
+    fine_tune(TrainConfig(model_name_or_path=spec.model.name_or_path, max_epochs=1, learning_rate=1e-3,
+                          num_threads=1), data, ConsoleReporter(keep_dir=root / "model"))
+    client = tracking_client(mlflow_server)
+    run = client.create_run(client.create_experiment("teacher_sst2"))
+    _, version = log_fine_tuned(mlflow_server, run.info.run_id, root / "model", "teacher_sst2",
+                                "text_classification")
+    client.set_registered_model_alias("teacher_sst2", "champion", version)
+    return root
+
+
+def study_spec(root, tracking_uri, *overrides):
+    return build_spec(compose(["study.name=student", "model=tiny_bert", f"storage.root={root}",
+                               f"tracking.uri={tracking_uri}", "data.train_limit=120", "data.validation_limit=40",
+                               *overrides]))
+
+
+@pytest.mark.integration
+def test_the_teachers_outputs_are_computed_once_and_put_on_the_training_rows(registered_teacher, mlflow_server,
+                                                                            tmp_path):
+    spec = study_spec(registered_teacher, mlflow_server, "distill.teacher=teacher_sst2")
+    assert spec.distill.teacher == "models:/teacher_sst2@champion"
+    data = prepare_study_data(spec, log=lambda _: None)
+    said = []
+    first, again = (with_teacher(spec, data, said.append) for _ in range(2))
+    assert "computed and cached" in said[0] and "read from the cache" in said[1], said
+    # the teacher is a tiny BERT too, so it reads the rows as the student does
+    expected, _ = predict(load_model(registered_teacher / "model"), data.train, data.pad_token_id, 64,
+                          torch.device("cpu"))
+    assert torch.tensor(first.train.teacher) == pytest.approx(expected, abs=1e-5)
+    assert first.train.teacher == again.train.teacher and data.train.teacher is None
+
+
+@pytest.mark.integration
+def test_a_missing_or_mismatched_teacher_is_refused_by_key(registered_teacher, mlflow_server):
+    missing = study_spec(registered_teacher, mlflow_server, "distill.teacher=models:/nobody@champion")
+    data = prepare_study_data(missing, log=lambda _: None)
+    with pytest.raises(ConfigError) as err:
+        with_teacher(missing, data)
+    assert err.value.key == "distill.teacher" and "teacher_sst2" in err.value.message
+
+    regression = study_spec(registered_teacher, mlflow_server, "task=text_regression", "data=stsb",
+                            "distill.teacher=teacher_sst2")
+    with pytest.raises(ConfigError) as err:
+        with_teacher(regression, prepare_study_data(regression, log=lambda _: None))
+    assert err.value.key == "distill.teacher" and "same task" in err.value.message
+
+
+@pytest.mark.parametrize("teacher", ["models:/x", "models:/x@/2", ""])
+def test_a_teacher_uri_that_names_no_version_is_refused(teacher, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        build_spec(compose(["model=tiny_bert", f"storage.root={tmp_path}", f"distill.teacher='{teacher}'"]))
+    assert err.value.key == "distill.teacher"
