@@ -77,3 +77,10 @@ def test_a_teacher_uri_that_names_no_version_is_refused(teacher, tmp_path):
     with pytest.raises(ConfigError) as err:
         build_spec(compose(["model=tiny_bert", f"storage.root={tmp_path}", f"distill.teacher='{teacher}'"]))
     assert err.value.key == "distill.teacher"
+
+
+def test_searching_a_distillation_setting_without_a_teacher_is_refused(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        build_spec(compose(["model=tiny_bert", f"storage.root={tmp_path}",
+                            "+search.distill_alpha={low: 0.1, high: 0.9}"]))
+    assert err.value.key == "search.distill_alpha" and "distill.teacher=" in err.value.message

@@ -142,7 +142,8 @@ def build_spec(cfg: DictConfig) -> s.StudySpec:
         confirm=confirm_spec(cfg),
         register_best=bool(get_key(cfg, "tracking.register_best")),
         tracking=tracking_spec(cfg),
-        config_yaml=config_yaml, models=choices, task=info.name, distill=distill_spec(cfg, info),
+        config_yaml=config_yaml, models=choices, task=info.name,
+        distill=distill_spec(cfg, info, set(space.distributions) | set(space.fixed)),
     )
 
 

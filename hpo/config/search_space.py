@@ -45,6 +45,8 @@ _BOUNDS: dict[str, tuple[type, float, float, str]] = {
     "aug_crop_scale": (float, 0.05, 1.0, "in [0.05, 1]: the smallest share of an image a random crop keeps"),
     "aug_magnitude": (float, 0.0, 10.0, "in [0, 10] (RandAugment's scale)"),
     "mixup_alpha": (float, 0.0, 10.0, ">= 0, e.g. 0.2 (0 = no mixup)"),
+    "distill_temperature": (float, 1e-3, 100.0, "> 0, e.g. 1 to 8 (softens the teacher's classes)"),
+    "distill_alpha": (float, 0.0, 1.0, "in [0, 1]: the labels' share of the loss, the teacher's the rest"),
 }
 IMAGE_ONLY = ("aug_crop_scale", "aug_flip", "aug_magnitude", "mixup_alpha")  # augmentation: images only
 # Hyperparameters that take one of a few names (a categorical, or fixed), never a range.

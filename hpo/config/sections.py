@@ -151,10 +151,16 @@ def confirm_spec(cfg: DictConfig) -> s.ConfirmSpec:
                          seeds=number(cfg, "confirm.seeds", minimum=1, integer=True), rank_by=rank_by)
 
 
-def distill_spec(cfg: DictConfig, task: TaskInfo) -> s.DistillSpec:
-    """``distill.teacher`` as a model URI: a study's name means its champion."""
+DISTILL_SETTINGS = ("distill_temperature", "distill_alpha")  # search dimensions that need a teacher
+
+
+def distill_spec(cfg: DictConfig, task: TaskInfo, searched: set[str]) -> s.DistillSpec:
+    """``distill.teacher`` as a model URI: a study's name means its champion. ``searched``: the space's names."""
     teacher = OmegaConf.select(cfg, "distill.teacher")
     if teacher is None:
+        if needing := sorted(searched & set(DISTILL_SETTINGS)):
+            raise ConfigError(f"search.{needing[0]}", "distils from a teacher: set distill.teacher=STUDY (or "
+                                                      f"models:/NAME@ALIAS), or remove it (~search.{needing[0]})")
         return s.DistillSpec()
     if not isinstance(teacher, str) or not teacher.strip():
         raise ConfigError("distill.teacher", f"must name a registered model (models:/NAME@champion) or a study, got "
