@@ -71,7 +71,7 @@ def teacher_version(tracking_uri: str, uri: str) -> ModelVersion:
 
 
 def _compute(spec: StudySpec, uri: str, student_rows: Any) -> torch.Tensor:
-    """The teacher's outputs on the training rows, read as the teacher reads them (its own tokenizer)."""
+    """The teacher's outputs on the training rows, read as the teacher reads them (the task prepares them for it)."""
     task = load_task(spec.task)
     assert spec.data is not None, "config checks refuse a teacher for a task that reads its own data"
     with tempfile.TemporaryDirectory(prefix="hpo-teacher-") as tmp:
