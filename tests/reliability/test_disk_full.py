@@ -36,7 +36,8 @@ def small_disk(tmp_path):
 def test_a_full_disk_stops_the_study_resumably_with_the_previous_checkpoint_intact(tmp_path, sst2_dir, small_disk):
     url = f"sqlite:///{tmp_path}/registry.db"
     args = with_overrides(TINY_SWEEP, f"study.name={NAME}", "study.num_samples=2", f"storage.root={tmp_path}",
-                          f"storage.checkpoints={small_disk}", "data.train_limit=300", "data.validation_limit=100")
+                          f"storage.checkpoints={small_disk}", "data.train_limit=300", "data.validation_limit=100",
+                          "search.freeze_depth=0")  # every weight trains: checkpoints hold them all (the premise)
     sweep = Driver(["sweep", *args], tmp_path, sst2_dir)
     assert sweep.wait(timeout=600) == 0, sweep.output()[-3000:]
     output = sweep.output()
