@@ -25,7 +25,7 @@ from hpo.config.spec import StudySpec
 from hpo.errors import ConfigError
 from hpo.stores.tracking import client as tracking_client
 from hpo.stores.tracking import download_model
-from trainers.tasks import load_task
+from trainers.tasks import Task, load_task
 
 KEY = "distill.teacher"
 
@@ -41,16 +41,16 @@ def with_teacher(spec: StudySpec, data: StudyData, log: Callable[[str], None] = 
     key = hashlib.sha256(f"{version.name}/{version.version}/{version.run_id}\0{rows.train.digest()}".encode())
     cache = spec.storage.cache_dir / "teacher" / f"{key.hexdigest()[:24]}.pt"
     described = f"teacher {uri} (version {version.version})"
+    task = load_task(spec.task)
     if cache.is_file():
         outputs = torch.load(cache, weights_only=True)
         log(f"{described}: its outputs on {len(outputs)} training rows read from the cache")
     else:
-        outputs = _compute(spec, uri, rows)
+        outputs = _compute(spec, task, uri, rows)
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save(outputs, cache.with_suffix(".tmp"))
         cache.with_suffix(".tmp").replace(cache)
         log(f"{described}: its outputs on {len(outputs)} training rows computed and cached")
-    task = load_task(spec.task)
     if isinstance(data, dict):
         return {name: task.with_teacher(copy, outputs) for name, copy in data.items()}
     return task.with_teacher(data, outputs)
@@ -70,9 +70,8 @@ def teacher_version(tracking_uri: str, uri: str) -> ModelVersion:
                                "teacher's study first, or name one of them") from None
 
 
-def _compute(spec: StudySpec, uri: str, student_rows: Any) -> torch.Tensor:
+def _compute(spec: StudySpec, task: Task, uri: str, student_rows: Any) -> torch.Tensor:
     """The teacher's outputs on the training rows, read as the teacher reads them (the task prepares them for it)."""
-    task = load_task(spec.task)
     assert spec.data is not None, "config checks refuse a teacher for a task that reads its own data"
     with tempfile.TemporaryDirectory(prefix="hpo-teacher-") as tmp:
         try:
