@@ -18,7 +18,8 @@ SUBPACKAGES = ("config", "stores", "study", "models", "reporting", "cli")
 # MLflow client methods that change what MLflow holds.
 MLFLOW_WRITES = {"create_experiment", "create_run", "update_run", "set_terminated", "log_batch", "log_param",
                  "log_metric", "log_text", "log_dict", "log_artifact", "log_artifacts", "log_inputs", "set_tag",
-                 "set_registered_model_alias", "set_model_version_tag", "log_model", "set_tracking_uri"}
+                 "set_registered_model_alias", "set_model_version_tag", "log_model", "set_tracking_uri",
+                 "copy_model_version"}
 OPTUNA_WRITES = {"ask", "tell", "enqueue_trial", "set_user_attr", "set_constraint"}
 
 

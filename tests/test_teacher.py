@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hpo import ConfigError, build_spec, compose
+from hpo import ConfigError, Registry, build_spec, compose
 from hpo.config.model_check import ensure_model
+from hpo.models.distill import distill_config
 from hpo.stores.tracking import client as tracking_client
 from hpo.stores.tracking import log_fine_tuned
 from hpo.study.data import prepare_study_data
@@ -84,3 +85,34 @@ def test_searching_a_distillation_setting_without_a_teacher_is_refused(tmp_path)
         build_spec(compose(["model=tiny_bert", f"storage.root={tmp_path}",
                             "+search.distill_alpha={low: 0.1, high: 0.9}"]))
     assert err.value.key == "search.distill_alpha" and "distill.teacher=" in err.value.message
+
+
+def teacher_record(root, *overrides):
+    """A teacher study as the registry stores it (what ``hpo distill`` starts from)."""
+    spec = build_spec(compose(["study.name=teach", "model=tiny_bert", f"storage.root={root}", *overrides]))
+    registry = Registry.open(f"sqlite:///{root}/registry.db")
+    registry.create(spec.name, spec.config_yaml, spec.study.num_samples, "val_accuracy", "max")
+    return registry.require(spec.name)
+
+
+def test_hpo_distill_composes_the_students_study_from_the_teachers(tmp_path):
+    teacher = teacher_record(tmp_path, "search=models", "search.model={choices: [tiny_bert, minilm_l6]}",
+                             "data.train_limit=321")
+    spec = build_spec(distill_config(teacher, "tiny_bert", overrides=["study.num_samples=5"]))
+    assert spec.name == "teach-distilled-tiny_bert" and spec.distill.teacher == "models:/teach@champion"
+    assert spec.models == {} and "model" not in spec.space.distributions, "the student is one model"
+    assert spec.study.first_trial == "portfolio" and spec.study.num_samples == 5
+    assert {"distill_temperature", "distill_alpha"} <= set(spec.space.distributions), "searched by default"
+    assert spec.data.train_limit == 321 and spec.model.name_or_path.endswith("tiny_bert")
+
+    by_version = build_spec(distill_config(teacher, "tiny_bert", alias="ensemble"))
+    assert by_version.distill.teacher == "models:/teach@ensemble"
+    with pytest.raises(ConfigError) as err:
+        distill_config(teacher, "tiny_bert", overrides=["study.num_samples"])
+    assert err.value.key == "overrides"
+
+
+def test_a_distillation_setting_given_a_value_is_fixed_not_searched(tmp_path):
+    spec = build_spec(compose(["model=tiny_bert", f"storage.root={tmp_path}", "distill.teacher=teach",
+                               "+search.distill_alpha=0.25"]))
+    assert spec.space.fixed["distill_alpha"] == 0.25 and "distill_temperature" in spec.space.distributions

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -18,7 +19,7 @@ from hpo.config.resolvers import CONFIG_DIR, register
 from hpo.config.sections import as_study_config
 from hpo.config.spec import StudySpec
 from hpo.errors import ConfigError
-from hpo.reporting.summary import format_summary
+from hpo.reporting.summary import StudyOutcome, format_summary
 from hpo.secrets import MASK, redact_url
 from hpo.states import StudyStatus
 from hpo.stores.registry import RegistryError
@@ -29,7 +30,9 @@ from hpo.study.run import run_study
 from hpo.study.signals import StopNow, describe
 
 
-def _run(spec: StudySpec, resume: bool, display: str = "auto") -> None:
+def run_and_exit(spec: StudySpec, resume: bool, display: str = "auto",
+                 then: Callable[[StudyOutcome], None] | None = None) -> None:
+    """Runs the study, prints its summary, and exits with its code; ``then`` runs first when it found a best."""
     if os.environ.get(JOB_ID_ENV):
         # A launched job starts in Ray's unpacked working dir, which Ray may reclaim while the study runs.
         spec.storage.root.mkdir(parents=True, exist_ok=True)
@@ -47,13 +50,15 @@ def _run(spec: StudySpec, resume: bool, display: str = "auto") -> None:
         fail(f"study {spec.name} stopped at once ({describe(now.signum)} twice); resume it with "
              f"`hpo resume {spec.name}`", 128 + now.signum)
     print(format_summary(outcome), flush=True)
+    if then is not None and outcome.exit_code is None and outcome.best_value is not None:
+        then(outcome)
     if outcome.exit_code is not None:
         sys.exit(outcome.exit_code)
     if outcome.best_value is None:
         sys.exit(1)
 
 
-def _spec(cfg: DictConfig, where: str = "") -> StudySpec:
+def spec_or_fail(cfg: DictConfig, where: str = "") -> StudySpec:
     try:
         return build_spec(cfg)
     except ConfigError as err:
@@ -85,7 +90,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     except ConfigError as err:
         fail(f"config error: {err}")
     task = hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")(
-        lambda cfg: _run(_spec(cfg), resume=False, display=_display(args)))
+        lambda cfg: run_and_exit(spec_or_fail(cfg), resume=False, display=display_of(args)))
     sys.argv = ["hpo sweep", *overrides]
     task()
 
@@ -119,7 +124,7 @@ def _follow(dashboard_url: str, job_id: str) -> None:
     sys.exit(0 if status == "SUCCEEDED" else 1)
 
 
-def _display(args: argparse.Namespace) -> str:
+def display_of(args: argparse.Namespace) -> str:
     """Live progress in a terminal, plain lines when piped; ``--quiet``: the summary only."""
     return "quiet" if args.quiet else "auto"
 
@@ -130,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         cfg = as_study_config(OmegaConf.load(args.config))
     except ConfigError as err:
         fail(f"config error in {args.config}: {err}")
-    _run(_spec(cfg), resume=False, display=_display(args))
+    run_and_exit(spec_or_fail(cfg), resume=False, display=display_of(args))
 
 
 def cmd_resume(args: argparse.Namespace) -> None:
@@ -160,8 +165,8 @@ def cmd_resume(args: argparse.Namespace) -> None:
         if args.follow:
             _follow(dashboard_url, job_id)
         return
-    spec = _spec(as_study_config(stored), where=f" in the stored config of {s.name}")
+    spec = spec_or_fail(as_study_config(stored), where=f" in the stored config of {s.name}")
     if spec.storage.registry_url != registry.url:
         fail(f"study {s.name} was recorded with registry {redact_url(spec.storage.registry_url)}, "
              f"not {redact_url(registry.url)}")
-    _run(spec, resume=True, display=_display(args))
+    run_and_exit(spec, resume=True, display=display_of(args))

@@ -16,19 +16,24 @@ from hpo.config.compose import stored_storage
 from hpo.reporting.report import build_report, write_report
 from hpo.reporting.ui import is_server, runs_url, serve, stop
 from hpo.secrets import redact_url, redacted
+from hpo.stores.registry import Registry, StudyRecord
 from hpo.stores.tracking import client, log_report, set_trials_view
 
 
 def cmd_report(args: Namespace) -> None:
     """Draws the study's report again from its stores (e.g. of a study that is still running)."""
     registry = open_registry(args)
-    s = require(registry, args.name)
+    redraw_report(registry, require(registry, args.name), Path(args.to).resolve() if args.to else None)
+
+
+def redraw_report(registry: Registry, s: StudyRecord, to: Path | None = None) -> None:
+    """The study's report drawn again into ``to``, or into its own folder and its MLflow run."""
     storage = stored_storage(s, [registry.url])
-    out = Path(args.to).resolve() if args.to else storage.study_dir(s.name) / "report"
+    out = to or storage.study_dir(s.name) / "report"
     started = time.monotonic()
     files = write_report(build_report(registry, s.name), out)
     where = str(out)
-    if not args.to and s.mlflow_parent_run_id:  # the study's own report: MLflow's copy follows it
+    if to is None and s.mlflow_parent_run_id:  # the study's own report: MLflow's copy follows it
         log_report(client(storage.tracking_uri), s.mlflow_parent_run_id, out)
         where += f" and MLflow run {s.mlflow_parent_run_id} (report/)"
     print(f"report of {s.name}: {len(files)} files in {where} ({time.monotonic() - started:.1f} s)\n"

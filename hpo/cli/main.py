@@ -15,6 +15,7 @@
     hpo predict NAME [INPUT ...] [--file F]     # labels and probabilities, or scores (inputs from stdin if none)
     hpo refit NAME [--with-validation] [K=V...] # the best config trained again for its best epochs, registered
     hpo ensemble NAME [--top K]                 # the top K trials' probabilities averaged, evaluated, registered
+    hpo distill NAME --student MODEL [K=V...]   # NAME's winner taught to a small model: a study, @distilled
 
 Global options (before the subcommand) say where the registry is; their defaults come from conf/config.yaml.
 """
@@ -51,6 +52,7 @@ COMMANDS = {
     "predict": "hpo.cli._model_commands:cmd_predict",
     "refit": "hpo.cli._model_commands:cmd_refit",
     "ensemble": "hpo.cli._model_commands:cmd_ensemble",
+    "distill": "hpo.cli._distill_command:cmd_distill",
 }
 
 
@@ -124,6 +126,14 @@ def parser() -> argparse.ArgumentParser:
             (("overrides",), {"nargs": "*", "metavar": "KEY=VALUE", "help": "e.g. study.seed=1 trainer.num_threads=4"}))
     command("ensemble", "average the top trials' predictions into one model; evaluate and register it",
             name, (("--top",), {"type": int, "default": 3, "metavar": "K", "help": "how many trials (default 3)"}))
+    command("distill", "train a small model on study NAME's winner (its own study, resumable by running this again); "
+            "register its best as models:/NAME@distilled", name,
+            (("--student",), {"required": True, "metavar": "MODEL",
+                              "help": "a conf/model/ name (minilm_l6, efficientnet_lite0...), a folder or a hub name"}),
+            (("--teacher",), {"default": "champion", "metavar": "ALIAS",
+                              "help": "the version of NAME's registered model that teaches (default champion)"}),
+            (("overrides",), {"nargs": "*", "metavar": "KEY=VALUE",
+                              "help": "e.g. study.num_samples=8 search.distill_alpha=0.5 study.name=my_student"}))
     return p
 
 

@@ -230,6 +230,8 @@ def _space(cfg: DictConfig, num_layers: int, models: dict[str, tuple[int, dict]]
     if not isinstance(search, DictConfig):
         raise ConfigError("search", "must be a mapping of hyperparameter -> range, choices or value")
     node = {k: v for k, v in as_dict(search, "search").items() if k not in ("feedback", "first_trial", "model_choice")}
+    if OmegaConf.select(cfg, "distill.teacher") is not None:  # a teacher's settings are searched unless fixed
+        node = as_dict(get_key(cfg, "distill.search"), "distill.search") | node
     return SearchSpace.from_config(node, num_layers, models, open_names=open_names)
 
 

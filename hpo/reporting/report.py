@@ -30,6 +30,7 @@ from mlflow.exceptions import MlflowException
 
 from hpo.config.compose import stored_config, stored_storage
 from hpo.ranking import ConfirmationSummary, pareto_front, summary_of
+from hpo.reporting._distillation import ModelRow, comparison, comparison_lines, distillation_pair
 from hpo.reporting._model_costs import ModelCost, model_cost_lines, model_costs
 from hpo.reporting.plots import finished_study, plotly_figures, write_pngs
 from hpo.reporting.summary import format_params
@@ -59,6 +60,7 @@ class StudyReport:
     evaluation: dict | None = None  # the winner's per-class results at its best epoch (trainers.metrics.per_class)
     objectives: tuple[Objective, ...] = ()  # a multi-objective study's (study.objectives), the primary first
     model_costs: list[ModelCost] = field(default_factory=list)  # per searched model (search.model)
+    distillation: list[ModelRow] = field(default_factory=list)  # teacher, plain and distilled student
 
     @property
     def winner(self) -> TrialRecord | None:
@@ -109,6 +111,8 @@ def build_report(registry: Registry, name: str) -> StudyReport:
     tracking_uri = stored_storage(record, [registry.url]).tracking_uri
     report.evaluation = _evaluation(tracking_uri, report.winner)
     report.model_costs = model_costs(trials, objective, tracking_uri)
+    if pair := distillation_pair(registry, tracking_uri, record):
+        report.distillation = comparison(registry, tracking_uri, *pair)
     given = cfg.study.get("objectives") or []
     report.objectives = tuple(Objective(*str(o).split(":", 1)) for o in given)
     return report
@@ -243,6 +247,7 @@ def markdown(r: StudyReport, images: list[str]) -> str:
         lines += _per_class_lines(r.evaluation)
         lines += _confirmation_lines(r)
         lines += model_cost_lines(r.model_costs, r.objective)
+        lines += comparison_lines(r.distillation, r.objective.metric)
         lines += _pareto_lines(r)
         header, rows = _top_rows(r)
         lines += [f"## Top {len(rows)}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header),

@@ -1,8 +1,9 @@
-"""MLflow runs that make a model beside a study's run (not under it): ``hpo refit``'s and ``hpo ensemble``'s.
+"""MLflow runs that make a model beside a study's run (not under it): ``hpo refit``'s and ``hpo ensemble``'s; and
+``hpo distill``'s student registered beside its teacher.
 
 Each run lives in the study's experiment, tagged with its role and what it was made from, and registers its model
-as the study's next version under an alias of its own (``refit``, ``ensemble``), never ``champion``, which is
-chosen by the search.
+as the study's next version under an alias of its own (``refit``, ``ensemble``, ``distilled``), never
+``champion``, which is chosen by the search.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ from hpo.config.spec import StudySpec
 from hpo.inference import EnsembleModel
 from hpo.stores.records import StudyRecord
 from hpo.stores.tracking import (
+    CHAMPION,
+    DISTILLED,
     ENSEMBLE,
     REFIT,
+    STUDENT_STUDY_TAG,
+    VALUE_TAG,
     client,
     log_fine_tuned,
     log_pyfunc,
@@ -99,3 +104,15 @@ class EnsembleRun:
 
     def fail(self) -> None:
         self.client.set_terminated(self.run_id, "FAILED")
+
+
+def register_distilled(tracking_uri: str, teacher_study: str, student_study: str, value: float) -> str:
+    """The student study's champion, copied as the teacher study's next version with the alias ``distilled`` (the
+    teacher's ``champion`` stays); returns ``models:/<teacher study>/<version>``."""
+    writer = client(tracking_uri)
+    version = writer.copy_model_version(f"models:/{student_study}@{CHAMPION}", teacher_study).version
+    tags = {"hpo.kind": DISTILLED, STUDENT_STUDY_TAG: student_study, VALUE_TAG: repr(value)}
+    for key, tag in tags.items():
+        writer.set_model_version_tag(teacher_study, version, key, tag)
+    writer.set_registered_model_alias(teacher_study, DISTILLED, version)
+    return f"models:/{teacher_study}/{version}"

@@ -21,6 +21,7 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel, PythonModel
 
@@ -37,6 +38,8 @@ EVALUATION_DIR = "evaluation"  # a trial run's per-class results at its best epo
 CHAMPION = "champion"  # the registered model's alias for the study's best version
 REFIT = "refit"  # the alias of a study's latest refit (hpo refit)
 ENSEMBLE = "ensemble"  # the alias of its latest ensemble (hpo ensemble)
+DISTILLED = "distilled"  # the alias of its best distilled student (hpo distill), copied from the student study
+STUDENT_STUDY_TAG = "hpo.student_study"  # on a `distilled` version: the study that trained it
 VALUE_TAG = "hpo.value"  # a registered version's objective value, which the champion is chosen by
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by MLflow's UI to pick an experiment's landing page
 RUN_STATUS = {TrialState.RUNNING: "RUNNING", TrialState.COMPLETED: "FINISHED", TrialState.PRUNED: "FINISHED",
@@ -230,6 +233,22 @@ def download_model(tracking_uri: str, model_uri: str, dst: str) -> Path:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=dst))
     artifacts = mlflow.models.Model.load(str(local)).flavors["python_function"]["artifacts"]
     return local / artifacts["checkpoint"]["path"]
+
+
+def model_version(tracking_uri: str, model_uri: str) -> ModelVersion:
+    """The registered version ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` names; MlflowException if none."""
+    name, _, number = model_uri.removeprefix("models:/").partition("/")
+    name, _, alias = name.partition("@")
+    reader = client(tracking_uri)
+    return reader.get_model_version_by_alias(name, alias) if alias else reader.get_model_version(name, number)
+
+
+def download_model_folders(tracking_uri: str, model_uri: str, dst: str) -> list[Path]:
+    """Every model folder inside a registered pyfunc model: one, or an ensemble's members (``hpo ensemble``)."""
+    with _tracking_uri(tracking_uri):
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=dst))
+    artifacts = mlflow.models.Model.load(str(local)).flavors["python_function"]["artifacts"]
+    return [local / artifacts[name]["path"] for name in sorted(artifacts)]
 
 
 def load_model(tracking_uri: str, model_uri: str) -> PyFuncModel:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,7 +23,7 @@ from hpo.config.model_choice import StudyData, rows_of
 from hpo.config.spec import StudySpec
 from hpo.errors import ConfigError
 from hpo.stores.tracking import client as tracking_client
-from hpo.stores.tracking import download_model
+from hpo.stores.tracking import download_model_folders, model_version
 from trainers.tasks import Task, load_task
 
 KEY = "distill.teacher"
@@ -59,34 +58,30 @@ def with_teacher(spec: StudySpec, data: StudyData, log: Callable[[str], None] = 
 def teacher_version(tracking_uri: str, uri: str) -> ModelVersion:
     """The registered model version ``uri`` names (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``); a
     :class:`ConfigError` naming ``distill.teacher`` when there is none."""
-    name, _, version = uri.removeprefix("models:/").partition("/")
-    name, _, alias = name.partition("@")
-    client = tracking_client(tracking_uri)
     try:
-        return client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+        return model_version(tracking_uri, uri)
     except MlflowException:
-        known = sorted(m.name for m in client.search_registered_models())
+        known = sorted(m.name for m in tracking_client(tracking_uri).search_registered_models())
         raise ConfigError(KEY, f"no registered model version {uri} (registered models: {known or 'none'}); run the "
                                "teacher's study first, or name one of them") from None
 
 
 def _compute(spec: StudySpec, task: Task, uri: str, student_rows: Any) -> torch.Tensor:
-    """The teacher's outputs on the training rows, read as the teacher reads them (the task prepares them for it)."""
+    """The teacher's outputs on the training rows, read as the teacher reads them (the task prepares them for it);
+    an ensemble's are its members' combined as the ensemble combines them (mean probabilities or predictions)."""
     assert spec.data is not None, "config checks refuse a teacher for a task that reads its own data"
+    members = []
     with tempfile.TemporaryDirectory(prefix="hpo-teacher-") as tmp:
-        try:
-            folder = download_model(spec.storage.tracking_uri, uri, tmp)
-        except KeyError:
-            raise ConfigError(KEY, f"{uri} holds several models (an ensemble); name one model as the teacher, "
-                                   "e.g. the study's champion") from None
-        labels = task.describe_model(folder)["labels"]
-        if list(labels) != list(student_rows.label_names):
-            raise ConfigError(KEY, f"{uri} predicts {list(labels)[:8] or 'a value'}, this study's data has "
-                                   f"{list(student_rows.label_names)[:8] or 'float targets'}: the teacher must be "
-                                   "of the same task and labels")
-        rows = task.prepare(spec.data.source(spec.study.seed), str(folder), max_length=spec.trainer.max_length,
-                            cache_dir=spec.storage.cache_dir / "prepared")
-        outputs = task.training_outputs(Path(folder), rows, spec.trainer.eval_batch_size)
+        for folder in download_model_folders(spec.storage.tracking_uri, uri, tmp):
+            labels = task.describe_model(folder)["labels"]
+            if list(labels) != list(student_rows.label_names):
+                raise ConfigError(KEY, f"{uri} predicts {list(labels)[:8] or 'a value'}, this study's data has "
+                                       f"{list(student_rows.label_names)[:8] or 'float targets'}: the teacher must "
+                                       "be of the same task and labels")
+            rows = task.prepare(spec.data.source(spec.study.seed), str(folder), max_length=spec.trainer.max_length,
+                                cache_dir=spec.storage.cache_dir / "prepared")
+            members.append(task.training_outputs(folder, rows, spec.trainer.eval_batch_size))
+    outputs = members[0] if len(members) == 1 else task.combine(members)
     width = outputs.reshape(len(outputs), -1).shape[1]
     if width != student_rows.num_labels:  # e.g. a classifier teaching a regression task
         raise ConfigError(KEY, f"{uri} gives {width} output(s) per row, this study's task {student_rows.num_labels}: "

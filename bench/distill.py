@@ -1,0 +1,145 @@
+"""Does distilling a study's large winner into a small model keep its accuracy at the small model's latency? (issue 24)
+
+Arms, real hpo studies on one dataset, all in this run, one trial at a time on 2 threads:
+
+- ``teacher``: a ``search=models`` study (MiniLM-L6 or all-mpnet-base-v2; EfficientNet-Lite0 or -Lite2 for images),
+  ASHA with rungs per model (``scheduler=asha_per_model``); its registered champion is the teacher;
+- ``plain``: the small model alone (``model=`` it, the default space), ``--trials`` trials, on each seed;
+- ``distilled``: the same study composed as ``hpo distill`` composes it (``hpo.models.distill.distill_config``: the
+  teacher study's config, the student model, ``distill.teacher`` its champion, temperature and alpha searched),
+  the same trials, seeds and scheduler.
+
+Equal student compute: both student arms run the same number of trials of the same model for the same epochs
+under the same scheduler (their summed ``epoch_seconds`` are printed); the teacher's outputs are computed once and
+cached (its seconds are counted apart). Prints per seed and over seeds: each arm's best validation value, the
+``latency_ms`` and ``model_mb`` its best trial measured, the gap recovered = (distilled - plain) / (teacher - plain),
+and the temperature and alpha the distilled search chose::
+
+    .venv/bin/python -m bench.distill --dataset sst2 --seeds 3 --trials 6 --out bench/results/distill.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from bench.common import machine, write
+from bench.search_quality import SETUP
+from bench.suite.datasets import SUITE
+from hpo import Registry, build_spec, compose, run_study
+from hpo.models.distill import distill_config
+from hpo.reporting._distillation import study_row
+
+ONE_AT_A_TIME = ["study.max_concurrent=1", "resources.cpu=2"]
+TEXT = ("minilm_l6", "mpnet_base")
+IMAGES = ("efficientnet_lite0", "efficientnet_lite2")
+
+
+def dataset_overrides(name: str, train_rows: int) -> tuple[list[str], tuple[str, str]]:
+    """A study of ``name`` (``sst2``: the search-quality setup, the default experiment's rows; else a suite dataset)
+    and its (student, teacher) models."""
+    if name == "sst2":
+        return [*SETUP, f"data.train_limit={train_rows}"], TEXT
+    dataset = SUITE[name]
+    return [*dataset.overrides, *ONE_AT_A_TIME], IMAGES if "task=image_classification" in dataset.overrides else TEXT
+
+
+def epoch_seconds(tracking_uri: str, registry: Registry, name: str) -> float:
+    """The study's trials' training-and-validation seconds, all epochs."""
+    client = MlflowClient(tracking_uri)
+    return sum(m.value for t in registry.trials(name) if t.mlflow_run_id
+               for m in client.get_metric_history(t.mlflow_run_id, "epoch_seconds"))
+
+
+def arm_result(spec, registry: Registry, role: str) -> dict:
+    record = registry.require(spec.name)
+    row = study_row(registry, spec.storage.tracking_uri, record, role)
+    return {"study": spec.name, "model": row.model, "trial": row.trial, "metrics": row.metrics,
+            "params": record.best_params,
+            "epoch_seconds": epoch_seconds(spec.storage.tracking_uri, registry, spec.name)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="sst2", choices=["sst2", *sorted(SUITE)])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=6, help="trials per student study")
+    parser.add_argument("--teacher-trials", type=int, default=4)
+    parser.add_argument("--train-rows", type=int, default=2000, help="sst2 only: training rows")
+    parser.add_argument("--root", help="keep the studies here (default: a temporary folder)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    base, (student, teacher_model) = dataset_overrides(args.dataset, args.train_rows)
+    with tempfile.TemporaryDirectory(prefix="hpo-bench-distill-") as tmp:
+        root = Path(args.root or tmp).resolve()
+        started = time.monotonic()
+        teacher_spec = build_spec(compose([
+            *base, f"storage.root={root}", "study.name=teacher", "search=models",
+            f"search.model={{choices: [{student}, {teacher_model}]}}", "scheduler=asha_per_model",
+            f"study.num_samples={args.teacher_trials}", "tracking.register_best=true", "study.seed=0"]))
+        run_study(teacher_spec, display="quiet")
+        registry = Registry.open(teacher_spec.storage.registry_url)
+        teacher = arm_result(teacher_spec, registry, "teacher")
+        print(f"teacher: {teacher['model']} {teacher['metrics']} ({time.monotonic() - started:.0f} s)", flush=True)
+        seeds = []
+        for seed in range(args.seeds):
+            common = [f"study.num_samples={args.trials}", f"study.seed={seed}"]
+            plain_spec = build_spec(compose([*base, f"storage.root={root}", f"model={student}",
+                                             f"study.name=plain_{seed}", *common]))
+            run_study(plain_spec, display="quiet")
+            distilled_spec = build_spec(distill_config(registry.require("teacher"), student, overrides=[
+                f"study.name=distilled_{seed}", *common]))
+            run_study(distilled_spec, display="quiet")
+            plain, distilled = arm_result(plain_spec, registry, "plain"), arm_result(distilled_spec, registry, "dist")
+            seeds.append({"seed": seed, "plain": plain, "distilled": distilled})
+            print(f"seed {seed}: plain {plain['metrics']}, distilled {distilled['metrics']} "
+                  f"(T {distilled['params'].get('distill_temperature')}, alpha "
+                  f"{distilled['params'].get('distill_alpha')})", flush=True)
+        result = summarize(args, teacher, seeds)
+        result["wall_s"] = time.monotonic() - started
+    write(result, args.out)
+
+
+def summarize(args: argparse.Namespace, teacher: dict, seeds: list[dict]) -> dict:
+    metric = next(iter(teacher["metrics"]))
+
+    def values(arm: str, key: str = metric) -> list[float]:
+        return [s[arm]["metrics"].get(key, float("nan")) for s in seeds]
+
+    def mean_sd(xs: list[float]) -> str:
+        return f"{statistics.mean(xs):.4f} +- {statistics.stdev(xs) if len(xs) > 1 else 0.0:.4f}"
+
+    top = teacher["metrics"][metric]
+    recovered = [(d - p) / (top - p) if top != p else float("nan")
+                 for p, d in zip(values("plain"), values("distilled"), strict=True)]
+    of_means = (statistics.mean(values("distilled")) - statistics.mean(values("plain"))) / \
+        (top - statistics.mean(values("plain")))
+    print(f"\n{args.dataset}: {args.seeds} seeds, {args.trials} trials per student study")
+    print(f"| arm | {metric} | latency_ms | model_mb | student epoch s |\n|---|---|---|---|---|")
+    print(f"| teacher ({teacher['model']}) | {top:.4f} | {teacher['metrics'].get('latency_ms', float('nan')):.2f} | "
+          f"{teacher['metrics'].get('model_mb', float('nan')):.1f} | - |")
+    for arm in ("plain", "distilled"):
+        print(f"| {arm} ({seeds[0][arm]['model']}) | {mean_sd(values(arm))} | {mean_sd(values(arm, 'latency_ms'))} | "
+              f"{statistics.mean(values(arm, 'model_mb')):.1f} | "
+              f"{statistics.mean(s[arm]['epoch_seconds'] for s in seeds):.0f} |")
+    print(f"gap recovered: {of_means:.0%} of the mean gap (per seed: {', '.join(f'{r:.0%}' for r in recovered)}); "
+          "goal >= 50%")
+    latency = statistics.mean(values("distilled", "latency_ms")) / teacher["metrics"].get("latency_ms", float("nan"))
+    print(f"latency: distilled / teacher = {latency:.2f}; distilled / plain = "
+          f"{statistics.mean(values('distilled', 'latency_ms')) / statistics.mean(values('plain', 'latency_ms')):.2f}")
+    chosen = [(s["distilled"]["params"].get("distill_temperature"), s["distilled"]["params"].get("distill_alpha"))
+              for s in seeds]
+    print("T, alpha chosen: " + "; ".join(f"{t:.2f}, {a:.2f}" for t, a in chosen if t is not None and a is not None))
+    return {"machine": machine(), "dataset": args.dataset, "seeds": args.seeds, "trials": args.trials,
+            "teacher": teacher, "per_seed": seeds, "gap_recovered_of_means": of_means,
+            "gap_recovered_per_seed": recovered, "latency_ratio_distilled_over_teacher": latency}
+
+
+if __name__ == "__main__":
+    main()

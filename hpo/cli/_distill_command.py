@@ -1,0 +1,87 @@
+"""``hpo distill NAME --student MODEL``: study NAME's winner taught to a small model (:mod:`hpo.models.distill`).
+
+One command does it all and can be run again: a new student study is composed and run; one already recorded is
+resumed (after a crash or a stop) or, once completed, only registered again. Its best model is then copied beside
+the teacher as ``models:/NAME@distilled``, and both studies' reports show teacher, plain and distilled student.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hpo.cli._common import fail, open_registry, require
+from hpo.cli._run_commands import display_of, run_and_exit, spec_or_fail
+from hpo.cli._view_commands import redraw_report
+from hpo.config.compose import stored_config, stored_storage
+from hpo.config.resolvers import register
+from hpo.config.spec import StudySpec
+from hpo.errors import ConfigError
+from hpo.models.distill import distill_config
+from hpo.reporting._distillation import comparison, study_row
+from hpo.states import StudyStatus
+from hpo.stores.model_runs import register_distilled
+from hpo.stores.registry import Registry, StudyRecord
+
+WEIGHTS = ("*.safetensors", "*.bin", "*.pt")
+
+
+def cmd_distill(args: argparse.Namespace) -> None:
+    register()
+    registry = open_registry(args)
+    teacher = require(registry, args.name)
+    if teacher.best_metric is None or not teacher.best_model_uri:
+        fail(f"study {teacher.name!r} has no registered best model to teach with: let it finish a trial with "
+             "tracking.register_best=true (or pass the teacher as distill.teacher=models:/NAME/VERSION to hpo sweep)")
+    given = [registry.url]
+    try:
+        cfg = distill_config(teacher, args.student, args.teacher, args.overrides, given)
+    except ConfigError as err:
+        fail(f"config error: {err}")
+    if not cfg.tracking.register_best:
+        fail("config error: tracking.register_best: hpo distill registers the best student beside the teacher; "
+             "leave it true")
+    name = str(cfg.study.name)
+    existing = registry.get(name)
+    if existing is None:
+        spec = spec_or_fail(cfg)
+        _warn_if_larger(registry, teacher, spec)
+        print(f"distilling {teacher.name} ({cfg.distill.teacher}) into {args.student}: study {spec.name}", flush=True)
+        run_and_exit(spec, resume=False, display=display_of(args), then=lambda _: _register(registry, teacher, name))
+    elif existing.status == StudyStatus.COMPLETED:
+        print(f"study {existing.name} already completed; registering its best student again", flush=True)
+        if existing.best_metric is None:
+            fail(f"study {existing.name} found no best trial; nothing to register", code=1)
+        _register(registry, teacher, existing.name)
+    else:
+        print(f"resuming study {existing.name} ({existing.status.value})", flush=True)
+        spec = spec_or_fail(stored_config(existing.config_yaml, given), where=f" in the stored config of {name}")
+        run_and_exit(spec, resume=True, display=display_of(args), then=lambda _: _register(registry, teacher, name))
+
+
+def _register(registry: Registry, teacher: StudyRecord, name: str) -> None:
+    """Student study ``name``'s champion as ``models:/TEACHER@distilled``; both reports drawn with the comparison."""
+    record = registry.require(name)
+    value = record.best_metric
+    assert value is not None, "called once the student study has a best trial"
+    tracking_uri = stored_storage(record, [registry.url]).tracking_uri
+    uri = register_distilled(tracking_uri, teacher.name, name, value)
+    print(f"best student of {name} registered as {uri} (alias distilled; models:/{teacher.name}@distilled)")
+    for row in comparison(registry, tracking_uri, teacher.name, name):
+        facts = ", ".join(f"{k} {v:.4g}" for k, v in row.metrics.items()) or "no finished trial"
+        print(f"  {row.role:<17} {row.model:<24} {facts}")
+    for study in (teacher, record):
+        redraw_report(registry, registry.require(study.name))
+
+
+def _warn_if_larger(registry: Registry, teacher: StudyRecord, spec: StudySpec) -> None:
+    """A student at least as large as the teacher defeats the purpose; said, not refused (self-distillation is a
+    use). Sizes: the student's weights on disk against the teacher's best trial's ``model_mb``."""
+    folder = Path(spec.model.name_or_path)
+    if not folder.is_dir():
+        return
+    student_mb = sum(f.stat().st_size for pattern in WEIGHTS for f in folder.rglob(pattern)) / 2**20
+    teacher_mb = study_row(registry, spec.storage.tracking_uri, teacher, "teacher").metrics.get("model_mb")
+    if teacher_mb and student_mb >= teacher_mb:
+        print(f"warning: the student {spec.model.name_or_path} ({student_mb:.0f} MB) is not smaller than the teacher "
+              f"({teacher_mb:.0f} MB): distillation buys no speed here", flush=True)

@@ -1,0 +1,58 @@
+"""``hpo distill``: a study's winner taught to a small model, as a study of its own.
+
+Why: the search often crowns a large model (all-mpnet-base-v2 beats MiniLM-L6 by points) that costs several times
+as much per prediction, and users ship the small one. Distillation (Hinton et al. 2015; DistilBERT) trains the small
+model on the large one's outputs as well as on the labels. This module composes the student's study from the teacher
+study's own config: same task, data, budget and scheduler; ``model=`` the student; ``distill.teacher`` the teacher
+study's registered version, whose temperature and weight are then searched (``distill.search``). The comparison of
+teacher, plain and distilled student is the report's (:mod:`hpo.reporting._distillation`). Example::
+
+    hpo sweep search=models study.name=sst2_models                  # the teacher: the search's champion
+    hpo distill sst2_models --student minilm_l6 study.num_samples=8  # study sst2_models-distilled-minilm_l6
+    mlflow.pyfunc.load_model("models:/sst2_models@distilled")        # the best student, registered beside it
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from hpo.config.compose import compose, stored_config
+from hpo.config.resolvers import CONFIG_DIR
+from hpo.config.search_space import MODEL
+from hpo.config.sections import as_study_config
+from hpo.errors import ConfigError
+from hpo.stores.registry import StudyRecord
+from hpo.stores.tracking import CHAMPION
+
+
+def distill_name(teacher_study: str, student: str) -> str:
+    """The student study's default name: ``<teacher study>-distilled-<student>`` (a path's last part)."""
+    return f"{teacher_study}-distilled-{Path(student.rstrip('/')).name}"
+
+
+def distill_config(record: StudyRecord, student: str, alias: str = CHAMPION, overrides: Sequence[str] = (),
+                   given: Sequence[str] = ()) -> DictConfig:
+    """The student's study config: ``record``'s config with ``model`` the student (a ``conf/model`` name, or a
+    folder or hub name) and ``distill.teacher`` the teacher study's version under ``alias``; the model is no longer
+    searched. ``overrides`` (``key=value``) come last. ``given``: URLs whose passwords fill masked ones."""
+    if bad := [o for o in overrides if "=" not in o]:
+        raise ConfigError("overrides", f"{bad[0]!r}: write key=value (e.g. study.num_samples=8)")
+    cfg = stored_config(record.config_yaml, given)
+    if (CONFIG_DIR / "model" / f"{student}.yaml").is_file():
+        cfg.model = compose([f"model={student}", f"storage.root={cfg.storage.root}"]).model
+    else:
+        cfg.model = OmegaConf.create({"name_or_path": student, "pooling": "cls"})
+    if OmegaConf.select(cfg, f"search.{MODEL}") is not None:  # a search=models teacher study: one model now
+        cfg.search.pop(MODEL)
+        cfg.search.model_choice = "sampler"
+        cfg.search.first_trial = compose().search.first_trial
+    cfg.study.name = distill_name(record.name, student)
+    cfg.distill.teacher = f"models:/{record.name}@{alias}"
+    try:
+        return as_study_config(OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides))))
+    except (OmegaConfBaseException, ValueError) as err:
+        raise ConfigError("overrides", f"{str(err).splitlines()[0]}; write key=value") from None

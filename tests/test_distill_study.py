@@ -1,0 +1,41 @@
+"""``hpo distill`` end to end with real processes: a teacher study, then its student study SIGKILLed mid-trial and
+run again (it resumes, the teacher's outputs read back from the cache, not computed again), its best registered as
+``models:/TEACHER@distilled``, and both reports holding the comparison. The student is the teacher's own tiny BERT
+(self-distillation), so the command warns that it buys no speed."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.helpers.lifecycle import TINY_SWEEP, Driver, wait_for, with_overrides
+from tests.helpers.stores import assert_stores_agree
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
+SMALL = with_overrides(TINY_SWEEP, "data.train_limit=400", "data.validation_limit=100")
+
+
+def test_distill_survives_kill_9_reuses_the_teachers_outputs_and_registers_the_student(tmp_path, sst2_dir):
+    teacher = Driver(["sweep", *SMALL, "study.name=teach", "study.num_samples=2", "trainer.max_epochs=2",
+                      f"storage.root={tmp_path}"], tmp_path, sst2_dir)
+    assert teacher.wait() == 0, teacher.output()[-3000:]
+
+    student, url = "teach-distilled-tiny_bert", f"sqlite:///{tmp_path}/registry.db"
+    command = ["distill", "teach", "--student", "tiny_bert", "study.num_samples=3", "trainer.max_epochs=3"]
+    first = Driver(command, tmp_path, sst2_dir)
+    wait_for(first, url, student, lambda ts: any(t.state == "running" and t.epochs >= 1 for t in ts))
+    first.sigkill()
+    assert "computed and cached" in first.output() and "not smaller than the teacher" in first.output()
+
+    again = Driver(command, tmp_path, sst2_dir)
+    assert again.wait() == 0, again.output()[-3000:]
+    said = again.output()
+    assert f"resuming study {student}" in said and "read from the cache" in said and "computed and" not in said
+    assert_stores_agree(url, f"sqlite:///{tmp_path}/mlflow.db", student)
+
+    version = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_model_version_by_alias("teach", "distilled")
+    assert version.tags["hpo.student_study"] == student and version.tags["hpo.kind"] == "distilled"
+    for study in ("teach", student):
+        report = (tmp_path / study / "report" / "report.md").read_text()
+        section = report.split("## Distillation", 1)[1].split("\n## ", 1)[0]
+        assert "| teacher | teach |" in section and f"| distilled student | {student} |" in section, section
