@@ -110,3 +110,27 @@ def test_an_image_student_learns_its_teacher_through_the_task_with_mixup(tmp_pat
     outputs = task.training_outputs(tmp_path / "student", data, batch_size=64)
     assert outputs.shape == (len(data.train), data.num_labels)
     assert float((outputs.argmax(-1) == coat).float().mean()) > 0.9
+
+
+def test_unlabeled_rows_join_training_and_are_learned_from_the_teacher_only(small_sst2, tiny_bert, tmp_path):
+    """``data.unlabeled_path``: its texts follow the labelled rows as UNLABELED, count as no class, change the
+    cache key; a student trains on them from the teacher's outputs (rows only the teacher labels)."""
+    from trainers import ConsoleReporter, TrainConfig, fine_tune, prepare_data
+    from trainers.heads import class_weights
+
+    unlabeled = tmp_path / "unlabeled.csv"
+    unlabeled.write_text("text,note\na quietly moving film,x\nan empty exercise,y\n\"long, dull, flat\",z\n")
+    plain = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert, train_limit=64, cache_dir=tmp_path)
+    data = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert, train_limit=64, cache_dir=tmp_path,
+                        unlabeled_path=unlabeled)
+    assert len(data.train) == 67 and data.train.labels[:64] == plain.train.labels
+    assert data.train.labels[64:] == [UNLABELED] * 3 and data.profile(data.train)["unlabeled_rows"] == 3
+    assert data.profile(data.train)["label_counts"] == plain.profile(plain.train)["label_counts"]
+    assert class_weights("balanced", data.train.labels, 2).tolist() == \
+        class_weights("balanced", plain.train.labels, 2).tolist()
+
+    taught = data.with_teacher(torch.tensor([[2.0, -2.0]] * len(data.train)))
+    reporter = ConsoleReporter()
+    fine_tune(TrainConfig(model_name_or_path=str(tiny_bert), max_epochs=1, batch_size=16, num_threads=1,
+                          class_weights="balanced"), taught, reporter)
+    assert math.isfinite(reporter.history[-1]["train_loss"])

@@ -1,14 +1,14 @@
 """``hpo distill`` end to end with real processes: a teacher study, then its student study SIGKILLed mid-trial and
 run again (it resumes, the teacher's outputs read back from the cache, not computed again), its best registered as
 ``models:/TEACHER@distilled``, and both reports holding the comparison. The student is the teacher's own tiny BERT
-(self-distillation), so the command warns that it buys no speed."""
+(self-distillation), so the command warns that it buys no speed. Its refit distils too, from the cached outputs."""
 
 from __future__ import annotations
 
 import pytest
 from mlflow import MlflowClient
 
-from tests.helpers.lifecycle import TINY_SWEEP, Driver, wait_for, with_overrides
+from tests.helpers.lifecycle import TINY_SWEEP, Driver, hpo, wait_for, with_overrides
 from tests.helpers.stores import assert_stores_agree
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
@@ -39,3 +39,8 @@ def test_distill_survives_kill_9_reuses_the_teachers_outputs_and_registers_the_s
         report = (tmp_path / study / "report" / "report.md").read_text()
         section = report.split("## Distillation", 1)[1].split("\n## ", 1)[0]
         assert "| teacher | teach |" in section and f"| distilled student | {student} |" in section, section
+
+    refit = hpo(["refit", student], tmp_path, sst2_dir)
+    assert refit.returncode == 0 and "read from the cache" in refit.stdout, refit.stdout + refit.stderr
+    refused = hpo(["refit", student, "--with-validation"], tmp_path, sst2_dir)
+    assert refused.returncode != 0 and "without --with-validation" in refused.stderr, refused.stderr

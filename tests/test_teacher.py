@@ -9,9 +9,10 @@ import torch
 
 from hpo import ConfigError, Registry, build_spec, compose
 from hpo.config.model_check import ensure_model
+from hpo.inference import EnsembleModel
 from hpo.models.distill import distill_config
 from hpo.stores.tracking import client as tracking_client
-from hpo.stores.tracking import log_fine_tuned
+from hpo.stores.tracking import log_fine_tuned, log_pyfunc
 from hpo.study.data import prepare_study_data
 from hpo.study.teacher import with_teacher
 from trainers import ConsoleReporter, TrainConfig, fine_tune, load_model
@@ -116,3 +117,52 @@ def test_a_distillation_setting_given_a_value_is_fixed_not_searched(tmp_path):
     spec = build_spec(compose(["model=tiny_bert", f"storage.root={tmp_path}", "distill.teacher=teach",
                                "+search.distill_alpha=0.25"]))
     assert spec.space.fixed["distill_alpha"] == 0.25 and "distill_temperature" in spec.space.distributions
+
+
+@pytest.mark.integration
+def test_an_ensemble_teaches_with_its_members_combined_outputs(registered_teacher, mlflow_server):
+    """Two members (the same tiny BERT twice): the ensemble's outputs are log mean probabilities, as it predicts."""
+    client = tracking_client(mlflow_server)
+    run = client.create_run(client.create_experiment("ensemble_teacher"))
+    folder = str(registered_teacher / "model")
+    log_pyfunc(mlflow_server, run.info.run_id, EnsembleModel("text_classification"),
+               {"member_0": folder, "member_1": folder}, "ensemble_teacher")
+    spec = study_spec(registered_teacher, mlflow_server, "distill.teacher=models:/ensemble_teacher/1")
+    data = prepare_study_data(spec, log=lambda _: None)
+    taught = with_teacher(spec, data, lambda _: None)
+    single, _ = predict(load_model(registered_teacher / "model"), data.train, data.pad_token_id, 64,
+                        torch.device("cpu"))
+    assert torch.tensor(taught.train.teacher) == pytest.approx(single.log_softmax(-1), abs=1e-5)
+
+
+@pytest.mark.parametrize(("given", "says"), [
+    ([], "distill.teacher="),                                          # nothing would teach the rows
+    (["distill.teacher=teach", "data.cv_folds=3"], "data.cv_folds"),   # folds hold labelled rows out
+    (["distill.teacher=teach", "data.text_column=sentence"], "no column 'sentence'"),
+])
+def test_unlabeled_rows_need_a_teacher_a_validation_split_and_the_text_column(given, says, tmp_path):
+    unlabeled = tmp_path / "unlabeled.csv"
+    unlabeled.write_text("text\na quietly moving film\n")
+    train = tmp_path / "train.csv"
+    train.write_text("sentence,text,label\na,a,0\nb,b,1\n")
+    with pytest.raises(ConfigError) as err:
+        build_spec(compose(["model=tiny_bert", f"storage.root={tmp_path}", f"data.unlabeled_path={unlabeled}",
+                            f"data.train_path={train}", f"data.validation_path={train}", *given]))
+    assert err.value.key == "data.unlabeled_path" and says in err.value.message, err.value
+
+
+def test_a_missing_unlabeled_file_is_refused_by_key(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        build_spec(compose(["model=tiny_bert", f"storage.root={tmp_path}", "distill.teacher=teach",
+                            f"data.unlabeled_path={tmp_path}/nothing.csv"]))
+    assert err.value.key == "data.unlabeled_path" and "does not exist" in err.value.message
+
+
+@pytest.mark.integration
+def test_the_teacher_labels_the_unlabeled_rows_too(registered_teacher, mlflow_server, tmp_path):
+    unlabeled = tmp_path / "unlabeled.csv"
+    unlabeled.write_text("text\na quietly moving film\nan empty exercise\n")
+    spec = study_spec(registered_teacher, mlflow_server, "distill.teacher=teacher_sst2",
+                      f"data.unlabeled_path={unlabeled}")
+    taught = with_teacher(spec, prepare_study_data(spec, log=lambda _: None), lambda _: None)
+    assert len(taught.train) == 122 and len(taught.train.teacher) == 122 and taught.train.labels[-2:] == [-1, -1]

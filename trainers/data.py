@@ -21,10 +21,12 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 from transformers import AutoTokenizer
+
+from trainers.distill import UNLABELED
 
 
 class DataError(ValueError):
@@ -96,12 +98,13 @@ class PreparedData:
 
     def profile(self, split: TokenizedSplit) -> dict:
         """What a split holds, for a reader: rows, and the label counts or the target's range."""
+        unlabeled = {"unlabeled_rows": n} if (n := sum(map(_unlabeled, split.labels))) else {}
         if self.regression:
-            targets = [float(x) for x in split.labels]
+            targets = [float(x) for x in split.labels if not _unlabeled(x)]
             return {"num_rows": len(split), "target_min": min(targets), "target_max": max(targets),
-                    "target_mean": sum(targets) / len(targets)}
+                    "target_mean": sum(targets) / len(targets), **unlabeled}
         counts = [split.labels.count(i) for i in range(len(self.label_names))]
-        return {"num_rows": len(split), "label_counts": dict(zip(self.label_names, counts, strict=True))}
+        return {"num_rows": len(split), "label_counts": dict(zip(self.label_names, counts, strict=True)), **unlabeled}
 
 
 def open_text(path: str | Path) -> TextIO:
@@ -234,6 +237,17 @@ def _read_split(path: str | Path, text_column: str, pair_column: str | None, lab
     return pick(values[0]), pick(values[1]) if pair_column else None, pick(labels)
 
 
+def _unlabeled(label: Any) -> bool:
+    """A row only a teacher labels: the class id UNLABELED, or a NaN target."""
+    return label == UNLABELED or (isinstance(label, float) and math.isnan(label))
+
+
+def _read_unlabeled(path: str | Path, text_column: str, pair_column: str | None) -> tuple[list[str], list[str] | None]:
+    """Every row of an unlabeled file: (texts, second texts or None)."""
+    values = read_columns(path, [text_column, *([pair_column] if pair_column else [])])
+    return values[0], values[1] if pair_column else None
+
+
 def prepare_data(
     train_path: str | Path,
     validation_path: str | Path,
@@ -249,16 +263,20 @@ def prepare_data(
     seed: int = 0,
     stratify: bool = False,
     cache_dir: str | Path | None = None,
+    unlabeled_path: str | Path | None = None,
 ) -> PreparedData:
     """Reads, maps labels (or reads float targets: ``regression``) and tokenizes both splits, reusing a disk cache
     keyed by every input. ``text_pair_column``: each row is a pair of texts, tokenized together. ``stratify``: the
-    limits keep each label's share of the rows (:func:`subsample`)."""
+    limits keep each label's share of the rows (:func:`subsample`). ``unlabeled_path``: every row of that file joins
+    the training rows after the labelled ones, labelled UNLABELED (NaN for regression): a teacher labels them
+    (:mod:`trainers.distill`)."""
 
     key_parts = [
         _file_digest(train_path), _file_digest(validation_path), str(tokenizer_path), text_column,
         label_column, str(max_length), str(train_limit), str(validation_limit), str(seed),
     ] + (["stratified"] if stratify else []) + ([f"pair={text_pair_column}"] if text_pair_column else []) \
-        + (["regression"] if regression else [])
+        + (["regression"] if regression else []) \
+        + ([f"unlabeled={_file_digest(unlabeled_path)}"] if unlabeled_path else [])
     cache_file = None
     if cache_dir is not None:
         key = hashlib.sha256("\0".join(key_parts).encode()).hexdigest()[:24]
@@ -283,6 +301,11 @@ def prepare_data(
             raise DataError(f"{validation_path}: labels {unseen[:5]} never occur in the training file")
         ids = {name: i for i, name in enumerate(names)}
         train_raw, val_raw = [ids[x] for x in train_raw], [ids[x] for x in val_raw]
+    if unlabeled_path:
+        texts, pairs = _read_unlabeled(unlabeled_path, text_column, text_pair_column)
+        train_texts += texts
+        train_pairs = None if train_pairs is None or pairs is None else train_pairs + pairs
+        train_raw += [math.nan if regression else UNLABELED] * len(texts)
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path))
     prepared = PreparedData(

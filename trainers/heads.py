@@ -120,5 +120,6 @@ def class_weights(kind: str, labels: list[int], num_labels: int) -> torch.Tensor
         return None
     if num_labels < 2:
         raise ValueError("class_weights=balanced needs classes; a regression task has none (use none)")
+    labels = [label for label in labels if label >= 0]  # rows only a teacher labels (trainers.distill) are no class
     counts = torch.bincount(torch.tensor(labels), minlength=num_labels).float()
     return len(labels) / (num_labels * counts.clamp(min=1.0))

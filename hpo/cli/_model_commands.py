@@ -28,6 +28,7 @@ from hpo.stores.checkpoints import CheckpointStore
 from hpo.stores.registry import Registry, RegistryError, StudyRecord
 from hpo.stores.tracking import client, download_model, load_model
 from hpo.study.data import prepare_study_data
+from hpo.study.teacher import prepare_with_teacher
 from trainers.tasks import DEFAULT_TASK, Task, load_task
 
 CHECK_ROWS = 64  # validation rows the ONNX export is checked on
@@ -156,7 +157,7 @@ def cmd_refit(args: Namespace) -> None:
     registry = open_registry(args)
     task_of(require(registry, args.name), "refit")
     try:
-        uri = refit(registry, args.name, list(args.overrides), args.with_validation, prepare_study_data)
+        uri = refit(registry, args.name, list(args.overrides), args.with_validation, prepare_with_teacher)
     except ConfigError as err:
         fail(f"config error: {err}")
     except RegistryError as err:

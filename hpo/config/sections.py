@@ -22,6 +22,7 @@ _COLUMN = "_column"  # data.<role>_column: a column the task reads (text, text_p
 # data.* settings every task shares; the rest (data.image_size) are the task's own.
 _COMMON_DATA = {"dir", "train_path", "validation_path", "train_limit", "validation_limit", "seed", "stratify",
                 "cv_folds"}
+UNLABELED = "unlabeled_path"  # data.unlabeled_path: texts without labels, which the teacher labels (trainers.distill)
 RANK_BY = ("mean", "lcb")  # confirm.rank_by: the mean, or the mean less one standard error (a lower confidence bound)
 
 
@@ -106,6 +107,18 @@ def data_spec(cfg: DictConfig, task: Task) -> s.DataSpec:
     columns = {str(k)[: -len(_COLUMN)]: (None if v is None else str(v)) for k, v in values.items()
                if str(k).endswith(_COLUMN)}
     settings = {str(k): v for k, v in values.items() if str(k) not in _COMMON_DATA and not str(k).endswith(_COLUMN)}
+    if settings.get(UNLABELED):  # rows a teacher labels: a path like the splits'
+        path = Path(str(settings[UNLABELED])).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"data.{UNLABELED}", f"{path} does not exist; point it at a file of the texts to learn "
+                                                   "from the teacher")
+        if get_key(cfg, "distill.teacher") is None:
+            raise ConfigError(f"data.{UNLABELED}", "rows without labels are learned from a teacher's outputs: set "
+                                                   "distill.teacher=STUDY, or remove data.unlabeled_path")
+        if OmegaConf.select(cfg, "data.cv_folds") is not None:
+            raise ConfigError(f"data.{UNLABELED}", "cross-validation folds hold out labelled rows; unlabeled rows "
+                                                   "need a validation split: remove data.cv_folds or the file")
+        settings[UNLABELED] = str(path)
     try:
         task.check_source(DataSource(paths["train_path"], paths["validation_path"], columns, settings))
     except SourceError as err:

@@ -5,6 +5,7 @@ Why: a search picks a config by its validation curve; the model a user ships is 
 all labelled data for the epochs that curve said were enough. With ``--with-validation`` the validation rows
 are in the training set, so the metrics it reports on them are not held out (the run is tagged so) and the
 version gets the alias ``refit``, never ``champion``, which is chosen by held-out validation.
+A study that distils refits with its teacher: the caller's ``prepare`` puts the teacher's outputs on the rows.
 Example::
 
     hpo refit sst2_minilm --with-validation trainer.num_threads=4
@@ -68,6 +69,9 @@ def refit(registry: Registry, name: str, overrides: list[str], include_validatio
     spec = refit_spec(record, overrides, [registry.url])
     if spec.data is None:
         raise RegistryError(f"study {name!r} reads its own data (task=custom): hpo cannot refit it")
+    if include_validation and spec.distill.teacher is not None:
+        raise RegistryError(f"study {name!r} distils from {spec.distill.teacher}, whose outputs cover the training "
+                            "rows only: refit it without --with-validation")
     epochs = best_epoch(registry, record)
     params = record.best_params or {}
     settings = trial_settings(spec.trainer, params, spec.models, max_epochs=epochs, early_stopping_patience=None,

@@ -38,13 +38,12 @@ from hpo.study._preflight import check_services
 from hpo.study._reruns import run_reruns
 from hpo.study._searcher import StudySearch
 from hpo.study._tuner import run_tuner
-from hpo.study.data import prepare_study_data
 from hpo.study.launch import JOB_ID_ENV
 from hpo.study.ledger import StudyLedger
 from hpo.study.resume import interrupted_trials
 from hpo.study.signals import StopNow, StopOnSignals, describe
 from hpo.study.stopping import StopSignal, StudyStop
-from hpo.study.teacher import with_teacher
+from hpo.study.teacher import prepare_with_teacher
 from hpo.study.trial import run_trial
 from hpo.study.warm_start import first_points
 
@@ -66,7 +65,7 @@ def run_study(spec: StudySpec, *, resume: bool = False, trainable: Callable = ru
     progress = make_progress(display, spec.name, _tally(spec, registry, record, started))
     for model in [spec.model, *(c.model for c in spec.models.values())]:
         ensure_model(model)
-    data = with_teacher(spec, prepare_study_data(spec, progress.message), progress.message)
+    data = prepare_with_teacher(spec, progress.message)
     first = first_points(spec, registry, resuming=resume)  # on resume too: the ledger drops those already run
     store = _open_checkpoints(spec.storage.checkpoints)
     started_ray = start_ray(spec.cluster)

@@ -24,9 +24,15 @@ from hpo.config.spec import StudySpec
 from hpo.errors import ConfigError
 from hpo.stores.tracking import client as tracking_client
 from hpo.stores.tracking import download_model_folders, model_version
+from hpo.study.data import prepare_study_data
 from trainers.tasks import Task, load_task
 
 KEY = "distill.teacher"
+
+
+def prepare_with_teacher(spec: StudySpec, log: Callable[[str], None] = print) -> StudyData:
+    """The study's data (:func:`hpo.study.data.prepare_study_data`) with the teacher's outputs on its training rows."""
+    return with_teacher(spec, prepare_study_data(spec, log), log)
 
 
 def with_teacher(spec: StudySpec, data: StudyData, log: Callable[[str], None] = print) -> StudyData:

@@ -59,6 +59,9 @@ class ImageTask:
                 raise SourceError(key, str(err)) from None
             if key == "data.train_path" and len(set(labels)) < 2:
                 raise SourceError(key, f"{path}: needs at least two class folders, found {sorted(set(labels))}")
+        if source.settings.get("unlabeled_path"):
+            raise SourceError("data.unlabeled_path", "unlabeled rows are built for the text tasks; an image study "
+                                                     "distils on its labelled images (remove data.unlabeled_path)")
         size = source.settings.get("image_size")
         if not isinstance(size, int) or isinstance(size, bool) or not 16 <= size <= 1024:
             raise SourceError("data.image_size", f"must be a whole number of pixels in 16..1024, got {size!r}")

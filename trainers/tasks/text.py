@@ -61,6 +61,15 @@ class TextTask:
                 if column is not None and column not in present:
                     raise SourceError(f"data.{role}_column", f"{Path(path).name} has no column {column!r}; its "
                                                              f"columns are {present}")
+        if unlabeled := source.settings.get("unlabeled_path"):
+            try:
+                present = read_header(unlabeled)
+            except DataError as err:
+                raise SourceError("data.unlabeled_path", str(err)) from None
+            needed = [str(c[role]) for role in ("text", "text_pair") if (c := source.columns).get(role)]
+            if missing := [column for column in needed if column not in present]:
+                raise SourceError("data.unlabeled_path", f"{Path(unlabeled).name} has no column {missing[0]!r} (the "
+                                                         f"texts, as in the training file); its columns are {present}")
 
     def prepare(self, source: DataSource, model: str, *, max_length: int, cache_dir: Path | None) -> PreparedData:
         c = source.columns
@@ -69,7 +78,8 @@ class TextTask:
                 source.train_path, source.validation_path, model, text_column=str(c["text"]),
                 label_column=str(c["label"]), text_pair_column=c.get("text_pair"), regression=self.info.regression,
                 max_length=max_length, train_limit=source.train_limit, validation_limit=source.validation_limit,
-                seed=source.seed, stratify=source.stratify, cache_dir=cache_dir)
+                seed=source.seed, stratify=source.stratify, cache_dir=cache_dir,
+                unlabeled_path=source.settings.get("unlabeled_path"))
         except DataError as err:
             key = "data.validation_path" if str(source.validation_path) in str(err) else "data.train_path"
             raise SourceError(key, str(err)) from None
