@@ -27,6 +27,7 @@ import torch
 from transformers import AutoTokenizer
 
 from trainers.distill import UNLABELED
+from trainers.distributed import Workers
 
 
 class DataError(ValueError):
@@ -361,19 +362,42 @@ def batches(
     holds rows of similar length (little padding) while the epoch order stays random.
     Evaluation: rows sorted by length (the order does not matter for metrics).
     """
-    order = list(range(len(split)))
-    length = lambda i: len(split.input_ids[i])
-    if shuffle_seed is None:
-        groups = _chunks(evaluation_order(split), batch_size)
-    else:
-        rng = random.Random(shuffle_seed)
-        rng.shuffle(order)
-        groups = []
-        for bucket in _chunks(order, batch_size * bucket_batches):
-            groups.extend(_chunks(sorted(bucket, key=length), batch_size))
-        rng.shuffle(groups)
+    groups = _chunks(evaluation_order(split), batch_size) if shuffle_seed is None \
+        else _training_groups(split, batch_size, shuffle_seed, bucket_batches)
     for rows in groups:
         yield _collate(split, rows, pad_token_id)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One optimizer step's rows on this worker: its share of the global batch (:mod:`trainers.distributed`)."""
+
+    batch: dict[str, torch.Tensor]
+    rows: int  # the global batch's rows, which the step's mean gradient is over
+    stand_in: bool = False  # no row fell to this worker: it trains one at zero weight, to join the gradients' sum
+
+
+def training_steps(split: TokenizedSplit, batch_size: int, pad_token_id: int, shuffle_seed: int,
+                   workers: Workers | None = None) -> Iterator[Step]:
+    """An epoch's steps: the global batches of :func:`batches` (every worker walks the same seeded order), each
+    cut down to this worker's share."""
+    workers = workers or Workers()
+    for rows in _training_groups(split, batch_size, shuffle_seed):
+        mine = workers.share(rows)
+        yield Step(_collate(split, mine or rows[:1], pad_token_id), len(rows), stand_in=not mine)
+
+
+def _training_groups(split: TokenizedSplit, batch_size: int, shuffle_seed: int,
+                     bucket_batches: int = 50) -> list[list[int]]:
+    order = list(range(len(split)))
+    length = lambda i: len(split.input_ids[i])  # noqa: E731
+    rng = random.Random(shuffle_seed)
+    rng.shuffle(order)
+    groups = []
+    for bucket in _chunks(order, batch_size * bucket_batches):
+        groups.extend(_chunks(sorted(bucket, key=length), batch_size))
+    rng.shuffle(groups)
+    return groups
 
 
 def evaluation_order(split: TokenizedSplit) -> list[int]:

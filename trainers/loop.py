@@ -17,9 +17,10 @@ from trainers import checkpoint, compact
 from trainers.compact import BaseModel
 from trainers.config import METHODS, TrainConfig
 from trainers.cv import cross_validate
-from trainers.data import PreparedData, TokenizedSplit, batches, evaluation_order
+from trainers.data import PreparedData, TokenizedSplit, batches, evaluation_order, training_steps
 from trainers.device import autocast_for, half_dtype, pick_device, seed_everything, to_device
 from trainers.distill import Distillation
+from trainers.distributed import Workers, last_flags, no_sync_unless
 from trainers.heads import Head, class_weights, head_for
 from trainers.lora import add_lora
 from trainers.metrics import EVALUATION_FILE
@@ -76,6 +77,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = pick_device()
+    workers = Workers.current()  # one, or a DDP group (trainers.distributed): the same model and metrics
 
     if cfg.resume_from:
         classifier = checkpoint.load_model(cfg.resume_from)
@@ -87,7 +89,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     # What checkpoints leave out and refer to instead: the frozen parameters, hashed before any step.
     base = BaseModel.of(classifier, cfg.model_name_or_path)
     classifier.to(device)
-    model = _data_parallel(classifier, device)
+    model = workers.wrap(classifier, device)
 
     optimizer = torch.optim.AdamW(
         param_groups(classifier.model, cfg.effective_learning_rate, cfg.weight_decay, cfg.layer_lr_decay),
@@ -125,17 +127,21 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
         for epoch in range(state["epoch"] + 1, min(cfg.until_epoch or cfg.max_epochs, cfg.max_epochs) + 1):
             model.train()
             started, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
-            for batch in batches(data.train, cfg.batch_size, data.pad_token_id, shuffle_seed=cfg.seed * 1000 + epoch):
-                batch = to_device(batch, device)
-                loss = _train_step(model, loss_of, batch, micro, optimizer, scaler, cfg.grad_clip, device)
+            for step in training_steps(data.train, cfg.batch_size, data.pad_token_id, cfg.seed * 1000 + epoch,
+                                       workers):
+                batch = to_device(step.batch, device)
+                per_row = step.rows / workers.size  # DDP averages over workers: the step is the global mean
+                loss = _train_step(model, loss_of, batch, micro, optimizer, scaler, cfg.grad_clip, device,
+                                   per_row, weight=0.0 if step.stand_in else 1.0)
                 scheduler.step()
-                loss_sum += loss * len(batch["labels"])  # on the device: no sync per step
-                seen += len(batch["labels"])
-            train_loss = float(loss_sum) / max(seen, 1)  # the epoch's one sync
+                loss_sum += loss * per_row  # this worker's summed loss, on the device: no sync per step
+                seen += 0 if step.stand_in else len(batch["labels"])
+            total_loss, seen = workers.total(float(loss_sum), seen)  # the epoch's one sync
+            train_loss = total_loss / max(seen, 1)
             train_seconds = time.perf_counter() - started
 
             evaluated = time.perf_counter()
-            logits, labels = _predict_within_memory(model, data, eval_micro, device)
+            logits, labels = _predict_within_memory(classifier, data, eval_micro, device, workers)
             latency_ms = 1000 * (time.perf_counter() - evaluated) / max(len(labels), 1)  # validation, per row
             metrics = head.metrics(logits, labels)
             metrics.update(
@@ -157,15 +163,19 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
                 metrics["early_stopped"] = 1.0  # tells the caller this short run was the trainer's choice
             if improved:
                 best = metrics
+            if improved and workers.chief:  # one writer: every worker holds the same weights
                 shutil.rmtree(best_dir, ignore_errors=True)
                 compact.save(classifier, best_dir, base)
                 report = {"epoch": epoch, **head.evaluation(logits, labels, data.label_names)}
                 (best_dir / EVALUATION_FILE).write_text(json.dumps(report))
             state = {"epoch": epoch, "best": best, "epochs_without_improvement": epochs_without_improvement,
                      "micro_batch_size": micro.size, "eval_batch_size": eval_micro.size}
-            with tempfile.TemporaryDirectory(prefix="hpo-ckpt-") as tmp:
-                reporter.report(metrics, checkpoint.save(Path(tmp), classifier, base, optimizer, scheduler, state,
-                                                         best_dir, metrics))
+            if not workers.chief:
+                reporter.report(metrics, None)  # the chief's report counts; the others keep the group in step
+            else:
+                with tempfile.TemporaryDirectory(prefix="hpo-ckpt-") as tmp:
+                    reporter.report(metrics, checkpoint.save(Path(tmp), classifier, base, optimizer, scheduler,
+                                                             state, best_dir, metrics))
             if "early_stopped" in metrics:
                 break
     finally:
@@ -188,13 +198,6 @@ def _prepare_method(classifier: TextClassifier, cfg: TrainConfig) -> None:
         freeze(classifier.model, cfg.freeze_depth if cfg.method == "freeze" else 0)
 
 
-def _data_parallel(classifier: TextClassifier, device: torch.device) -> torch.nn.Module:
-    """All the GPUs Ray gave this trial (``resources.gpu`` > 1): each batch is split across them."""
-    if device.type == "cuda" and torch.cuda.device_count() > 1:
-        return torch.nn.DataParallel(classifier)
-    return classifier
-
-
 LossOf = Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]  # (outputs, batch) -> the rows' summed loss
 
 
@@ -209,15 +212,17 @@ def _loss(head: Head, weights: torch.Tensor | None, distillation: Distillation |
 
 def _train_step(classifier: torch.nn.Module, loss_of: LossOf, batch: dict[str, torch.Tensor],
                 micro: MicroBatching, optimizer, scaler: torch.amp.GradScaler, grad_clip: float,
-                device: torch.device) -> torch.Tensor:
-    """One optimizer step over ``batch``, in micro-batches whose gradients sum to the whole batch's.
+                device: torch.device, per_row: float, weight: float = 1.0) -> torch.Tensor:
+    """One optimizer step over ``batch``, in micro-batches whose gradients sum to the whole batch's: each row's loss
+    divided by ``per_row`` (the batch's rows; the global batch's / workers in a group), times ``weight`` (0: a
+    stand-in row, :class:`trainers.data.Step`).
 
     On CUDA out-of-memory the step is redone from scratch with half the micro-batch (see
     :mod:`trainers.oom`); returns the batch's mean loss, still on the device.
     """
     while True:
         try:
-            loss = _accumulate_gradients(classifier, loss_of, batch, micro, scaler, device)
+            loss = _accumulate_gradients(classifier, loss_of, batch, micro, scaler, device, per_row, weight)
             break
         except torch.OutOfMemoryError:
             optimizer.zero_grad(set_to_none=True)
@@ -245,30 +250,37 @@ def _clip_gradients(classifier: torch.nn.Module, max_norm: float, device: torch.
 
 
 def _accumulate_gradients(classifier: torch.nn.Module, loss_of: LossOf, batch: dict[str, torch.Tensor],
-                          micro: MicroBatching, scaler: torch.amp.GradScaler, device: torch.device) -> torch.Tensor:
-    rows = len(batch["labels"])
+                          micro: MicroBatching, scaler: torch.amp.GradScaler, device: torch.device, per_row: float,
+                          weight: float) -> torch.Tensor:
     total = torch.zeros((), device=device)
-    for part in micro.split(batch):
-        with autocast_for(device):
-            logits = forward(classifier, part)
-        # Summed over the part, divided by the whole batch: the parts' gradients add up to the batch mean's (with
-        # class weights too: divided by rows, not by the weights' sum).
-        loss = loss_of(logits, part) / rows
-        scaler.scale(loss).backward()
+    parts = list(micro.split(batch))
+    for part, last in zip(parts, last_flags(len(parts)), strict=True):
+        with no_sync_unless(last, classifier):
+            with autocast_for(device):
+                logits = forward(classifier, part)
+            # Summed over the part, divided by the whole batch: the parts' gradients add up to the batch mean's (with
+            # class weights too: divided by rows, not by the weights' sum).
+            loss = loss_of(logits, part) * weight / per_row
+            scaler.scale(loss).backward()
         total += loss.detach()
     return total
 
 
 def _predict_within_memory(classifier: torch.nn.Module, data: PreparedData, eval_micro: MicroBatching,
-                           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validation, redone with half the batch on CUDA out-of-memory (evaluation has no state to undo)."""
+                           device: torch.device, workers: Workers) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validation, each worker on its share of the rows, gathered back whole; redone with half the batch on CUDA
+    out-of-memory (evaluation has no state to undo)."""
+    rows = workers.share(list(range(len(data.validation))))
+    mine = data.validation.subset(rows) if workers.size > 1 else data.validation
     while True:
         try:
-            return predict(classifier, data.validation, data.pad_token_id, eval_micro.size, device)
+            outputs, targets = predict(classifier, mine, data.pad_token_id, eval_micro.size, device)
+            break
         except torch.OutOfMemoryError:
             pass
         eval_micro.shrink()
         release_cuda_memory(device)
+    return workers.gather(rows, outputs, targets, len(data.validation))
 
 
 def _finished(cfg: TrainConfig, state: dict) -> bool:
