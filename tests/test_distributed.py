@@ -5,8 +5,6 @@ row, so one worker trains a zero-weight stand-in; the validation rows split unev
 
 from __future__ import annotations
 
-import pytest
-
 from tests.helpers.ddp import EpochMetrics, train_in_group
 from trainers import TrainConfig, fine_tune, prepare_data
 from trainers.distributed import Workers
