@@ -34,3 +34,29 @@ def test_shares_cover_every_row_once():
     rows = list(range(7))
     shares = [Workers(rank, 3).share(rows) for rank in range(3)]
     assert sorted(sum(shares, [])) == rows and [len(s) for s in shares] == [3, 2, 2]
+
+
+def test_two_image_workers_agree_and_stay_close_to_one(tmp_path):
+    """The image loop in a group: every worker augments and mixes the whole global batch, then trains its share; all
+    report the same gathered metrics, only the chief writes checkpoints. CPUs have no synchronized batch norm, so
+    the trained batch-norm layers see each worker's share (trainers.images.loop): close to one worker, not equal.
+    81 rows in batches of 16: the last single row joins the batch before (batch norm cannot train on one row)."""
+    from hpo.config.resolvers import PROJECT_ROOT
+    from trainers.tasks import DataSource, load_task
+
+    fashion = PROJECT_ROOT / "data" / "fashion_mnist"
+    task = load_task("image_classification")
+    source = DataSource(train_path=fashion / "train", validation_path=fashion / "validation",
+                        settings={"image_size": 32}, train_limit=81, validation_limit=21, stratify=True)
+    data = task.prepare(source, "mobilenet_v2", max_length=0, cache_dir=None)
+    cfg = TrainConfig(model_name_or_path="mobilenet_v2", max_epochs=2, learning_rate=1e-2, batch_size=16,
+                      method="freeze", freeze_depth=17, mixup_alpha=0.2, aug_flip=True, num_threads=1, dropout=0.0)
+    alone = EpochMetrics()
+    task.fine_tune(cfg, data, alone)
+    ranks = train_in_group(2, task.fine_tune, cfg, data, tmp_path)
+    assert [[e[k] for k in COMPARED] for e in ranks[0]] == [[e[k] for k in COMPARED] for e in ranks[1]]
+    assert [e["checkpoint"] for e in ranks[0]] == [True, True] and [e["checkpoint"] for e in ranks[1]] == [False] * 2
+    gap = max(abs(group["train_loss"] - single["train_loss"]) for group, single in zip(ranks[0], alone.history,
+                                                                                     strict=True))
+    print(f"image train_loss, 2 workers against 1: largest gap {gap:.2e}")
+    assert gap < 0.1 * alone.history[0]["train_loss"]

@@ -2,6 +2,11 @@
 :mod:`trainers.checkpoint`'s layout (config, latest weights, resume state, summary, ``best/``), so hpo's ledger,
 retention and resume treat an image trial as a text one. The text loop's CUDA out-of-memory halving is not here
 yet: an image trial that runs out of GPU memory fails.
+
+In a DDP group (:mod:`trainers.distributed`) every worker augments and mixes the whole global batch from the same
+seeded generator, then trains its share of it; batch norm is synchronized across GPUs (``SyncBatchNorm``). On CPUs
+PyTorch has no synchronized batch norm, so there each worker's batch statistics are over its share: a CPU group
+matches one worker closely, not exactly (the text models, with layer norm only, match exactly).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from trainers import checkpoint, compact
 from trainers.config import TrainConfig
 from trainers.device import autocast_for, pick_device, seed_everything
 from trainers.distill import Distillation
+from trainers.distributed import Workers
 from trainers.heads import ClassificationHead, class_weights
 from trainers.images import model as image_model
 from trainers.images.augment import augment, mixup
@@ -69,7 +75,11 @@ def fine_tune(cfg: TrainConfig, data: PreparedImages, reporter: Reporter) -> dic
         cfg.model_name_or_path, data.label_names, dropout=cfg.dropout, image_size=data.image_size,
         pretrained=cfg.pretrained)
     frozen = freeze(model, cfg.freeze_depth if cfg.method == "freeze" else 0)
+    workers = Workers.current()
+    if workers.size > 1 and device.type == "cuda":  # the group's batch statistics, as one worker's over the batch
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
+    trained = workers.wrap(model, device)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.learning_rate, cfg.weight_decay, cfg.layer_lr_decay,
                                                parts=model.parts()), lr=cfg.learning_rate)
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
@@ -81,10 +91,11 @@ def fine_tune(cfg: TrainConfig, data: PreparedImages, reporter: Reporter) -> dic
     labels = torch.tensor(data.train.labels)
 
     def loss_of(logits: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
-        """The head's loss, or blended with the teacher's logits for these rows (mixup mixes both)."""
+        """The head's loss summed over the rows, or blended with the teacher's logits for them (mixup mixes both);
+        the step divides it by the global batch's rows (class weights scale rows, as in the text loop)."""
         if teacher is None:
-            return head.loss(logits, target, weights)
-        return distill.loss(head, logits, target, teacher, weights)
+            return head.loss(logits, target, weights, reduction="sum")
+        return distill.loss(head, logits, target, teacher, weights, reduction="sum")
 
     sizes = {"trainable_params": float(sum(p.numel() for p in model.parameters() if p.requires_grad)),
              "model_mb": sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20}
@@ -105,26 +116,36 @@ def fine_tune(cfg: TrainConfig, data: PreparedImages, reporter: Reporter) -> dic
             for module in frozen:
                 module.eval()  # frozen batch-norm layers keep their ImageNet statistics
             loss_sum, seen = 0.0, 0
-            for rows in torch.randperm(len(data.train), generator=generator).split(cfg.batch_size):
+            for rows in _batches(torch.randperm(len(data.train), generator=generator), cfg.batch_size,
+                                 least=2 * workers.size):
+                # The whole global batch augmented and mixed on every worker (one generator), then this one's share.
                 images = augment(data.train.pixels[rows].float().div(255), crop_scale=cfg.aug_crop_scale,
                                  flip=cfg.aug_flip, magnitude=cfg.aug_magnitude, generator=generator)
                 images, permutation, lam = mixup(images, cfg.mixup_alpha, generator)
-                target = labels[rows].to(device)
-                with autocast_for(device):
-                    logits = model(model.normalize(images).to(device))
+                shared = workers.share(list(range(len(rows))))
+                mine, weight = torch.tensor(shared or [0]), 1.0 if shared else 0.0  # 0: a stand-in row
                 teacher = data.train.teacher[rows] if data.train.teacher is not None else None
-                loss = lam * loss_of(logits, target, teacher) + (1 - lam) * loss_of(
-                    logits, target[permutation.to(device)], teacher[permutation] if teacher is not None else None)
+                mixed_teacher = teacher[permutation][mine] if teacher is not None else None
+                with autocast_for(device):
+                    logits = trained(model.normalize(images[mine]).to(device))
+                per_row = len(rows) / workers.size  # DDP averages over workers: the step is the global mean
+                loss = (lam * loss_of(logits, labels[rows][mine].to(device), None if teacher is None else teacher[mine])
+                        + (1 - lam) * loss_of(logits, labels[rows][permutation][mine].to(device), mixed_teacher)) \
+                    * weight / per_row
                 loss.backward()
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                loss_sum, seen = loss_sum + loss.item() * len(rows), seen + len(rows)
+                loss_sum, seen = loss_sum + loss.item() * per_row, seen + len(shared)
+            loss_sum, seen = workers.total(loss_sum, seen)
             train_seconds = time.perf_counter() - started
             evaluated = time.perf_counter()
-            logits, truth = predict(model, data.validation, cfg.eval_batch_size, device)
+            shared = workers.share(list(range(len(data.validation))))
+            logits, truth = predict(model, data.validation.subset(shared) if workers.size > 1 else data.validation,
+                                    cfg.eval_batch_size, device)
+            logits, truth = workers.gather(shared, logits, truth, len(data.validation))
             metrics = head.metrics(logits, truth)
             metrics.update(epoch=epoch, train_loss=loss_sum / max(seen, 1), train_examples_per_s=seen / train_seconds,
                            epoch_seconds=time.perf_counter() - started,
@@ -137,18 +158,31 @@ def fine_tune(cfg: TrainConfig, data: PreparedImages, reporter: Reporter) -> dic
                 metrics["early_stopped"] = 1.0
             if improved:
                 best = metrics
+            if improved and workers.chief:  # one writer: every worker holds the same weights
                 shutil.rmtree(best_dir, ignore_errors=True)
                 model.save(best_dir)
                 evaluation = {"epoch": epoch, **head.evaluation(logits, truth, data.label_names)}
                 (best_dir / EVALUATION_FILE).write_text(json.dumps(evaluation))
             state = {"epoch": epoch, "best": best, "epochs_without_improvement": waited}
-            with tempfile.TemporaryDirectory(prefix="hpo-image-ckpt-") as tmp:
-                reporter.report(metrics, _save(Path(tmp), model, optimizer, scheduler, state, best_dir, metrics))
+            if not workers.chief:
+                reporter.report(metrics, None)  # the chief's report counts; the others keep the group in step
+            else:
+                with tempfile.TemporaryDirectory(prefix="hpo-image-ckpt-") as tmp:
+                    reporter.report(metrics, _save(Path(tmp), model, optimizer, scheduler, state, best_dir, metrics))
             if "early_stopped" in metrics:
                 break
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return best
+
+
+def _batches(order: torch.Tensor, size: int, least: int) -> list[torch.Tensor]:
+    """``order`` in batches of ``size``; a last batch under ``least`` rows joins the one before: batch norm cannot
+    train on a single row (per worker, in a group)."""
+    batches = list(order.split(size))
+    if len(batches) > 1 and len(batches[-1]) < least:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
 
 
 def _save(folder: Path, model: ImageClassifier, optimizer, scheduler, state: dict, best_dir: Path,
