@@ -5,22 +5,22 @@ row, so one worker trains a zero-weight stand-in; the validation rows split unev
 
 from __future__ import annotations
 
-from tests.helpers.ddp import EpochMetrics, train_in_group
+from tests.helpers.ddp import EpochMetrics, train_and_keep
 from trainers import TrainConfig, fine_tune, prepare_data
-from trainers.distributed import Workers
+from trainers.distributed import Workers, run_group
 
 COMPARED = ("train_loss", "val_loss", "val_accuracy", "val_f1_macro")
 TOLERANCE = 1e-4
 
 
-def test_two_workers_train_what_one_worker_trains(small_sst2, tiny_bert, tmp_path):
+def test_two_workers_train_what_one_worker_trains(small_sst2, tiny_bert):
     data = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert, train_limit=97, validation_limit=41)
     cfg = TrainConfig(model_name_or_path=str(tiny_bert), max_epochs=2, batch_size=16, learning_rate=1e-3,
                       dropout=0.0, num_threads=1, seed=3)
 
     alone = EpochMetrics()
     fine_tune(cfg, data, alone)
-    ranks = train_in_group(2, fine_tune, cfg, data, tmp_path)
+    ranks = run_group(2, train_and_keep, fine_tune, cfg, data)
 
     assert [e["checkpoint"] for e in ranks[0]] == [True, True] and [e["checkpoint"] for e in ranks[1]] == [False] * 2
     gaps = [abs(group[k] - single[k]) for rank in ranks for group, single in zip(rank, alone.history, strict=True)
@@ -36,7 +36,7 @@ def test_shares_cover_every_row_once():
     assert sorted(sum(shares, [])) == rows and [len(s) for s in shares] == [3, 2, 2]
 
 
-def test_two_image_workers_agree_and_stay_close_to_one(tmp_path):
+def test_two_image_workers_agree_and_stay_close_to_one():
     """The image loop in a group: every worker augments and mixes the whole global batch, then trains its share; all
     report the same gathered metrics, only the chief writes checkpoints. CPUs have no synchronized batch norm, so
     the trained batch-norm layers see each worker's share (trainers.images.loop): close to one worker, not equal.
@@ -53,7 +53,7 @@ def test_two_image_workers_agree_and_stay_close_to_one(tmp_path):
                       method="freeze", freeze_depth=17, mixup_alpha=0.2, aug_flip=True, num_threads=1, dropout=0.0)
     alone = EpochMetrics()
     task.fine_tune(cfg, data, alone)
-    ranks = train_in_group(2, task.fine_tune, cfg, data, tmp_path)
+    ranks = run_group(2, train_and_keep, task.fine_tune, cfg, data)
     assert [[e[k] for k in COMPARED] for e in ranks[0]] == [[e[k] for k in COMPARED] for e in ranks[1]]
     assert [e["checkpoint"] for e in ranks[0]] == [True, True] and [e["checkpoint"] for e in ranks[1]] == [False] * 2
     gap = max(abs(group["train_loss"] - single["train_loss"]) for group, single in zip(ranks[0], alone.history,

@@ -25,8 +25,13 @@ Example (one process: the identity)::
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import multiprocessing
+import pickle
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -60,8 +65,9 @@ class Workers:
         Parameters a forward leaves unused (a pooler under mean pooling) are allowed for."""
         if self.size == 1:
             return model
-        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                       find_unused_parameters=True)
+        gpu = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" \
+            else None  # a process per GPU: the one its launcher set (torch.cuda.set_device)
+        return DistributedDataParallel(model, device_ids=gpu, find_unused_parameters=True)
 
     def total(self, *values: float) -> list[float]:
         """Each value summed over the group (a count, a loss sum), in float64."""
@@ -97,3 +103,37 @@ def no_sync_unless(last: bool, model: torch.nn.Module) -> contextlib.AbstractCon
 def last_flags(count: int) -> Iterator[bool]:
     """True for the last of ``count`` items."""
     return (i == count - 1 for i in range(count))
+
+
+def run_group(size: int, function: Callable[..., Any], *args: Any, backend: str = "gloo",
+              timeout_s: float = 1800) -> list[Any]:
+    """``function(*args)`` in ``size`` new processes forming one group (a file rendezvous: one machine); each rank's
+    return value, rank 0 first. Every process is stopped by the time it returns. Studies start their groups with
+    Ray Train instead; this is for a machine without Ray (benchmarks, tests)."""
+    context = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="hpo-group-") as work:
+        processes = [context.Process(target=_member, args=(rank, size, backend, work, function, args))
+                     for rank in range(size)]
+        for process in processes:
+            process.start()
+        try:
+            for process in processes:
+                process.join(timeout_s)
+                if process.exitcode != 0:
+                    raise RuntimeError(f"a worker of the group ended with exit code {process.exitcode}")
+        finally:
+            for process in processes:
+                if process.is_alive():
+                    process.kill()
+                    process.join()
+        return [pickle.loads(Path(work, f"rank{rank}.pkl").read_bytes()) for rank in range(size)]
+
+
+def _member(rank: int, size: int, backend: str, work: str, function: Callable[..., Any], args: tuple) -> None:
+    if backend == "nccl":
+        torch.cuda.set_device(rank)  # one GPU per process
+    dist.init_process_group(backend, init_method=f"file://{work}/rendezvous", rank=rank, world_size=size)
+    try:
+        Path(work, f"rank{rank}.pkl").write_bytes(pickle.dumps(function(*args)))
+    finally:
+        dist.destroy_process_group()
