@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 from ray.tune.search import ConcurrencyLimiter
 
 from hpo.config.model_choice import StudyData
@@ -22,6 +23,7 @@ from hpo.study._searcher import StudySearch
 from hpo.study.ledger import StudyLedger
 from hpo.study.stopping import StudyStop
 from hpo.study.trial import run_trial
+from hpo.study.trial_group import GROUP_TRIAL_BUNDLE, run_trial_group
 
 
 class LedgerCallback(tune.Callback):
@@ -49,6 +51,8 @@ class LedgerCallback(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         self._hand(lambda: self.ledger.epoch_reported(trial.trial_id, result))
+        if CHECKPOINT_PATH_KEY in result:  # a group trial's checkpoint, stored by Ray Train (hpo.study.trial_group)
+            self._hand(lambda: self.ledger.checkpoint_saved(trial.trial_id, result[CHECKPOINT_PATH_KEY]))
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
         self._hand(lambda: self.ledger.checkpoint_saved(trial.trial_id, checkpoint.path))
@@ -90,14 +94,20 @@ class RulesStopper(tune.Stopper):
 def run_tuner(spec: StudySpec, ledger: StudyLedger, search: StudySearch, rules: StudyStop, data: StudyData,
               store: CheckpointStore, trainable: Callable = run_trial, *, num_trials: int, max_concurrent: int,
               attempt: int) -> None:
-    """Runs ``num_trials`` trials (continued ones first), ``max_concurrent`` at a time, until done or stopped."""
+    """Runs ``num_trials`` trials (continued ones first), ``max_concurrent`` at a time, until done or stopped. A
+    study whose trials are DDP groups (``resources.workers_per_trial`` > 1) runs :func:`run_trial_group`."""
     tune_dir = f"{spec.name}/tune"
+    resources: dict | tune.PlacementGroupFactory = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    group = {}
+    if spec.resources.workers_per_trial > 1:
+        trainable, resources = run_trial_group, tune.PlacementGroupFactory([GROUP_TRIAL_BUNDLE])
+        group = {"resources": spec.resources, "group_storage": store.uri(f"{spec.name}/groups")}
     tune.Tuner(
         tune.with_resources(
             tune.with_parameters(trainable, data=data, trainer=spec.trainer, checkpoints=spec.storage.checkpoints,
-                                 task=spec.task, system_metrics=spec.tracking.system_metrics,
+                                 task=spec.task, system_metrics=spec.tracking.system_metrics, **group,
                                  **({"models": spec.models} if spec.models else {})),
-            {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+            resources,
         ),
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(search, max_concurrent=max_concurrent),
