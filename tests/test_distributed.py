@@ -15,6 +15,7 @@ COMPARED = ("train_loss", "val_loss", "val_accuracy", "val_f1_macro")
 TOLERANCE = 1e-4
 
 
+@pytest.mark.integration  # starts a process group: the integration tier
 def test_two_workers_train_what_one_worker_trains(small_sst2, tiny_bert):
     data = prepare_data(small_sst2["train"], small_sst2["dev"], tiny_bert, train_limit=97, validation_limit=41)
     cfg = TrainConfig(model_name_or_path=str(tiny_bert), max_epochs=2, batch_size=16, learning_rate=1e-3,
@@ -38,6 +39,7 @@ def test_shares_cover_every_row_once():
     assert sorted(sum(shares, [])) == rows and [len(s) for s in shares] == [3, 2, 2]
 
 
+@pytest.mark.integration
 def test_two_image_workers_agree_and_stay_close_to_one():
     """The image loop in a group: every worker augments and mixes the whole global batch, then trains its share; all
     report the same gathered metrics, only the chief writes checkpoints. CPUs have no synchronized batch norm, so
