@@ -1,5 +1,6 @@
 """``hpo distill`` end to end with real processes: a teacher study, then its student study SIGKILLed mid-trial and
-run again (it resumes, the teacher's outputs read back from the cache, not computed again), its best registered as
+run again (it resumes, the teacher's outputs read back from the cache, not computed again; the plain student
+study of ``--with-plain`` ran first and is not run twice), its best registered as
 ``models:/TEACHER@distilled``, and both reports holding the comparison. The student is the teacher's own tiny BERT
 (self-distillation), so the command warns that it buys no speed. Its refit distils too, from the cached outputs."""
 
@@ -21,7 +22,8 @@ def test_distill_survives_kill_9_reuses_the_teachers_outputs_and_registers_the_s
     assert teacher.wait() == 0, teacher.output()[-3000:]
 
     student, url = "teach-distilled-tiny_bert", f"sqlite:///{tmp_path}/registry.db"
-    command = ["distill", "teach", "--student", "tiny_bert", "study.num_samples=3", "trainer.max_epochs=3"]
+    command = ["distill", "teach", "--student", "tiny_bert", "--with-plain", "study.num_samples=3",
+               "trainer.max_epochs=3"]
     first = Driver(command, tmp_path, sst2_dir)
     wait_for(first, url, student, lambda ts: any(t.state == "running" and t.epochs >= 1 for t in ts))
     first.sigkill()
@@ -31,6 +33,7 @@ def test_distill_survives_kill_9_reuses_the_teachers_outputs_and_registers_the_s
     assert again.wait() == 0, again.output()[-3000:]
     said = again.output()
     assert f"resuming study {student}" in said and "read from the cache" in said and "computed and" not in said
+    assert "plain student study teach-plain-tiny_bert already completed" in said
     assert_stores_agree(url, f"sqlite:///{tmp_path}/mlflow.db", student)
 
     version = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_model_version_by_alias("teach", "distilled")
@@ -39,6 +42,7 @@ def test_distill_survives_kill_9_reuses_the_teachers_outputs_and_registers_the_s
         report = (tmp_path / study / "report" / "report.md").read_text()
         section = report.split("## Distillation", 1)[1].split("\n## ", 1)[0]
         assert "| teacher | teach |" in section and f"| distilled student | {student} |" in section, section
+        assert "| plain student | teach-plain-tiny_bert |" in section and "of the gap" in section, section
 
     refit = hpo(["refit", student], tmp_path, sst2_dir)
     assert refit.returncode == 0 and "read from the cache" in refit.stdout, refit.stdout + refit.stderr

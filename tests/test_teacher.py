@@ -106,6 +106,9 @@ def test_hpo_distill_composes_the_students_study_from_the_teachers(tmp_path):
     assert {"distill_temperature", "distill_alpha"} <= set(spec.space.distributions), "searched by default"
     assert spec.data.train_limit == 321 and spec.model.name_or_path.endswith("tiny_bert")
 
+    plain = build_spec(distill_config(teacher, "tiny_bert", alias=None))
+    assert plain.name == "teach-plain-tiny_bert" and plain.distill.teacher is None
+    assert set(plain.space.distributions) == set(spec.space.distributions) - {"distill_temperature", "distill_alpha"}
     by_version = build_spec(distill_config(teacher, "tiny_bert", alias="ensemble"))
     assert by_version.distill.teacher == "models:/teach@ensemble"
     with pytest.raises(ConfigError) as err:

@@ -1,17 +1,22 @@
 """``hpo distill NAME --student MODEL``: study NAME's winner taught to a small model (:mod:`hpo.models.distill`).
 
 One command does it all and can be run again: a new student study is composed and run; one already recorded is
-resumed (after a crash or a stop) or, once completed, only registered again. Its best model is then copied beside
-the teacher as ``models:/NAME@distilled``, and both studies' reports show teacher, plain and distilled student.
+resumed (after a crash or a stop) or, once completed, only registered again. ``--with-plain`` first runs the same
+student on the labels alone with the same budget (``NAME-plain-MODEL``), when NAME did not search that model. The
+best student is then copied beside the teacher as ``models:/NAME@distilled``, and both studies' reports show
+teacher, plain and distilled student.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from omegaconf import DictConfig
+
 from hpo.cli._common import fail, open_registry, require
-from hpo.cli._run_commands import display_of, run_and_exit, spec_or_fail
+from hpo.cli._run_commands import display_of, run_and_exit, run_or_fail, spec_or_fail
 from hpo.cli._view_commands import redraw_report
 from hpo.config.compose import stored_config, stored_storage
 from hpo.config.resolvers import register
@@ -41,6 +46,12 @@ def cmd_distill(args: argparse.Namespace) -> None:
     if not cfg.tracking.register_best:
         fail("config error: tracking.register_best: hpo distill registers the best student beside the teacher; "
              "leave it true")
+    if args.with_plain:  # the small model on the labels alone, same budget: the comparison's middle row
+        try:
+            plain = distill_config(teacher, args.student, None, args.overrides, given)
+        except ConfigError as err:
+            fail(f"config error: {err}")
+        _run_plain(registry, plain, given, display_of(args))
     name = str(cfg.study.name)
     existing = registry.get(name)
     if existing is None:
@@ -57,6 +68,19 @@ def cmd_distill(args: argparse.Namespace) -> None:
         print(f"resuming study {existing.name} ({existing.status.value})", flush=True)
         spec = spec_or_fail(stored_config(existing.config_yaml, given), where=f" in the stored config of {name}")
         run_and_exit(spec, resume=True, display=display_of(args), then=lambda _: _register(registry, teacher, name))
+
+
+def _run_plain(registry: Registry, cfg: DictConfig, given: list[str], display: str) -> None:
+    """The plain student study: run, resumed, or (completed) left as it is."""
+    existing = registry.get(str(cfg.study.name))
+    if existing is not None and existing.status == StudyStatus.COMPLETED:
+        print(f"plain student study {existing.name} already completed", flush=True)
+        return
+    print(f"{'resuming' if existing else 'running'} the plain student study {cfg.study.name}", flush=True)
+    stored = stored_config(existing.config_yaml, given) if existing else cfg
+    outcome = run_or_fail(spec_or_fail(stored), resume=existing is not None, display=display)
+    if outcome.exit_code is not None:
+        sys.exit(outcome.exit_code)
 
 
 def _register(registry: Registry, teacher: StudyRecord, name: str) -> None:

@@ -33,6 +33,17 @@ from hpo.study.signals import StopNow, describe
 def run_and_exit(spec: StudySpec, resume: bool, display: str = "auto",
                  then: Callable[[StudyOutcome], None] | None = None) -> None:
     """Runs the study, prints its summary, and exits with its code; ``then`` runs first when it found a best."""
+    outcome = run_or_fail(spec, resume, display)
+    if then is not None and outcome.exit_code is None and outcome.best_value is not None:
+        then(outcome)
+    if outcome.exit_code is not None:
+        sys.exit(outcome.exit_code)
+    if outcome.best_value is None:
+        sys.exit(1)
+
+
+def run_or_fail(spec: StudySpec, resume: bool, display: str = "auto") -> StudyOutcome:
+    """Runs the study and prints its summary; a refusal or a lost store ends the command with one line."""
     if os.environ.get(JOB_ID_ENV):
         # A launched job starts in Ray's unpacked working dir, which Ray may reclaim while the study runs.
         spec.storage.root.mkdir(parents=True, exist_ok=True)
@@ -50,12 +61,7 @@ def run_and_exit(spec: StudySpec, resume: bool, display: str = "auto",
         fail(f"study {spec.name} stopped at once ({describe(now.signum)} twice); resume it with "
              f"`hpo resume {spec.name}`", 128 + now.signum)
     print(format_summary(outcome), flush=True)
-    if then is not None and outcome.exit_code is None and outcome.best_value is not None:
-        then(outcome)
-    if outcome.exit_code is not None:
-        sys.exit(outcome.exit_code)
-    if outcome.best_value is None:
-        sys.exit(1)
+    return outcome
 
 
 def spec_or_fail(cfg: DictConfig, where: str = "") -> StudySpec:

@@ -132,6 +132,8 @@ def parser() -> argparse.ArgumentParser:
                               "help": "a conf/model/ name (minilm_l6, efficientnet_lite0...), a folder or a hub name"}),
             (("--teacher",), {"default": "champion", "metavar": "ALIAS",
                               "help": "the version of NAME's registered model that teaches (default champion)"}),
+            (("--with-plain",), {"action": "store_true", "help": "first train the student on the labels alone with "
+                                 "the same budget (study NAME-plain-MODEL), for the comparison"}),
             (("overrides",), {"nargs": "*", "metavar": "KEY=VALUE",
                               "help": "e.g. study.num_samples=8 search.distill_alpha=0.5 study.name=my_student"}))
     return p

@@ -165,6 +165,18 @@ def confirm_spec(cfg: DictConfig) -> s.ConfirmSpec:
 
 
 DISTILL_SETTINGS = ("distill_temperature", "distill_alpha")  # search dimensions that need a teacher
+DISTILLED, PLAIN = "distilled", "plain"  # the kinds of student study `hpo distill` runs
+
+
+def distill_name(teacher_study: str, student: str, kind: str = DISTILLED) -> str:
+    """A student study's default name: ``<teacher study>-distilled-<student>`` (a path's last part); ``kind``
+    ``plain``: the same student trained without the teacher, for the comparison."""
+    return f"{teacher_study}-{kind}-{Path(student.rstrip('/')).name}"
+
+
+def plain_name(distilled_study: str) -> str:
+    """The plain student study that goes with a distilled one named by :func:`distill_name`."""
+    return distilled_study.replace(f"-{DISTILLED}-", f"-{PLAIN}-", 1)
 
 
 def distill_spec(cfg: DictConfig, task: TaskInfo, searched: set[str]) -> s.DistillSpec:

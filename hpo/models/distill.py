@@ -15,7 +15,6 @@ teacher, plain and distilled student is the report's (:mod:`hpo.reporting._disti
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -23,22 +22,18 @@ from omegaconf.errors import OmegaConfBaseException
 from hpo.config.compose import compose, stored_config
 from hpo.config.resolvers import CONFIG_DIR
 from hpo.config.search_space import MODEL
-from hpo.config.sections import as_study_config
+from hpo.config.sections import DISTILLED, PLAIN, as_study_config, distill_name
 from hpo.errors import ConfigError
 from hpo.stores.registry import StudyRecord
 from hpo.stores.tracking import CHAMPION
 
 
-def distill_name(teacher_study: str, student: str) -> str:
-    """The student study's default name: ``<teacher study>-distilled-<student>`` (a path's last part)."""
-    return f"{teacher_study}-distilled-{Path(student.rstrip('/')).name}"
-
-
-def distill_config(record: StudyRecord, student: str, alias: str = CHAMPION, overrides: Sequence[str] = (),
+def distill_config(record: StudyRecord, student: str, alias: str | None = CHAMPION, overrides: Sequence[str] = (),
                    given: Sequence[str] = ()) -> DictConfig:
     """The student's study config: ``record``'s config with ``model`` the student (a ``conf/model`` name, or a
-    folder or hub name) and ``distill.teacher`` the teacher study's version under ``alias``; the model is no longer
-    searched. ``overrides`` (``key=value``) come last. ``given``: URLs whose passwords fill masked ones."""
+    folder or hub name) and ``distill.teacher`` the teacher study's version under ``alias`` (None: the plain student,
+    trained on the labels alone with the same budget); the model is no longer searched. ``overrides``
+    (``key=value``) come last. ``given``: URLs whose passwords fill masked ones."""
     if bad := [o for o in overrides if "=" not in o]:
         raise ConfigError("overrides", f"{bad[0]!r}: write key=value (e.g. study.num_samples=8)")
     cfg = stored_config(record.config_yaml, given)
@@ -50,8 +45,8 @@ def distill_config(record: StudyRecord, student: str, alias: str = CHAMPION, ove
         cfg.search.pop(MODEL)
         cfg.search.model_choice = "sampler"
         cfg.search.first_trial = compose().search.first_trial
-    cfg.study.name = distill_name(record.name, student)
-    cfg.distill.teacher = f"models:/{record.name}@{alias}"
+    cfg.study.name = distill_name(record.name, student, DISTILLED if alias else PLAIN)
+    cfg.distill.teacher = f"models:/{record.name}@{alias}" if alias else None
     try:
         return as_study_config(OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides))))
     except (OmegaConfBaseException, ValueError) as err:

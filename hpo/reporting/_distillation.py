@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 
 from hpo.config.compose import stored_config
 from hpo.config.search_space import MODEL
+from hpo.config.sections import plain_name
 from hpo.stores.registry import Registry, StudyRecord, TrialRecord
 from hpo.stores.tracking import DISTILLED, STUDENT_STUDY_TAG, model_version
 from hpo.stores.tracking import client as tracking_client
@@ -43,12 +44,15 @@ class ModelRow:
 
 
 def comparison(registry: Registry, tracking_uri: str, teacher_study: str, student_study: str) -> list[ModelRow]:
-    """Teacher, plain student (when the teacher's study searched the student's model) and distilled student."""
+    """Teacher, plain student (the teacher study's best trial of the student's model when it searched it, else the
+    plain student study ``hpo distill --with-plain`` ran) and distilled student."""
     teacher, student = registry.require(teacher_study), registry.require(student_study)
     rows = [_teacher_row(registry, tracking_uri, teacher, _teacher_uri(student))]
     student_model = _model_name(student, _best_trial(registry, student))
     if (plain := _best_trial(registry, teacher, student_model)) is not None:
         rows.append(_row(registry, tracking_uri, "plain student", teacher, plain))
+    elif (alone := registry.get(plain_name(student.name))) is not None:  # hpo distill --with-plain
+        rows.append(study_row(registry, tracking_uri, alone, "plain student"))
     return [*rows, study_row(registry, tracking_uri, student, "distilled student")]
 
 
