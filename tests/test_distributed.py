@@ -78,3 +78,14 @@ def test_a_group_is_placed_over_the_cluster_or_refused_by_key():
     with pytest.raises(ConfigError) as err:
         trials_at_once([{"CPU": 16, "GPU": 1}, {"CPU": 16, "GPU": 2}], gpus, None)
     assert err.value.key == "resources.workers_per_trial" and "hold 3 such workers" in err.value.message
+
+
+@pytest.mark.integration
+def test_a_custom_function_in_a_group_knows_its_rank_and_rank_0_keeps_the_checkpoints():
+    from trainers.tasks import load_task
+
+    cfg = TrainConfig(function="tests.helpers.ddp:ranked_train", metric="score", mode="max", max_epochs=2,
+                      num_threads=1)
+    ranks = run_group(2, train_and_keep, load_task("custom").fine_tune, cfg, None)
+    assert [[e["score"], e["world"]] for rank in ranks for e in rank] == [[3.0, 2.0]] * 4
+    assert [e["checkpoint"] for e in ranks[0]] == [True, True] and [e["checkpoint"] for e in ranks[1]] == [False] * 2

@@ -130,7 +130,7 @@ def build_spec(cfg: DictConfig) -> s.StudySpec:
         study=study, storage=storage, model=model, data=data, space=space, trainer=trainer,
         lease=s.LeaseSpec(heartbeat_s=number(cfg, "registry.heartbeat_s", minimum=0.1),
                           stale_after_s=number(cfg, "registry.stale_after_s", minimum=1)),
-        resources=resources_spec(cfg, info, data),
+        resources=resources_spec(cfg, data),
         cluster=cluster_spec(cfg),
         sampler=_component(cfg, "sampler", space), scheduler=_component(cfg, "scheduler", space),
         warm_start=s.WarmStartSpec(source=warm_from, top_k=number(cfg, "warm_start.top_k", minimum=1, integer=True)),

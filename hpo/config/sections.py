@@ -201,7 +201,7 @@ def distill_spec(cfg: DictConfig, task: TaskInfo, searched: set[str]) -> s.Disti
     return s.DistillSpec(teacher=uri)
 
 
-def resources_spec(cfg: DictConfig, task: TaskInfo, data: s.DataSpec | None) -> s.ResourcesSpec:
+def resources_spec(cfg: DictConfig, data: s.DataSpec | None) -> s.ResourcesSpec:
     """A trial's resources; with ``workers_per_trial`` > 1, each worker's, refused where a group cannot run yet."""
     cpu = number(cfg, "resources.cpu", minimum=0.01)
     gpu = number(cfg, "resources.gpu", minimum=0)
@@ -214,9 +214,6 @@ def resources_spec(cfg: DictConfig, task: TaskInfo, data: s.DataSpec | None) -> 
         if gpu not in (0, 1):
             raise ConfigError(key, f"each worker of a DDP group drives one whole GPU: set resources.gpu=1 (or 0 for "
                                    f"CPU workers), not {gpu:g}")
-        if task.user_function:
-            raise ConfigError(key, "task=custom trains in your own function, which hpo cannot split across workers "
-                                   "yet; use workers_per_trial=1")
         if data is not None and data.cv_folds:
             raise ConfigError(key, "cross-validation (data.cv_folds) runs its folds in one process; use "
                                    "workers_per_trial=1 or a validation split")

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import torch
+import torch.distributed as dist
 
 
 class EpochMetrics:
@@ -23,3 +27,14 @@ def train_and_keep(train: Any, cfg: Any, data: Any) -> list[dict[str, float]]:
     reporter = EpochMetrics()
     train(cfg, data, reporter)
     return reporter.history
+
+
+def ranked_train(params: dict, trial: Any) -> None:
+    """A ``task=custom`` function for a group: each epoch the ranks' (rank + 1) summed over the group, and a
+    checkpoint folder from every rank (only rank 0's is kept)."""
+    for _ in range(trial.max_epochs):
+        total = torch.tensor([float(trial.rank + 1)])
+        dist.all_reduce(total)
+        with tempfile.TemporaryDirectory() as folder:
+            Path(folder, "state.txt").write_text(str(trial.rank))
+            trial.report({"score": float(total), "world": float(trial.world_size)}, checkpoint_dir=folder)

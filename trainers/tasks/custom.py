@@ -5,6 +5,8 @@ The contract (docs/custom-task.md)::
     def train(params: dict, trial) -> None:
         # params: what the search sampled (the names the user declared under search.*)
         # trial.max_epochs, trial.seed, trial.device ("cuda" or "cpu"), trial.num_threads
+        # trial.rank, trial.world_size: a trial run as a DDP group (resources.workers_per_trial): the process group
+        # is set up (torch.distributed); shard the data and wrap the model yourself; only rank 0's reports count
         # trial.resume_from: the folder of the latest checkpoint it reported (None on a fresh start)
         for epoch in range(start, trial.max_epochs):
             ...
@@ -40,6 +42,7 @@ import torch
 
 from trainers import checkpoint
 from trainers.config import TrainConfig
+from trainers.distributed import Workers
 from trainers.reporting import Reporter
 from trainers.tasks.base import SourceError, TaskInfo
 
@@ -95,6 +98,8 @@ class CustomTrial:
         self.max_epochs, self.seed, self.num_threads = cfg.max_epochs, cfg.seed, cfg.num_threads
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.resume_from = resume_from
+        workers = Workers.current()
+        self.rank, self.world_size = workers.rank, workers.size
         self._cfg, self._reporter, self._state, self._best_dir = cfg, reporter, state, best_dir
 
     @property
@@ -115,7 +120,7 @@ class CustomTrial:
         improved = cfg.objective.better(values[cfg.metric], best[cfg.metric] if best else None)
         values.update(epoch=epoch, improved=float(improved))
         state.update(epoch=epoch, best=values if improved else best)
-        if checkpoint_dir is None:
+        if checkpoint_dir is None or self.rank != 0:  # in a group, rank 0 writes the checkpoints
             self._reporter.report(values, None)
             return
         if improved:
