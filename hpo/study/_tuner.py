@@ -126,8 +126,9 @@ def run_tuner(spec: StudySpec, ledger: StudyLedger, search: StudySearch, rules: 
             storage_path=store.uri(tune_dir),  # a shared folder or a bucket on a multi-node cluster
             stop=RulesStopper(rules, ledger),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the latest: resume state + best/
-            # A trial whose worker dies restarts from its latest checkpoint (hpo.trial reads it back).
-            failure_config=tune.FailureConfig(max_failures=spec.resources.max_retries),
+            # A trial whose worker dies restarts from its latest checkpoint (hpo.trial reads it back); a group's
+            # workers are restarted by Ray Train itself (Tune holds no checkpoint of a group trial to restart from).
+            failure_config=tune.FailureConfig(max_failures=0 if group else spec.resources.max_retries),
             callbacks=[LedgerCallback(ledger)],
             verbose=1 if spec.cluster.verbose else 0,
         ),
