@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -20,15 +19,12 @@ from hpo.cli._run_commands import display_of, run_and_exit, run_or_fail, spec_or
 from hpo.cli._view_commands import redraw_report
 from hpo.config.compose import stored_config, stored_storage
 from hpo.config.resolvers import register
-from hpo.config.spec import StudySpec
 from hpo.errors import ConfigError
 from hpo.models.distill import distill_config
-from hpo.reporting._distillation import comparison, study_row
+from hpo.reporting._distillation import comparison
 from hpo.states import StudyStatus
 from hpo.stores.model_runs import register_distilled
 from hpo.stores.registry import Registry, StudyRecord
-
-WEIGHTS = ("*.safetensors", "*.bin", "*.pt")
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
@@ -56,7 +52,6 @@ def cmd_distill(args: argparse.Namespace) -> None:
     existing = registry.get(name)
     if existing is None:
         spec = spec_or_fail(cfg)
-        _warn_if_larger(registry, teacher, spec)
         print(f"distilling {teacher.name} ({cfg.distill.teacher}) into {args.student}: study {spec.name}", flush=True)
         run_and_exit(spec, resume=False, display=display_of(args), then=lambda _: _register(registry, teacher, name))
     elif existing.status == StudyStatus.COMPLETED:
@@ -96,16 +91,3 @@ def _register(registry: Registry, teacher: StudyRecord, name: str) -> None:
         print(f"  {row.role:<17} {row.model:<24} {facts}")
     for study in (teacher, record):
         redraw_report(registry, registry.require(study.name))
-
-
-def _warn_if_larger(registry: Registry, teacher: StudyRecord, spec: StudySpec) -> None:
-    """A student at least as large as the teacher defeats the purpose; said, not refused (self-distillation is a
-    use). Sizes: the student's weights on disk against the teacher's best trial's ``model_mb``."""
-    folder = Path(spec.model.name_or_path)
-    if not folder.is_dir():
-        return
-    student_mb = sum(f.stat().st_size for pattern in WEIGHTS for f in folder.rglob(pattern)) / 2**20
-    teacher_mb = study_row(registry, spec.storage.tracking_uri, teacher, "teacher").metrics.get("model_mb")
-    if teacher_mb and student_mb >= teacher_mb:
-        print(f"warning: the student {spec.model.name_or_path} ({student_mb:.0f} MB) is not smaller than the teacher "
-              f"({teacher_mb:.0f} MB): distillation buys no speed here", flush=True)

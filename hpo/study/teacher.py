@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,7 +52,7 @@ def with_teacher(spec: StudySpec, data: StudyData, log: Callable[[str], None] = 
         outputs = torch.load(cache, weights_only=True)
         log(f"{described}: its outputs on {len(outputs)} training rows read from the cache")
     else:
-        outputs = _compute(spec, task, uri, rows)
+        outputs = _compute(spec, task, uri, rows, log)
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save(outputs, cache.with_suffix(".tmp"))
         cache.with_suffix(".tmp").replace(cache)
@@ -72,13 +73,18 @@ def teacher_version(tracking_uri: str, uri: str) -> ModelVersion:
                                "teacher's study first, or name one of them") from None
 
 
-def _compute(spec: StudySpec, task: Task, uri: str, student_rows: Any) -> torch.Tensor:
+def _compute(spec: StudySpec, task: Task, uri: str, student_rows: Any, log: Callable[[str], None]) -> torch.Tensor:
     """The teacher's outputs on the training rows, read as the teacher reads them (the task prepares them for it);
     an ensemble's are its members' combined as the ensemble combines them (mean probabilities or predictions)."""
     assert spec.data is not None, "config checks refuse a teacher for a task that reads its own data"
     members = []
     with tempfile.TemporaryDirectory(prefix="hpo-teacher-") as tmp:
-        for folder in download_model_folders(spec.storage.tracking_uri, uri, tmp):
+        folders = download_model_folders(spec.storage.tracking_uri, uri, tmp)
+        teacher_mb, student_mb = sum(map(weights_mb, folders)), weights_mb(Path(spec.model.name_or_path))
+        if 0 < teacher_mb <= student_mb:  # self-distillation is a use: said, not refused
+            log(f"warning: the student {spec.model.name_or_path} ({student_mb:.0f} MB) is not smaller than the teacher "
+                f"{uri} ({teacher_mb:.0f} MB): distillation buys no speed here")
+        for folder in folders:
             labels = task.describe_model(folder)["labels"]
             if list(labels) != list(student_rows.label_names):
                 raise ConfigError(KEY, f"{uri} predicts {list(labels)[:8] or 'a value'}, this study's data has "
@@ -95,3 +101,10 @@ def _compute(spec: StudySpec, task: Task, uri: str, student_rows: Any) -> torch.
     if len(outputs) != len(student_rows.train):
         raise ConfigError(KEY, f"the teacher read {len(outputs)} training rows, the student {len(student_rows.train)}")
     return outputs
+
+
+def weights_mb(folder: Path) -> float:
+    """The model weights' size on disk (0 for a hub name, which is not a folder here)."""
+    files = [f for pattern in ("*.safetensors", "*.bin", "*.pt") for f in folder.rglob(pattern)] if folder.is_dir() \
+        else []
+    return sum(f.stat().st_size for f in files) / 2**20
