@@ -136,8 +136,8 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
                 scheduler.step()
                 loss_sum += loss * per_row  # this worker's summed loss, on the device: no sync per step
                 seen += 0 if step.stand_in else len(batch["labels"])
-            total_loss, seen = workers.total(float(loss_sum), seen)  # the epoch's one sync
-            train_loss = total_loss / max(seen, 1)
+            total_loss, examples = workers.total(float(loss_sum), seen)  # the epoch's one sync
+            train_loss = total_loss / max(examples, 1)
             train_seconds = time.perf_counter() - started
 
             evaluated = time.perf_counter()
@@ -147,7 +147,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
             metrics.update(
                 epoch=epoch,
                 train_loss=train_loss,
-                train_examples_per_s=seen / train_seconds,
+                train_examples_per_s=examples / train_seconds,  # the group's rows
                 epoch_seconds=time.perf_counter() - started,  # training + validation: what the epoch cost
                 latency_ms=latency_ms,
                 **sizes,

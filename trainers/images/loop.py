@@ -139,7 +139,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedImages, reporter: Reporter) -> dic
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 loss_sum, seen = loss_sum + loss.item() * per_row, seen + len(shared)
-            loss_sum, seen = workers.total(loss_sum, seen)
+            loss_sum, examples = workers.total(loss_sum, seen)
             train_seconds = time.perf_counter() - started
             evaluated = time.perf_counter()
             shared = workers.share(list(range(len(data.validation))))
@@ -147,7 +147,8 @@ def fine_tune(cfg: TrainConfig, data: PreparedImages, reporter: Reporter) -> dic
                                     cfg.eval_batch_size, device)
             logits, truth = workers.gather(shared, logits, truth, len(data.validation))
             metrics = head.metrics(logits, truth)
-            metrics.update(epoch=epoch, train_loss=loss_sum / max(seen, 1), train_examples_per_s=seen / train_seconds,
+            metrics.update(epoch=epoch, train_loss=loss_sum / max(examples, 1),
+                           train_examples_per_s=examples / train_seconds,
                            epoch_seconds=time.perf_counter() - started,
                            latency_ms=1000 * (time.perf_counter() - evaluated) / max(len(truth), 1),
                            lr=float(scheduler.get_last_lr()[-1]), **sizes)
