@@ -97,3 +97,14 @@ def test_a_registry_url_of_no_database_is_one_line_for_every_command(command, tm
     assert proc.stderr.strip().splitlines() == [
         "hpo: config error: --registry: notaurl://x/db: 'notaurl' is not a database SQLAlchemy knows; use e.g. "
         "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"]
+
+
+def test_overrides_after_a_commands_flags_are_overrides_and_anything_else_is_refused():
+    from hpo.cli.main import parse
+
+    args = parse(["distill", "teach", "--student", "minilm_l6", "--with-plain", "study.num_samples=3", "a.b=1"])
+    assert (args.name, args.student, args.with_plain, args.overrides) == \
+        ("teach", "minilm_l6", True, ["study.num_samples=3", "a.b=1"])
+    assert parse(["refit", "s", "--with-validation", "study.seed=1"]).overrides == ["study.seed=1"]
+    with pytest.raises(SystemExit):
+        parse(["refit", "s", "--with-validation", "--nonsense"])

@@ -149,9 +149,22 @@ def _separate_pass_through(argv: list[str]) -> list[str]:
     return argv
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line as a command and its arguments. argparse takes a command's KEY=VALUE overrides only before
+    its flags (``hpo distill NAME --student M K=V``): the ones after them come back unparsed and join the others."""
+    cli = parser()
+    args, extra = cli.parse_known_args(_separate_pass_through(argv))
+    given = getattr(args, "overrides", None)
+    if extra and isinstance(given, list) and all("=" in e[1:] and e[0] != "-" for e in extra):
+        args.overrides = [*given, *extra]
+    elif extra:
+        cli.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> None:
     set_defaults()
-    args = parser().parse_args(_separate_pass_through(sys.argv[1:] if argv is None else argv))
+    args = parse(sys.argv[1:] if argv is None else argv)
     if getattr(args, "overrides", None) and args.overrides[0] == "--":
         args.overrides = args.overrides[1:]
     if args.command == "sweep" and "--quiet" in args.overrides:
