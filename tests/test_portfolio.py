@@ -95,3 +95,9 @@ def test_a_resumed_study_drops_the_first_trials_it_already_ran():
     ran = [{"learning_rate": 1e-4 * (1 + 1e-12), "batch_size": 32, "dropout": 0.1}, {}]
     assert untried(points, ran) == points[1:]
     assert untried(points, [{"learning_rate": 1e-4, "batch_size": 64}]) == points
+
+
+def test_a_distillation_study_leaves_the_teachers_settings_to_the_sampler(known):
+    points = portfolio_points(spec_of("distill.teacher=teach"))
+    assert points and all("distill_alpha" not in p and "distill_temperature" not in p and "learning_rate" in p
+                          for p in points)

@@ -26,6 +26,7 @@ from typing import Any
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hpo.config.search_space import MODEL, SearchSpace, trainer_name
+from hpo.config.sections import DISTILL_SETTINGS
 from hpo.config.spec import StudySpec
 
 PORTFOLIO_FILE = Path(__file__).with_name("portfolio.json")
@@ -55,11 +56,13 @@ def portfolio_points(spec: StudySpec) -> list[dict[str, Any]]:
 
 def fit_into(space: SearchSpace, entry: Mapping[str, Any]) -> dict[str, Any]:
     """``entry`` (trainer names, and the model it was recorded with) as a point of ``space``: its names (per model
-    where the space has them), its values moved inside."""
+    where the space has them), its values moved inside; a distillation setting is left to the sampler."""
     model = entry.get(MODEL) if MODEL in space.distributions else None
     method = _method(space, entry)
     point: dict[str, Any] = {}
     for name in space.applicable(method, model):
+        if name in DISTILL_SETTINGS:  # learnt without a teacher, the portfolio knows nothing of them: the sampler
+            continue                  # draws them, rather than every first trial sitting at one centre
         if name in (MODEL, METHOD):
             point[name] = model if name == MODEL else method
             continue
