@@ -117,7 +117,7 @@ def run_tuner(spec: StudySpec, ledger: StudyLedger, search: StudySearch, rules: 
             num_samples=num_trials,
             # A finished trial's worker process runs the next trial: no new process importing torch and
             # transformers per trial (the trainer frees its memory between trials).
-            reuse_actors=spec.resources.reuse_workers,
+            reuse_actors=spec.resources.reuse_workers and not group,  # a group trial's process only waits on it
             trial_name_creator=lambda trial: f"trial_{trial.config.get(TRIAL_NUMBER_KEY, trial.trial_id)}",
             trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
         ),
