@@ -19,6 +19,7 @@ from hpo.cli._run_commands import display_of, run_and_exit, run_or_fail, spec_or
 from hpo.cli._view_commands import redraw_report
 from hpo.config.compose import stored_config, stored_storage
 from hpo.config.resolvers import register
+from hpo.config.spec import StudySpec
 from hpo.errors import ConfigError
 from hpo.models.distill import distill_config
 from hpo.reporting._distillation import comparison
@@ -49,20 +50,24 @@ def cmd_distill(args: argparse.Namespace) -> None:
             fail(f"config error: {err}")
         _run_plain(registry, plain, given, display_of(args))
     name = str(cfg.study.name)
-    existing = registry.get(name)
-    if existing is None:
-        spec = spec_or_fail(cfg)
-        print(f"distilling {teacher.name} ({cfg.distill.teacher}) into {args.student}: study {spec.name}", flush=True)
-        run_and_exit(spec, resume=False, display=display_of(args), then=lambda _: _register(registry, teacher, name))
-    elif existing.status == StudyStatus.COMPLETED:
-        print(f"study {existing.name} already completed; registering its best student again", flush=True)
+    if (existing := registry.get(name)) is not None and existing.status == StudyStatus.COMPLETED:
+        print(f"study {name} already completed; registering its best student again", flush=True)
         if existing.best_metric is None:
-            fail(f"study {existing.name} found no best trial; nothing to register", code=1)
-        _register(registry, teacher, existing.name)
-    else:
-        print(f"resuming study {existing.name} ({existing.status.value})", flush=True)
-        spec = spec_or_fail(stored_config(existing.config_yaml, given), where=f" in the stored config of {name}")
-        run_and_exit(spec, resume=True, display=display_of(args), then=lambda _: _register(registry, teacher, name))
+            fail(f"study {name} found no best trial; nothing to register", code=1)
+        _register(registry, teacher, name)
+        return
+    print(f"distilling {teacher.name} ({cfg.distill.teacher}) into {args.student}: study {name}", flush=True)
+    spec, resume = _to_run(existing, cfg, given)
+    run_and_exit(spec, resume, display=display_of(args), then=lambda _: _register(registry, teacher, name))
+
+
+def _to_run(existing: StudyRecord | None, cfg: DictConfig, given: list[str]) -> tuple[StudySpec, bool]:
+    """A new study's spec, or (resume) the recorded one's, from its stored config."""
+    if existing is None:
+        return spec_or_fail(cfg), False
+    print(f"resuming study {existing.name} ({existing.status.value})", flush=True)
+    stored = stored_config(existing.config_yaml, given)
+    return spec_or_fail(stored, where=f" in the stored config of {existing.name}"), True
 
 
 def _run_plain(registry: Registry, cfg: DictConfig, given: list[str], display: str) -> None:
@@ -71,9 +76,8 @@ def _run_plain(registry: Registry, cfg: DictConfig, given: list[str], display: s
     if existing is not None and existing.status == StudyStatus.COMPLETED:
         print(f"plain student study {existing.name} already completed", flush=True)
         return
-    print(f"{'resuming' if existing else 'running'} the plain student study {cfg.study.name}", flush=True)
-    stored = stored_config(existing.config_yaml, given) if existing else cfg
-    outcome = run_or_fail(spec_or_fail(stored), resume=existing is not None, display=display)
+    print(f"plain student study {cfg.study.name}", flush=True)
+    outcome = run_or_fail(*_to_run(existing, cfg, given), display=display)
     if outcome.exit_code is not None:
         sys.exit(outcome.exit_code)
 

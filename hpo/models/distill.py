@@ -37,14 +37,14 @@ def distill_config(record: StudyRecord, student: str, alias: str | None = CHAMPI
     if bad := [o for o in overrides if "=" not in o]:
         raise ConfigError("overrides", f"{bad[0]!r}: write key=value (e.g. study.num_samples=8)")
     cfg = stored_config(record.config_yaml, given)
-    if (CONFIG_DIR / "model" / f"{student}.yaml").is_file():
-        cfg.model = compose([f"model={student}", f"storage.root={cfg.storage.root}"]).model
-    else:
-        cfg.model = OmegaConf.create({"name_or_path": student, "pooling": "cls"})
+    model = [f"model={student}"] if (CONFIG_DIR / "model" / f"{student}.yaml").is_file() \
+        else ["model=hf", f"model.name_or_path={student}"]  # conf/model/hf.yaml: any folder or hub name
+    defaults = compose([*model, f"storage.root={cfg.storage.root}"])
+    cfg.model = defaults.model
     if OmegaConf.select(cfg, f"search.{MODEL}") is not None:  # a search=models teacher study: one model now
         cfg.search.pop(MODEL)
         cfg.search.model_choice = "sampler"
-        cfg.search.first_trial = compose().search.first_trial
+        cfg.search.first_trial = defaults.search.first_trial
     cfg.study.name = distill_name(record.name, student, DISTILLED if alias else PLAIN)
     cfg.distill.teacher = f"models:/{record.name}@{alias}" if alias else None
     try:
