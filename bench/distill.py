@@ -9,18 +9,25 @@ Arms, real hpo studies on one dataset, all in this run, one trial at a time on 2
   teacher study's config, the student model, ``distill.teacher`` its champion, temperature and alpha searched),
   the same trials, seeds and scheduler.
 
-Equal student compute: both student arms run the same number of trials of the same model for the same epochs
-under the same scheduler (their summed ``epoch_seconds`` are printed); the teacher's outputs are computed once and
+Equal student compute: both student arms run the same number of trials of the same model under the same scheduler
+(their summed ``epoch_seconds`` are printed). With ``--unlabeled-rows U`` the distilled arm also learns, from the
+teacher alone, U training texts the labelled subset left out (``data.unlabeled_path``: the transfer set where
+distillation gains most); the plain arm then trains ``(train + U) / train`` times the epochs, so that both arms
+take the same optimizer steps; the teacher's outputs are computed once and
 cached (its seconds are counted apart). Prints per seed and over seeds: each arm's best validation value, the
 ``latency_ms`` and ``model_mb`` its best trial measured, the gap recovered = (distilled - plain) / (teacher - plain),
 and the temperature and alpha the distilled search chose::
 
     .venv/bin/python -m bench.distill --dataset sst2 --seeds 3 --trials 6 --out bench/results/distill.json
+    .venv/bin/python -m bench.distill --dataset sst2 --seeds 3 --trials 4 --unlabeled-rows 2000 \
+        --out bench/results/distill-unlabeled.json
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import random
 import statistics
 import tempfile
 import time
@@ -34,6 +41,7 @@ from bench.suite.datasets import SUITE
 from hpo import Registry, build_spec, compose, run_study
 from hpo.models.distill import distill_config
 from hpo.reporting._distillation import study_row
+from trainers.data import read_columns, subset_rows
 
 ONE_AT_A_TIME = ["study.max_concurrent=1", "resources.cpu=2"]
 TEXT = ("minilm_l6", "mpnet_base")
@@ -56,6 +64,23 @@ def epoch_seconds(tracking_uri: str, registry: Registry, name: str) -> float:
                for m in client.get_metric_history(t.mlflow_run_id, "epoch_seconds"))
 
 
+def transfer_set(spec, rows: int, out: Path) -> Path:
+    """``rows`` texts of the study's training file that its labelled subset (``data.train_limit``) left out, without
+    their labels, as a CSV for ``data.unlabeled_path``."""
+    data = spec.data
+    names = [c for c in (data.columns["text"], data.columns.get("text_pair")) if c]
+    *texts, labels = read_columns(data.train_path, [*names, data.columns["label"]])
+    taken = set(subset_rows(labels, data.train_limit, data.seed or 0, data.stratify))
+    left = [i for i in range(len(labels)) if i not in taken]
+    if len(left) < rows:
+        raise SystemExit(f"--unlabeled-rows {rows}: the training file holds {len(left)} rows beyond the labelled ones")
+    with out.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(names)
+        writer.writerows([column[i] for column in texts] for i in random.Random(1).sample(left, rows))
+    return out
+
+
 def arm_result(spec, registry: Registry, role: str) -> dict:
     record = registry.require(spec.name)
     row = study_row(registry, spec.storage.tracking_uri, record, role)
@@ -71,6 +96,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=6, help="trials per student study")
     parser.add_argument("--teacher-trials", type=int, default=4)
     parser.add_argument("--train-rows", type=int, default=2000, help="sst2 only: training rows")
+    parser.add_argument("--unlabeled-rows", type=int, default=0,
+                        help="training texts beyond the labelled ones that the distilled arm learns from the teacher")
     parser.add_argument("--root", help="keep the studies here (default: a temporary folder)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -87,14 +114,20 @@ def main() -> None:
         registry = Registry.open(teacher_spec.storage.registry_url)
         teacher = arm_result(teacher_spec, registry, "teacher")
         print(f"teacher: {teacher['model']} {teacher['metrics']} ({time.monotonic() - started:.0f} s)", flush=True)
+        extra, longer = [], []
+        if args.unlabeled_rows:
+            labelled = teacher_spec.data.train_limit or args.train_rows
+            extra = [f"data.unlabeled_path={transfer_set(teacher_spec, args.unlabeled_rows, root / 'unlabeled.csv')}"]
+            epochs = round(teacher_spec.trainer.max_epochs * (labelled + args.unlabeled_rows) / labelled)
+            longer = [f"trainer.max_epochs={epochs}"]
         seeds = []
         for seed in range(args.seeds):
             common = [f"study.num_samples={args.trials}", f"study.seed={seed}"]
             plain_spec = build_spec(compose([*base, f"storage.root={root}", f"model={student}",
-                                             f"study.name=plain_{seed}", *common]))
+                                             f"study.name=plain_{seed}", *common, *longer]))
             run_study(plain_spec, display="quiet")
             distilled_spec = build_spec(distill_config(registry.require("teacher"), student, overrides=[
-                f"study.name=distilled_{seed}", *common]))
+                f"study.name=distilled_{seed}", *common, *extra]))
             run_study(distilled_spec, display="quiet")
             plain, distilled = arm_result(plain_spec, registry, "plain"), arm_result(distilled_spec, registry, "dist")
             seeds.append({"seed": seed, "plain": plain, "distilled": distilled})
@@ -120,7 +153,8 @@ def summarize(args: argparse.Namespace, teacher: dict, seeds: list[dict]) -> dic
                  for p, d in zip(values("plain"), values("distilled"), strict=True)]
     of_means = (statistics.mean(values("distilled")) - statistics.mean(values("plain"))) / \
         (top - statistics.mean(values("plain")))
-    print(f"\n{args.dataset}: {args.seeds} seeds, {args.trials} trials per student study")
+    print(f"\n{args.dataset}: {args.seeds} seeds, {args.trials} trials per student study, "
+          f"{args.unlabeled_rows} unlabeled rows")
     print(f"| arm | {metric} | latency_ms | model_mb | student epoch s |\n|---|---|---|---|---|")
     print(f"| teacher ({teacher['model']}) | {top:.4f} | {teacher['metrics'].get('latency_ms', float('nan')):.2f} | "
           f"{teacher['metrics'].get('model_mb', float('nan')):.1f} | - |")
@@ -137,6 +171,7 @@ def summarize(args: argparse.Namespace, teacher: dict, seeds: list[dict]) -> dic
               for s in seeds]
     print("T, alpha chosen: " + "; ".join(f"{t:.2f}, {a:.2f}" for t, a in chosen if t is not None and a is not None))
     return {"machine": machine(), "dataset": args.dataset, "seeds": args.seeds, "trials": args.trials,
+            "unlabeled_rows": args.unlabeled_rows,
             "teacher": teacher, "per_seed": seeds, "gap_recovered_of_means": of_means,
             "gap_recovered_per_seed": recovered, "latency_ratio_distilled_over_teacher": latency}
 
