@@ -109,6 +109,21 @@ def test_fractional_gpus_pack_two_trials_per_worker_node(cluster, small_sst2, ti
     assert_stores_agree(postgres_db, mlflow_server_on_postgres, name)
 
 
+def test_a_ddp_group_spans_the_two_worker_nodes(cluster, small_sst2, tiny_bert, mlflow_server_on_postgres,
+                                                postgres_db, tmp_path):
+    """``resources.workers_per_trial=2`` with 2 CPUs per worker: each worker node holds one worker (the head, with 1
+    CPU, none), so every trial's group spans both nodes, its gradients all-reduced over gloo between them."""
+    name = "spanning"
+    sweep = _hpo(["sweep", *_overrides(
+        name, small_sst2, tiny_bert, mlflow_server_on_postgres, postgres_db, tmp_path / "shared",
+        "study.num_samples=2", "trainer.max_epochs=2", "resources.cpu=2", "resources.workers_per_trial=2",
+        f"cluster.address={cluster.gcs_address}")], cluster)
+    assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
+    assert "3 node(s), room for 2 worker(s)" in sweep.stdout and "1 trial(s) of 2 workers" in sweep.stdout
+    assert [t.state for t in Registry.open(postgres_db).trials(name)] == ["completed"] * 2
+    assert_stores_agree(postgres_db, mlflow_server_on_postgres, name)
+
+
 def _poll_registry(url: str, name: str, condition, cluster: LocalCluster, job_id: str,
                    timeout: float = 240) -> StudyRecord:
     registry = Registry.open(url)

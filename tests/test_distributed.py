@@ -66,6 +66,20 @@ def test_two_image_workers_agree_and_stay_close_to_one():
     assert gap < 0.1 * alone.history[0]["train_loss"]
 
 
+def test_a_group_is_placed_over_the_cluster_or_refused_by_key():
+    from hpo.config.spec import ResourcesSpec
+    from hpo.errors import ConfigError
+    from hpo.study._capacity import trials_at_once
+
+    group = ResourcesSpec(cpu=1, gpu=0, reuse_workers=True, workers_per_trial=2)
+    assert trials_at_once([{"CPU": 2}, {"CPU": 3}], group, None)[0] == 2
+    assert trials_at_once([{"CPU": 8}], group, max_concurrent=10)[0] == 4, "no more groups than workers for them"
+    gpus = ResourcesSpec(cpu=4, gpu=1, reuse_workers=True, workers_per_trial=4)
+    with pytest.raises(ConfigError) as err:
+        trials_at_once([{"CPU": 16, "GPU": 1}, {"CPU": 16, "GPU": 2}], gpus, None)
+    assert err.value.key == "resources.workers_per_trial" and "hold 3 such workers" in err.value.message
+
+
 @pytest.mark.integration
 def test_a_custom_function_in_a_group_knows_its_rank_and_rank_0_keeps_the_checkpoints():
     from trainers.tasks import load_task

@@ -34,6 +34,7 @@ from hpo.config.sections import (
     distill_spec,
     get_key,
     number,
+    resources_spec,
     storage_spec,
     tracking_spec,
 )
@@ -122,11 +123,6 @@ def build_spec(cfg: DictConfig) -> s.StudySpec:
     trainer = dataclasses.replace(_trainer(cfg, model, pooling, study, space, info), **user,
                                   regression_loss=str(OmegaConf.select(cfg, "task.loss", default="mse")))
 
-    cpu = number(cfg, "resources.cpu", minimum=0.01)
-    gpu = number(cfg, "resources.gpu", minimum=0)
-    if gpu > 1 and int(gpu) != gpu:
-        raise ConfigError("resources.gpu", f"{gpu} GPUs per trial: above 1 it must be a whole number (Ray's rule); "
-                                           "use a fraction below 1 to pack trials onto one GPU")
     warm_from = get_key(cfg, "warm_start.from")
     if warm_from is not None and warm_from == study.name:
         raise ConfigError("warm_start.from", "a study cannot warm-start from itself; name another study")
@@ -134,8 +130,7 @@ def build_spec(cfg: DictConfig) -> s.StudySpec:
         study=study, storage=storage, model=model, data=data, space=space, trainer=trainer,
         lease=s.LeaseSpec(heartbeat_s=number(cfg, "registry.heartbeat_s", minimum=0.1),
                           stale_after_s=number(cfg, "registry.stale_after_s", minimum=1)),
-        resources=s.ResourcesSpec(cpu=cpu, gpu=gpu, reuse_workers=bool(get_key(cfg, "resources.reuse_workers")),
-                                  max_retries=number(cfg, "resources.max_retries", minimum=0, integer=True)),
+        resources=resources_spec(cfg, data),
         cluster=cluster_spec(cfg),
         sampler=_component(cfg, "sampler", space), scheduler=_component(cfg, "scheduler", space),
         warm_start=s.WarmStartSpec(source=warm_from, top_k=number(cfg, "warm_start.top_k", minimum=1, integer=True)),

@@ -200,3 +200,23 @@ def distill_spec(cfg: DictConfig, task: TaskInfo, searched: set[str]) -> s.Disti
         raise ConfigError("distill.teacher", f"{teacher!r}: write models:/NAME@ALIAS or models:/NAME/VERSION")
     return s.DistillSpec(teacher=uri)
 
+
+def resources_spec(cfg: DictConfig, data: s.DataSpec | None) -> s.ResourcesSpec:
+    """A trial's resources; with ``workers_per_trial`` > 1, each worker's, refused where a group cannot run yet."""
+    cpu = number(cfg, "resources.cpu", minimum=0.01)
+    gpu = number(cfg, "resources.gpu", minimum=0)
+    if gpu > 1 and int(gpu) != gpu:
+        raise ConfigError("resources.gpu", f"{gpu} GPUs per trial: above 1 it must be a whole number (Ray's rule); "
+                                           "use a fraction below 1 to pack trials onto one GPU")
+    workers = number(cfg, "resources.workers_per_trial", minimum=1, integer=True)
+    if workers > 1:
+        key = "resources.workers_per_trial"
+        if gpu not in (0, 1):
+            raise ConfigError(key, f"each worker of a DDP group drives one whole GPU: set resources.gpu=1 (or 0 for "
+                                   f"CPU workers), not {gpu:g}")
+        if data is not None and data.cv_folds:
+            raise ConfigError(key, "cross-validation (data.cv_folds) runs its folds in one process; use "
+                                   "workers_per_trial=1 or a validation split")
+    return s.ResourcesSpec(cpu=cpu, gpu=gpu, reuse_workers=bool(get_key(cfg, "resources.reuse_workers")),
+                           max_retries=number(cfg, "resources.max_retries", minimum=0, integer=True),
+                           workers_per_trial=workers)

@@ -132,10 +132,13 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class ResourcesSpec:
+    """Per trial, or per worker of a trial that runs as a DDP group of ``workers_per_trial`` (> 1)."""
+
     cpu: float
     gpu: float
     reuse_workers: bool
     max_retries: int = 2  # restarts of a trial whose worker died, each from its latest checkpoint
+    workers_per_trial: int = 1
 
 
 @dataclass(frozen=True)

@@ -35,15 +35,37 @@ def start_ray(cluster: ClusterSpec) -> bool:
 
 
 def fit_to_cluster(resources: ResourcesSpec, max_concurrent: int | None, log: Callable[[str], None] = print) -> int:
-    """How many trials run at once: ``study.max_concurrent``, or as many as the live nodes hold.
+    """How many trials run at once on the live nodes (:func:`trials_at_once`); said in the log."""
+    running, said = trials_at_once([node["Resources"] for node in ray.nodes() if node["Alive"]], resources,
+                                   max_concurrent)
+    log(said)
+    return running
 
-    Counted per node (a trial never spans nodes), so four 0.25-GPU trials fit a one-GPU node and two
-    0.5-CPU trials do not fit two half-free nodes as one. A trial no node can hold is a config error now,
-    not a study that waits forever.
+
+def trials_at_once(nodes: list[dict[str, float]], resources: ResourcesSpec,
+                   max_concurrent: int | None) -> tuple[int, str]:
+    """``study.max_concurrent``, or as many trials as ``nodes`` (each one's resources) hold; and a line saying so.
+
+    Counted per node (a one-worker trial never spans nodes), so four 0.25-GPU trials fit a one-GPU node and two
+    0.5-CPU trials do not fit two half-free nodes as one; a DDP group's workers are counted over the cluster, and
+    no more groups run than it holds (the rest would wait for workers). A trial no node (or group the cluster) can
+    hold is a config error now, not a study that waits forever.
+
+    >>> spec = ResourcesSpec(cpu=1, gpu=0, reuse_workers=True, workers_per_trial=2)
+    >>> trials_at_once([{"CPU": 1}, {"CPU": 1}], spec, None)[0]  # one group, across two nodes
+    1
     """
     need = {"CPU": resources.cpu, "GPU": resources.gpu}
-    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
     capacity = sum(min(int(res.get(k, 0) / v + 1e-9) for k, v in need.items() if v) for res in nodes)
+    each = f"{resources.cpu:g} CPU + {resources.gpu:g} GPU each"
+    if (group := resources.workers_per_trial) > 1:  # a group's workers may span nodes; its trial holds no CPU
+        if capacity < group:
+            raise ConfigError("resources.workers_per_trial", f"{group} workers of {each}, but the cluster's "
+                                                             f"{len(nodes)} node(s) hold {capacity} such workers; "
+                                                             "lower it, lower resources.cpu, or add nodes")
+        running = min(max_concurrent or capacity // group, capacity // group)
+        return running, (f"cluster: {len(nodes)} node(s), room for {capacity} worker(s) at {each}: "
+                         f"{capacity // group} trial(s) of {group} workers; running up to {running} at once")
     if capacity == 0:
         largest = {k: max((res.get(k, 0) for res in nodes), default=0) for k in need}
         key = "resources.gpu" if resources.gpu > largest["GPU"] else "resources.cpu"
@@ -51,6 +73,5 @@ def fit_to_cluster(resources: ResourcesSpec, max_concurrent: int | None, log: Ca
                                f"node has {largest['CPU']:g} CPU and {largest['GPU']:g} GPU; lower {key} or add "
                                "bigger nodes")
     running = max_concurrent or capacity
-    log(f"cluster: {len(nodes)} node(s), room for {capacity} trial(s) at {resources.cpu:g} CPU + "
-        f"{resources.gpu:g} GPU each; running up to {running} at once")
-    return running
+    return running, (f"cluster: {len(nodes)} node(s), room for {capacity} trial(s) at {each}; running up to "
+                     f"{running} at once")

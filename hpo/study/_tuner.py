@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 from ray.tune.search import ConcurrencyLimiter
 
 from hpo.config.model_choice import StudyData
@@ -22,6 +23,7 @@ from hpo.study._searcher import StudySearch
 from hpo.study.ledger import StudyLedger
 from hpo.study.stopping import StudyStop
 from hpo.study.trial import run_trial
+from hpo.study.trial_group import GROUP_TRIAL_BUNDLE, run_trial_group
 
 
 class LedgerCallback(tune.Callback):
@@ -49,6 +51,8 @@ class LedgerCallback(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         self._hand(lambda: self.ledger.epoch_reported(trial.trial_id, result))
+        if CHECKPOINT_PATH_KEY in result:  # a group trial's checkpoint, stored by Ray Train (hpo.study.trial_group)
+            self._hand(lambda: self.ledger.checkpoint_saved(trial.trial_id, result[CHECKPOINT_PATH_KEY]))
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
         self._hand(lambda: self.ledger.checkpoint_saved(trial.trial_id, checkpoint.path))
@@ -90,14 +94,20 @@ class RulesStopper(tune.Stopper):
 def run_tuner(spec: StudySpec, ledger: StudyLedger, search: StudySearch, rules: StudyStop, data: StudyData,
               store: CheckpointStore, trainable: Callable = run_trial, *, num_trials: int, max_concurrent: int,
               attempt: int) -> None:
-    """Runs ``num_trials`` trials (continued ones first), ``max_concurrent`` at a time, until done or stopped."""
+    """Runs ``num_trials`` trials (continued ones first), ``max_concurrent`` at a time, until done or stopped. A
+    study whose trials are DDP groups (``resources.workers_per_trial`` > 1) runs :func:`run_trial_group`."""
     tune_dir = f"{spec.name}/tune"
+    resources: dict | tune.PlacementGroupFactory = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    group = {}
+    if spec.resources.workers_per_trial > 1:
+        trainable, resources = run_trial_group, tune.PlacementGroupFactory([GROUP_TRIAL_BUNDLE])
+        group = {"resources": spec.resources, "group_storage": store.uri(f"{spec.name}/groups")}
     tune.Tuner(
         tune.with_resources(
             tune.with_parameters(trainable, data=data, trainer=spec.trainer, checkpoints=spec.storage.checkpoints,
-                                 task=spec.task, system_metrics=spec.tracking.system_metrics,
+                                 task=spec.task, system_metrics=spec.tracking.system_metrics, **group,
                                  **({"models": spec.models} if spec.models else {})),
-            {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+            resources,
         ),
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(search, max_concurrent=max_concurrent),
@@ -107,7 +117,7 @@ def run_tuner(spec: StudySpec, ledger: StudyLedger, search: StudySearch, rules: 
             num_samples=num_trials,
             # A finished trial's worker process runs the next trial: no new process importing torch and
             # transformers per trial (the trainer frees its memory between trials).
-            reuse_actors=spec.resources.reuse_workers,
+            reuse_actors=spec.resources.reuse_workers and not group,  # a group trial's process only waits on it
             trial_name_creator=lambda trial: f"trial_{trial.config.get(TRIAL_NUMBER_KEY, trial.trial_id)}",
             trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
         ),
@@ -116,8 +126,9 @@ def run_tuner(spec: StudySpec, ledger: StudyLedger, search: StudySearch, rules: 
             storage_path=store.uri(tune_dir),  # a shared folder or a bucket on a multi-node cluster
             stop=RulesStopper(rules, ledger),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the latest: resume state + best/
-            # A trial whose worker dies restarts from its latest checkpoint (hpo.trial reads it back).
-            failure_config=tune.FailureConfig(max_failures=spec.resources.max_retries),
+            # A trial whose worker dies restarts from its latest checkpoint (hpo.trial reads it back); a group's
+            # workers are restarted by Ray Train itself (Tune holds no checkpoint of a group trial to restart from).
+            failure_config=tune.FailureConfig(max_failures=0 if group else spec.resources.max_retries),
             callbacks=[LedgerCallback(ledger)],
             verbose=1 if spec.cluster.verbose else 0,
         ),

@@ -5,8 +5,8 @@ The contract (docs/custom-task.md)::
     def train(params: dict, trial) -> None:
         # params: what the search sampled (the names the user declared under search.*)
         # trial.max_epochs, trial.seed, trial.device ("cuda" or "cpu"), trial.num_threads
-        # trial.rank, trial.world_size: in a DDP group (trainers.distributed) the process group is set up
-        # (torch.distributed); shard the data and wrap the model yourself; only rank 0's reports count
+        # trial.rank, trial.world_size: a trial run as a DDP group (resources.workers_per_trial): the process group
+        # is set up (torch.distributed); shard the data and wrap the model yourself; only rank 0's reports count
         # trial.resume_from: the folder of the latest checkpoint it reported (None on a fresh start)
         for epoch in range(start, trial.max_epochs):
             ...
