@@ -5,8 +5,9 @@ throughput is its ``train_examples_per_s`` (all workers' rows over the chief's t
 ``--repeats`` times each, so a slower stretch of the machine falls on every arm alike.
 
 - CPU (this machine): ``one`` (one process, every core's thread) against ``ddp`` (a process per core, gloo);
-- GPU (when one is lent): ``one`` (one GPU) against ``dataparallel`` (every visible GPU from one process) against
-  ``ddp`` (a process per GPU, nccl). Scaling efficiency = ddp / (GPUs x one).
+- GPU (when one is lent): ``one`` (one GPU) against ``dataparallel`` (every visible GPU from one process: the
+  baseline the trainer dropped, put back for this arm only) against ``ddp`` (a process per GPU, nccl). Scaling
+  efficiency = ddp / (GPUs x one).
 
     .venv/bin/python -m bench.ddp_throughput --rows 512 --repeats 2 --out bench/results/ddp_throughput-cpu.json
 """
@@ -18,12 +19,13 @@ import dataclasses
 import os
 import statistics
 from pathlib import Path
+from unittest import mock
 
 import torch
 
 from bench.common import data_file, machine, minilm, write
 from trainers import TrainConfig, fine_tune, prepare_data
-from trainers.distributed import run_group
+from trainers.distributed import Workers, run_group
 
 
 class _Epochs:
@@ -39,6 +41,11 @@ def examples_per_s(cfg: TrainConfig, data) -> float:
     epochs = _Epochs()
     fine_tune(cfg, data, epochs)
     return float(epochs.history[0]["train_examples_per_s"])
+
+
+def _data_parallel(self: Workers, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The one-process multi-GPU wrapper the trainer had before DDP groups, for the ``dataparallel`` arm only."""
+    return torch.nn.DataParallel(model)
 
 
 def main() -> None:
@@ -66,7 +73,10 @@ def main() -> None:
             "ddp": lambda: run_group(size, examples_per_s, dataclasses.replace(base, num_threads=max(1, cores // size)),
                                      data, backend="nccl" if gpus > 1 else "gloo")[0]}
     if gpus > 1:
-        arms["dataparallel"] = lambda: examples_per_s(base, data)  # the loop's DataParallel: one process, all GPUs
+        def dataparallel() -> float:
+            with mock.patch.object(Workers, "wrap", _data_parallel):
+                return examples_per_s(base, data)
+        arms["dataparallel"] = dataparallel
     measured: dict[str, list[float]] = {arm: [] for arm in arms}
     for _ in range(args.repeats):
         for arm, run in arms.items():

@@ -47,6 +47,14 @@ def test_checking_a_config_writes_nothing(tmp_path):
     assert not root.exists()
 
 
+def test_several_gpus_per_trial_are_a_group_of_one_gpu_workers(tmp_path):
+    """No one process drives several GPUs (DataParallel is gone): ``resources.gpu=2`` is a DDP group of two."""
+    spec = build_spec(compose(["model=tiny_bert", f"storage.root={tmp_path}", "resources.gpu=2"]))
+    assert (spec.resources.workers_per_trial, spec.resources.gpu) == (2, 1)
+    one = build_spec(compose(["model=tiny_bert", f"storage.root={tmp_path}", "resources.gpu=1"]))
+    assert (one.resources.workers_per_trial, one.resources.gpu) == (1, 1)
+
+
 @pytest.mark.parametrize("case", [c[0] for c in CONFIG_VALUES])
 def test_bad_values_name_the_key(case, tmp_path):
     _, overrides, key = bad_configs.case(case)

@@ -89,7 +89,7 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
     # What checkpoints leave out and refer to instead: the frozen parameters, hashed before any step.
     base = BaseModel.of(classifier, cfg.model_name_or_path)
     classifier.to(device)
-    model = workers.wrap(classifier, device) if workers.size > 1 else _data_parallel(classifier, device)
+    model = workers.wrap(classifier, device)
 
     optimizer = torch.optim.AdamW(
         param_groups(classifier.model, cfg.effective_learning_rate, cfg.weight_decay, cfg.layer_lr_decay),
@@ -196,14 +196,6 @@ def _prepare_method(classifier: TextClassifier, cfg: TrainConfig) -> None:
         add_lora(classifier, cfg.lora_rank, cfg.lora_alpha)
     else:
         freeze(classifier.model, cfg.freeze_depth if cfg.method == "freeze" else 0)
-
-
-def _data_parallel(classifier: TextClassifier, device: torch.device) -> torch.nn.Module:
-    """All the GPUs Ray gave a one-process trial (``resources.gpu`` > 1): each batch is split across them. A DDP group
-    (:mod:`trainers.distributed`) is the faster way, one process per GPU; this stays until studies start groups."""
-    if device.type == "cuda" and torch.cuda.device_count() > 1:
-        return torch.nn.DataParallel(classifier)
-    return classifier
 
 
 LossOf = Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]  # (outputs, batch) -> the rows' summed loss

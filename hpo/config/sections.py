@@ -13,6 +13,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from hpo.config import spec as s
 from hpo.errors import ConfigError
+from hpo.model_uri import PREFIX as MODEL_URI_PREFIX
+from hpo.model_uri import parse as parse_model_uri
 from hpo.secrets import is_uri
 from trainers.tasks import DataSource, SourceError, Task, TaskInfo
 
@@ -193,30 +195,35 @@ def distill_spec(cfg: DictConfig, task: TaskInfo, searched: set[str]) -> s.Disti
     if task.user_function:
         raise ConfigError("distill.teacher", "task=custom trains your own code; distil inside it, or use a task hpo "
                                              "fine-tunes (text_classification, image_classification...)")
-    uri = teacher if teacher.startswith("models:/") else f"models:/{teacher}@champion"
-    name, _, version = uri.removeprefix("models:/").partition("/")
-    by_alias = "@" in name and all(name.split("@")) and name.count("@") == 1 and not version
-    if not (by_alias or (name and "@" not in name and version.isdigit())):
+    uri = parse_model_uri(teacher if teacher.startswith(MODEL_URI_PREFIX) else f"{MODEL_URI_PREFIX}{teacher}@champion")
+    if uri is None:
         raise ConfigError("distill.teacher", f"{teacher!r}: write models:/NAME@ALIAS or models:/NAME/VERSION")
-    return s.DistillSpec(teacher=uri)
+    return s.DistillSpec(teacher=str(uri))
 
 
 def resources_spec(cfg: DictConfig, data: s.DataSpec | None) -> s.ResourcesSpec:
-    """A trial's resources; with ``workers_per_trial`` > 1, each worker's, refused where a group cannot run yet."""
+    """A trial's resources; with ``workers_per_trial`` > 1, each worker's, refused where a group cannot run yet.
+    ``resources.gpu=K`` (K > 1) alone is a group of K one-GPU workers: one process per GPU (DDP), which PyTorch
+    recommends over one process driving K GPUs (DataParallel)."""
     cpu = number(cfg, "resources.cpu", minimum=0.01)
     gpu = number(cfg, "resources.gpu", minimum=0)
     if gpu > 1 and int(gpu) != gpu:
         raise ConfigError("resources.gpu", f"{gpu} GPUs per trial: above 1 it must be a whole number (Ray's rule); "
                                            "use a fraction below 1 to pack trials onto one GPU")
-    workers = number(cfg, "resources.workers_per_trial", minimum=1, integer=True)
+    key = "resources.workers_per_trial"
+    workers = number(cfg, key, minimum=1, integer=True)
+    if gpu > 1:
+        if workers > 1:
+            raise ConfigError(key, f"each worker of a DDP group drives one whole GPU: set resources.gpu=1 (or 0 for "
+                                   f"CPU workers), not {gpu:g}")
+        workers, gpu = int(gpu), 1
     if workers > 1:
-        key = "resources.workers_per_trial"
-        if gpu not in (0, 1):
+        if 0 < gpu < 1:
             raise ConfigError(key, f"each worker of a DDP group drives one whole GPU: set resources.gpu=1 (or 0 for "
                                    f"CPU workers), not {gpu:g}")
         if data is not None and data.cv_folds:
             raise ConfigError(key, "cross-validation (data.cv_folds) runs its folds in one process; use "
-                                   "workers_per_trial=1 or a validation split")
+                                   "workers_per_trial=1 (and resources.gpu <= 1) or a validation split")
     return s.ResourcesSpec(cpu=cpu, gpu=gpu, reuse_workers=bool(get_key(cfg, "resources.reuse_workers")),
                            max_retries=number(cfg, "resources.max_retries", minimum=0, integer=True),
                            workers_per_trial=workers)

@@ -24,6 +24,7 @@ from hpo.config.resolvers import CONFIG_DIR
 from hpo.config.search_space import MODEL
 from hpo.config.sections import DISTILLED, PLAIN, as_study_config, distill_name
 from hpo.errors import ConfigError
+from hpo.model_uri import ModelUri
 from hpo.stores.registry import StudyRecord
 from hpo.stores.tracking import CHAMPION
 
@@ -46,7 +47,7 @@ def distill_config(record: StudyRecord, student: str, alias: str | None = CHAMPI
         cfg.search.model_choice = "sampler"
         cfg.search.first_trial = defaults.search.first_trial
     cfg.study.name = distill_name(record.name, student, DISTILLED if alias else PLAIN)
-    cfg.distill.teacher = f"models:/{record.name}@{alias}" if alias else None
+    cfg.distill.teacher = str(ModelUri(record.name, alias, None)) if alias else None
     try:
         return as_study_config(OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides))))
     except (OmegaConfBaseException, ValueError) as err:

@@ -24,6 +24,7 @@ from mlflow.exceptions import MlflowException
 from hpo.config.compose import stored_config
 from hpo.config.search_space import MODEL
 from hpo.config.sections import plain_name
+from hpo.model_uri import parse as parse_model_uri
 from hpo.stores.registry import Registry, StudyRecord, TrialRecord
 from hpo.stores.tracking import DISTILLED, STUDENT_STUDY_TAG, model_version
 from hpo.stores.tracking import client as tracking_client
@@ -89,8 +90,8 @@ def distillation_pair(registry: Registry, tracking_uri: str, record: StudyRecord
     version (``distill.teacher``: registered models are named after their studies), or a study whose registered
     model has a ``distilled`` version."""
     if (teacher := _teacher_uri(record)) is not None:
-        name = teacher.removeprefix("models:/").partition("/")[0].partition("@")[0]
-        return (name, record.name) if registry.get(name) else None
+        uri = parse_model_uri(teacher)
+        return (uri.name, record.name) if uri and registry.get(uri.name) else None
     try:
         version = tracking_client(tracking_uri).get_model_version_by_alias(record.name, DISTILLED)
     except MlflowException:  # no registered model, or no distilled version

@@ -26,6 +26,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel, PythonModel
 
 from hpo.inference import FineTunedModel
+from hpo.model_uri import parse as parse_model_uri
 from hpo.states import TrialState
 from trainers.config import REGRESSION_METRICS, VALIDATION_METRICS
 
@@ -237,10 +238,11 @@ def download_model(tracking_uri: str, model_uri: str, dst: str) -> Path:
 
 def model_version(tracking_uri: str, model_uri: str) -> ModelVersion:
     """The registered version ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` names; MlflowException if none."""
-    name, _, number = model_uri.removeprefix("models:/").partition("/")
-    name, _, alias = name.partition("@")
+    if (uri := parse_model_uri(model_uri)) is None:
+        raise MlflowException(f"{model_uri!r} names no registered version (models:/NAME@ALIAS or models:/NAME/VERSION)")
     reader = client(tracking_uri)
-    return reader.get_model_version_by_alias(name, alias) if alias else reader.get_model_version(name, number)
+    return reader.get_model_version_by_alias(uri.name, uri.alias) if uri.alias else \
+        reader.get_model_version(uri.name, uri.version)
 
 
 def download_model_folders(tracking_uri: str, model_uri: str, dst: str) -> list[Path]:

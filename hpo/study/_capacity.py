@@ -7,23 +7,43 @@ from collections.abc import Callable
 
 import optuna
 import ray
+from ray.util.state import list_nodes
+from ray.util.state.exception import RayStateApiException
 
 from hpo.config.spec import ClusterSpec, ResourcesSpec
 from hpo.errors import ConfigError
 
 
-def start_ray(cluster: ClusterSpec) -> bool:
-    """Starts a local Ray (or joins ``cluster.address``) unless one is already up; True if we started it."""
+def start_ray(cluster: ClusterSpec, state_api: bool = False) -> bool:
+    """Starts a local Ray (or joins ``cluster.address``) unless one is already up; True if we started it.
+
+    ``state_api``: a study of DDP groups needs Ray's State API (served by the dashboard, which a local Ray
+    otherwise goes without): Ray Train's ``PlacementGroupCleaner`` asks it whether a group's controller still
+    lives, and a group trial that ASHA stops is killed with its controller, so only the cleaner frees the
+    group's workers for the next trial (ray-project/ray#54305). Without it the next group waits forever."""
     optuna.logging.set_verbosity(optuna.logging.INFO if cluster.verbose else optuna.logging.WARNING)
-    if ray.is_initialized():
-        return False
+    started = not ray.is_initialized()
+    if started:
+        _init(cluster, state_api)
+    if state_api and not _state_api_answers():
+        if started:
+            ray.shutdown()
+        where = f"the Ray cluster at {cluster.address!r}" if cluster.address else "this process's Ray"
+        raise ConfigError("resources.workers_per_trial", f"{where} answers no State API (no dashboard), which Ray "
+                                                         "Train needs to free a stopped group trial's workers; start "
+                                                         "its head with `ray start --head --include-dashboard=true`, "
+                                                         "or set workers_per_trial=1")
+    return started
+
+
+def _init(cluster: ClusterSpec, dashboard: bool) -> None:
     local = cluster.address is None
     try:
         ray.init(
             address=cluster.address or "local",  # a new local Ray, even if another one runs on this machine
             num_cpus=cluster.num_cpus if local else None,
             num_gpus=cluster.num_gpus if local else None,
-            include_dashboard=False if local else None,
+            include_dashboard=dashboard if local else None,
             logging_level=logging.INFO if cluster.verbose else logging.WARNING,
             log_to_driver=cluster.verbose,
         )
@@ -31,6 +51,13 @@ def start_ray(cluster: ClusterSpec) -> bool:
         raise ConfigError("cluster.address", f"cannot join the Ray cluster at {cluster.address!r} "
                                              f"({str(err).splitlines()[0]}); start it (`ray start --head`), "
                                              "fix the address, or run locally with cluster=local") from None
+
+
+def _state_api_answers() -> bool:
+    try:
+        list_nodes(limit=1, timeout=30)
+    except RayStateApiException:
+        return False
     return True
 
 

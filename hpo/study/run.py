@@ -68,7 +68,7 @@ def run_study(spec: StudySpec, *, resume: bool = False, trainable: Callable = ru
     data = prepare_with_teacher(spec, progress.message)
     first = first_points(spec, registry, resuming=resume)  # on resume too: the ledger drops those already run
     store = _open_checkpoints(spec.storage.checkpoints)
-    started_ray = start_ray(spec.cluster)
+    started_ray = start_ray(spec.cluster, state_api=spec.resources.workers_per_trial > 1)
     stop = StopSignal()
     try:
         max_concurrent = fit_to_cluster(spec.resources, spec.study.max_concurrent, log=progress.message)
