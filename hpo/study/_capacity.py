@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 
 import optuna
@@ -12,6 +13,9 @@ from ray.util.state.exception import RayStateApiException
 
 from hpo.config.spec import ClusterSpec, ResourcesSpec
 from hpo.errors import ConfigError
+
+# Where Ray's State API clients look first for the API server (ray.dashboard.utils.get_address_for_submission_client)
+RAY_API_SERVER_ADDRESS = "RAY_API_SERVER_ADDRESS"
 
 
 def start_ray(cluster: ClusterSpec, state_api: bool = False) -> bool:
@@ -23,9 +27,8 @@ def start_ray(cluster: ClusterSpec, state_api: bool = False) -> bool:
     group's workers for the next trial (ray-project/ray#54305). Without it the next group waits forever."""
     optuna.logging.set_verbosity(optuna.logging.INFO if cluster.verbose else optuna.logging.WARNING)
     started = not ray.is_initialized()
-    if started:
-        _init(cluster, state_api)
-    if state_api and not _state_api_answers():
+    api = _init(cluster, state_api) if started else None
+    if state_api and not _state_api_answers(api):
         if started:
             ray.shutdown()
         where = f"the Ray cluster at {cluster.address!r}" if cluster.address else "this process's Ray"
@@ -36,14 +39,21 @@ def start_ray(cluster: ClusterSpec, state_api: bool = False) -> bool:
     return started
 
 
-def _init(cluster: ClusterSpec, dashboard: bool) -> None:
+def _init(cluster: ClusterSpec, state_api: bool) -> str | None:
+    """``ray.init``; the State API's URL when ``state_api`` and the cluster serves one (else None)."""
     local = cluster.address is None
+    # hpo starts a new local Ray per study, so this machine may run several: each one's processes are told its
+    # own State API (Ray finds it by address, and refuses to guess among several instances)
+    port = free_port() if local and state_api else None
+    env = {"env_vars": {RAY_API_SERVER_ADDRESS: f"http://127.0.0.1:{port}"}} if port else None
     try:
-        ray.init(
+        context = ray.init(
             address=cluster.address or "local",  # a new local Ray, even if another one runs on this machine
             num_cpus=cluster.num_cpus if local else None,
             num_gpus=cluster.num_gpus if local else None,
-            include_dashboard=dashboard if local else None,
+            include_dashboard=state_api if local else None,
+            dashboard_port=port,
+            runtime_env=env,
             logging_level=logging.INFO if cluster.verbose else logging.WARNING,
             log_to_driver=cluster.verbose,
         )
@@ -51,12 +61,22 @@ def _init(cluster: ClusterSpec, dashboard: bool) -> None:
         raise ConfigError("cluster.address", f"cannot join the Ray cluster at {cluster.address!r} "
                                              f"({str(err).splitlines()[0]}); start it (`ray start --head`), "
                                              "fix the address, or run locally with cluster=local") from None
+    url = context.dashboard_url or cluster.dashboard_url
+    return None if not state_api or not url else url if "://" in url else f"http://{url}"
 
 
-def _state_api_answers() -> bool:
+def free_port() -> int:
+    """A TCP port nothing listens on now, for the dashboard of a local Ray."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _state_api_answers(url: str | None) -> bool:
+    """Whether the State API at ``url`` (None: Ray's own search for it) lists the cluster's nodes."""
     try:
-        list_nodes(limit=1, timeout=30)
-    except RayStateApiException:
+        list_nodes(address=url, limit=1, timeout=30)
+    except (RayStateApiException, ConnectionError):  # no dashboard, or none Ray can pick among several
         return False
     return True
 
