@@ -117,7 +117,7 @@ def test_a_ddp_group_spans_the_two_worker_nodes(cluster, small_sst2, tiny_bert, 
     sweep = _hpo(["sweep", *_overrides(
         name, small_sst2, tiny_bert, mlflow_server_on_postgres, postgres_db, tmp_path / "shared",
         "study.num_samples=2", "trainer.max_epochs=2", "resources.cpu=2", "resources.workers_per_trial=2",
-        f"cluster.address={cluster.gcs_address}")], cluster)
+        f"cluster.address={cluster.gcs_address}", f"cluster.dashboard_url={cluster.dashboard_url}")], cluster)
     assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
     assert "3 node(s), room for 2 worker(s)" in sweep.stdout and "1 trial(s) of 2 workers" in sweep.stdout
     assert [t.state for t in Registry.open(postgres_db).trials(name)] == ["completed"] * 2

@@ -42,10 +42,12 @@ def start_ray(cluster: ClusterSpec, state_api: bool = False) -> bool:
 def _init(cluster: ClusterSpec, state_api: bool) -> str | None:
     """``ray.init``; the State API's URL when ``state_api`` and the cluster serves one (else None)."""
     local = cluster.address is None
-    # hpo starts a new local Ray per study, so this machine may run several: each one's processes are told its
-    # own State API (Ray finds it by address, and refuses to guess among several instances)
+    # hpo starts a new local Ray per study, so a machine may run several: each one's processes are told their own
+    # State API (Ray's clients otherwise search for it, and refuse to guess among several instances); a cluster
+    # joined is told its cluster.dashboard_url when given (else its head finds its own)
     port = free_port() if local and state_api else None
-    env = {"env_vars": {RAY_API_SERVER_ADDRESS: f"http://127.0.0.1:{port}"}} if port else None
+    told = f"http://127.0.0.1:{port}" if port else _http(cluster.dashboard_url) if state_api else None
+    env = {"env_vars": {RAY_API_SERVER_ADDRESS: told}} if told else None
     try:
         context = ray.init(
             address=cluster.address or "local",  # a new local Ray, even if another one runs on this machine
@@ -61,8 +63,11 @@ def _init(cluster: ClusterSpec, state_api: bool) -> str | None:
         raise ConfigError("cluster.address", f"cannot join the Ray cluster at {cluster.address!r} "
                                              f"({str(err).splitlines()[0]}); start it (`ray start --head`), "
                                              "fix the address, or run locally with cluster=local") from None
-    url = context.dashboard_url or cluster.dashboard_url
-    return None if not state_api or not url else url if "://" in url else f"http://{url}"
+    return _http(context.dashboard_url or cluster.dashboard_url) if state_api else None
+
+
+def _http(url: str | None) -> str | None:
+    return None if not url else url if "://" in url else f"http://{url}"
 
 
 def free_port() -> int:
