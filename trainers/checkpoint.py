@@ -3,7 +3,8 @@ what anyone reading a checkpoint (a resumed run, the orchestrator, an export) ma
 
 A checkpoint folder is compact (:mod:`trainers.compact`): the latest trainable parameters, the classifier's
 config and a reference to the base model; ``STATE_FILE`` (optimizer, LR schedule, RNG: enough to resume
-exactly); ``SUMMARY_FILE`` (the epoch and its metrics, small JSON for readers that must not load torch state)
+exactly); ``SUMMARY_FILE`` (the epoch and its metrics, and every epoch's so far as ``history``: small JSON for
+readers that must not load torch state)
 and ``BEST_DIR/``, the best model so far, itself a compact folder. When the epoch is the best so far its
 parameters are written once, in ``BEST_DIR/``, and the folder's own weights file is left out. What a trial
 writes per epoch is then its trainable fraction (x3 or x4 with Adam's two moments), never the frozen layers.
@@ -115,7 +116,8 @@ def save(directory: Path, classifier: TextClassifier, base: compact.BaseModel, o
     )
     shutil.copytree(best_dir, directory / BEST_DIR, copy_function=_link_or_copy)
     files = {p.relative_to(directory).as_posix(): p.stat().st_size for p in directory.rglob("*") if p.is_file()}
-    (directory / SUMMARY_FILE).write_text(json.dumps({"epoch": state["epoch"], "metrics": metrics, "files": files}))
+    (directory / SUMMARY_FILE).write_text(json.dumps({"epoch": state["epoch"], "metrics": metrics, "files": files,
+                                                      "history": state.get("history", [])}))
     return directory
 
 

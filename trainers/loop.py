@@ -169,7 +169,8 @@ def fine_tune(cfg: TrainConfig, data: PreparedData, reporter: Reporter) -> dict[
                 report = {"epoch": epoch, **head.evaluation(logits, labels, data.label_names)}
                 (best_dir / EVALUATION_FILE).write_text(json.dumps(report))
             state = {"epoch": epoch, "best": best, "epochs_without_improvement": epochs_without_improvement,
-                     "micro_batch_size": micro.size, "eval_batch_size": eval_micro.size}
+                     "micro_batch_size": micro.size, "eval_batch_size": eval_micro.size,
+                     "history": [*state.get("history", []), metrics]}
             if not workers.chief:
                 reporter.report(metrics, None)  # the chief's report counts; the others keep the group in step
             else:

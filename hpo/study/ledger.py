@@ -139,8 +139,10 @@ class StudyLedger:
         number = self.numbers[ray_trial_id]
         self.registry.upsert_trial(self.name, number, ray_trial_dir=trial_dir)
         resumed_after = None
-        if resume_from:  # the checkpoint's epoch may be one the crash kept from the stores
-            summary = self.store.read_summary(resume_from)
+        if resume_from:  # the checkpoint's epochs may be ones the crash kept from the stores: a DDP group's Ray
+            summary = self.store.read_summary(resume_from)  # Train runs up to a few epochs ahead of the driver
+            for earlier in summary.get("history", [])[:-1]:  # (older checkpoints: the last epoch alone)
+                self._record_epoch(number, int(earlier["epoch"]), earlier)
             self._record_epoch(number, summary["epoch"], summary["metrics"])
             self.registry.upsert_trial(self.name, number, checkpoint=resume_from)
             resumed_after = summary["epoch"]

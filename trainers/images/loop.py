@@ -164,7 +164,8 @@ def fine_tune(cfg: TrainConfig, data: PreparedImages, reporter: Reporter) -> dic
                 model.save(best_dir)
                 evaluation = {"epoch": epoch, **head.evaluation(logits, truth, data.label_names)}
                 (best_dir / EVALUATION_FILE).write_text(json.dumps(evaluation))
-            state = {"epoch": epoch, "best": best, "epochs_without_improvement": waited}
+            state = {"epoch": epoch, "best": best, "epochs_without_improvement": waited,
+                     "history": [*state.get("history", []), metrics]}
             if not workers.chief:
                 reporter.report(metrics, None)  # the chief's report counts; the others keep the group in step
             else:
@@ -198,5 +199,5 @@ def _save(folder: Path, model: ImageClassifier, optimizer, scheduler, state: dic
     shutil.copytree(best_dir, folder / checkpoint.BEST_DIR)
     files = {p.relative_to(folder).as_posix(): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
     (folder / checkpoint.SUMMARY_FILE).write_text(json.dumps({"epoch": state["epoch"], "metrics": metrics,
-                                                              "files": files}))
+                                                              "files": files, "history": state["history"]}))
     return folder

@@ -119,7 +119,7 @@ class CustomTrial:
         best = state["best"]
         improved = cfg.objective.better(values[cfg.metric], best[cfg.metric] if best else None)
         values.update(epoch=epoch, improved=float(improved))
-        state.update(epoch=epoch, best=values if improved else best)
+        state.update(epoch=epoch, best=values if improved else best, history=[*state.get("history", []), values])
         if checkpoint_dir is None or self.rank != 0:  # in a group, rank 0 writes the checkpoints
             self._reporter.report(values, None)
             return
@@ -130,10 +130,11 @@ class CustomTrial:
             folder = Path(tmp)
             shutil.copytree(checkpoint_dir, folder / USER_DIR)
             shutil.copytree(self._best_dir, folder / checkpoint.BEST_DIR)
-            torch.save({"epoch": epoch, "best": state["best"]}, folder / checkpoint.STATE_FILE)
+            torch.save({"epoch": epoch, "best": state["best"], "history": state["history"]},
+                       folder / checkpoint.STATE_FILE)
             files = {p.relative_to(folder).as_posix(): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
             (folder / checkpoint.SUMMARY_FILE).write_text(json.dumps({"epoch": epoch, "metrics": values,
-                                                                      "files": files}))
+                                                                      "files": files, "history": state["history"]}))
             self._reporter.report(values, folder)
 
 
