@@ -241,8 +241,9 @@ def model_version(tracking_uri: str, model_uri: str) -> ModelVersion:
     if (uri := parse_model_uri(model_uri)) is None:
         raise MlflowException(f"{model_uri!r} names no registered version (models:/NAME@ALIAS or models:/NAME/VERSION)")
     reader = client(tracking_uri)
-    return reader.get_model_version_by_alias(uri.name, uri.alias) if uri.alias else \
-        reader.get_model_version(uri.name, uri.version)
+    if uri.alias:
+        return reader.get_model_version_by_alias(uri.name, uri.alias)
+    return reader.get_model_version(uri.name, str(uri.version))
 
 
 def download_model_folders(tracking_uri: str, model_uri: str, dst: str) -> list[Path]:
