@@ -106,6 +106,8 @@ def test_hpo_distill_composes_the_students_study_from_the_teachers(tmp_path):
     assert spec.study.first_trial == "portfolio" and spec.study.num_samples == 5
     assert {"distill_temperature", "distill_alpha"} <= set(spec.space.distributions), "searched by default"
     assert spec.data.train_limit == 321 and spec.model.name_or_path.endswith("tiny_bert")
+    reseeded = build_spec(distill_config(teacher, "tiny_bert", overrides=["study.seed=7"]))
+    assert reseeded.sampler.kwargs["seed"] == 7, "the sampler follows the student study's seed, not the teacher's"
 
     plain = build_spec(distill_config(teacher, "tiny_bert", alias=None))
     assert plain.name == "teach-plain-tiny_bert" and plain.distill.teacher is None

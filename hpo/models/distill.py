@@ -49,6 +49,9 @@ def distill_config(record: StudyRecord, student: str, alias: str | None = CHAMPI
     cfg.study.name = distill_name(record.name, student, DISTILLED if alias else PLAIN)
     cfg.distill.teacher = str(ModelUri(record.name, alias, None)) if alias else None
     try:
-        return as_study_config(OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides))))
+        merged = as_study_config(OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides))))
     except (OmegaConfBaseException, ValueError) as err:
         raise ConfigError("overrides", f"{str(err).splitlines()[0]}; write key=value") from None
+    if "seed" in merged.sampler and not any(o.startswith("sampler.seed=") for o in overrides):
+        merged.sampler.seed = merged.study.seed  # conf/sampler's ${study.seed}, which the stored config resolved
+    return merged
