@@ -49,6 +49,7 @@ def test_two_worker_trials_prune_agree_and_survive_a_killed_worker_and_driver(tm
     # restarted by Ray Train from its checkpoint, it trains on; then the driver dies mid-trial
     wait_for(sweep, url, name, lambda ts: ts[0].state == "running" and ts[0].epochs >= 2, timeout=300)
     sweep.sigkill()
+    assert "trial 0: a worker of its group died; Ray Train restarted the group after epoch" in sweep.output()
 
     resume = Driver(["resume", name], tmp_path, sst2_dir)
     assert resume.wait(timeout=900) == 0, resume.output()[-3000:]

@@ -37,7 +37,7 @@ from hpo.ranking import ConfirmationSummary, objectives_at_best, pareto_front, s
 from hpo.reporting.plots import evaluation_png
 from hpo.reporting.progress import PlainProgress, Tally
 from hpo.reporting.report import report_study
-from hpo.result_keys import NODE_KEY, OOM_KEY, STORAGE_FULL_KEY
+from hpo.result_keys import GROUP_RESTART_KEY, NODE_KEY, OOM_KEY, STORAGE_FULL_KEY
 from hpo.secrets import redacted
 from hpo.states import StudyStatus, TrialState
 from hpo.stores.checkpoints import CheckpointStore
@@ -155,6 +155,8 @@ class StudyLedger:
             return
         if (model := self.params.get(number, {}).get(MODEL)) is not None and "epoch_seconds" in result:
             self.epoch_seconds[str(model)].append(float(result["epoch_seconds"]))
+        if (after := result.get(GROUP_RESTART_KEY)) is not None:  # Ray Train restarted the trial's group
+            self._retried(number, int(after), "a worker of its group died; Ray Train restarted the group")
         if number not in self.placed and NODE_KEY in result:
             self.placed.add(number)
             self.mlflow.tag_node(self.run_ids[number], result[NODE_KEY], result.get("node_ip"))
@@ -165,15 +167,18 @@ class StudyLedger:
         """Ray restarts a trial whose worker died from its latest checkpoint: the same trial in every store."""
         if (number := self.numbers.get(ray_trial_id)) is None:
             return
-        retries = self.retries.get(number, 0) + 1
-        self.retries[number] = retries
         # A worker killed right after it reported can reach here before Ray has registered that report's checkpoint
         # (None), although Ray restarts from it: the trial's newest complete checkpoint on storage is what it uses.
         checkpoint = checkpoint or self._latest_checkpoint(self.registry.require_trial(self.name, number))
         after = self.store.read_summary(checkpoint)["epoch"] if checkpoint else 0
+        self._retried(number, after, "its worker died; restarting it")
+
+    def _retried(self, number: int, after: int, what: str) -> None:
+        retries = self.retries.get(number, 0) + 1
+        self.retries[number] = retries
         self.mlflow.tag(self.run_ids[number], **{"hpo.retries": str(retries), "hpo.resumed_after_epoch": str(after)})
-        self.progress.message(f"trial {number}: its worker died; restarting it after epoch {after} from its latest "
-                              f"checkpoint (retry {retries} of {self.spec.resources.max_retries})")
+        self.progress.message(f"trial {number}: {what} after epoch {after} from its latest checkpoint (retry "
+                              f"{retries} of {self.spec.resources.max_retries})")
 
     def checkpoint_saved(self, ray_trial_id: str, path: str) -> None:
         if (number := self.numbers.get(ray_trial_id)) is not None:

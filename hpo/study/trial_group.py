@@ -26,10 +26,11 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from hpo.config.model_choice import StudyData, trial_data, trial_settings
 from hpo.config.spec import ModelChoice, ResourcesSpec
-from hpo.result_keys import NODE_KEY, RESUME_KEY
+from hpo.result_keys import GROUP_RESTART_KEY, NODE_KEY, RESUME_KEY
 from hpo.stores.checkpoints import CheckpointStore
 from hpo.study._system_metrics import SystemSampler
 from trainers import TrainConfig
+from trainers.checkpoint import read_summary
 from trainers.tasks import DEFAULT_TASK, load_task
 
 # The Tune trial only waits on its group: no CPU, so the workers get them all (Tune needs a non-empty bundle).
@@ -37,16 +38,20 @@ GROUP_TRIAL_BUNDLE: dict[str, float] = {"memory": 2**20}
 
 
 class GroupReporter:
-    """Reports each epoch to Ray Train from every worker (Train waits for all); rank 0's carry the checkpoint."""
+    """Reports each epoch to Ray Train from every worker (Train waits for all); rank 0's carry the checkpoint.
+    ``restarted_after``: the epoch Ray Train restarted the group from (a worker died), said in the first report,
+    since Tune, which tells the ledger of a one-worker trial's restart, never sees a group's."""
 
-    def __init__(self, sampler: SystemSampler | None) -> None:
+    def __init__(self, sampler: SystemSampler | None, restarted_after: int | None) -> None:
         self.node_id = ray.get_runtime_context().get_node_id()
         self.sampler = sampler
+        self.restart = {} if restarted_after is None else {GROUP_RESTART_KEY: restarted_after}
 
     def report(self, metrics: Mapping[str, float], checkpoint_dir: Path | None) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
         system = self.sampler.take() if self.sampler else {}
-        ray.train.report({**metrics, **system, NODE_KEY: self.node_id}, checkpoint=checkpoint)
+        ray.train.report({**metrics, **system, **self.restart, NODE_KEY: self.node_id}, checkpoint=checkpoint)
+        self.restart = {}
 
 
 def run_trial_group(config: dict[str, Any], *, data: StudyData, trainer: TrainConfig, checkpoints: str,
@@ -78,11 +83,13 @@ def _worker(loop: dict[str, Any]) -> None:
     with contextlib.ExitStack() as stack:
         chief = ray.train.get_context().get_world_rank() == 0
         sampler = stack.enter_context(SystemSampler()) if loop["system_metrics"] and chief else None
-        resume_from = None
+        resume_from, restarted_after = None, None
         if restored := ray.train.get_checkpoint():  # Ray Train restarted the group (a worker died): its latest
             resume_from = stack.enter_context(restored.as_directory())
+            restarted_after = int(read_summary(resume_from)["epoch"])
         elif config.get(RESUME_KEY):  # an interrupted trial of an earlier attempt (hpo resume)
             resume_from = str(stack.enter_context(CheckpointStore(loop["checkpoints"]).local_copy(config[RESUME_KEY])))
         settings = trial_settings(loop["trainer"], config, loop["models"], num_threads=loop["threads"],
                                   resume_from=resume_from)
-        load_task(loop["task"]).fine_tune(settings, trial_data(ray.get(loop["data"]), config), GroupReporter(sampler))
+        load_task(loop["task"]).fine_tune(settings, trial_data(ray.get(loop["data"]), config),
+                                                GroupReporter(sampler, restarted_after))
