@@ -67,10 +67,10 @@ def epoch_seconds(tracking_uri: str, registry: Registry, name: str) -> float:
 def transfer_set(spec, rows: int, out: Path) -> Path:
     """``rows`` texts of the study's training file that its labelled subset (``data.train_limit``) left out, without
     their labels, as a CSV for ``data.unlabeled_path``."""
-    data = spec.data
+    data, source = spec.data, spec.data.source(spec.study.seed)  # the limits' seed as the study resolves it
     names = [c for c in (data.columns["text"], data.columns.get("text_pair")) if c]
     *texts, labels = read_columns(data.train_path, [*names, data.columns["label"]])
-    taken = set(subset_rows(labels, data.train_limit, data.seed or 0, data.stratify))
+    taken = set(subset_rows(labels, source.train_limit, source.seed, source.stratify))
     left = [i for i in range(len(labels)) if i not in taken]
     if len(left) < rows:
         raise SystemExit(f"--unlabeled-rows {rows}: the training file holds {len(left)} rows beyond the labelled ones")

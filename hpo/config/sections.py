@@ -212,13 +212,10 @@ def resources_spec(cfg: DictConfig, data: s.DataSpec | None) -> s.ResourcesSpec:
                                            "use a fraction below 1 to pack trials onto one GPU")
     key = "resources.workers_per_trial"
     workers = number(cfg, key, minimum=1, integer=True)
-    if gpu > 1:
-        if workers > 1:
-            raise ConfigError(key, f"each worker of a DDP group drives one whole GPU: set resources.gpu=1 (or 0 for "
-                                   f"CPU workers), not {gpu:g}")
+    if gpu > 1 and workers == 1:
         workers, gpu = int(gpu), 1
     if workers > 1:
-        if 0 < gpu < 1:
+        if gpu not in (0, 1):
             raise ConfigError(key, f"each worker of a DDP group drives one whole GPU: set resources.gpu=1 (or 0 for "
                                    f"CPU workers), not {gpu:g}")
         if data is not None and data.cv_folds:
