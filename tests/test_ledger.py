@@ -3,6 +3,8 @@ without Ray: Ray's events are replayed as the tuner's callback would hand them o
 
 from __future__ import annotations
 
+import json
+
 import optuna
 import pytest
 from optuna.trial import TrialState as Optuna
@@ -17,6 +19,7 @@ from hpo.stores.study_run import StudyRun
 from hpo.study.ledger import FAIL_REASON_ATTR, StudyLedger
 from hpo.study.stopping import StopSignal
 from tests.helpers.stores import assert_stores_agree, stores_of
+from trainers.checkpoint import SUMMARY_FILE
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +148,31 @@ def test_a_stop_leaves_the_running_trial_resumable_and_a_new_driver_continues_it
     ledger.trial_ended("b", {"epoch": 3}, errored=False)
     s = h.agree()
     assert len(s["mlflow"]) == 1 and s["registry"][number].state == TrialState.COMPLETED
+    assert s["optuna"][number].intermediate_values == {1: 0.6, 2: 0.62, 3: 0.63}
+
+
+def test_a_resumed_trial_records_the_epochs_its_checkpoint_ran_ahead_of_the_stores(root, tmp_path):
+    """A DDP group's Ray Train runs ahead of the driver: a driver killed at epoch 1 can leave a checkpoint of epoch 3.
+    The checkpoint's ``history`` fills the stores' missing epochs 2 and 3, each once, before the trial goes on."""
+    h = Harness(root, "ran_ahead")
+    number, _ = h.ledger.new_trial("a")
+    h.ledger.trial_started("a", "/nowhere/a", None)
+    h.ledger.epoch_reported("a", {"epoch": 1, "val_accuracy": 0.6})  # then the driver dies
+    history = [{"epoch": e, "val_accuracy": 0.6 + e / 100} for e in (1, 2, 3)]
+    checkpoint = tmp_path / "checkpoint_000002"
+    checkpoint.mkdir()
+    (checkpoint / SUMMARY_FILE).write_text(json.dumps({"epoch": 3, "metrics": history[-1], "history": history}))
+
+    ledger = h.reopen()
+    ledger.reconcile()
+    ledger.continue_trial("b", number)
+    ledger.trial_started("b", "/nowhere/b", str(checkpoint))
+    assert f"trial {number} resumed after epoch 3" in "\n".join(h.lines)
+    ledger.epoch_reported("b", {"epoch": 3, "val_accuracy": 0.9})  # Ray Train reports epoch 3 again: not recorded
+    ledger.trial_ended("b", {"epoch": 3}, errored=False)
+    s = h.agree()
+    assert s["registry"][number].state == TrialState.COMPLETED
+    assert s["registry"][number].curve == {"1": 0.6, "2": 0.62, "3": 0.63}
     assert s["optuna"][number].intermediate_values == {1: 0.6, 2: 0.62, 3: 0.63}
 
 
