@@ -31,7 +31,7 @@ def inside(spec, point):
 
 @pytest.fixture
 def known(monkeypatch):
-    monkeypatch.setattr(portfolio_module, "portfolio", lambda: ENTRIES)
+    monkeypatch.setattr(portfolio_module, "portfolio", lambda searches_model=False: ENTRIES)
 
 
 def test_a_single_model_study_starts_from_every_entry_moved_inside_its_space(known):
@@ -55,6 +55,16 @@ def test_a_study_that_searches_the_model_gets_its_choices_entries_under_their_ow
     assert [p[MODEL] for p in points] == ["mpnet_base", "minilm_l6", "minilm_l6"]
     assert points[0]["learning_rate.mpnet_base"] == 2e-5 and points[0]["freeze_depth.mpnet_base"] == 5
     assert all(inside(spec, p) for p in points)
+
+
+def test_a_study_that_searches_the_model_starts_from_the_portfolio_learned_over_models(monkeypatch):
+    one_model = {"text": [{"model": "minilm_l6", "learning_rate": 1e-4}]}
+    over_models = {"text": [{"model": "mpnet_base", "learning_rate": 2e-5},
+                            {"model": "minilm_l6", "learning_rate": 1e-4}]}
+    monkeypatch.setattr(portfolio_module, "portfolio", lambda searches_model=False: over_models if searches_model
+                        else one_model)
+    assert [p[MODEL] for p in portfolio_points(spec_of("search=models"))] == ["mpnet_base", "minilm_l6"]
+    assert [p["learning_rate"] for p in portfolio_points(spec_of("model=minilm_l6"))] == [1e-4]
 
 
 def test_with_the_method_searched_a_freezing_entry_is_a_freeze_trial_and_a_method_it_lacks_starts_centred(known):

@@ -130,7 +130,8 @@ def test_model_choice_by_ei_per_second_replays_and_spends_on_the_costlier_model_
 def test_the_portfolio_for_a_dataset_is_built_without_it(sst2_table, monkeypatch):
     _, table = sst2_table
     seen = []
-    monkeypatch.setattr(bench.suite.portfolio, "build", lambda tables, datasets, size=4: seen.extend(datasets) or [])
+    monkeypatch.setattr(bench.suite.portfolio, "build",
+                        lambda tables, datasets, size=4, models=None: seen.extend(datasets) or [])
     leave_one_out({"sst2": table, "emotion": table, "mrpc": table, "cifar10": table}, "sst2")
     assert sorted(seen) == ["emotion", "mrpc"]  # the other text datasets; never sst2, never an image dataset
 

@@ -3,8 +3,11 @@
 training datasets, of the best normalized regret the portfolio reaches there; repeat. Every dataset of a modality
 recorded the same drawn configs (one seeded draw over the same space), so a candidate's value is known on each.
 
-Shipped in the package (``hpo/study/portfolio.json``: ``search.first_trial=portfolio``) built from every suite
-dataset; the suite's own evaluation builds each dataset's portfolio without it (leave one dataset out)::
+Two per modality: one of the small model's configs (a single-model study: the recorded hyperparameters of one
+model; the suite's small model is the one recorded on the most configs), and one over every recorded model (a study
+that searches the model, ``search=models``: which model to try first, and with what). Shipped in the package
+(``hpo/study/portfolio.json``: ``search.first_trial=portfolio``) built from every suite dataset; the suite's own
+evaluation builds each dataset's portfolio without it (leave one dataset out)::
 
     .venv/bin/python -m bench.suite.portfolio --tables bench/results/suite --out hpo/study/portfolio.json
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from bench.suite.datasets import SUITE
@@ -29,11 +32,13 @@ def modality(dataset: str) -> str:
     return "image" if "task=image_classification" in SUITE[dataset].overrides else "text"
 
 
-def candidate_regrets(tables: Mapping[str, Table]) -> dict[tuple[str, str], dict[str, float]]:
-    """Per candidate (model, config) recorded on every given dataset: its normalized regret on each."""
+def candidate_regrets(tables: Mapping[str, Table],
+                      models: Collection[str] | None = None) -> dict[tuple[str, str], dict[str, float]]:
+    """Per candidate (model, config) recorded on every given dataset, of ``models`` (None: any): its normalized
+    regret on each."""
     shared = set.intersection(*(set(t.configs(drawn_only=False)) for t in tables.values()))
     out: dict[tuple[str, str], dict[str, float]] = {}
-    for model, config in sorted(shared):
+    for model, config in sorted(c for c in shared if models is None or c[0] in models):
         out[(model, config)] = {}
         for name, table in tables.items():
             oracle = max(table.oracle(m)[1] for m in table.models())
@@ -59,18 +64,21 @@ def greedy(regrets: Mapping[tuple[str, str], Mapping[str, float]], size: int = S
     return chosen
 
 
-def build(tables: Mapping[str, Table], datasets: Sequence[str], size: int = SIZE) -> list[dict]:
-    """The portfolio learned from ``datasets`` (one modality): ``{"model": ..., **params}`` entries, best first."""
-    picked = greedy(candidate_regrets({d: tables[d] for d in datasets}), size)
+def build(tables: Mapping[str, Table], datasets: Sequence[str], size: int = SIZE,
+          models: Collection[str] | None = None) -> list[dict]:
+    """The portfolio learned from ``datasets`` (one modality) over the configs of ``models`` (None: every recorded
+    model): ``{"model": ..., **params}`` entries, best first."""
+    picked = greedy(candidate_regrets({d: tables[d] for d in datasets}, models), size)
     first = tables[datasets[0]]
     return [dict(first.params(model, config)) for model, config in picked]
 
 
-def leave_one_out(tables: Mapping[str, Table], held_out: str, size: int = SIZE) -> list[dict]:
+def leave_one_out(tables: Mapping[str, Table], held_out: str, size: int = SIZE,
+                  models: Collection[str] | None = None) -> list[dict]:
     """The portfolio a study on ``held_out`` gets when the suite is evaluated: built from the other datasets of its
-    modality."""
+    modality, over the configs of ``models`` (None: every recorded model)."""
     others = [d for d in tables if d != held_out and modality(d) == modality(held_out)]
-    return build(tables, others, size) if others else []
+    return build(tables, others, size, models) if others else []
 
 
 def main() -> None:
@@ -81,13 +89,14 @@ def main() -> None:
     args = parser.parse_args()
     tables = {d: read_table(args.tables / f"{d}.csv", SUITE[d].metric) for d in SUITE}
     tables = {d: t for d, t in tables.items() if t.configs()}
-    portfolio = {kind: build(tables, [d for d in tables if modality(d) == kind], args.size)
-                 for kind in sorted({modality(d) for d in tables})}
+    kinds = {kind: [d for d in tables if modality(d) == kind] for kind in sorted({modality(d) for d in tables})}
+    portfolio = {kind: build(tables, names, args.size, [SUITE[names[0]].small]) for kind, names in kinds.items()}
+    models = {kind: build(tables, names, args.size) for kind, names in kinds.items()}
     args.out.write_text(json.dumps({
         "built_by": "python -m bench.suite.portfolio (greedy over the suite's recorded tables)",
         "datasets": sorted(tables), "configs_per_dataset": {d: len(t.configs()) for d, t in sorted(tables.items())},
-        "portfolio": portfolio}, indent=1) + "\n")
-    print(json.dumps(portfolio, indent=1))
+        "portfolio": portfolio, "models": models}, indent=1) + "\n")
+    print(json.dumps({"portfolio": portfolio, "models": models}, indent=1))
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@ suite's recorded studies (greedy portfolio construction over eight datasets, ``b
 then its sampler continues from: they are real trials that TPE learns from. The list ships with the package
 (``portfolio.json``, with the command that rebuilds it).
 
-Each entry names the model it was recorded with. A study that searches the model gets the entries of its model
-choices; a single-model study gets every entry's hyperparameters. Values outside the study's own space are moved to
-its nearest point (a range's bound, the closest numeric choice), so a narrowed space still starts from the
-portfolio's direction::
+Each entry names the model it was recorded with. A single-model study gets the hyperparameters of the portfolio
+learned from one model's configs (``portfolio``); a study that searches the model gets the portfolio learned over
+every recorded model (``models``: which model first, and with what), its choices' entries. Values outside the
+study's own space are moved to its nearest point (a range's bound, the closest numeric choice), so a narrowed space
+still starts from the portfolio's direction::
 
     >>> from hpo.config.search_space import SearchSpace
     >>> space = SearchSpace.from_config({"learning_rate": {"low": 1e-5, "high": 1e-4, "log": True},
@@ -35,18 +36,25 @@ METHOD = "method"
 
 
 @cache
-def portfolio() -> dict[str, list[dict[str, Any]]]:
-    """The shipped portfolio: modality ("text", "image") -> entries, best first."""
-    return json.loads(PORTFOLIO_FILE.read_text())["portfolio"]
+def _shipped() -> dict[str, Any]:
+    return json.loads(PORTFOLIO_FILE.read_text())
+
+
+def portfolio(searches_model: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """The shipped portfolio: modality ("text", "image") -> entries, best first; ``searches_model``: the one
+    learned over every recorded model (the single-model one where the file has none)."""
+    shipped = _shipped()
+    return shipped.get("models", shipped["portfolio"]) if searches_model else shipped["portfolio"]
 
 
 def portfolio_points(spec: StudySpec) -> list[dict[str, Any]]:
     """The study's first trials from the portfolio (distinct, in the portfolio's order)."""
-    entries = portfolio()["image" if spec.task in IMAGE_TASKS else "text"]
     models = spec.space.distributions.get(MODEL)
+    searched = isinstance(models, CategoricalDistribution)
+    entries = portfolio(searched)["image" if spec.task in IMAGE_TASKS else "text"]
     points: list[dict[str, Any]] = []
     for entry in entries:
-        if isinstance(models, CategoricalDistribution) and entry.get(MODEL) not in models.choices:
+        if searched and entry.get(MODEL) not in models.choices:
             continue
         point = fit_into(spec.space, entry)
         if point not in points:
