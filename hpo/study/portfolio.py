@@ -50,11 +50,11 @@ def portfolio(searches_model: bool = False) -> dict[str, list[dict[str, Any]]]:
 def portfolio_points(spec: StudySpec) -> list[dict[str, Any]]:
     """The study's first trials from the portfolio (distinct, in the portfolio's order)."""
     models = spec.space.distributions.get(MODEL)
-    searched = isinstance(models, CategoricalDistribution)
-    entries = portfolio(searched)["image" if spec.task in IMAGE_TASKS else "text"]
+    choices = models.choices if isinstance(models, CategoricalDistribution) else None
+    entries = portfolio(choices is not None)["image" if spec.task in IMAGE_TASKS else "text"]
     points: list[dict[str, Any]] = []
     for entry in entries:
-        if searched and entry.get(MODEL) not in models.choices:
+        if choices is not None and entry.get(MODEL) not in choices:
             continue
         point = fit_into(spec.space, entry)
         if point not in points:
