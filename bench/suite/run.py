@@ -43,6 +43,7 @@ def designs_for(dataset: SuiteDataset, table: Table, tables: dict[str, Table]) -
     if "search=images" not in dataset.overrides:
         searched.insert(0, "search=models")
     portfolio = tuple(leave_one_out(tables, dataset.name, models=[dataset.small]))
+    over_models = tuple(leave_one_out(tables, dataset.name))  # which model first, and with what
     sampler = "search.first_trial=sampler"
     designs = [Design("random_fifo", ("sampler=random", "scheduler=fifo", sampler)), Design("i_epoch", kind="i_epoch"),
                Design("tpe_asha", (sampler,)), Design("tpe_fifo", (sampler, "scheduler=fifo")),
@@ -57,11 +58,8 @@ def designs_for(dataset: SuiteDataset, table: Table, tables: dict[str, Table]) -
                     Design("models_per_model_asha", (*searched, "scheduler=asha_per_model")),
                     Design("models_ei_per_second", (*searched, "scheduler=asha_per_model",
                                                     "search.model_choice=ei_per_second")),
-                    # the portfolio learned over every model (which model first, and with what), then TPE
-                    Design("models_portfolio", (*searched, "scheduler=asha_per_model"),
-                           first=tuple(leave_one_out(tables, dataset.name))),
-                    Design("models_portfolio_fifo", (*searched, "scheduler=fifo"),
-                           first=tuple(leave_one_out(tables, dataset.name)))]
+                    Design("models_portfolio", (*searched, "scheduler=asha_per_model"), first=over_models),
+                    Design("models_portfolio_fifo", (*searched, "scheduler=fifo"), first=over_models)]
     return designs
 
 

@@ -67,7 +67,6 @@ class LedgerWrites:
         self.retention = Retention(store, spec.storage, spec.objective, self.progress.message,
                                    earlier=registry.trials(self.name))
 
-
     def _record_epoch(self, number: int, epoch: int, result: dict[str, Any]) -> bool:
         """Records one epoch once; an epoch recorded before an interruption is never recorded again."""
         record = self.registry.require_trial(self.name, number)
@@ -138,4 +137,3 @@ class LedgerWrites:
 
     def _latest_checkpoint(self, record: TrialRecord) -> str | None:
         return self.store.latest_of_trial(record.ray_trial_dir, record.checkpoint)
-

@@ -41,6 +41,7 @@ from trainers.checkpoint import best_model
 
 __all__ = ["FAIL_REASON_ATTR", "StudyLedger"]  # the Optuna attribute tests read back
 
+
 class StudyLedger(LedgerWrites):
     """Records trials as they are born, report epochs, checkpoint and end; tells ``progress`` each time."""
 
