@@ -123,8 +123,8 @@ def test_mpnet_is_read_from_its_slices_without_writing_and_extracted_once(tmp_pa
 
 
 def test_a_model_search_starts_with_each_models_centre(tmp_path):
-    spec = spec_of(tmp_path, "search=models", "search.model={choices: [minilm_l6, minilm_l3]}")
-    assert spec.study.first_trial == "midpoint"
+    spec = spec_of(tmp_path, "search=models", "search.model={choices: [minilm_l6, minilm_l3]}",
+                   "search.first_trial=midpoint")
     first = spec.space.midpoints()
     assert [p["model"] for p in first] == ["minilm_l6", "minilm_l3"]
     assert first[1]["freeze_depth.minilm_l3"] == 1 and "freeze_depth.minilm_l6" not in first[1]

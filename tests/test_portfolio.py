@@ -57,6 +57,17 @@ def test_a_study_that_searches_the_model_gets_its_choices_entries_under_their_ow
     assert all(inside(spec, p) for p in points)
 
 
+def test_a_searched_model_the_portfolio_never_recorded_gets_its_centre_after_the_entries(known):
+    spec = spec_of("search=models", "search.model={choices: [minilm_l3, mpnet_base]}")
+    points = portfolio_points(spec)
+    assert [p[MODEL] for p in points] == ["mpnet_base", "minilm_l3"]  # the one entry it has, then l3's centre
+    assert points[1] == spec.space.midpoint("minilm_l3")
+
+
+def test_search_models_starts_from_the_portfolio_by_default():
+    assert build_spec(compose(["study.name=p", "search=models"])).study.first_trial == "portfolio"
+
+
 def test_a_study_that_searches_the_model_starts_from_the_portfolio_learned_over_models(monkeypatch):
     one_model = {"text": [{"model": "minilm_l6", "learning_rate": 1e-4}]}
     over_models = {"text": [{"model": "mpnet_base", "learning_rate": 2e-5},

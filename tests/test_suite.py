@@ -131,7 +131,7 @@ def test_the_portfolio_for_a_dataset_is_built_without_it(sst2_table, monkeypatch
     _, table = sst2_table
     seen = []
     monkeypatch.setattr(bench.suite.portfolio, "build",
-                        lambda tables, datasets, size=4, models=None: seen.extend(datasets) or [])
+                        lambda tables, datasets, size=4, models=None, cost_aware=False: seen.extend(datasets) or [])
     leave_one_out({"sst2": table, "emotion": table, "mrpc": table, "cifar10": table}, "sst2")
     assert sorted(seen) == ["emotion", "mrpc"]  # the other text datasets; never sst2, never an image dataset
 
@@ -141,6 +141,15 @@ def test_greedy_adds_the_config_that_covers_what_the_portfolio_misses():
                ("m", "c"): {"x": 1.0, "y": 0.0, "z": 0.0}}
     # b is best alone (0.3 everywhere); then c, which fixes two datasets of three, over a, which fixes one
     assert greedy(regrets, 2) == [("m", "b"), ("m", "c")]
+
+
+def test_a_cost_aware_portfolio_puts_a_costly_model_first_only_when_it_gains_as_much_more():
+    regrets = {("big", "a"): {"x": 0.0, "y": 0.0}, ("m", "b"): {"x": 0.2, "y": 0.3}, ("m", "c"): {"x": 0.5, "y": 0.1}}
+    assert greedy(regrets, 2)[0] == ("big", "a")  # the best alone, whatever it costs
+    # per unit of cost: b (a drop of 0.75) before big (1.0 over 6x the cost); then c (0.1 for 1) before big
+    # (0.25 for 6); at 2x the cost, big's 0.25 / 2 beats c's 0.1
+    assert greedy(regrets, 2, cost={"big": 6.0, "m": 1.0}) == [("m", "b"), ("m", "c")]
+    assert greedy(regrets, 3, cost={"big": 2.0, "m": 1.0})[:2] == [("m", "b"), ("big", "a")]  # 0.25 / 2 > 0.1
 
 
 def test_a_confirmed_study_chooses_by_the_seed_mean_where_a_plain_one_keeps_a_lucky_run(tmp_path):

@@ -47,38 +47,55 @@ def candidate_regrets(tables: Mapping[str, Table],
     return out
 
 
-def greedy(regrets: Mapping[tuple[str, str], Mapping[str, float]], size: int = SIZE) -> list[tuple[str, str]]:
-    """The greedy portfolio: each step adds the candidate that lowers the mean of per-dataset best regret most.
+def greedy(regrets: Mapping[tuple[str, str], Mapping[str, float]], size: int = SIZE,
+           cost: Mapping[str, float] | None = None) -> list[tuple[str, str]]:
+    """The greedy portfolio: each step adds the candidate that lowers the mean of per-dataset best regret most, or,
+    given each model's ``cost`` (per epoch, relative), most per unit of cost (ties: the larger drop), so an entry 6x
+    as costly as another comes first only if it gains 6x as much.
 
-    >>> greedy({("m", "0"): {"a": 0.0, "b": 1.0}, ("m", "1"): {"a": 0.5, "b": 0.4}, ("m", "2"): {"a": 1, "b": 0}}, 2)
-    [('m', '1'), ('m', '0')]
+    >>> r = {("m", "0"): {"a": 0.0, "b": 1.0}, ("m", "1"): {"a": 0.5, "b": 0.4}, ("big", "2"): {"a": 0, "b": 0}}
+    >>> greedy(r, 2), greedy(r, 2, cost={"m": 1.0, "big": 6.0})
+    ([('big', '2'), ('m', '0')], [('m', '1'), ('m', '0')])
     """
     chosen: list[tuple[str, str]] = []
     datasets = list(next(iter(regrets.values()))) if regrets else []
     best = dict.fromkeys(datasets, 1.0)
     for _ in range(min(size, len(regrets))):
-        pick = min((c for c in regrets if c not in chosen),
-                   key=lambda c, best=best: statistics.mean(min(best[d], regrets[c][d]) for d in datasets))
+        now = statistics.mean(best.values())
+
+        def gain(c: tuple[str, str], best: dict[str, float] = best, now: float = now) -> tuple[float, float]:
+            drop = now - statistics.mean(min(best[d], regrets[c][d]) for d in datasets)
+            return (drop / (cost[c[0]] if cost else 1.0), drop)
+
+        pick = max((c for c in regrets if c not in chosen), key=gain)
         chosen.append(pick)
         best = {d: min(best[d], regrets[pick][d]) for d in datasets}
     return chosen
 
 
+def relative_cost(tables: Mapping[str, Table]) -> dict[str, float]:
+    """Each model's seconds per epoch over the suite small model's, mean over the datasets where both ran."""
+    models = {m for t in tables.values() for m in t.models()}
+    return {m: statistics.mean(t.epoch_seconds(m) / t.epoch_seconds(SUITE[d].small)
+                               for d, t in tables.items() if m in t.models()) for m in sorted(models)}
+
+
 def build(tables: Mapping[str, Table], datasets: Sequence[str], size: int = SIZE,
-          models: Collection[str] | None = None) -> list[dict]:
+          models: Collection[str] | None = None, cost_aware: bool = False) -> list[dict]:
     """The portfolio learned from ``datasets`` (one modality) over the configs of ``models`` (None: every recorded
-    model): ``{"model": ..., **params}`` entries, best first."""
-    picked = greedy(candidate_regrets({d: tables[d] for d in datasets}, models), size)
+    model): ``{"model": ..., **params}`` entries, best first (``cost_aware``: best per unit of cost first)."""
+    training = {d: tables[d] for d in datasets}
+    picked = greedy(candidate_regrets(training, models), size, relative_cost(training) if cost_aware else None)
     first = tables[datasets[0]]
     return [dict(first.params(model, config)) for model, config in picked]
 
 
 def leave_one_out(tables: Mapping[str, Table], held_out: str, size: int = SIZE,
-                  models: Collection[str] | None = None) -> list[dict]:
+                  models: Collection[str] | None = None, cost_aware: bool = False) -> list[dict]:
     """The portfolio a study on ``held_out`` gets when the suite is evaluated: built from the other datasets of its
     modality, over the configs of ``models`` (None: every recorded model)."""
     others = [d for d in tables if d != held_out and modality(d) == modality(held_out)]
-    return build(tables, others, size, models) if others else []
+    return build(tables, others, size, models, cost_aware) if others else []
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ def designs_for(dataset: SuiteDataset, table: Table, tables: dict[str, Table]) -
         searched.insert(0, "search=models")
     portfolio = tuple(leave_one_out(tables, dataset.name, models=[dataset.small]))
     over_models = tuple(leave_one_out(tables, dataset.name))  # which model first, and with what
+    by_cost = tuple(leave_one_out(tables, dataset.name, cost_aware=True))  # the same, best per second first
     sampler = "search.first_trial=sampler"
     designs = [Design("random_fifo", ("sampler=random", "scheduler=fifo", sampler)), Design("i_epoch", kind="i_epoch"),
                Design("tpe_asha", (sampler,)), Design("tpe_fifo", (sampler, "scheduler=fifo")),
@@ -59,12 +60,16 @@ def designs_for(dataset: SuiteDataset, table: Table, tables: dict[str, Table]) -
                     Design("models_ei_per_second", (*searched, "scheduler=asha_per_model",
                                                     "search.model_choice=ei_per_second")),
                     Design("models_portfolio", (*searched, "scheduler=asha_per_model"), first=over_models),
-                    Design("models_portfolio_fifo", (*searched, "scheduler=fifo"), first=over_models)]
+                    Design("models_portfolio_fifo", (*searched, "scheduler=fifo"), first=over_models),
+                    Design("models_portfolio_cost", (*searched, "scheduler=asha_per_model"), first=by_cost),
+                    Design("models_portfolio_cost_asha", tuple(searched), first=by_cost),  # search=models' default
+                    Design("models_portfolio_cost_eips", (*searched, "scheduler=asha_per_model",
+                                                          "search.model_choice=ei_per_second"), first=by_cost)]
     return designs
 
 
 def evaluate(name: str, table: Table, tables: dict[str, Table], seeds: int, neighbours: int,
-             bandwidth: float) -> dict:
+             bandwidth: float, only: frozenset[str] = frozenset()) -> dict:
     dataset = SUITE[name]
     recording = study_spec(dataset)
     surrogate = Surrogate(table, model_spaces(recording), k=neighbours, bandwidth=bandwidth)
@@ -76,6 +81,8 @@ def evaluate(name: str, table: Table, tables: dict[str, Table], seeds: int, neig
                  "median": median, "configs": {m: len(table.configs(m)) for m in table.models()},
                  "baseline": baseline_quality(table, small), "budget_s": budget, "designs": {}}
     for design in designs_for(dataset, table, tables):
+        if only and design.name not in only | {"random_fifo", "i_epoch"}:  # the baselines: every summary needs them
+            continue
         spec = design_spec(dataset, design)
         if design.kind == "confirmed":  # the confirmation comes at the study's end: one study per budget
             regrets = {f: [regret(replay_confirmed(spec, surrogate, f * budget, small, design, seed), oracle, median)
@@ -89,7 +96,8 @@ def evaluate(name: str, table: Table, tables: dict[str, Table], seeds: int, neig
                 regrets, design, anytime=[statistics.mean(regret(t.at(f * budget), oracle, median) for t in traces)
                                           for f in [i / 20 for i in range(1, 21)]],
                 gain_share=_gain_share(traces, out["baseline"], budget) if design.kind == "study" else None,
-                trials=statistics.mean(t.trials for t in traces))
+                trials=statistics.mean(t.trials for t in traces),
+                gap=statistics.mean(100 * (oracle - _or(t.at(budget), median)) for t in traces))
         r = out["designs"][design.name]["regret"]
         print(f"{name:14s} {design.name:22s} " + "  ".join(f"@{f}: {r[str(f)]['mean']:.3f}±{r[str(f)]['sd']:.3f}"
                                                            for f in FRACTIONS), flush=True)
@@ -97,11 +105,17 @@ def evaluate(name: str, table: Table, tables: dict[str, Table], seeds: int, neig
 
 
 def _entry(regrets: dict, design: Design, anytime: list[float] | None = None, gain_share: float | None = None,
-           trials: float | None = None) -> dict:
+           trials: float | None = None, gap: float | None = None) -> dict:
     """A design's results on one dataset: its regret (mean, sd over search seeds) at each budget fraction, its
-    anytime curve (20 points; None where each budget is its own study), the first 4 trials' gain share."""
+    anytime curve (20 points; None where each budget is its own study), the first 4 trials' gain share, and how
+    many points the winner at the whole budget lies below the best model's oracle (mean over search seeds)."""
     return {"regret": {str(f): {"mean": mean_sd(r)[0], "sd": mean_sd(r)[1]} for f, r in regrets.items()},
-            "anytime": anytime, "gain_share_first_4": gain_share, "trials": trials, "first": list(design.first)}
+            "anytime": anytime, "gain_share_first_4": gain_share, "trials": trials, "first": list(design.first),
+            "points_below_oracle": gap}
+
+
+def _or(found: float | None, otherwise: float) -> float:
+    return otherwise if found is None else found
 
 
 def _gain_share(traces, baseline: float | None, budget: float) -> float | None:
@@ -127,7 +141,9 @@ def summary(results: dict) -> dict:
             "beats_baselines_on": sum(all(d[name]["regret"][str(f)]["mean"] < d[b]["regret"][str(f)]["mean"]
                                           for f in FRACTIONS for b in ("random_fifo", "i_epoch")) for d in ran),
             "datasets": len(ran),
-            "gain_share_first_4": statistics.mean(shares) if shares else None}
+            "gain_share_first_4": statistics.mean(shares) if shares else None,
+            "within_1_point_on": sum(d[name]["points_below_oracle"] is not None
+                                     and d[name]["points_below_oracle"] <= 1 for d in ran)}
     return out
 
 
@@ -178,6 +194,7 @@ def main() -> None:
     parser.add_argument("--neighbours", type=int, default=3,
                         help="recorded configs blended per replayed config (1: the nearest only; see surrogate.py)")
     parser.add_argument("--bandwidth", type=float, default=0.3, help="the blend's smoothing (see surrogate.py)")
+    parser.add_argument("--designs", default="", help="comma-separated design names to run (default: all)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--markdown", type=Path, help="write the suite tables (means, then sds) here")
@@ -185,14 +202,16 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     tables = {d: read_table(args.tables / f"{d}.csv", SUITE[d].metric) for d in SUITE}
     tables = {d: t for d, t in tables.items() if len(t.configs()) >= 4}
-    results = {name: evaluate(name, table, tables, args.seeds, args.neighbours, args.bandwidth)
+    only = frozenset(filter(None, args.designs.split(",")))
+    results = {name: evaluate(name, table, tables, args.seeds, args.neighbours, args.bandwidth, only)
                for name, table in tables.items()}
     suite = summary(results)
     for design, at in suite.items():
         share = at["gain_share_first_4"]
         print(f"{'SUITE':14s} {design:22s} " + "  ".join(f"@{f}: {at[str(f)]:.3f}" for f in FRACTIONS)
               + f"  beats both baselines on {at['beats_baselines_on']}/{at['datasets']}"
-              + (f"  first 4 trials: {share:.0%} of the gain" if share is not None else ""))
+              + (f"  first 4 trials: {share:.0%} of the gain" if share is not None else "")
+              + f"  within 1 point of the oracle on {at['within_1_point_on']}/{at['datasets']}")
     if args.out:
         record = {"seeds": args.seeds, "neighbours": args.neighbours, "bandwidth": args.bandwidth,
                   "datasets": results, "suite_mean": suite}

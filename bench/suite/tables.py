@@ -84,8 +84,11 @@ class Table:
         return statistics.median(self.value(*mc) for mc in self.configs(model))
 
     def epoch_seconds(self, model: str) -> float:
-        """The model's mean seconds per epoch over its runs (training and validation, on the recording machine)."""
-        return statistics.mean(s for (m, _, _), run in self.runs.items() if m == model for s, _ in run.epochs)
+        """The model's mean seconds per epoch (training and validation, on the recording machine) over its seed-0
+        runs: each recorded config once, as the replay plays them (the top configs' reruns on other seeds would
+        weigh one config three times, and some ran with other work beside them)."""
+        return statistics.mean(s for (m, _, seed), run in self.runs.items() if m == model and seed == 0
+                               for s, _ in run.epochs)
 
 
 def read_table(path: Path, metric: str = "val_accuracy") -> Table:

@@ -48,7 +48,9 @@ def portfolio(searches_model: bool = False) -> dict[str, list[dict[str, Any]]]:
 
 
 def portfolio_points(spec: StudySpec) -> list[dict[str, Any]]:
-    """The study's first trials from the portfolio (distinct, in the portfolio's order)."""
+    """The study's first trials from the portfolio (distinct, in the portfolio's order); in a study that searches
+    the model, then the centre of each chosen model the portfolio has no entry for, so every model is tried once
+    (as ``first_trial=midpoint`` would) before the sampler chooses among them."""
     models = spec.space.distributions.get(MODEL)
     choices = models.choices if isinstance(models, CategoricalDistribution) else None
     entries = portfolio(choices is not None)["image" if spec.task in IMAGE_TASKS else "text"]
@@ -59,7 +61,8 @@ def portfolio_points(spec: StudySpec) -> list[dict[str, Any]]:
         point = fit_into(spec.space, entry)
         if point not in points:
             points.append(point)
-    return points
+    known = {point.get(MODEL) for point in points}
+    return points + [spec.space.midpoint(str(m)) for m in choices or () if m not in known]
 
 
 def fit_into(space: SearchSpace, entry: Mapping[str, Any]) -> dict[str, Any]:
