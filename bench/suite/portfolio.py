@@ -5,7 +5,8 @@ recorded the same drawn configs (one seeded draw over the same space), so a cand
 
 Two per modality: one of the small model's configs (a single-model study: the recorded hyperparameters of one
 model; the suite's small model is the one recorded on the most configs), and one over every recorded model (a study
-that searches the model, ``search=models``: which model to try first, and with what). Shipped in the package
+that searches the model, ``search=models``: which model to try first, and with what), ordered by gain per unit of
+cost, so a large model's entry comes first only if it gains as many times more as it costs. Shipped in the package
 (``hpo/study/portfolio.json``: ``search.first_trial=portfolio``) built from every suite dataset; the suite's own
 evaluation builds each dataset's portfolio without it (leave one dataset out)::
 
@@ -108,7 +109,7 @@ def main() -> None:
     tables = {d: t for d, t in tables.items() if t.configs()}
     kinds = {kind: [d for d in tables if modality(d) == kind] for kind in sorted({modality(d) for d in tables})}
     portfolio = {kind: build(tables, names, args.size, [SUITE[names[0]].small]) for kind, names in kinds.items()}
-    models = {kind: build(tables, names, args.size) for kind, names in kinds.items()}
+    models = {kind: build(tables, names, args.size, cost_aware=True) for kind, names in kinds.items()}
     args.out.write_text(json.dumps({
         "built_by": "python -m bench.suite.portfolio (greedy over the suite's recorded tables)",
         "datasets": sorted(tables), "configs_per_dataset": {d: len(t.configs()) for d, t in sorted(tables.items())},
