@@ -18,7 +18,8 @@ def test_a_study_over_two_pretrained_models_trains_each_trial_on_the_model_it_dr
     name = "models"
     # each model's centre first, then the model with the best expected improvement per second of its cost
     sweep = hpo(["sweep", "search=models", "search.model={choices: [minilm_l3, mpnet_base]}",
-                 "search.model_choice=ei_per_second", "search.first_trial=midpoint", "study.num_samples=3", "study.max_concurrent=1", "scheduler=fifo",
+                 "search.model_choice=ei_per_second", "search.first_trial=midpoint",
+                 "study.num_samples=3", "study.max_concurrent=1", "scheduler=fifo",
                  "trainer.max_epochs=1", "trainer.max_length=32", "data.train_limit=40", "data.validation_limit=32",
                  "cluster.num_cpus=2", f"study.name={name}", f"storage.root={tmp_path}"],
                 tmp_path, sst2_dir, timeout=600)
