@@ -42,9 +42,8 @@ def _shipped() -> dict[str, Any]:
 
 def portfolio(searches_model: bool = False) -> dict[str, list[dict[str, Any]]]:
     """The shipped portfolio: modality ("text", "image") -> entries, best first; ``searches_model``: the one
-    learned over every recorded model (the single-model one where the file has none)."""
-    shipped = _shipped()
-    return shipped.get("models", shipped["portfolio"]) if searches_model else shipped["portfolio"]
+    learned over every recorded model, ordered by gain per unit of cost."""
+    return _shipped()["models" if searches_model else "portfolio"]
 
 
 def portfolio_points(spec: StudySpec) -> list[dict[str, Any]]:
