@@ -60,8 +60,10 @@ def portfolio_points(spec: StudySpec) -> list[dict[str, Any]]:
         point = fit_into(spec.space, entry)
         if point not in points:
             points.append(point)
-    known = {point.get(MODEL) for point in points}
-    return points + [spec.space.midpoint(str(m)) for m in choices or () if m not in known]
+    if choices is None:
+        return points
+    known = {point[MODEL] for point in points}
+    return points + [centre for centre in spec.space.midpoints() if centre[MODEL] not in known]
 
 
 def fit_into(space: SearchSpace, entry: Mapping[str, Any]) -> dict[str, Any]:
