@@ -21,6 +21,8 @@ and the temperature and alpha the distilled search chose::
     .venv/bin/python -m bench.distill --dataset sst2 --seeds 3 --trials 6 --out bench/results/distill.json
     .venv/bin/python -m bench.distill --dataset sst2 --seeds 3 --trials 4 --unlabeled-rows 2000 \
         --out bench/results/distill-unlabeled.json
+    .venv/bin/python -m bench.distill --seeds 3 --trials 4 --unlabeled-rows 6000 --root /tmp/distill-unl \
+        --out bench/results/distill-unlabeled-6000.json   # the teacher study the run before left in --root
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ def main() -> None:
     parser.add_argument("--train-rows", type=int, default=2000, help="sst2 only: training rows")
     parser.add_argument("--unlabeled-rows", type=int, default=0,
                         help="training texts beyond the labelled ones that the distilled arm learns from the teacher")
-    parser.add_argument("--root", help="keep the studies here (default: a temporary folder)")
+    parser.add_argument("--root", help="keep the studies here (default: a temporary folder); a teacher study "
+                        "already there is reused")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -110,8 +113,9 @@ def main() -> None:
             *base, f"storage.root={root}", "study.name=teacher", "search=models",
             f"search.model={{choices: [{student}, {teacher_model}]}}", "scheduler=asha_per_model",
             f"study.num_samples={args.teacher_trials}", "tracking.register_best=true", "study.seed=0"]))
-        run_study(teacher_spec, display="quiet")
         registry = Registry.open(teacher_spec.storage.registry_url)
+        if registry.get("teacher") is None:  # a --root that holds it: the teacher does not depend on the arms
+            run_study(teacher_spec, display="quiet")
         teacher = arm_result(teacher_spec, registry, "teacher")
         print(f"teacher: {teacher['model']} {teacher['metrics']} ({time.monotonic() - started:.0f} s)", flush=True)
         extra, longer = [], []
@@ -123,11 +127,12 @@ def main() -> None:
         seeds = []
         for seed in range(args.seeds):
             common = [f"study.num_samples={args.trials}", f"study.seed={seed}"]
+            tag = f"u{args.unlabeled_rows}_{seed}"  # several runs can share a --root (and its teacher)
             plain_spec = build_spec(compose([*base, f"storage.root={root}", f"model={student}",
-                                             f"study.name=plain_{seed}", *common, *longer]))
+                                             f"study.name=plain_{tag}", *common, *longer]))
             run_study(plain_spec, display="quiet")
             distilled_spec = build_spec(distill_config(registry.require("teacher"), student, overrides=[
-                f"study.name=distilled_{seed}", *common, *extra]))
+                f"study.name=distilled_{tag}", *common, *extra]))
             run_study(distilled_spec, display="quiet")
             plain, distilled = arm_result(plain_spec, registry, "plain"), arm_result(distilled_spec, registry, "dist")
             seeds.append({"seed": seed, "plain": plain, "distilled": distilled})

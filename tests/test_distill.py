@@ -17,14 +17,14 @@ def softmax(row, t):
 
 
 def by_hand(student, teacher, labels, t, alpha):
-    """alpha * CE + (1 - alpha) * T^2 * KL(teacher_T || student_T), per row, averaged over all rows; unlabeled rows
-    add the teacher's term only."""
+    """alpha * CE + (1 - alpha) * T^2 * KL(teacher_T || student_T), per row, averaged over all rows; an unlabeled
+    row adds the teacher's term only, at full weight."""
     total = 0.0
     for s, te, y in zip(student, teacher, labels, strict=True):
         p_s, p_t = softmax(s, t), softmax(te, t)
         kl = sum(pt * math.log(pt / ps) for pt, ps in zip(p_t, p_s, strict=True))
         hard = -math.log(softmax(s, 1.0)[y]) if y != UNLABELED else 0.0
-        total += alpha * hard + (1 - alpha) * t * t * kl
+        total += alpha * hard + (1 - alpha if y != UNLABELED else 1.0) * t * t * kl
     return total / len(student)
 
 
@@ -43,8 +43,8 @@ def test_the_regression_loss_blends_the_targets_and_the_teachers_predictions():
     loss = Distillation(temperature=5.0, alpha=0.25).loss(RegressionHead("mse"), torch.tensor(student)[:, None],
                                                           torch.tensor(targets), torch.tensor(teacher)[:, None])
     hard = (1.0 - 1.5) ** 2 + (0.5 - 0.0) ** 2  # the unlabeled (NaN) row adds no task term
-    soft = 0.0 + 1.0 + 0.25
-    assert float(loss) == pytest.approx((0.25 * hard + 0.75 * soft) / 3)
+    soft = 0.75 * 0.0 + 1.0 * 1.0 + 0.75 * 0.25  # and the teacher's at full weight
+    assert float(loss) == pytest.approx((0.25 * hard + soft) / 3)
 
 
 def test_micro_batches_add_up_to_the_batch():

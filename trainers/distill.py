@@ -2,13 +2,17 @@
 
 Classification (Hinton et al. 2015)::
 
-    alpha * CE(student, y) + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+    alpha * CE(student, y) + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T))   # a labelled row
+    T^2 * KL(softmax(teacher / T) || softmax(student / T))                                         # an unlabeled row
 
 ``T^2`` keeps the soft term's gradients on the hard term's scale as ``T`` grows. Regression: ``alpha`` times the
-head's own loss against the targets plus ``1 - alpha`` times the MSE against the teacher's predictions. A row
-without a label (an unlabeled row the teacher labelled: class -1, or a NaN target) counts in the teacher's term
-only. Both terms are sums over rows divided by the batch's rows, so micro-batches add up to the batch (as
-:func:`trainers.loop.fine_tune` needs).
+head's own loss against the targets plus ``1 - alpha`` times the MSE against the teacher's predictions.
+
+``alpha`` splits a labelled row's weight between its two targets. A row without a label (an unlabeled row the
+teacher labelled: class -1, or a NaN target) has one target, the teacher's, and gives it its whole weight: weighed
+by ``1 - alpha`` instead, a transfer-set row would count 0.3 of a labelled one at the alpha of 0.7 the searches
+chose, and the rows distillation gains most from would teach least. Both terms are sums over rows divided by the
+batch's rows, so micro-batches add up to the batch (as :func:`trainers.loop.fine_tune` needs).
 
 Example::
 
@@ -54,8 +58,9 @@ class Distillation:
         hard = torch.zeros((), device=outputs.device)
         if self.alpha and bool(labeled.any()):
             hard = head.loss(outputs[labeled], targets[labeled], weights, reduction="sum")
-        soft = self._soft(head.kind, outputs, teacher).sum()
-        total = self.alpha * hard + (1 - self.alpha) * soft
+        share = torch.where(labeled, 1 - self.alpha, 1.0).to(outputs.device)  # an unlabeled row: the teacher's alone
+        soft = (share * self._soft(head.kind, outputs, teacher)).sum()
+        total = self.alpha * hard + soft
         return total / len(targets) if reduction == "mean" else total
 
     def _soft(self, kind: str, outputs: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
