@@ -39,7 +39,10 @@ def _train_workers(driver: Driver) -> list[psutil.Process]:
 
 def test_two_worker_trials_prune_agree_and_survive_a_killed_worker_and_driver(tmp_path, sst2_dir):
     name, url = "groups", f"sqlite:///{tmp_path}/registry.db"
-    sweep = Driver(["sweep", *GROUPS, f"study.name={name}", "study.num_samples=5", f"storage.root={tmp_path}"],
+    # 8 trials: ASHA stops a trial below the median of those before it at a rung. None of 5 was stopped once (each
+    # later draw beat the median before it; the kill falls in trial 0, which the resumed driver's ASHA never sees
+    # at the first rung); that each of 6 or 7 later trials beats the median before it is 1 in 60 to 1 in 100
+    sweep = Driver(["sweep", *GROUPS, f"study.name={name}", "study.num_samples=8", f"storage.root={tmp_path}"],
                    tmp_path, sst2_dir)
     # the first trial: ASHA has no one to compare it with, so it runs its 4 epochs unless a kill loses them
     victim = wait_for(sweep, url, name, lambda ts: ts[0].state == "running" and ts[0].epochs >= 1, timeout=300)[0]

@@ -6,7 +6,7 @@ ledger (the one writer of trial state), :class:`RulesStopper` asks the study's s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from hpo.config.spec import StudySpec
 from hpo.result_keys import RESUME_KEY, TRIAL_NUMBER_KEY
 from hpo.stores.checkpoints import CheckpointStore
 from hpo.stores.tracking import TrackingGone
+from hpo.study._scheduler_history import RecordedTrial, with_history
 from hpo.study._searcher import StudySearch
 from hpo.study.ledger import StudyLedger
 from hpo.study.stopping import StudyStop
@@ -93,9 +94,10 @@ class RulesStopper(tune.Stopper):
 
 def run_tuner(spec: StudySpec, ledger: StudyLedger, search: StudySearch, rules: StudyStop, data: StudyData,
               store: CheckpointStore, trainable: Callable = run_trial, *, num_trials: int, max_concurrent: int,
-              attempt: int) -> None:
+              attempt: int, recorded: Sequence[RecordedTrial] = ()) -> None:
     """Runs ``num_trials`` trials (continued ones first), ``max_concurrent`` at a time, until done or stopped. A
-    study whose trials are DDP groups (``resources.workers_per_trial`` > 1) runs :func:`run_trial_group`."""
+    study whose trials are DDP groups (``resources.workers_per_trial`` > 1) runs :func:`run_trial_group`.
+    ``recorded``: the trials earlier attempts finished, whose curves the scheduler is told first."""
     tune_dir = f"{spec.name}/tune"
     resources: dict | tune.PlacementGroupFactory = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     group = {}
@@ -111,7 +113,8 @@ def run_tuner(spec: StudySpec, ledger: StudyLedger, search: StudySearch, rules: 
         ),
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(search, max_concurrent=max_concurrent),
-            scheduler=spec.scheduler.build(),
+            scheduler=with_history(spec.scheduler.build(), list(recorded), spec.objective.metric,
+                                   spec.scheduler.kwargs.get("time_attr", "training_iteration")),
             metric=spec.objective.metric,
             mode=spec.objective.mode,
             num_samples=num_trials,

@@ -36,6 +36,7 @@ from hpo.study._capacity import fit_to_cluster, start_ray
 from hpo.study._lease import DriverLease
 from hpo.study._preflight import check_services
 from hpo.study._reruns import run_reruns
+from hpo.study._scheduler_history import RecordedTrial
 from hpo.study._searcher import StudySearch
 from hpo.study._tuner import run_tuner
 from hpo.study.launch import JOB_ID_ENV
@@ -191,8 +192,11 @@ def _search(spec: StudySpec, ledger: StudyLedger, rules: StudyStop, checked: _Ch
         return
     attempt = 1 + store.count(store.path(f"{spec.name}/tune"), "attempt_")
     ledger.begin_attempt(store.display(store.path(f"{spec.name}/tune/attempt_{attempt}")))
+    recorded = [RecordedTrial(t.number, t.params or {}, t.values) for t in registry.trials(spec.name)
+                if t.state.finished and t.values]  # for ASHA's rungs: hpo.study._scheduler_history
     run_tuner(spec, ledger, StudySearch(ledger, resumes), rules, checked.data, store, checked.trainable,
-              num_trials=len(resumes) + new, max_concurrent=checked.max_concurrent, attempt=attempt)
+              num_trials=len(resumes) + new, max_concurrent=checked.max_concurrent, attempt=attempt,
+              recorded=recorded)
 
 
 def _confirm(spec: StudySpec, ledger: StudyLedger, checked: _Checked) -> None:
