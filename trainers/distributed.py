@@ -62,7 +62,9 @@ class Workers:
 
     def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         """``model`` whose backward passes all-reduce its gradients across the group (itself for one worker).
-        Parameters a forward leaves unused (a pooler under mean pooling) are allowed for."""
+        Trainable parameters a forward leaves unused (a hub model's extra head) are allowed for: without
+        ``find_unused_parameters`` DDP would fail at the second step. ``static_graph`` would spare its search of the
+        graph each step, but it breaks under ``no_sync``, which the micro-batches use (pytorch/pytorch#187732)."""
         if self.size == 1:
             return model
         gpu = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" \
