@@ -21,8 +21,8 @@ and the temperature and alpha the distilled search chose::
     .venv/bin/python -m bench.distill --dataset sst2 --seeds 3 --trials 6 --out bench/results/distill.json
     .venv/bin/python -m bench.distill --dataset sst2 --seeds 3 --trials 4 --unlabeled-rows 2000 \
         --out bench/results/distill-unlabeled.json
-    .venv/bin/python -m bench.distill --seeds 3 --trials 4 --unlabeled-rows 6000 --root /tmp/distill-unl \
-        --out bench/results/distill-unlabeled-6000.json   # the teacher study the run before left in --root
+    .venv/bin/python -m bench.distill --seeds 3 --trials 4 --unlabeled-rows 2000 --root /tmp/distill-unl \
+        --out bench/results/distill-unlabeled-full-weight.json   # the teacher study the run before left there
 """
 
 from __future__ import annotations
