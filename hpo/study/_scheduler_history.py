@@ -4,7 +4,7 @@ Each attempt of a study is a new Ray Tune run with a new scheduler, so without t
 compare its next trials only with the trials run since the crash: the first one after it with no one, and it would
 stop fewer weak trials than the same study run without a crash. Ray's scheduler checkpoint cannot serve (hpo
 resumes through its own ledger, not ``Tuner.restore``), so the ledger's curves are played into the new scheduler
-through its own hooks, before its first trial arrives: each finished trial as a stand-in that reports its recorded
+through its own hooks, before its first trial arrives: each finished trial as a stub that reports its recorded
 epochs in order and is removed. Rungs are then filled exactly as those trials filled them, whatever the order.
 
 Only ASHA (``scheduler=asha``, ``asha_per_model``) keeps rungs that a replay can fill; other schedulers are left as
@@ -13,20 +13,13 @@ they are (FIFO has nothing to remember; HyperBand's brackets and the median rule
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from hpo.study.per_model_asha import PerModelASHA
-
-
-@dataclass(frozen=True)
-class _StandIn:
-    """What ASHA reads of a Ray ``Trial``: its id, and its config (for :class:`PerModelASHA`'s model)."""
-
-    trial_id: str
-    config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -53,7 +46,8 @@ class WithHistory(FIFOScheduler):
         """Each recorded trial reports its epochs in order, once; then it is gone."""
         recorded, self.recorded = self.recorded, []
         for trial in recorded:
-            stand_in = _StandIn(f"recorded_{trial.number}", trial.params)
+            # a stub: a Trial rebuilt for its record only, as Ray's own Trial.from_json_state(stub=True) makes them
+            stand_in = Trial("recorded", config=trial.params, trial_id=f"recorded_{trial.number}", stub=True)
             self.scheduler.on_trial_add(tune_controller, stand_in)
             for epoch in sorted(trial.curve):
                 self.scheduler.on_trial_result(tune_controller, stand_in,
