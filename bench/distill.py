@@ -12,9 +12,9 @@ Arms, real hpo studies on one dataset, all in this run, one trial at a time on 2
 Equal student compute: both student arms run the same number of trials of the same model under the same scheduler
 (their summed ``epoch_seconds`` are printed). With ``--unlabeled-rows U`` the distilled arm also learns, from the
 teacher alone, U training texts the labelled subset left out (``data.unlabeled_path``: the transfer set where
-distillation gains most); the plain arm then trains ``(train + U) / train`` times the epochs, so that both arms
-take the same optimizer steps; the teacher's outputs are computed once and
-cached (its seconds are counted apart). Prints per seed and over seeds: each arm's best validation value, the
+distillation gains most; ``--unlabeled-file``: a shipped one, such as mrpc's); the plain arm then trains
+``(train + U) / train`` times the epochs, so that both arms take the same optimizer steps; the teacher's outputs are
+computed once and cached (its seconds are counted apart). Prints per seed and over seeds: each arm's best validation value, the
 ``latency_ms`` and ``model_mb`` its best trial measured, the gap recovered = (distilled - plain) / (teacher - plain),
 and the temperature and alpha the distilled search chose::
 
@@ -23,6 +23,8 @@ and the temperature and alpha the distilled search chose::
         --out bench/results/distill-unlabeled.json
     .venv/bin/python -m bench.distill --seeds 3 --trials 4 --unlabeled-rows 2000 --root /tmp/distill-unl \
         --out bench/results/distill-unlabeled-full-weight.json   # the teacher study the run before left there
+    .venv/bin/python -m bench.distill --dataset mrpc --seeds 3 --trials 4 --unlabeled-file data/mrpc/unlabeled.csv.gz \
+        --out bench/results/distill-mrpc.json
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ def main() -> None:
     parser.add_argument("--train-rows", type=int, default=2000, help="sst2 only: training rows")
     parser.add_argument("--unlabeled-rows", type=int, default=0,
                         help="training texts beyond the labelled ones that the distilled arm learns from the teacher")
+    parser.add_argument("--unlabeled-file", type=Path,
+                        help="instead: this CSV of texts without labels (e.g. data/mrpc/unlabeled.csv.gz)")
     parser.add_argument("--root", help="keep the studies here (default: a temporary folder); a teacher study "
                         "already there is reused")
     parser.add_argument("--out", type=Path)
@@ -119,9 +123,13 @@ def main() -> None:
         teacher = arm_result(teacher_spec, registry, "teacher")
         print(f"teacher: {teacher['model']} {teacher['metrics']} ({time.monotonic() - started:.0f} s)", flush=True)
         extra, longer = [], []
-        if args.unlabeled_rows:
-            labelled = teacher_spec.data.train_limit or args.train_rows
-            extra = [f"data.unlabeled_path={transfer_set(teacher_spec, args.unlabeled_rows, root / 'unlabeled.csv')}"]
+        unlabeled = args.unlabeled_file.resolve() if args.unlabeled_file else \
+            transfer_set(teacher_spec, args.unlabeled_rows, root / "unlabeled.csv") if args.unlabeled_rows else None
+        if unlabeled:
+            data = teacher_spec.data
+            labelled = data.train_limit or len(read_columns(data.train_path, [data.columns["label"]])[0])
+            args.unlabeled_rows = len(read_columns(unlabeled, [data.columns["text"]])[0])
+            extra = [f"data.unlabeled_path={unlabeled}"]
             epochs = round(teacher_spec.trainer.max_epochs * (labelled + args.unlabeled_rows) / labelled)
             longer = [f"trainer.max_epochs={epochs}"]
         seeds = []

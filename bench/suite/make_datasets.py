@@ -48,9 +48,14 @@ def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     path.write_bytes(gzip.compress(text.getvalue().encode(), compresslevel=9, mtime=0))
 
 
+def drawn(count: int, n: int, seed: int = 0) -> list[int]:
+    """The indices of ``n`` of ``count`` rows drawn with ``random.Random(seed)``, in source order."""
+    return sorted(random.Random(seed).sample(range(count), n))
+
+
 def pick(rows: list, n: int, seed: int = 0) -> list:
     """``n`` rows drawn with ``random.Random(seed)``, kept in their source order."""
-    return [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), n))]
+    return [rows[i] for i in drawn(len(rows), n, seed)]
 
 
 def emotion(clone: Path, commit: str, out: Path) -> None:
@@ -91,10 +96,14 @@ def mrpc(clone: Path, commit: str, out: Path) -> None:
     def read(path: str) -> list[list[str]]:  # label, id1, id2, sentence1, sentence2
         return [[s1, s2, int(label)] for label, _, _, s1, s2 in
                 (line.split("\t") for line in show(clone, commit, path).decode().splitlines() if line)]
-    write_csv(out / "train.csv.gz", ["sentence1", "sentence2", "label"],
-              pick(read("glue_data/MRPC/train.tsv"), TRAIN_ROWS))
+    train = read("glue_data/MRPC/train.tsv")
+    chosen = drawn(len(train), TRAIN_ROWS)
+    write_csv(out / "train.csv.gz", ["sentence1", "sentence2", "label"], [train[i] for i in chosen])
     write_csv(out / "dev.csv.gz", ["sentence1", "sentence2", "label"],
               pick(read("glue_data/MRPC/dev.tsv"), VALIDATION_ROWS))
+    # the source's other training pairs, without their labels: a transfer set for distillation (bench/distill.py)
+    left = sorted(set(range(len(train))) - set(chosen))
+    write_csv(out / "unlabeled.csv.gz", ["sentence1", "sentence2"], [train[i][:2] for i in left])
 
 
 def cifar10(clone: Path, commit: str, out: Path) -> None:
