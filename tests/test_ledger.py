@@ -7,6 +7,7 @@ import json
 
 import optuna
 import pytest
+from mlflow import MlflowClient
 from optuna.trial import TrialState as Optuna
 
 from hpo.config.compose import build_spec, compose
@@ -19,7 +20,7 @@ from hpo.stores.study_run import StudyRun
 from hpo.study.ledger import FAIL_REASON_ATTR, StudyLedger
 from hpo.study.stopping import StopSignal
 from tests.helpers.stores import assert_stores_agree, stores_of
-from trainers.checkpoint import SUMMARY_FILE
+from trainers.checkpoint import BEST_DIR, STATE_FILE, SUMMARY_FILE
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +195,29 @@ def test_a_trial_the_studys_budget_cut_short_is_stopped_not_pruned(root):
     assert s["mlflow"][number].data.tags["hpo.trial_status"] == "stopped"
     assert f"trial {number} stopped after 1 epoch(s)" in h.lines[-1]
     assert "(0 running, 0 completed, 0 pruned, 1 stopped, 0 failed)" in h.lines[-1]
+
+
+def test_resume_refills_every_metric_of_an_epoch_mlflow_missed_from_the_trials_checkpoint(root, tmp_path):
+    """The registry recorded epoch 2 and the driver died before MLflow did (the registry keeps the objective alone):
+    reconcile logs epoch 2's every metric from the trial's newest checkpoint, train_loss too, each once."""
+    h = Harness(root, "refill")
+    number, _ = h.ledger.new_trial("a")
+    h.ledger.trial_started("a", str(tmp_path), None)  # tmp_path: the trial's Ray folder
+    h.ledger.epoch_reported("a", {"epoch": 1, "val_accuracy": 0.6, "train_loss": 0.5})
+    h.registry.upsert_trial(h.spec.name, number, epochs=2, curve={"1": 0.6, "2": 0.7}, last_metric=0.7,
+                            best_metric=0.7)  # the registry writes epoch 2, and the driver dies
+    history = [{"epoch": e, "val_accuracy": value, "train_loss": loss}
+               for e, value, loss in ((1, 0.6, 0.5), (2, 0.7, 0.4))]
+    checkpoint = tmp_path / "checkpoint_000001"
+    (checkpoint / BEST_DIR).mkdir(parents=True)
+    (checkpoint / STATE_FILE).write_bytes(b"")
+    (checkpoint / SUMMARY_FILE).write_text(json.dumps({"epoch": 2, "metrics": history[-1], "history": history}))
+
+    h.reopen().reconcile()
+    run_id = h.registry.require_trial(h.spec.name, number).mlflow_run_id
+    client = MlflowClient(h.spec.storage.tracking_uri)
+    assert sorted((m.step, m.value) for m in client.get_metric_history(run_id, "train_loss")) == [(1, 0.5), (2, 0.4)]
+    assert sorted((m.step, m.value) for m in client.get_metric_history(run_id, "val_accuracy")) == [(1, 0.6), (2, 0.7)]
 
 
 @pytest.mark.parametrize("crash_after", ["registry", "optuna"])

@@ -239,9 +239,11 @@ class StudyLedger(LedgerWrites):
             if record.mlflow_run_id is None:
                 continue
             logged = self.mlflow.logged_epochs(record.mlflow_run_id)
-            for epoch, value in sorted(record.values.items()):
-                if epoch not in logged:
-                    self.mlflow.log_epoch(record.mlflow_run_id, epoch, {self.objective.metric: value})
+            if missing_epochs := sorted(set(record.values) - logged):
+                kept = self._checkpointed_results(record)  # every metric, where its checkpoint holds the epoch
+                for epoch in missing_epochs:
+                    self.mlflow.log_epoch(record.mlflow_run_id, epoch,
+                                          kept.get(epoch, {self.objective.metric: record.values[epoch]}))
             if record.state != TrialState.RUNNING and self.mlflow.run_status(record.mlflow_run_id) == "RUNNING":
                 self.mlflow.close_trial_run(record.mlflow_run_id, record.state, self._latest_checkpoint(record),
                                             record.fail_reason)
