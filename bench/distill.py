@@ -14,9 +14,9 @@ Equal student compute: both student arms run the same number of trials of the sa
 teacher alone, U training texts the labelled subset left out (``data.unlabeled_path``: the transfer set where
 distillation gains most; ``--unlabeled-file``: a shipped one, such as mrpc's); the plain arm then trains
 ``(train + U) / train`` times the epochs, so that both arms take the same optimizer steps; the teacher's outputs are
-computed once and cached (its seconds are counted apart). Prints per seed and over seeds: each arm's best validation value, the
-``latency_ms`` and ``model_mb`` its best trial measured, the gap recovered = (distilled - plain) / (teacher - plain),
-and the temperature and alpha the distilled search chose::
+computed once and cached (its seconds are counted apart). Prints per seed and over seeds: each arm's best
+validation value, the ``latency_ms`` and ``model_mb`` its best trial measured, the gap recovered = (distilled -
+plain) / (teacher - plain), and the temperature and alpha the distilled search chose::
 
     .venv/bin/python -m bench.distill --dataset sst2 --seeds 3 --trials 6 --out bench/results/distill.json
     .venv/bin/python -m bench.distill --dataset sst2 --seeds 3 --trials 4 --unlabeled-rows 2000 \
