@@ -139,11 +139,14 @@ class LedgerWrites:
         return self.store.latest_of_trial(record.ray_trial_dir, record.checkpoint)
 
     def _checkpointed_results(self, record: TrialRecord) -> dict[int, dict[str, Any]]:
-        """Each epoch's results (every metric) that the trial's newest checkpoint carries: what refills MLflow
+        """Each epoch's results that the trial's newest checkpoint carries (none: nothing): what refills MLflow
         when a crash fell between the registry's write of an epoch and MLflow's (the registry keeps the objective
-        alone). Older checkpoints carry their last epoch only; none: nothing."""
-        if (checkpoint := self._latest_checkpoint(record)) is None:
-            return {}
+        alone)."""
+        checkpoint = self._latest_checkpoint(record)
+        return self._results_in(checkpoint) if checkpoint else {}
+
+    def _results_in(self, checkpoint: str) -> dict[int, dict[str, Any]]:
+        """Every metric of each epoch ``checkpoint`` carries, by epoch (older checkpoints: their last epoch only)."""
         summary = self.store.read_summary(checkpoint)
         kept = {int(earlier["epoch"]): earlier for earlier in summary.get("history", [])}
         return kept | {int(summary["epoch"]): summary["metrics"]}

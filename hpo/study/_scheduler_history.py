@@ -13,6 +13,7 @@ they are (FIFO has nothing to remember; HyperBand's brackets and the median rule
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,8 @@ class WithHistory(FIFOScheduler):
     """``scheduler`` (an ASHA) that, before its first trial, is told the curves of ``recorded`` (results of
     ``metric`` by ``time_attr``); otherwise it is ``scheduler`` unchanged: every hook is passed on."""
 
-    def __init__(self, scheduler: TrialScheduler, recorded: list[RecordedTrial], metric: str, time_attr: str) -> None:
+    def __init__(self, scheduler: TrialScheduler, recorded: Sequence[RecordedTrial], metric: str,
+                 time_attr: str) -> None:
         super().__init__()
         self.scheduler, self.recorded, self.metric_name, self.time_attr = scheduler, recorded, metric, time_attr
 
@@ -44,7 +46,7 @@ class WithHistory(FIFOScheduler):
 
     def _replay(self, tune_controller) -> None:
         """Each recorded trial reports its epochs in order, once; then it is gone."""
-        recorded, self.recorded = self.recorded, []
+        recorded, self.recorded = self.recorded, ()
         for trial in recorded:
             # a stub: a Trial rebuilt for its record only, as Ray's own Trial.from_json_state(stub=True) makes them
             stand_in = Trial("recorded", config=trial.params, trial_id=f"recorded_{trial.number}", stub=True)
@@ -78,7 +80,7 @@ class WithHistory(FIFOScheduler):
         return self.scheduler.debug_string()
 
 
-def with_history(scheduler: TrialScheduler, recorded: list[RecordedTrial], metric: str,
+def with_history(scheduler: TrialScheduler, recorded: Sequence[RecordedTrial], metric: str,
                  time_attr: str) -> TrialScheduler:
     """``scheduler`` told ``recorded`` before its first trial, where it keeps rungs (ASHA); else ``scheduler``."""
     if not recorded or not isinstance(scheduler, AsyncHyperBandScheduler | PerModelASHA):

@@ -113,7 +113,7 @@ def run_tuner(spec: StudySpec, ledger: StudyLedger, search: StudySearch, rules: 
         ),
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(search, max_concurrent=max_concurrent),
-            scheduler=with_history(spec.scheduler.build(), list(recorded), spec.objective.metric,
+            scheduler=with_history(spec.scheduler.build(), recorded, spec.objective.metric,
                                    spec.scheduler.kwargs.get("time_attr", "training_iteration")),
             metric=spec.objective.metric,
             mode=spec.objective.mode,

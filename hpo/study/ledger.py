@@ -95,12 +95,11 @@ class StudyLedger(LedgerWrites):
         self.registry.upsert_trial(self.name, number, ray_trial_dir=trial_dir)
         resumed_after = None
         if resume_from:  # the checkpoint's epochs may be ones the crash kept from the stores: a DDP group's Ray
-            summary = self.store.read_summary(resume_from)  # Train runs up to a few epochs ahead of the driver
-            for earlier in summary.get("history", [])[:-1]:  # (older checkpoints: the last epoch alone)
-                self._record_epoch(number, int(earlier["epoch"]), earlier)
-            self._record_epoch(number, summary["epoch"], summary["metrics"])
+            results = self._results_in(resume_from)  # Train runs up to a few epochs ahead of the driver
+            for epoch, result in sorted(results.items()):
+                self._record_epoch(number, epoch, result)
             self.registry.upsert_trial(self.name, number, checkpoint=resume_from)
-            resumed_after = summary["epoch"]
+            resumed_after = max(results)
         self.mlflow.mark_started(self.run_ids[number], ray_trial_id, resumed_after)
         self.progress.trial_started(number, self.params[number], resumed_after)
 

@@ -184,7 +184,8 @@ def _search(spec: StudySpec, ledger: StudyLedger, rules: StudyStop, checked: _Ch
     """Interrupted trials continued and new ones up to ``num_samples``, through Ray Tune."""
     registry, store = checked.registry, checked.store
     resumes = interrupted_trials(ledger.study, registry, store)
-    done = sum(t.state.finished for t in registry.trials(spec.name))
+    trials = registry.trials(spec.name)
+    done = sum(t.state.finished for t in trials)
     new = max(0, spec.study.num_samples - done - len(resumes))
     if resumed:
         checked.progress.message(f"resuming: {done} trial(s) finished, {len(resumes)} to continue, {new} new")
@@ -192,7 +193,7 @@ def _search(spec: StudySpec, ledger: StudyLedger, rules: StudyStop, checked: _Ch
         return
     attempt = 1 + store.count(store.path(f"{spec.name}/tune"), "attempt_")
     ledger.begin_attempt(store.display(store.path(f"{spec.name}/tune/attempt_{attempt}")))
-    recorded = [RecordedTrial(t.number, t.params or {}, t.values) for t in registry.trials(spec.name)
+    recorded = [RecordedTrial(t.number, t.params or {}, t.values) for t in trials
                 if t.state.finished and t.values]  # for ASHA's rungs: hpo.study._scheduler_history
     run_tuner(spec, ledger, StudySearch(ledger, resumes), rules, checked.data, store, checked.trainable,
               num_trials=len(resumes) + new, max_concurrent=checked.max_concurrent, attempt=attempt,
