@@ -47,6 +47,25 @@ class LocalCluster:
     def head_node_id(self) -> str:
         return next(node for node, res in self.nodes().items() if "node:__internal_head__" in res)
 
+    def worker_node_processes(self, marker: str) -> list[list[psutil.Process]]:
+        """Per worker node (in start order), its processes whose command line holds ``marker`` (e.g. a Ray actor's
+        class name, which Ray writes into its worker's process title)."""
+        found = []
+        for proc in self.procs[1:]:
+            try:
+                family = psutil.Process(proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                family = []
+            node = []
+            for p in family:
+                try:
+                    if marker in " ".join(p.cmdline()):
+                        node.append(p)
+                except psutil.NoSuchProcess:
+                    pass
+            found.append(node)
+        return found
+
     def stop(self) -> None:
         family: set[int] = set()
         for proc in self.procs:
