@@ -13,7 +13,7 @@ import psutil
 import pytest
 from mlflow import MlflowClient
 
-from tests.helpers.lifecycle import TINY_SWEEP, Driver, wait_for, with_overrides
+from tests.helpers.lifecycle import TINY_SWEEP, Driver, processes_with, wait_for, with_overrides
 from tests.helpers.stores import assert_stores_agree
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a whole study
@@ -26,15 +26,7 @@ GROUPS = with_overrides(TINY_SWEEP, "scheduler=asha", "resources.workers_per_tri
 
 def _train_workers(driver: Driver) -> list[psutil.Process]:
     driver.remember_children()
-    found = []
-    for pid in driver.family:
-        try:
-            process = psutil.Process(pid)
-            if "RayTrainWorker" in " ".join(process.cmdline()):
-                found.append(process)
-        except psutil.NoSuchProcess:
-            pass
-    return found
+    return processes_with(driver.family, "RayTrainWorker")
 
 
 def test_two_worker_trials_prune_agree_and_survive_a_killed_worker_and_driver(tmp_path, sst2_dir):

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import optuna
@@ -77,6 +77,20 @@ class Driver:
         if not self.log.closed:
             self.log.flush()
         return Path(self.log.name).read_text()
+
+
+def processes_with(pids: Iterable[int], marker: str) -> list[psutil.Process]:
+    """Those of ``pids`` alive whose command line holds ``marker`` (e.g. a Ray actor's class name, which Ray writes
+    into its worker's process title)."""
+    found = []
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            if marker in " ".join(process.cmdline()):
+                found.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return found
 
 
 def _running(pid: int) -> bool:

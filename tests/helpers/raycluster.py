@@ -23,6 +23,8 @@ from pathlib import Path
 
 import psutil
 
+from tests.helpers.lifecycle import processes_with
+
 
 @dataclass
 class LocalCluster:
@@ -48,31 +50,13 @@ class LocalCluster:
         return next(node for node, res in self.nodes().items() if "node:__internal_head__" in res)
 
     def worker_node_processes(self, marker: str) -> list[list[psutil.Process]]:
-        """Per worker node (in start order), its processes whose command line holds ``marker`` (e.g. a Ray actor's
-        class name, which Ray writes into its worker's process title)."""
-        found = []
-        for proc in self.procs[1:]:
-            try:
-                family = psutil.Process(proc.pid).children(recursive=True)
-            except psutil.NoSuchProcess:
-                family = []
-            node = []
-            for p in family:
-                try:
-                    if marker in " ".join(p.cmdline()):
-                        node.append(p)
-                except psutil.NoSuchProcess:
-                    pass
-            found.append(node)
-        return found
+        """Per worker node (in start order), its processes whose command line holds ``marker``."""
+        return [processes_with(_family(proc.pid), marker) for proc in self.procs[1:]]
 
     def stop(self) -> None:
         family: set[int] = set()
         for proc in self.procs:
-            try:
-                family |= {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
-            except psutil.NoSuchProcess:
-                pass
+            family |= _family(proc.pid)
         for proc in reversed(self.procs):  # workers first, the head last
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -89,6 +73,14 @@ class LocalCluster:
             except ProcessLookupError:
                 pass
         shutil.rmtree(self.env["RAY_TMPDIR"], ignore_errors=True)
+
+
+def _family(pid: int) -> set[int]:
+    """The processes ``pid`` started, at any depth (none once it is gone)."""
+    try:
+        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return set()
 
 
 def ray_env(temp_dir: str) -> dict[str, str]:
