@@ -45,7 +45,8 @@ from bench.suite.datasets import SUITE
 from hpo import Registry, build_spec, compose, run_study
 from hpo.models.distill import distill_config
 from hpo.reporting._distillation import study_row
-from trainers.data import read_columns, subset_rows
+from trainers.csv_files import read_columns
+from trainers.data import subset_rows
 
 ONE_AT_A_TIME = ["study.max_concurrent=1", "resources.cpu=2"]
 TEXT = ("minilm_l6", "mpnet_base")

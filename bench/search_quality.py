@@ -123,7 +123,8 @@ def hf_search(model_path: str, paths: tuple[str, str], train_rows: int, max_leng
     import torch
     import transformers as tf
 
-    from trainers.data import read_csv, subsample
+    from trainers.csv_files import read_csv
+    from trainers.data import subsample
 
     torch.set_num_threads(2)  # as every other method
     tokenizer = tf.AutoTokenizer.from_pretrained(model_path)

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from bench.common import RESULTS, data_file, minilm, write
 from trainers import TrainConfig, fine_tune, prepare_data
-from trainers.data import PreparedData, batches
+from trainers.batching import batches
+from trainers.data import PreparedData
 from trainers.device import autocast_for, pick_device, to_device
 from trainers.modeling import freeze, load_classifier, num_encoder_blocks
 from trainers.optim import param_groups

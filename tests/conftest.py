@@ -22,7 +22,7 @@ import pytest
 from hpo.config.resolvers import PROJECT_ROOT, first_existing
 from hpo.env import set_defaults
 from tests.helpers import servers
-from trainers.data import open_text
+from trainers.csv_files import open_text
 from trainers.tiny import build_tiny_bert
 
 SST2_DIR = Path(os.environ.get("HPO_DATA_DIR", PROJECT_ROOT / "data" / "sst2"))

@@ -2,7 +2,9 @@ import csv
 
 import pytest
 
-from trainers.data import DataError, TokenizedSplit, batches, label_names_for, prepare_data
+from trainers.batching import batches
+from trainers.csv_files import DataError, label_names_for
+from trainers.data import TokenizedSplit, prepare_data
 
 
 def _write(path, rows, header=("text", "label")):

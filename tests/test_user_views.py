@@ -163,7 +163,7 @@ def test_the_champion_alias_points_at_the_best_trials_registered_model(study):
 def test_export_and_onnx_give_the_registered_models_predictions(study, small_sst2, tmp_path):
     import onnxruntime
 
-    from trainers.data import read_csv
+    from trainers.csv_files import read_csv
     from trainers.tasks.text import TextPredictor
 
     root, _, _, _ = study

@@ -1,37 +1,29 @@
-"""Reading ``text,label`` CSVs (or ``text,text_pair,label``: sentence pairs), mapping labels to ids (or reading
-float targets for regression), and tokenizing each split once.
+"""Preparing a study's data once: reading the train and validation splits (:mod:`trainers.csv_files`), mapping
+labels to ids (or reading float targets for regression), keeping a seeded subset, and tokenizing each split.
 
-Tokenized splits hold unpadded token ids; batches are padded to their own longest row
-(dynamic padding), which on short SST-2 phrases is several times cheaper than padding to
-``max_length``. Prepared data can be cached on disk so every trial and every later study
-on the same files reuses one tokenization.
+Tokenized splits hold unpadded token ids (:mod:`trainers.batching` pads each batch to its own longest row, which on
+short SST-2 phrases is several times cheaper than padding to ``max_length``). Prepared data can be cached on disk so
+every trial and every later study on the same files reuses one tokenization.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
-import gzip
 import hashlib
 import json
 import math
 import pickle
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import torch
 from transformers import AutoTokenizer
 
+from trainers.csv_files import DataError, float_targets, label_names_for, read_columns
 from trainers.distill import UNLABELED
-from trainers.distributed import Workers
-
-
-class DataError(ValueError):
-    """A data file that cannot be used as given."""
 
 
 @dataclass(frozen=True)
@@ -106,83 +98,6 @@ class PreparedData:
                     "target_mean": sum(targets) / len(targets), **unlabeled}
         counts = [split.labels.count(i) for i in range(len(self.label_names))]
         return {"num_rows": len(split), "label_counts": dict(zip(self.label_names, counts, strict=True)), **unlabeled}
-
-
-def open_text(path: str | Path) -> TextIO:
-    """A CSV file for reading as text, gzip-compressed (``.gz``) or not."""
-    path = Path(path)
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return path.open(encoding="utf-8", newline="")
-
-
-def read_columns(path: str | Path, columns: Sequence[str]) -> list[list[str]]:
-    """Each of ``columns`` as a list of strings (the last one stripped: the label); names the missing column and
-    the columns present."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    with _readable(path), open_text(path) as f:
-        reader = csv.DictReader(f)
-        present = reader.fieldnames or []
-        for column in columns:
-            if column not in present:
-                raise DataError(f"{path}: no column '{column}' (columns: {present})")
-        values: list[list[str]] = [[] for _ in columns]
-        for row in reader:
-            for out, column in zip(values, columns, strict=True):
-                out.append(row[column] or "")
-    if not values[0]:
-        raise DataError(f"{path}: no rows")
-    values[-1] = [x.strip() for x in values[-1]]
-    return values
-
-
-def read_csv(path: str | Path, text_column: str = "text", label_column: str = "label") -> tuple[list[str], list[str]]:
-    """Returns (texts, raw labels as strings); names the missing column and the columns present."""
-    texts, labels = read_columns(path, [text_column, label_column])
-    return texts, labels
-
-
-def float_targets(raw: Sequence[str], path: str | Path, column: str) -> list[float]:
-    """A regression target column as floats; a value that is not a finite number is named with its row (the header
-    is row 1).
-
-    >>> float_targets(["1.5", "2"], "t.csv", "score")
-    [1.5, 2.0]
-    >>> try:
-    ...     float_targets(["1.5", "n/a"], "t.csv", "score")
-    ... except DataError as err:
-    ...     print(str(err).split(";")[0])
-    t.csv row 3: score 'n/a' is not a number
-    """
-    targets = []
-    for row, text in enumerate(raw, start=2):
-        try:
-            value = float(text)
-        except ValueError:
-            raise DataError(f"{path} row {row}: {column} {text!r} is not a number; a regression target must be one "
-                            "(fix or drop the row)") from None
-        if not math.isfinite(value):
-            raise DataError(f"{path} row {row}: {column} is {text!r}; targets must be finite (fill or drop the row)")
-        targets.append(value)
-    return targets
-
-
-def label_names_for(raw_labels: Sequence[str]) -> tuple[str, ...]:
-    """Sorted distinct labels: numerically when every label is an integer, else lexically."""
-    distinct = set(raw_labels)
-    if all(_is_int(x) for x in distinct):
-        return tuple(sorted(distinct, key=int))
-    return tuple(sorted(distinct))
-
-
-def _is_int(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True
 
 
 def subsample(texts: list[str], labels: list[str], limit: int | None, seed: int,
@@ -345,110 +260,3 @@ def _file_digest(path: str | Path) -> str:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def batches(
-    split: TokenizedSplit,
-    batch_size: int,
-    pad_token_id: int,
-    *,
-    shuffle_seed: int | None = None,
-    bucket_batches: int = 50,
-) -> Iterator[dict[str, torch.Tensor]]:
-    """Dynamically padded batches.
-
-    Training (``shuffle_seed`` given): rows are shuffled, cut into buckets of ``bucket_batches``
-    batches, sorted by length inside each bucket, and the batches shuffled again, so a batch
-    holds rows of similar length (little padding) while the epoch order stays random.
-    Evaluation: rows sorted by length (the order does not matter for metrics).
-    """
-    groups = _chunks(evaluation_order(split), batch_size) if shuffle_seed is None \
-        else _training_groups(split, batch_size, shuffle_seed, bucket_batches)
-    for rows in groups:
-        yield _collate(split, rows, pad_token_id)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One optimizer step's rows on this worker: its share of the global batch (:mod:`trainers.distributed`)."""
-
-    batch: dict[str, torch.Tensor]
-    rows: int  # the global batch's rows, which the step's mean gradient is over
-    stand_in: bool = False  # no row fell to this worker: it trains one at zero weight, to join the gradients' sum
-
-
-def training_steps(split: TokenizedSplit, batch_size: int, pad_token_id: int, shuffle_seed: int,
-                   workers: Workers | None = None) -> Iterator[Step]:
-    """An epoch's steps: the global batches of :func:`batches` (every worker walks the same seeded order), each
-    cut down to this worker's share."""
-    workers = workers or Workers()
-    for rows in _training_groups(split, batch_size, shuffle_seed):
-        mine = workers.share(rows)
-        yield Step(_collate(split, mine or rows[:1], pad_token_id), len(rows), stand_in=not mine)
-
-
-def _training_groups(split: TokenizedSplit, batch_size: int, shuffle_seed: int,
-                     bucket_batches: int = 50) -> list[list[int]]:
-    order = list(range(len(split)))
-    length = lambda i: len(split.input_ids[i])  # noqa: E731
-    rng = random.Random(shuffle_seed)
-    rng.shuffle(order)
-    groups = []
-    for bucket in _chunks(order, batch_size * bucket_batches):
-        groups.extend(_chunks(sorted(bucket, key=length), batch_size))
-    rng.shuffle(groups)
-    return groups
-
-
-def evaluation_order(split: TokenizedSplit) -> list[int]:
-    """The row order of evaluation batches: by length (least padding), ties in file order."""
-    return sorted(range(len(split)), key=lambda i: len(split.input_ids[i]))
-
-
-def _chunks(items: list[int], size: int) -> list[list[int]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _collate(split: TokenizedSplit, rows: list[int], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """One tensor construction per batch (not per row): collation stays off the training's critical path."""
-    sequences = [split.input_ids[i] for i in rows]
-    lengths = torch.tensor([len(ids) for ids in sequences])
-    width = int(lengths.max())
-    input_ids = torch.tensor([ids + [pad_token_id] * (width - len(ids)) for ids in sequences], dtype=torch.long)
-    attention_mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
-    targets = [split.labels[i] for i in rows]
-    batch = {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "labels": torch.tensor(targets, dtype=torch.float32 if isinstance(targets[0], float) else torch.long),
-    }
-    if split.teacher is not None:
-        batch["teacher"] = torch.tensor([split.teacher[i] for i in rows], dtype=torch.float32)
-    if split.token_type_ids is not None:  # padding rows are type 0, as the tokenizer pads them
-        types = [split.token_type_ids[i] for i in rows]
-        batch["token_type_ids"] = torch.tensor([t + [0] * (width - len(t)) for t in types], dtype=torch.long)
-    return batch
-
-def read_header(path: str | Path) -> list[str]:
-    """The column names of a CSV file, checked to have a first row (for checks that must not read it all)."""
-    with _readable(path), open_text(path) as f:
-        reader = csv.reader(f)
-        header, first = next(reader, None), next(reader, None)
-    if not header:
-        raise DataError(f"{path}: empty file; it needs a header row (e.g. text,label) and data rows")
-    if first is None:
-        raise DataError(f"{path}: a header and no rows; add data rows")
-    return header
-
-
-@contextlib.contextmanager
-def _readable(path: str | Path) -> Iterator[None]:
-    """Turns what a file that is not UTF-8 CSV text raises into a DataError that says so."""
-    try:
-        yield
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} at offset "
-                        f"{err.start}); save it as UTF-8") from None
-    except (csv.Error, gzip.BadGzipFile, EOFError) as err:
-        raise DataError(f"{path}: not a CSV text file ({err}); give a comma-separated text file "
-                        "(gzip-compressed as .gz if you like)") from None

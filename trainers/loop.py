@@ -14,10 +14,11 @@ from typing import Any
 import torch
 
 from trainers import checkpoint, compact
+from trainers.batching import batches, evaluation_order, training_steps
 from trainers.compact import BaseModel
 from trainers.config import METHODS, TrainConfig
 from trainers.cv import cross_validate
-from trainers.data import PreparedData, TokenizedSplit, batches, evaluation_order, training_steps
+from trainers.data import PreparedData, TokenizedSplit
 from trainers.device import autocast_for, half_dtype, pick_device, seed_everything, to_device
 from trainers.distill import Distillation
 from trainers.distributed import Workers, last_flags, no_sync_unless
@@ -216,7 +217,7 @@ def _train_step(classifier: torch.nn.Module, loss_of: LossOf, batch: dict[str, t
                 device: torch.device, per_row: float, weight: float = 1.0) -> torch.Tensor:
     """One optimizer step over ``batch``, in micro-batches whose gradients sum to the whole batch's: each row's loss
     divided by ``per_row`` (the batch's rows; the global batch's / workers in a group), times ``weight`` (0: a
-    stand-in row, :class:`trainers.data.Step`).
+    stand-in row, :class:`trainers.batching.Step`).
 
     On CUDA out-of-memory the step is redone from scratch with half the micro-batch (see
     :mod:`trainers.oom`); returns the batch's mean loss, still on the device.

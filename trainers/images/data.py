@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from trainers.data import DataError, subset_rows
+from trainers.csv_files import DataError
+from trainers.data import subset_rows
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 

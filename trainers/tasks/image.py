@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from trainers.config import TrainConfig
-from trainers.data import DataError
+from trainers.csv_files import DataError
 from trainers.heads import ClassificationHead
 from trainers.images import loop
 from trainers.images import model as image_model

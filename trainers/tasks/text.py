@@ -28,7 +28,8 @@ from transformers.utils import logging as hf_logging
 
 from trainers.checkpoint import load_model
 from trainers.config import TrainConfig
-from trainers.data import DataError, PreparedData, prepare_data, read_columns, read_header
+from trainers.csv_files import DataError, read_columns, read_header
+from trainers.data import PreparedData, prepare_data
 from trainers.heads import head_for
 from trainers.loop import fine_tune, predict
 from trainers.modeling import REGRESSION_OUTPUT
