@@ -106,5 +106,6 @@ def summary(dataset: str, table: Table, designs: dict[str, dict[str, dict]]) -> 
                      f"{statistics.mean(r['trials'] for r in runs.values()):.1f}  over {len(best)} seeds")
     return "\n".join(lines)
 
+
 if __name__ == "__main__":
     main()
