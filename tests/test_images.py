@@ -63,7 +63,7 @@ def test_a_short_fine_tune_checkpoints_resumes_predicts_and_exports(tmp_path):
 
     cfg = TrainConfig(model_name_or_path="mobilenet_v2", max_epochs=2, learning_rate=1e-3, batch_size=32,
                       freeze_depth=8, aug_flip=True, aug_crop_scale=0.7, aug_magnitude=3.0, mixup_alpha=0.2,
-                      num_threads=2)
+                      num_threads=1)
     first = Keep(keep_dir=tmp_path / "best")
     best = task.fine_tune(cfg, data, first)
     assert [m["epoch"] for m in first.history] == [1, 2] and 0.0 <= best["val_accuracy"] <= 1.0
