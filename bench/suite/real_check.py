@@ -22,6 +22,7 @@ from unittest import mock
 
 from bench.suite.datasets import SUITE
 from bench.suite.portfolio import leave_one_out, modality
+from bench.suite.simulate import regret
 from bench.suite.tables import Table, read_table
 from hpo import Registry, build_spec, compose, run_study, set_defaults
 from hpo.study import portfolio
@@ -77,13 +78,13 @@ def main() -> None:
         for seed in range(args.seeds):  # seeds outermost: a check stopped early is a whole comparison at fewer seeds
             for dataset, table in tables.items():
                 budget = args.fraction * TRIALS_IN_BUDGET * 3 * table.epoch_seconds(SUITE[dataset].small)
-                for name, overrides in designs:
-                    runs = results.setdefault(dataset, {}).setdefault(name, {})
-                    if str(seed) in runs:  # a stopped check continues where it was
-                        continue
-                    with portfolio_without(dataset, every):
+                with portfolio_without(dataset, every):  # learned once per dataset and seed, not per study
+                    for name, overrides in designs:
+                        runs = results.setdefault(dataset, {}).setdefault(name, {})
+                        if str(seed) in runs:  # a stopped check continues where it was
+                            continue
                         runs[str(seed)] = real_study(dataset, name, overrides, seed, budget, Path(tmp))
-                    args.out.write_text(json.dumps(results, indent=1) + "\n")
+                        args.out.write_text(json.dumps(results, indent=1) + "\n")
     for dataset, table in tables.items():
         print(summary(dataset, table, results.get(dataset, {})))
 
@@ -99,10 +100,10 @@ def summary(dataset: str, table: Table, designs: dict[str, dict[str, dict]]) -> 
         best = [r["best"] for r in runs.values() if r["best"] is not None]
         if not best:
             continue
-        regret = [(oracle - b) / (oracle - median) for b in best]
+        regrets = [regret(b, oracle, median) for b in best]
         sd = statistics.pstdev
         lines.append(f"  {name:14s} best {statistics.mean(best):.4f} ± {sd(best):.4f}  regret "
-                     f"{statistics.mean(regret):+.2f} ± {sd(regret):.2f}  trials "
+                     f"{statistics.mean(regrets):+.2f} ± {sd(regrets):.2f}  trials "
                      f"{statistics.mean(r['trials'] for r in runs.values()):.1f}  over {len(best)} seeds")
     return "\n".join(lines)
 
