@@ -42,7 +42,7 @@ from mlflow import MlflowClient
 from bench.common import machine, write
 from bench.search_quality import SETUP
 from bench.suite.datasets import SUITE
-from hpo import Registry, build_spec, compose, run_study
+from hpo import Registry, StudyStatus, build_spec, compose, run_study
 from hpo.models.distill import distill_config
 from hpo.reporting._distillation import study_row
 from trainers.csv_files import read_columns
@@ -60,6 +60,14 @@ def dataset_overrides(name: str, train_rows: int) -> tuple[list[str], tuple[str,
         return [*SETUP, f"data.train_limit={train_rows}"], TEXT
     dataset = SUITE[name]
     return [*dataset.overrides, *ONE_AT_A_TIME], IMAGES if "task=image_classification" in dataset.overrides else TEXT
+
+
+def run_or_resume(spec, registry: Registry) -> None:
+    """A study the ``--root`` already holds is resumed, or kept once complete: a stopped bench goes on where it was,
+    and a run with more ``--seeds`` adds seeds to the ones before."""
+    record = registry.get(spec.name)
+    if record is None or record.status != StudyStatus.COMPLETED:
+        run_study(spec, resume=record is not None, display="quiet")
 
 
 def epoch_seconds(tracking_uri: str, registry: Registry, name: str) -> float:
@@ -96,7 +104,7 @@ def arm_result(spec, registry: Registry, role: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="sst2", choices=["sst2", *sorted(SUITE)])
+    parser.add_argument("--dataset", default="sst2", choices=sorted(SUITE))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=6, help="trials per student study")
     parser.add_argument("--teacher-trials", type=int, default=4)
@@ -106,7 +114,7 @@ def main() -> None:
     parser.add_argument("--unlabeled-file", type=Path,
                         help="instead: this CSV of texts without labels (e.g. data/mrpc/unlabeled.csv.gz)")
     parser.add_argument("--root", help="keep the studies here (default: a temporary folder); a teacher study "
-                        "already there is reused")
+                        "already there is reused, a student study resumed (or kept, once complete)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -139,10 +147,10 @@ def main() -> None:
             tag = f"u{args.unlabeled_rows}_{seed}"  # several runs can share a --root (and its teacher)
             plain_spec = build_spec(compose([*base, f"storage.root={root}", f"model={student}",
                                              f"study.name=plain_{tag}", *common, *longer]))
-            run_study(plain_spec, display="quiet")
+            run_or_resume(plain_spec, registry)
             distilled_spec = build_spec(distill_config(registry.require("teacher"), student, overrides=[
                 f"study.name=distilled_{tag}", *common, *extra]))
-            run_study(distilled_spec, display="quiet")
+            run_or_resume(distilled_spec, registry)
             plain, distilled = arm_result(plain_spec, registry, "plain"), arm_result(distilled_spec, registry, "dist")
             seeds.append({"seed": seed, "plain": plain, "distilled": distilled})
             print(f"seed {seed}: plain {plain['metrics']}, distilled {distilled['metrics']} "
