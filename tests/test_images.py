@@ -46,7 +46,9 @@ def test_a_backbone_loads_its_imagenet_weights_strictly_and_knows_a_palace(name)
         assert int(net(pixels[None]).argmax()) == PALACE
 
 
-def test_a_short_fine_tune_checkpoints_resumes_predicts_and_exports(tmp_path):
+def test_a_short_fine_tune_checkpoints_resumes_and_predicts(tmp_path):
+    """Its ONNX export is checked by the whole image study (tests/test_task_studies.py: `hpo export --onnx` refuses
+    outputs that differ from PyTorch's), not here: torch.export takes about 20 s, a fifth of the fast tier."""
     task = load_task("image_classification")
     data = task.prepare(_source(), "mobilenet_v2", max_length=0, cache_dir=tmp_path / "cache")
     assert data.train.pixels.shape == (120, 3, 32, 32) and data.num_labels == 10
@@ -77,8 +79,6 @@ def test_a_short_fine_tune_checkpoints_resumes_predicts_and_exports(tmp_path):
     files = task.sample_inputs(_source(), 6)
     table = task.predictor(tmp_path / "best")(files)
     assert list(table.columns)[:2] == ["label", "p_Ankle_boot"] and len(table) == 6
-    task.export_onnx(tmp_path / "best", tmp_path / "model.onnx")
-    assert task.onnx_gap(tmp_path / "best", tmp_path / "model.onnx", files) < 1e-4
     assert image_model.is_image_model(tmp_path / "latest_2")
 
 

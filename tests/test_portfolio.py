@@ -1,7 +1,10 @@
 """``search.first_trial=portfolio``: the shipped configs become a study's first trials, inside its space, for its
-models; a task with no portfolio is refused before anything runs."""
+models; a task with no portfolio is refused before anything runs, and so is a portfolio file of one's own that cannot
+serve (``search.portfolio_file``)."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -31,7 +34,7 @@ def inside(spec, point):
 
 @pytest.fixture
 def known(monkeypatch):
-    monkeypatch.setattr(portfolio_module, "portfolio", lambda searches_model=False: ENTRIES)
+    monkeypatch.setattr(portfolio_module, "portfolio", lambda searches_model=False, path=None: ENTRIES)
 
 
 def test_a_single_model_study_starts_from_every_entry_moved_inside_its_space(known):
@@ -72,8 +75,8 @@ def test_a_study_that_searches_the_model_starts_from_the_portfolio_learned_over_
     one_model = {"text": [{"model": "minilm_l6", "learning_rate": 1e-4}]}
     over_models = {"text": [{"model": "mpnet_base", "learning_rate": 2e-5},
                             {"model": "minilm_l6", "learning_rate": 1e-4}]}
-    monkeypatch.setattr(portfolio_module, "portfolio", lambda searches_model=False: over_models if searches_model
-                        else one_model)
+    monkeypatch.setattr(portfolio_module, "portfolio",
+                        lambda searches_model=False, path=None: over_models if searches_model else one_model)
     assert [p[MODEL] for p in portfolio_points(spec_of("search=models"))] == ["mpnet_base", "minilm_l6"]
     assert [p["learning_rate"] for p in portfolio_points(spec_of("model=minilm_l6"))] == [1e-4]
 
@@ -122,3 +125,41 @@ def test_a_distillation_study_leaves_the_teachers_settings_to_the_sampler(known)
     points = portfolio_points(spec_of("distill.teacher=teach"))
     assert points and all("distill_alpha" not in p and "distill_temperature" not in p and "learning_rate" in p
                           for p in points)
+
+
+def _own(tmp_path, content) -> str:
+    path = tmp_path / "mine.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return f"search.portfolio_file={path}"
+
+
+def test_a_portfolio_file_of_ones_own_gives_the_first_trials(tmp_path):
+    mine = {"portfolio": {"text": [{"model": "minilm_l6", "learning_rate": 5e-5, "batch_size": 32}]},
+            "models": {"text": [{"model": "mpnet_base", "learning_rate": 2e-5, "batch_size": 16}]}}
+    one = first_points(spec_of("model=minilm_l6", _own(tmp_path, mine)), registry=None)
+    assert [(p["learning_rate"], p["batch_size"]) for p in one] == [(5e-5, 32)]
+    searched = first_points(spec_of("search=models", _own(tmp_path, mine)), registry=None)
+    assert [p[MODEL] for p in searched] == ["mpnet_base", "minilm_l6"]  # its entry, then the model it lacks, centred
+    assert searched[0]["learning_rate.mpnet_base"] == 2e-5
+    assert first_points(spec_of("search.first_trial=sampler", _own(tmp_path, mine)), registry=None) == []
+
+
+@pytest.mark.parametrize("content, words", [
+    (None, "cannot be read as a portfolio"),
+    ("{not json", "cannot be read as a portfolio"),
+    ({"portfolio": [{"learning_rate": 1e-4}]}, "its 'portfolio' is no mapping of modality to a list of configs"),
+    ({"portfolio": {"image": [{"learning_rate": 1e-3}]}, "models": {}}, "holds no text configs"),
+])
+def test_a_portfolio_file_that_cannot_serve_is_refused_naming_the_key_and_the_fix(tmp_path, content, words):
+    override = f"search.portfolio_file={tmp_path / 'absent.json'}" if content is None else _own(tmp_path, content)
+    spec = spec_of("model=minilm_l6", override)
+    with pytest.raises(ConfigError) as err:
+        first_points(spec, registry=None)
+    assert err.value.key == "search.portfolio_file" and words in err.value.message
+    assert "hpo/study/portfolio.json" in err.value.message or "drop search.portfolio_file" in err.value.message
+
+
+def test_a_resume_goes_on_when_its_portfolio_file_is_gone(tmp_path):
+    """Its first trials were queued when it began; a file deleted since is no reason to refuse the resume."""
+    spec = spec_of("model=minilm_l6", f"search.portfolio_file={tmp_path / 'gone.json'}")
+    assert first_points(spec, registry=None, resuming=True) == []

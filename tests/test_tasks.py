@@ -53,7 +53,9 @@ def test_a_regression_trial_reports_correlations_and_keeps_a_scatter(tiny_bert, 
                                                                                                 abs=1e-5)
 
 
-def test_a_pair_model_predicts_and_exports_to_onnx_that_agrees(tiny_bert, tmp_path):
+def test_a_pair_model_predicts_pairs_only(tiny_bert, tmp_path):
+    """Its ONNX export is checked by the whole pair-regression study (tests/test_task_studies.py), not in the fast
+    tier (torch.export's first use costs seconds of imports and tracing)."""
     task = load_task("text_regression")
     data = task.prepare(_source(train_limit=32), str(tiny_bert), max_length=64, cache_dir=None)
     folder = tmp_path / "full"
@@ -65,8 +67,6 @@ def test_a_pair_model_predicts_and_exports_to_onnx_that_agrees(tiny_bert, tmp_pa
     assert list(table.columns) == ["score"] and len(table) == 8 and np.isfinite(table["score"]).all()
     with pytest.raises(ValueError, match="pairs"):
         task.predictor(folder)(["one text alone"])
-    task.export_onnx(folder, tmp_path / "model.onnx")
-    assert task.onnx_gap(folder, tmp_path / "model.onnx", inputs) < 1e-4
     assert task.describe_model(folder)["onnx_inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
 
 

@@ -12,20 +12,18 @@ ordered as the replay orders them. Hours on 2 cores: run it in the background, a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from unittest import mock
 
 from bench.suite.datasets import SUITE
 from bench.suite.portfolio import leave_one_out, modality
 from bench.suite.simulate import regret
 from bench.suite.tables import Table, read_table
 from hpo import Registry, build_spec, compose, run_study, set_defaults
-from hpo.study import portfolio
+from hpo.study.portfolio import PORTFOLIO_FILE
 
 TRIALS_IN_BUDGET = 16
 
@@ -44,19 +42,17 @@ def real_study(dataset: str, design: str, overrides: list[str], seed: int, budge
             "epochs": sum(t.epochs or 0 for t in trials)}
 
 
-@contextlib.contextmanager
-def portfolio_without(dataset: str, tables: Mapping[str, Table]) -> Iterator[None]:
+def portfolio_without(dataset: str, tables: Mapping[str, Table], out: Path) -> Path:
     """The shipped portfolio was learned from every suite dataset, this one included; as in the replay, a study on
-    ``dataset`` gets the one learned without it (leave one dataset out). A study's first trials are chosen in its
-    driver, which runs in this process, so replacing the module's reader of ``portfolio.json`` (our own cached
-    ``_shipped``) is enough."""
-    shipped, kind = portfolio._shipped(), modality(dataset)
+    ``dataset`` gets the one learned without it (leave one dataset out), written to ``out`` for
+    ``search.portfolio_file``."""
+    shipped, kind = json.loads(PORTFOLIO_FILE.read_text()), modality(dataset)
     small = leave_one_out(tables, dataset, models=[SUITE[dataset].small])
     models = leave_one_out(tables, dataset, cost_aware=True)
     held_out = {**shipped, "portfolio": {**shipped["portfolio"], kind: small},
                 "models": {**shipped["models"], kind: models}}
-    with mock.patch.object(portfolio, "_shipped", lambda: held_out):
-        yield
+    out.write_text(json.dumps(held_out, indent=1))
+    return out
 
 
 def main() -> None:
@@ -78,13 +74,14 @@ def main() -> None:
         for seed in range(args.seeds):  # seeds outermost: a check stopped early is a whole comparison at fewer seeds
             for dataset, table in tables.items():
                 budget = args.fraction * TRIALS_IN_BUDGET * 3 * table.epoch_seconds(SUITE[dataset].small)
-                with portfolio_without(dataset, every):  # learned once per dataset and seed, not per study
-                    for name, overrides in designs:
-                        runs = results.setdefault(dataset, {}).setdefault(name, {})
-                        if str(seed) in runs:  # a stopped check continues where it was
-                            continue
-                        runs[str(seed)] = real_study(dataset, name, overrides, seed, budget, Path(tmp))
-                        args.out.write_text(json.dumps(results, indent=1) + "\n")
+                held_out = portfolio_without(dataset, every, Path(tmp) / f"portfolio_{dataset}_{seed}.json")
+                for name, overrides in designs:
+                    runs = results.setdefault(dataset, {}).setdefault(name, {})
+                    if str(seed) in runs:  # a stopped check continues where it was
+                        continue
+                    runs[str(seed)] = real_study(dataset, name, [f"search.portfolio_file={held_out}", *overrides],
+                                                 seed, budget, Path(tmp))
+                    args.out.write_text(json.dumps(results, indent=1) + "\n")
     for dataset, table in tables.items():
         print(summary(dataset, table, results.get(dataset, {})))
 

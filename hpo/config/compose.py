@@ -26,6 +26,7 @@ from hpo.config.resolvers import CONFIG_DIR, register
 from hpo.config.scheduler_rules import check_scheduler
 from hpo.config.search_space import IMAGE_ONLY, SearchSpace
 from hpo.config.sections import (
+    SEARCH_SETTINGS,
     as_dict,
     as_study_config,
     cluster_spec,
@@ -35,6 +36,7 @@ from hpo.config.sections import (
     get_key,
     number,
     resources_spec,
+    search_settings,
     storage_spec,
     tracking_spec,
 )
@@ -48,9 +50,6 @@ from trainers.tasks.custom import resolve_function, search_path_of
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _TRAINER_KEYS = ("max_epochs", "max_length", "eval_batch_size", "grad_clip", "early_stopping_patience",
                  "min_micro_batch_size")
-FEEDBACKS = ("pruned", "complete")
-FIRST_TRIALS = ("midpoint", "sampler", "portfolio")
-MODEL_CHOICES = ("sampler", "ei_per_second")
 _BUILT_IN_TARGETS = ("optuna.samplers.", "ray.tune.schedulers.", "hpo.study.per_model_asha.")
 ALLOWED_TARGETS_ENV = "HPO_ALLOWED_TARGETS"
 
@@ -187,21 +186,6 @@ def _study(cfg: DictConfig, task: TaskInfo) -> s.StudySettings:
     if (metric in LOWER_IS_BETTER) != (mode == "min"):
         raise ConfigError("study.mode", f"{metric} should be "
                                         f"{'minimized' if metric in LOWER_IS_BETTER else 'maximized'}")
-    feedback = get_key(cfg, "search.feedback")
-    if feedback not in FEEDBACKS:
-        raise ConfigError("search.feedback", f"must be one of {list(FEEDBACKS)}, got {feedback!r}")
-    first_trial = get_key(cfg, "search.first_trial")
-    if first_trial not in FIRST_TRIALS:
-        raise ConfigError("search.first_trial", f"must be one of {list(FIRST_TRIALS)}, got {first_trial!r}")
-    model_choice = str(OmegaConf.select(cfg, "search.model_choice", default="sampler"))
-    if model_choice not in MODEL_CHOICES:
-        raise ConfigError("search.model_choice", f"must be one of {list(MODEL_CHOICES)}, got {model_choice!r}")
-    if model_choice != "sampler" and OmegaConf.select(cfg, "search.model") is None:
-        raise ConfigError("search.model_choice", f"{model_choice} chooses among searched models; search one with "
-                                                 "search=models (or search.model={choices: [...]}), or drop it")
-    if first_trial == "portfolio" and task.user_function:
-        raise ConfigError("search.first_trial", "the portfolio holds fine-tuning configs of the text and image tasks; "
-                                                "task=custom searches its own space: use midpoint or sampler")
     return s.StudySettings(
         name=name, objective=Objective(metric, mode),
         num_samples=number(cfg, "study.num_samples", minimum=1, integer=True),
@@ -214,8 +198,7 @@ def _study(cfg: DictConfig, task: TaskInfo) -> s.StudySettings:
             patience=number(cfg, "study.stop.patience", minimum=1, integer=True, optional=True),
             min_delta=number(cfg, "study.stop.min_delta", minimum=0),
         ),
-        feedback=feedback, first_trial=first_trial, extra_objectives=tuple(objectives[1:]),
-        model_choice=model_choice,
+        extra_objectives=tuple(objectives[1:]), **search_settings(cfg, task),
     )
 
 
@@ -224,7 +207,7 @@ def _space(cfg: DictConfig, num_layers: int, models: dict[str, tuple[int, dict]]
     search = get_key(cfg, "search")
     if not isinstance(search, DictConfig):
         raise ConfigError("search", "must be a mapping of hyperparameter -> range, choices or value")
-    node = {k: v for k, v in as_dict(search, "search").items() if k not in ("feedback", "first_trial", "model_choice")}
+    node = {k: v for k, v in as_dict(search, "search").items() if k not in SEARCH_SETTINGS}
     if OmegaConf.select(cfg, "distill.teacher") is not None:  # a teacher's settings are searched unless fixed
         node = as_dict(get_key(cfg, "distill.search"), "distill.search") | node
     return SearchSpace.from_config(node, num_layers, models, open_names=open_names)

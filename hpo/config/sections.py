@@ -1,4 +1,4 @@
-"""The checks of config sections that stand alone (storage, data, cluster, confirmation), for
+"""The checks of config sections that stand alone (storage, data, cluster, confirmation, how the search goes), for
 :func:`hpo.config.compose.build_spec`: each reads its keys, raises :class:`~hpo.errors.ConfigError` naming the key and
 the fix, and returns its part of the :class:`~hpo.config.spec.StudySpec`.
 """
@@ -26,6 +26,10 @@ _COMMON_DATA = {"dir", "train_path", "validation_path", "train_limit", "validati
                 "cv_folds"}
 UNLABELED = "unlabeled_path"  # data.unlabeled_path: texts without labels, which the teacher labels (trainers.distill)
 RANK_BY = ("mean", "lcb")  # confirm.rank_by: the mean, or the mean less one standard error (a lower confidence bound)
+FEEDBACKS = ("pruned", "complete")  # search.feedback
+FIRST_TRIALS = ("midpoint", "sampler", "portfolio")  # search.first_trial
+MODEL_CHOICES = ("sampler", "ei_per_second")  # search.model_choice
+SEARCH_SETTINGS = ("feedback", "first_trial", "model_choice", "portfolio_file")  # search/ keys that are no dimension
 
 
 def as_dict(node: Any, key: str) -> dict[str, Any]:
@@ -156,6 +160,29 @@ def tracking_spec(cfg: DictConfig) -> s.TrackingSpec:
         raise ConfigError("tracking.retry_s", f"{retry_s} s is more than MLflow's client can retry ({s.MAX_RETRY_S} "
                                               f"s: 10 retries, at most 120 s apart); set it to {s.MAX_RETRY_S} or less")
     return s.TrackingSpec(retry_s=retry_s, system_metrics=bool(get_key(cfg, "tracking.system_metrics")))
+
+
+def search_settings(cfg: DictConfig, task: TaskInfo) -> dict[str, Any]:
+    """How the search goes rather than what it searches (``SEARCH_SETTINGS``), checked, as
+    :class:`~hpo.config.spec.StudySettings` fields."""
+    feedback = get_key(cfg, "search.feedback")
+    if feedback not in FEEDBACKS:
+        raise ConfigError("search.feedback", f"must be one of {list(FEEDBACKS)}, got {feedback!r}")
+    first_trial = get_key(cfg, "search.first_trial")
+    if first_trial not in FIRST_TRIALS:
+        raise ConfigError("search.first_trial", f"must be one of {list(FIRST_TRIALS)}, got {first_trial!r}")
+    model_choice = str(OmegaConf.select(cfg, "search.model_choice", default="sampler"))
+    if model_choice not in MODEL_CHOICES:
+        raise ConfigError("search.model_choice", f"must be one of {list(MODEL_CHOICES)}, got {model_choice!r}")
+    if model_choice != "sampler" and OmegaConf.select(cfg, "search.model") is None:
+        raise ConfigError("search.model_choice", f"{model_choice} chooses among searched models; search one with "
+                                                 "search=models (or search.model={choices: [...]}), or drop it")
+    if first_trial == "portfolio" and task.user_function:
+        raise ConfigError("search.first_trial", "the portfolio holds fine-tuning configs of the text and image tasks; "
+                                                "task=custom searches its own space: use midpoint or sampler")
+    portfolio_file = OmegaConf.select(cfg, "search.portfolio_file")  # read by hpo.study.portfolio, if it is used
+    return {"feedback": feedback, "first_trial": first_trial, "model_choice": model_choice,
+            "portfolio_file": None if portfolio_file is None else Path(str(portfolio_file)).expanduser().resolve()}
 
 
 def confirm_spec(cfg: DictConfig) -> s.ConfirmSpec:

@@ -62,6 +62,7 @@ class StudySettings:
     first_trial: str  # "midpoint": the space's centre first | "sampler": the sampler's own first draw | "portfolio"
     extra_objectives: tuple[Objective, ...] = ()  # study.objectives after the first: a multi-objective study
     model_choice: str = "sampler"  # how a study that searches the model picks it: "sampler" | "ei_per_second"
+    portfolio_file: Path | None = None  # first_trial=portfolio from this file (hpo.study.portfolio); None: the shipped
 
     @property
     def objectives(self) -> tuple[Objective, ...]:

@@ -1,7 +1,8 @@
 """``search.first_trial=portfolio``: a new study first evaluates a short list of configs learned from the benchmark
 suite's recorded studies (greedy portfolio construction over eight datasets, ``bench/suite/portfolio.py``), which
 then its sampler continues from: they are real trials that TPE learns from. The list ships with the package
-(``portfolio.json``, with the command that rebuilds it).
+(``portfolio.json``, with the command that rebuilds it); ``search.portfolio_file`` names one of your own in its
+format: your team's known-good configs, best first, or the suite's builder's output over tables recorded again.
 
 Each entry names the model it was recorded with. A single-model study gets the hyperparameters of the portfolio
 learned from one model's configs (``portfolio``); a study that searches the model gets the portfolio learned over
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +29,32 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from hpo.config.search_space import MODEL, SearchSpace, trainer_name
 from hpo.config.sections import DISTILL_SETTINGS
 from hpo.config.spec import StudySpec
+from hpo.errors import ConfigError
 
 PORTFOLIO_FILE = Path(__file__).with_name("portfolio.json")
 IMAGE_TASKS = ("image_classification",)
 METHOD = "method"
+KEY = "search.portfolio_file"
+KINDS = ("portfolio", "models")  # the file's two lists: for a study of one model, and for one that searches it
+FORMAT = ('write it as hpo/study/portfolio.json is written: {"portfolio": {"text": [{"learning_rate": 5e-05, ...}, '
+          '...], "image": [...]}, "models": {"text": [{"model": "mpnet_base", ...}, ...]}}')
 
 
-@cache
-def _shipped() -> dict[str, Any]:
-    return json.loads(PORTFOLIO_FILE.read_text())
-
-
-def portfolio(searches_model: bool = False) -> dict[str, list[dict[str, Any]]]:
-    """The shipped portfolio: modality ("text", "image") -> entries, best first; ``searches_model``: the one
-    learned over every recorded model, ordered by gain per unit of cost."""
-    return _shipped()["models" if searches_model else "portfolio"]
+def portfolio(searches_model: bool = False, path: Path | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The portfolio in ``path`` (None: the shipped one): modality ("text", "image") -> entries, best first;
+    ``searches_model``: the one learned over every recorded model, ordered by gain per unit of cost. A file that
+    cannot serve is a :class:`ConfigError` on ``search.portfolio_file``, before the study records anything."""
+    path = path or PORTFOLIO_FILE
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(KEY, f"{path}: cannot be read as a portfolio ({err}); {FORMAT}") from None
+    lists = content.get(KINDS[1] if searches_model else KINDS[0]) if isinstance(content, dict) else None
+    if not isinstance(lists, dict) or not all(isinstance(entries, list) and all(isinstance(e, dict) for e in entries)
+                                              for entries in lists.values()):
+        raise ConfigError(KEY, f"{path}: its {KINDS[1] if searches_model else KINDS[0]!r} is no mapping of modality "
+                               f"to a list of configs; {FORMAT}")
+    return lists
 
 
 def portfolio_points(spec: StudySpec) -> list[dict[str, Any]]:
@@ -52,7 +63,11 @@ def portfolio_points(spec: StudySpec) -> list[dict[str, Any]]:
     (as ``first_trial=midpoint`` would) before the sampler chooses among them."""
     models = spec.space.distributions.get(MODEL)
     choices = models.choices if isinstance(models, CategoricalDistribution) else None
-    entries = portfolio(choices is not None)["image" if spec.task in IMAGE_TASKS else "text"]
+    modality = "image" if spec.task in IMAGE_TASKS else "text"
+    entries = portfolio(choices is not None, spec.study.portfolio_file).get(modality)
+    if not entries:
+        raise ConfigError(KEY, f"{spec.study.portfolio_file}: holds no {modality} configs for task={spec.task}; add "
+                               f"some, or drop {KEY} for the shipped portfolio")
     points: list[dict[str, Any]] = []
     for entry in entries:
         if choices is not None and entry.get(MODEL) not in choices:

@@ -63,11 +63,11 @@ def run_study(spec: StudySpec, *, resume: bool = False, trainable: Callable = ru
     check_services(spec.storage, spec.cluster)
     registry = Registry.open(spec.storage.registry_url)
     record = _check_can_drive(spec, registry, resume)
+    first = first_points(spec, registry, resuming=resume)  # on resume too: the ledger drops those already run
     progress = make_progress(display, spec.name, _tally(spec, registry, record, started))
     for model in [spec.model, *(c.model for c in spec.models.values())]:
         ensure_model(model)
     data = prepare_with_teacher(spec, progress.message)
-    first = first_points(spec, registry, resuming=resume)  # on resume too: the ledger drops those already run
     store = _open_checkpoints(spec.storage.checkpoints)
     started_ray = start_ray(spec.cluster, state_api=spec.resources.workers_per_trial > 1)
     stop = StopSignal()

@@ -19,12 +19,16 @@ from trainers.objective import Objective
 def first_points(spec: StudySpec, registry: Registry, resuming: bool = False) -> list[dict[str, Any]]:
     """What a new study evaluates before its sampler's own draws: the warm start's configs, or else the space's
     midpoint (each searched model's) when ``search.first_trial`` is ``midpoint``, or the suite's learned portfolio
-    when it is ``portfolio``. ``resuming``: a warm start's source deleted since is no reason to refuse the resume."""
+    when it is ``portfolio``. ``resuming``: a warm start's source or a portfolio file deleted since is no reason to
+    refuse the resume."""
     if spec.warm_start.source is not None:
         if resuming and registry.get(spec.warm_start.source) is None:
             return []
         return warm_start_points(spec, registry)
     if spec.study.first_trial == "portfolio":
+        own = spec.study.portfolio_file
+        if resuming and own is not None and not own.is_file():
+            return []  # as with a deleted warm-start source: the first trials were queued when the study began
         return portfolio_points(spec)
     return spec.space.midpoints() if spec.study.first_trial == "midpoint" else []
 
