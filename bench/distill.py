@@ -25,6 +25,8 @@ plain) / (teacher - plain), and the temperature and alpha the distilled search c
         --out bench/results/distill-unlabeled-full-weight.json   # the teacher study the run before left there
     .venv/bin/python -m bench.distill --dataset mrpc --seeds 3 --trials 4 --unlabeled-file data/mrpc/unlabeled.csv.gz \
         --out bench/results/distill-mrpc.json
+    .venv/bin/python -m bench.distill --seeds 3 --trials 4 --unlabeled-rows 8000 --root /tmp/distill-unl \
+        --out bench/results/distill-unlabeled-8000.json
 """
 
 from __future__ import annotations
