@@ -23,7 +23,7 @@ from bench.suite.portfolio import leave_one_out, modality
 from bench.suite.simulate import regret
 from bench.suite.tables import Table, read_table
 from hpo import Registry, build_spec, compose, run_study, set_defaults
-from hpo.study.portfolio import PORTFOLIO_FILE
+from hpo.study.portfolio import portfolio
 
 TRIALS_IN_BUDGET = 16
 
@@ -46,11 +46,10 @@ def portfolio_without(dataset: str, tables: Mapping[str, Table], out: Path) -> P
     """The shipped portfolio was learned from every suite dataset, this one included; as in the replay, a study on
     ``dataset`` gets the one learned without it (leave one dataset out), written to ``out`` for
     ``search.portfolio_file``."""
-    shipped, kind = json.loads(PORTFOLIO_FILE.read_text()), modality(dataset)
+    kind = modality(dataset)
     small = leave_one_out(tables, dataset, models=[SUITE[dataset].small])
     models = leave_one_out(tables, dataset, cost_aware=True)
-    held_out = {**shipped, "portfolio": {**shipped["portfolio"], kind: small},
-                "models": {**shipped["models"], kind: models}}
+    held_out = {"portfolio": {**portfolio(), kind: small}, "models": {**portfolio(searches_model=True), kind: models}}
     out.write_text(json.dumps(held_out, indent=1))
     return out
 

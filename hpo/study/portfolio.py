@@ -66,8 +66,8 @@ def portfolio_points(spec: StudySpec) -> list[dict[str, Any]]:
     modality = "image" if spec.task in IMAGE_TASKS else "text"
     entries = portfolio(choices is not None, spec.study.portfolio_file).get(modality)
     if not entries:
-        raise ConfigError(KEY, f"{spec.study.portfolio_file}: holds no {modality} configs for task={spec.task}; add "
-                               f"some, or drop {KEY} for the shipped portfolio")
+        raise ConfigError(KEY, f"{spec.study.portfolio_file or PORTFOLIO_FILE}: holds no {modality} configs for "
+                               f"task={spec.task}; add some, or drop {KEY} for the shipped portfolio")
     points: list[dict[str, Any]] = []
     for entry in entries:
         if choices is not None and entry.get(MODEL) not in choices:
