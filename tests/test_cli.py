@@ -49,6 +49,7 @@ def _run(args, tmp_path, sst2_dir, timeout=600):
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # a whole study (the CLI's real process, on its own local Ray)
 def test_sweep_with_overrides_runs_a_study(tmp_path, sst2_dir):
     proc = _run([
         "--storage-root", "runs", "sweep", "experiment=sst2_minilm", "model=tiny_bert", "sampler=random",

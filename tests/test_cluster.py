@@ -27,6 +27,7 @@ from hpo.config.resolvers import first_existing
 from hpo.result_keys import NODE_KEY
 from hpo.stores.registry import Registry, StudyRecord
 from hpo.stores.tracking import NODE_TAG, STATUS_TAG
+from tests.helpers.lifecycle import hpo
 from tests.helpers.polling import until
 from tests.helpers.raycluster import LocalCluster, start_cluster
 from tests.helpers.stores import assert_stores_agree
@@ -111,53 +112,84 @@ def test_fractional_gpus_pack_two_trials_per_worker_node(cluster, small_sst2, ti
     assert_stores_agree(postgres_db, mlflow_server_on_postgres, name)
 
 
-def test_a_ddp_study_spans_the_two_worker_nodes_prunes_and_survives_a_killed_worker(
+def test_a_ddp_study_spans_the_two_worker_nodes_prunes_and_survives_a_killed_worker_and_driver(
         cluster, sst2_dir, small_sst2, tiny_bert, mlflow_server_on_postgres, postgres_db, tmp_path):
-    """``resources.workers_per_trial=2`` with 2 CPUs per worker: each worker node holds one worker (the head, with 1
-    CPU, none), so every trial's group spans both nodes, its gradients all-reduced over gloo between them. ASHA on
-    the validation loss (tiny BERT's accuracy ties at the majority class) stops some of 8 trials, and the group after
-    a stopped one gets its workers on both nodes; a Train worker SIGKILLed on the second node in the first trial's
-    epoch 2 is restarted by Ray Train with its group from the trial's checkpoint, once; the three stores agree."""
-    name, trials = "spanning", 8
+    """The DDP story. ``resources.workers_per_trial=2`` with 2 CPUs per worker: each worker node holds one worker
+    (the head, with 1 CPU, none), so every trial's group spans both nodes, its gradients all-reduced over gloo
+    between them. The four trials are a portfolio of the test's own (``search.portfolio_file``), so what ASHA stops
+    is certain, not a draw: two good learning rates, then 0.3 (which diverges: its first epoch's validation loss is
+    0.77-1.1 where the good ones' is 0.695), then a good one. In order:
+
+    1. a Train worker SIGKILLed on the second node in trial 0's epoch 2 is restarted by Ray Train with its group
+       from the trial's checkpoint, once;
+    2. the driver SIGKILLed after that (its Ray job ends with it), and `hpo resume` continues trial 0 from its
+       checkpoint (Ray Train runs ahead of the driver: it may hold epochs the driver never recorded);
+    3. ASHA on the validation loss (tiny BERT's accuracy ties at the majority class) stops trial 2 at its first
+       rung, against trial 1, and trial 3's group gets the stopped group's workers on both nodes;
+    4. the three stores agree, and every epoch of every trial was trained and recorded once."""
+    name, learning_rates = "spanning", [1e-3, 2e-3, 0.3, 1.5e-3]
+    trials = len(learning_rates)
+    portfolio = tmp_path / "portfolio.json"
+    portfolio.write_text(json.dumps({"portfolio": {"text": [
+        {"learning_rate": lr, "batch_size": 16, "freeze_depth": 0} for lr in learning_rates]}}))
     full_train = first_existing(str(sst2_dir / "train.csv"), str(sst2_dir / "train.csv.gz"))
-    overrides = _overrides(
+    overrides = [o for o in _overrides(
         name, {**small_sst2, "train": full_train}, tiny_bert, mlflow_server_on_postgres, postgres_db,
-        tmp_path / "shared", "data.train_limit=600", f"study.num_samples={trials}", "trainer.max_epochs=4",
-        "scheduler=asha", "study.metric=val_loss", "study.mode=min", "search.first_trial=sampler",
-        "resources.cpu=2", "resources.workers_per_trial=2", f"cluster.address={cluster.gcs_address}",
-        f"cluster.dashboard_url={cluster.dashboard_url}")
-    log = tmp_path / "sweep.log"
-    with log.open("w") as out:
-        sweep = subprocess.Popen([sys.executable, "-m", "hpo", "sweep", *overrides], env=cluster.env,
-                                 cwd=cluster.root, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        registry = Registry.open(postgres_db)
+        tmp_path / "shared", "data.train_limit=600", "data.validation_limit=100", f"study.num_samples={trials}",
+        "trainer.max_epochs=4", "scheduler=asha", "study.metric=val_loss", "study.mode=min",
+        f"search.portfolio_file={portfolio}", "resources.cpu=2", "resources.workers_per_trial=2",
+        f"cluster.address={cluster.gcs_address}", f"cluster.dashboard_url={cluster.dashboard_url}")
+    ] + ["search.learning_rate.high=0.5"]  # replaces _overrides' 1e-3: the portfolio's 0.3 stays as written
+    overrides.remove("search.learning_rate.high=1e-3")
+    registry = Registry.open(postgres_db)
 
-        def first_trial_past_epoch_1():
-            assert sweep.poll() is None, f"the sweep ended early:\n{log.read_text()[-3000:]}"
+    def driver(*args: str) -> tuple[subprocess.Popen, Path]:
+        log = tmp_path / f"driver-{len(list(tmp_path.glob('driver-*.log')))}.log"
+        with log.open("w") as out:
+            return subprocess.Popen([sys.executable, "-m", "hpo", *args], env=cluster.env, cwd=cluster.root,
+                                    stdout=out, stderr=subprocess.STDOUT), log
+
+    def trial_0(proc: subprocess.Popen, log: Path, epochs: int) -> None:
+        def past() -> bool:
+            assert proc.poll() is None, f"the driver ended early:\n{log.read_text()[-3000:]}"
             ts = registry.trials(name)
-            return bool(ts) and ts[0].state == "running" and ts[0].epochs >= 1
+            return bool(ts) and ts[0].state == "running" and ts[0].epochs >= epochs
+        until(past, 300, lambda: log.read_text()[-3000:], every_s=0.5)
 
-        until(first_trial_past_epoch_1, 300, lambda: log.read_text()[-3000:], every_s=0.2)
+    sweep, log = driver("sweep", *overrides)
+    resume: subprocess.Popen | None = None
+    try:
+        trial_0(sweep, log, 1)
         first_node, second_node = cluster.worker_node_processes("RayTrainWorker")
-        assert len(first_node) == len(second_node) == 1, "the group's two workers, one on each worker node"
+        assert len(first_node) == len(second_node) == 1, "1: the group's two workers, one on each worker node"
         os.kill(second_node[0].pid, signal.SIGKILL)
-        assert sweep.wait(timeout=900) == 0, log.read_text()[-3000:]
+        trial_0(sweep, log, 2)
+        sweep.kill()
+        sweep.wait()
+        assert "trial 0: a worker of its group died; Ray Train restarted the group after epoch" in log.read_text()
+
+        resume, resume_log = driver("--registry", postgres_db, "resume", name)
+        assert resume.wait(timeout=900) == 0, f"2: the resume:\n{resume_log.read_text()[-3000:]}"
     finally:
-        if sweep.poll() is None:
-            sweep.kill()
-            sweep.wait()
-    output = log.read_text()
+        for proc in (sweep, resume):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    output = log.read_text() + resume_log.read_text()
     assert "3 node(s), room for 2 worker(s)" in output and "1 trial(s) of 2 workers" in output
-    assert "trial 0: a worker of its group died; Ray Train restarted the group after epoch" in output
+    assert "trial 0 resumed after epoch" in resume_log.read_text(), "2: trial 0 went on from its checkpoint"
     s = assert_stores_agree(postgres_db, mlflow_server_on_postgres, name)
     states = {n: t.state for n, t in s["registry"].items()}
-    assert len(states) == trials and "pruned" in states.values(), states
-    assert s["registry"][0].state == "completed" and s["registry"][0].epochs == 4, "it went on after its worker died"
+    assert [s["registry"][n].params["learning_rate"] for n in range(trials)] == learning_rates, "the portfolio's order"
+    assert len(states) == trials and states[2] == "pruned" and s["registry"][2].epochs == 1, f"3: {states}"
+    assert states[3] in ("completed", "pruned") and s["registry"][3].epochs >= 1, (
+        "3: the group after the stopped one got its workers")
+    assert s["registry"][0].state == "completed" and s["registry"][0].epochs == 4, (
+        "2: trial 0 went on after its worker and its driver died")
     client = MlflowClient(mlflow_server_on_postgres)
     for number, trial in s["registry"].items():
         steps = sorted(m.step for m in client.get_metric_history(s["mlflow"][number].info.run_id, "train_loss"))
-        assert steps == list(range(1, trial.epochs + 1)), f"trial {number}: each epoch trained and recorded once"
+        assert steps == list(range(1, trial.epochs + 1)), f"4: trial {number}: each epoch trained and recorded once"
     print(f"[ddp on two nodes] {sorted(t.value for t in states.values())}")
 
 
@@ -182,15 +214,17 @@ def test_launch_stop_and_resume_a_study_on_the_cluster(cluster, sst2_dir, small_
     ends it gracefully; `hpo resume --launch --follow` continues it in a second job until it completes;
     `hpo status` shows it all through the PostgreSQL registry.
 
-    One trial at a time, 4 trials of 2 epochs: when the stop is sent (trial 0 past epoch 1) at least 7
-    epochs are left, several times what the stop takes to land, so the study cannot end first.
+    One trial at a time, 2 trials of 8 epochs on 300 rows: when the stop is sent (trial 0 past epoch 1, `hpo stop`
+    in this process: no imports to wait for) at least 7 epochs of trial 0 are left, many times what the stop takes
+    to land (the driver reads it every registry.heartbeat_s=1), so trial 0 is still running when it does.
     """
-    name, trials = "relaunched", 4
+    name, trials = "relaunched", 2
     full_train = first_existing(str(sst2_dir / "train.csv"), str(sst2_dir / "train.csv.gz"))
     overrides = _overrides(
         name, {**small_sst2, "train": full_train}, tiny_bert, mlflow_server_on_postgres, postgres_db,
-        tmp_path / "shared", "data.train_limit=3000", f"study.num_samples={trials}", "study.max_concurrent=1",
-        "trainer.max_epochs=2", "resources.cpu=1", "resources.gpu=1", f"cluster.dashboard_url={cluster.dashboard_url}")
+        tmp_path / "shared", "data.train_limit=300", f"study.num_samples={trials}", "study.max_concurrent=1",
+        "trainer.max_epochs=8", "registry.heartbeat_s=1", "resources.cpu=1", "resources.gpu=1",
+        f"cluster.dashboard_url={cluster.dashboard_url}")
     launched = _hpo(["launch", *overrides], cluster)
     assert launched.returncode == 0, launched.stderr[-3000:]
     first_job = launched.stdout.split("as Ray job ", 1)[1].split()[0]
@@ -198,10 +232,12 @@ def test_launch_stop_and_resume_a_study_on_the_cluster(cluster, sst2_dir, small_
                              cluster, first_job)
     assert running.ray_job_id == first_job and running.status == "running"
 
-    stop = _hpo(["--registry", postgres_db, "stop", name, "--wait", "120"], cluster)
+    stop = hpo(["--registry", postgres_db, "stop", name, "--wait", "120"], tmp_path, sst2_dir)
     assert stop.returncode == 0 and f"{name}: stopped" in stop.stdout, stop.stdout + stop.stderr
-    completed_by_first_job = [t.number for t in Registry.open(postgres_db).trials(name) if t.state == "completed"]
+    at_stop = Registry.open(postgres_db).trials(name)
+    completed_by_first_job = [t.number for t in at_stop if t.state == "completed"]
     assert len(completed_by_first_job) < trials, "the stop landed mid-study"
+    assert at_stop[0].state == "interrupted", "the stop landed mid-trial: trial 0 interrupted, resumed later"
 
     resumed = _hpo(["--registry", postgres_db, "resume", name, "--launch", "--follow"], cluster)  # its dashboard_url
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
@@ -212,7 +248,7 @@ def test_launch_stop_and_resume_a_study_on_the_cluster(cluster, sst2_dir, small_
         answer = cluster.get(f"/api/jobs/{job}")
         assert answer["status"] == "SUCCEEDED" and answer["metadata"]["hpo.study"] == name
 
-    status = _hpo(["--registry", postgres_db, "status", name], cluster)
+    status = hpo(["--registry", postgres_db, "status", name], tmp_path, sst2_dir)
     assert status.returncode == 0, status.stderr
     assert f"study {name}: completed" in status.stdout and f"Ray job: {job_id}" in status.stdout
     assert [t.state for t in Registry.open(postgres_db).trials(name)] == ["completed"] * trials

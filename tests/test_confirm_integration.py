@@ -18,8 +18,8 @@ from trainers.objective import Objective
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
 TOP_K, SEEDS = 2, 2
-CONFIRM = with_overrides(TINY_SWEEP, "trainer.max_epochs=2", "study.num_samples=3", f"confirm.top_k={TOP_K}",
-                         f"confirm.seeds={SEEDS}")
+CONFIRM = with_overrides(TINY_SWEEP, "data.train_limit=300", "trainer.max_epochs=2", "study.num_samples=2",
+                         f"confirm.top_k={TOP_K}", f"confirm.seeds={SEEDS}")
 
 
 def test_confirmation_survives_a_kill_registers_its_winner_and_an_ensemble_follows(tmp_path, sst2_dir):
@@ -35,9 +35,9 @@ def test_confirmation_survives_a_kill_registers_its_winner_and_an_ensemble_follo
         wait_for(sweep, url, name, one_done_one_running, timeout=600)
     finally:
         sweep.sigkill()
-    resume = Driver(["resume", name], tmp_path, sst2_dir)
-    assert resume.wait() == 0, resume.output()[-3000:]
-    assert "confirmation: " in resume.output() and "confirmed winner: trial" in resume.output()
+    resume = hpo(["resume", name], tmp_path, sst2_dir)
+    assert resume.returncode == 0, resume.stdout[-3000:] + resume.stderr[-3000:]
+    assert "confirmation: " in resume.stdout and "confirmed winner: trial" in resume.stdout
 
     reruns = registry.confirmations(name)
     assert len(reruns) == TOP_K * SEEDS and {c.state for c in reruns} == {TrialState.COMPLETED}
@@ -64,7 +64,9 @@ def test_confirmation_survives_a_kill_registers_its_winner_and_an_ensemble_follo
                                                                str(tmp_path / f"eval_{number}"))).read_text())
         assert sum(map(sum, evaluation["confusion_matrix"])) == 200  # data.validation_limit
     status = hpo(["status", name], tmp_path, sst2_dir)
-    assert status.stdout.count(" completed ") >= TOP_K * SEEDS and "confirmation reruns" in status.stdout
+    section = status.stdout.split("confirmation reruns", 1)[-1]  # the reruns' own table, after the trials'
+    assert "confirmation reruns" in status.stdout and section.count(" completed ") == TOP_K * SEEDS, status.stdout
+    assert {rerun.mlflow_run_id for rerun in reruns} <= set(section.split()), "each rerun's row names its run"
     report = (tmp_path / name / "report" / "report.md").read_text()
     assert "## Confirmation" in report and "### Per class" in report
 

@@ -64,7 +64,7 @@ def test_a_raising_function_or_a_missing_metric_fails_its_trial_and_the_study_go
     done = hpo(["sweep", "task=custom", "task.fn=flaky:train", "study.metric=score", f"study.name={name}",
                 "+search.mode={choices:[ok,raise,silent]}", "sampler=grid", "study.num_samples=3",
                 "trainer.max_epochs=1", "resources.max_retries=0", f"storage.root={tmp_path}"], tmp_path, sst2_dir,
-               timeout=600)
+               timeout=600, process=True)  # the user's module on the driver's PYTHONPATH, as from their project
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     c = study_counts(tmp_path, name)
     by_mode = {t.params["mode"]: t for t in c["registry_trials"]}

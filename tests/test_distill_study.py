@@ -13,25 +13,25 @@ from tests.helpers.lifecycle import TINY_SWEEP, Driver, hpo, wait_for, with_over
 from tests.helpers.stores import assert_stores_agree
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
-SMALL = with_overrides(TINY_SWEEP, "data.train_limit=400", "data.validation_limit=100")
+SMALL = with_overrides(TINY_SWEEP, "data.train_limit=300", "data.validation_limit=100")
 
 
 def test_distill_survives_kill_9_reuses_the_teachers_outputs_and_registers_the_student(tmp_path, sst2_dir):
-    teacher = Driver(["sweep", *SMALL, "study.name=teach", "study.num_samples=2", "trainer.max_epochs=2",
-                      f"storage.root={tmp_path}"], tmp_path, sst2_dir)
-    assert teacher.wait() == 0, teacher.output()[-3000:]
+    teacher = hpo(["sweep", *SMALL, "study.name=teach", "study.num_samples=1", "trainer.max_epochs=1",
+                   f"storage.root={tmp_path}"], tmp_path, sst2_dir)
+    assert teacher.returncode == 0, teacher.stdout[-3000:] + teacher.stderr[-3000:]
 
     student, url = "teach-distilled-tiny_bert", f"sqlite:///{tmp_path}/registry.db"
-    command = ["distill", "teach", "--student", "tiny_bert", "--with-plain", "study.num_samples=3",
+    command = ["distill", "teach", "--student", "tiny_bert", "--with-plain", "study.num_samples=2",
                "trainer.max_epochs=3"]
     first = Driver(command, tmp_path, sst2_dir)
     wait_for(first, url, student, lambda ts: any(t.state == "running" and t.epochs >= 1 for t in ts))
     first.sigkill()
     assert "computed and cached" in first.output() and "not much smaller than the teacher" in first.output()
 
-    again = Driver(command, tmp_path, sst2_dir)
-    assert again.wait() == 0, again.output()[-3000:]
-    said = again.output()
+    again = hpo(command, tmp_path, sst2_dir)
+    said = again.stdout + again.stderr
+    assert again.returncode == 0, said[-3000:]
     assert f"resuming study {student}" in said and "read from the cache" in said and "computed and" not in said
     assert "plain student study teach-plain-tiny_bert already completed" in said
     assert_stores_agree(url, f"sqlite:///{tmp_path}/mlflow.db", student)

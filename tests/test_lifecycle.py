@@ -1,6 +1,18 @@
-"""Study lifecycle with real processes: SIGKILL the driver and resume, stop from another shell,
-one driver per study. Every driver is an `hpo` subprocess with its own local Ray. After every resume
-(and after the stop) the registry, Optuna and MLflow agree on every trial (tests/stores.py)."""
+"""A study's lifecycle from other shells, with real processes, as one study in order:
+
+1. `hpo stop` from another shell while trial 0 runs: the driver stops the study gracefully (exit 0), trial 0
+   `interrupted`, the study `stopped` with the reason in the registry and MLflow, the stores agreeing. The stop lands
+   mid-trial by construction, not by timing: trial 0 has 12 epochs of 200 rows and the stop is sent after its first,
+   so many epochs are left when the driver reads it (every registry.heartbeat_s=1).
+2. `hpo resume`; while it runs, a second driver for the study (`hpo resume`, and `hpo sweep` of the same name, both
+   real processes at once) is refused, naming the running driver's pid.
+3. That driver SIGKILLed: `hpo list` says its driver is gone.
+4. `hpo resume` takes the study over and completes it: every store agrees, one MLflow run per trial and one
+   study run, `hpo status` says completed.
+
+The drivers are `hpo` subprocesses on their own local Ray (the local path, as a user runs it). SIGKILLs at every
+other moment are tests/reliability/test_driver_kills.py's story.
+"""
 
 from __future__ import annotations
 
@@ -12,97 +24,55 @@ import pytest
 from tests.helpers.lifecycle import TINY_SWEEP, Driver, hpo, study_counts, wait_for, with_overrides
 from tests.helpers.stores import assert_stores_agree
 
-NUM_TRIALS, EPOCHS = 3, 3
-ASHA = with_overrides(TINY_SWEEP, "scheduler=asha")
-pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a whole study
+NAME, TRIALS = "lifecycle", 2
+LONG_TRIALS = with_overrides(TINY_SWEEP, "scheduler=fifo", "data.train_limit=200", "data.validation_limit=100",
+                             "trainer.max_epochs=12", f"study.name={NAME}", f"study.num_samples={TRIALS}")
 
 
-def _assert_study_whole(root, name, num_trials=NUM_TRIALS):
-    s = assert_stores_agree(f"sqlite:///{root}/registry.db", f"sqlite:///{root}/mlflow.db", name)
-    assert sorted(s["mlflow"]) == list(range(num_trials)), "every trial has exactly one MLflow run"
-    c = study_counts(root, name)
-    assert len(c["mlflow_parents"]) == 1, "the same parent run is reused"
+def test_stop_then_one_driver_per_study_then_a_stale_drivers_study_taken_over(tmp_path, sst2_dir):
+    url = f"sqlite:///{tmp_path}/registry.db"
+    registry_url, tracking_uri = url, f"sqlite:///{tmp_path}/mlflow.db"
+
+    # 1. hpo stop from another shell
+    sweep = Driver(["sweep", *LONG_TRIALS, f"storage.root={tmp_path}"], tmp_path, sst2_dir)
+    wait_for(sweep, url, NAME, lambda ts: ts[0].state == "running" and ts[0].epochs >= 1)
+    stop = hpo(["stop", NAME, "--wait", "120"], tmp_path, sst2_dir)
+    assert stop.returncode == 0, f"1: {stop.stderr}"
+    assert sweep.wait(timeout=120) == 0, f"1: {sweep.output()[-3000:]}"
+    c = study_counts(tmp_path, NAME)
+    assert c["record"].status == "stopped" and "hpo stop" in c["record"].stop_reason, f"1: {c['record'].status}"
+    assert [t.state for t in c["registry_trials"]][0] == "interrupted", "1: the stop landed mid-trial"
+    assert c["mlflow_parents"][0].data.tags["hpo.stop_reason"] == c["record"].stop_reason
+    assert_stores_agree(registry_url, tracking_uri, NAME)
+
+    # 2. one driver per study
+    resume = Driver(["resume", NAME], tmp_path, sst2_dir)
+    try:
+        wait_for(resume, url, NAME, lambda ts: any(t.state == "running" for t in ts))
+        with ThreadPoolExecutor(2) as pool:  # both while the resumed driver is surely alive
+            second = pool.submit(hpo, ["resume", NAME], tmp_path, sst2_dir, process=True)
+            again = pool.submit(hpo, ["sweep", *LONG_TRIALS, f"storage.root={tmp_path}"], tmp_path, sst2_dir,
+                                process=True)
+            second, again = second.result(), again.result()
+        assert resume.proc.poll() is None, "2: the driver must still be running for this phase to mean anything"
+        assert second.returncode == 2 and f"pid {resume.proc.pid}" in second.stderr, f"2: {second.stderr}"
+        assert again.returncode == 2 and "being driven by" in again.stderr, f"2: {again.stderr}"
+    finally:
+        # 3. the driver SIGKILLed: its study is left with a driver that is gone
+        resume.sigkill()
+    listing = hpo(["list"], tmp_path, sst2_dir)
+    assert "driver gone" in listing.stdout, f"3: {listing.stdout}"
+
+    # 4. taken over and completed
+    takeover = hpo(["resume", NAME], tmp_path, sst2_dir, timeout=600)
+    assert takeover.returncode == 0, f"4: {takeover.stdout[-3000:]}{takeover.stderr[-3000:]}"
+    s = assert_stores_agree(registry_url, tracking_uri, NAME)
+    assert sorted(s["mlflow"]) == list(range(TRIALS)), "4: every trial has exactly one MLflow run"
+    c = study_counts(tmp_path, NAME)
+    assert len(c["mlflow_parents"]) == 1, "4: the same study run is reused"
     assert not [t for t in c["optuna_trials"] if t.state == optuna.trial.TrialState.RUNNING]
     assert {r.info.status for r in c["mlflow_children"] + c["mlflow_parents"]} == {"FINISHED"}
-    assert c["record"].status == "completed"
-    assert all(t.state.finished for t in c["registry_trials"])
-    return c
-
-
-def test_sigkill_mid_trial_and_between_trials_then_resume(tmp_path, sst2_dir, capsys):
-    name, url = "killed", f"sqlite:///{tmp_path}/registry.db"
-    sweep = Driver(["sweep", *ASHA, f"study.name={name}", f"study.num_samples={NUM_TRIALS}",
-                    f"storage.root={tmp_path}"], tmp_path, sst2_dir)
-    mid = wait_for(sweep, url, name, lambda ts: any(t.state == "running" and 1 <= t.epochs < EPOCHS for t in ts))
-    sweep.sigkill()
-    interrupted = next(t for t in mid if t.state == "running" and t.epochs >= 1)
-
-    resume = Driver(["resume", name], tmp_path, sst2_dir)
-    done_before = sum(t.state.finished for t in mid)
-
-    def between_trials(ts):
-        finished = sum(t.state.finished for t in ts)
-        return finished > done_before + 0 and all(t.epochs == 0 for t in ts if t.state == "running") \
-            and finished < NUM_TRIALS
-
-    between = wait_for(resume, url, name, between_trials)
-    resume.sigkill()
-    assert "resuming:" in resume.output()
-
-    final = Driver(["resume", name], tmp_path, sst2_dir)
-    assert final.wait() == 0, final.output()[-3000:]
-    c = _assert_study_whole(tmp_path, name)
-
-    run = next(r for r in c["mlflow_children"] if r.data.tags["hpo.optuna_trial_number"] == str(interrupted.number))
-    assert int(run.data.tags["hpo.resumed_after_epoch"]) >= 1, "the interrupted trial continued, not restarted"
-    with capsys.disabled():
-        print(f"\n[kill test] mid-trial kill: {len(mid)} trial(s) started, {done_before} finished, trial "
-              f"{interrupted.number} at epoch {interrupted.epochs}; between-trials kill: "
-              f"{sum(t.state.finished for t in between)} finished; after resume: "
-              f"{len(c['optuna_trials'])} Optuna trials, {len(c['registry_trials'])} registry trials, "
-              f"{len(c['mlflow_children'])} MLflow child runs + {len(c['mlflow_parents'])} parent")
-
-
-def test_stop_from_another_process_then_resume(tmp_path, sst2_dir):
-    name, url = "stopped", f"sqlite:///{tmp_path}/registry.db"
-    slower = with_overrides(ASHA, "data.train_limit=4000")  # a trial still runs when the stop lands
-    sweep = Driver(["sweep", *slower, f"study.name={name}", "study.num_samples=2",
-                    f"storage.root={tmp_path}"], tmp_path, sst2_dir)
-    wait_for(sweep, url, name, lambda ts: any(t.state == "running" and t.epochs >= 1 for t in ts))
-    stop = hpo(["stop", name, "--wait", "120"], tmp_path, sst2_dir)
-    assert stop.returncode == 0, stop.stderr
-    assert sweep.wait(timeout=120) == 0, sweep.output()[-3000:]
-    c = study_counts(tmp_path, name)
-    assert c["record"].status == "stopped" and "hpo stop" in c["record"].stop_reason
-    assert [t.state for t in c["registry_trials"]].count("interrupted") == 1
-    assert c["mlflow_parents"][0].data.tags["hpo.stop_reason"] == c["record"].stop_reason
-    assert_stores_agree(f"sqlite:///{tmp_path}/registry.db", f"sqlite:///{tmp_path}/mlflow.db", name)
-
-    final = Driver(["resume", name], tmp_path, sst2_dir)
-    assert final.wait() == 0, final.output()[-3000:]
-    _assert_study_whole(tmp_path, name, num_trials=2)
-    status = hpo(["status", name], tmp_path, sst2_dir)
-    assert status.returncode == 0 and f"study {name}: completed" in status.stdout
-
-
-def test_one_driver_per_study_and_stale_takeover(tmp_path, sst2_dir):
-    name, url = "guarded", f"sqlite:///{tmp_path}/registry.db"
-    sweep = Driver(["sweep", *TINY_SWEEP, f"study.name={name}", "study.num_samples=2",
-                    f"storage.root={tmp_path}"], tmp_path, sst2_dir)
-    try:
-        wait_for(sweep, url, name, lambda ts: any(t.state == "running" for t in ts))
-        with ThreadPoolExecutor(2) as pool:  # both while the first driver is surely alive
-            second = pool.submit(hpo, ["resume", name], tmp_path, sst2_dir)
-            again = pool.submit(hpo, ["sweep", *TINY_SWEEP, f"study.name={name}", f"storage.root={tmp_path}"],
-                                tmp_path, sst2_dir)
-            second, again = second.result(), again.result()
-        assert sweep.proc.poll() is None, "the first driver must still be running for this test to mean anything"
-        assert second.returncode == 2 and f"pid {sweep.proc.pid}" in second.stderr, second.stderr
-        assert again.returncode == 2 and "being driven by" in again.stderr, again.stderr
-    finally:
-        sweep.sigkill()
-    listing = hpo(["list"], tmp_path, sst2_dir)
-    assert "driver gone" in listing.stdout
-    takeover = Driver(["resume", name], tmp_path, sst2_dir)
-    assert takeover.wait() == 0, takeover.output()[-3000:]
-    assert study_counts(tmp_path, name)["record"].status == "completed"
+    assert c["record"].status == "completed" and all(t.state.finished for t in c["registry_trials"])
+    status = hpo(["status", NAME], tmp_path, sst2_dir)
+    assert status.returncode == 0 and f"study {NAME}: completed" in status.stdout, status.stdout + status.stderr

@@ -112,6 +112,7 @@ def _trial_that_runs_out_of_memory_above_10_rows(config, *, data, trainer, check
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # a whole study
 def test_a_study_records_an_oom_trial_as_failed_and_goes_on(small_sst2, tiny_bert, local_ray, tmp_path):
     """Grid over batch_size 8 and 32 with a micro-batch floor of 16: 8 fits; 32 -> 16 still runs out -> `oom`."""
     import sys

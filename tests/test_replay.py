@@ -55,6 +55,7 @@ def test_anytime_bookkeeping():
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # a whole study
 def test_a_replayed_study_records_the_tables_curves(table_csv, small_sst2, tiny_bert, local_ray, tmp_path):
     """Through the real ASHA, searcher and ledger: every trial's curve is its nearest config's, cut where
     the scheduler stopped it."""

@@ -70,6 +70,7 @@ def _spec(tmp_path, small_sst2, tiny_bert, name, *overrides):
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # whole studies
 @pytest.mark.parametrize(
     "overrides, reason_start, max_trials",
     [
@@ -117,6 +118,7 @@ def source_study(tmp_path_factory, small_sst2, tiny_bert, local_ray):
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # whole studies
 def test_warm_start_evaluates_the_source_studys_best_configs_first(source_study, small_sst2, tiny_bert):
     from hpo.study.run import run_study
 
@@ -130,6 +132,7 @@ def test_warm_start_evaluates_the_source_studys_best_configs_first(source_study,
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # its source is a whole study
 def test_warm_start_skips_configs_outside_the_new_space(source_study, small_sst2, tiny_bert):
     root, ranked = source_study
     keep = ranked[0]["batch_size"]

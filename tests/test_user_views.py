@@ -1,8 +1,14 @@
-"""What a user sees, on one real sweep run the way a user runs it: `hpo sweep` in a (pseudo-)terminal, then the
-study's report, `hpo report`, `hpo ui` read by a real headless Chromium, `hpo export` (with ONNX) and `hpo predict`.
+"""The plain study, shared by every check that needs a whole study and no more: one real sweep run the way a user
+runs it (`hpo sweep` in a (pseudo-)terminal), then what it recorded (one MLflow parent run and a nested run per
+trial, the stores agreeing, ASHA's stops as PRUNED in Optuna, the best checkpoint, the registered model, storage.keep),
+what a user reads (the study's report, `hpo report`, `hpo ui` in a real headless Chromium) and what leaves it
+(`hpo export` with ONNX, `hpo predict`, `hpo refit`), each in file order (refit, which registers a second version,
+last).
 
-The sweep: tiny BERT on real SST-2 rows, 4 trials one at a time under ASHA, its own local Ray, MLflow and the
-registry in SQLite under the study's storage root (what `hpo ui` serves).
+The sweep: tiny BERT on 300 real SST-2 rows, 5 trials of 3 epochs one at a time under ASHA (what ASHA sees, and so
+which trials it stops, does not depend on timing), the sampler's own draws over a wide learning-rate range (some
+trials are worse, so ASHA has something to stop), its own local Ray, MLflow and the registry in SQLite under the
+study's storage root (what `hpo ui` serves).
 """
 
 from __future__ import annotations
@@ -20,23 +26,30 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import optuna
 import pytest
 from mlflow import MlflowClient
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hpo.stores.registry import Registry
+from hpo.stores.tracking import STATUS_TAG, TRIAL_ID_TAG
 from tests.helpers.browser import chromium, runs_table
+from tests.helpers.lifecycle import hpo
 from tests.helpers.servers import free_port, stop_group
+from tests.helpers.stores import assert_stores_agree
+from trainers.checkpoint import STATE_FILE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # whole studies
-NAME, TRIALS = "views", 4
+NAME, TRIALS, EPOCHS = "views", 5, 3
 HPO = [sys.executable, "-m", "hpo"]
 
 
 def _sweep_args(root: Path, tiny_bert: Path, small_sst2: dict) -> list[str]:
     return ["--storage-root", str(root), "sweep", "model=hf", f"model.name_or_path={tiny_bert}", "data=csv",
             f"data.train_path={small_sst2['train']}", f"data.validation_path={small_sst2['dev']}",
-            f"study.name={NAME}", f"study.num_samples={TRIALS}", "study.max_concurrent=1", "trainer.max_epochs=2",
-            "cluster.num_cpus=2", "search.learning_rate.high=1e-2"]
+            f"study.name={NAME}", f"study.num_samples={TRIALS}", "study.max_concurrent=1",
+            f"trainer.max_epochs={EPOCHS}", "scheduler=asha", "cluster.num_cpus=2", "search.learning_rate.high=1e-2",
+            "search.first_trial=sampler"]
 
 
 def run_in_terminal(argv: list[str], cwd: Path, timeout_s: float = 900) -> tuple[int, str]:
@@ -88,6 +101,63 @@ def test_the_live_progress_redraws_in_place_in_a_terminal(study):
     assert "Trial status" not in output and "Current time:" not in output, "Ray's own progress table is on"
 
 
+def test_mlflow_has_one_parent_and_a_nested_run_per_trial(study):
+    root, _, registry, client = study
+    record = registry.require(NAME)
+    runs = client.search_runs([record.mlflow_experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get("hpo.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == record.mlflow_parent_run_id]
+    assert len(parents) == 1 and len(runs) == 1 + TRIALS and len(children) == TRIALS
+    assert len({c.data.tags[TRIAL_ID_TAG] for c in children}) == TRIALS
+    for child in children:
+        assert {"learning_rate", "batch_size", "freeze_depth", "weight_decay", "dropout"} <= set(child.data.params)
+        history = client.get_metric_history(child.info.run_id, "val_accuracy")
+        assert [m.step for m in history] == list(range(1, len(history) + 1))
+        assert child.data.tags[STATUS_TAG] == ("completed" if len(history) == EPOCHS else "pruned")
+        assert child.info.status == "FINISHED"
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics[f"best_{record.metric}"] == pytest.approx(record.best_metric)
+    best = registry.trial(NAME, record.best_trial_number)
+    assert {f"best.{k}": str(v) for k, v in best.params.items()}.items() <= parent.data.tags.items()
+    assert {"study_config.yaml", "search_space.json", "report"} <= {a.path for a in client.list_artifacts(
+        parent.info.run_id)}
+
+
+def test_the_three_stores_agree_and_optuna_learns_pruned_trials_as_pruned(study):
+    root, _, registry, _ = study
+    s = assert_stores_agree(f"sqlite:///{root / 'registry.db'}", f"sqlite:///{root / 'mlflow.db'}", NAME)
+    assert len(s["optuna"]) == TRIALS
+    pruned = [t for t in s["optuna"].values() if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned, "ASHA stopped no trial"
+    assert all(len(t.intermediate_values) == s["registry"][t.number].epochs < EPOCHS for t in pruned)
+
+
+def test_the_best_checkpoint_downloads_and_loads_with_from_pretrained(study, tmp_path):
+    _, _, registry, client = study
+    parent = client.get_run(registry.require(NAME).mlflow_parent_run_id)
+    local = client.download_artifacts(parent.data.tags["hpo.best_run_id"], "checkpoint", str(tmp_path))
+    model = AutoModelForSequenceClassification.from_pretrained(local)
+    assert model.config.num_labels == 2 and AutoTokenizer.from_pretrained(local)("a fine film")["input_ids"]
+
+
+def test_a_finished_study_keeps_only_models_and_metrics(study):
+    """storage.keep=best: no trial keeps its resume state, and once the study has ended only the best trial keeps
+    its model in checkpoint storage (every finished trial's is in its MLflow run)."""
+    root, _, registry, _ = study
+    tune = root / NAME / "tune"
+    assert list(tune.rglob("result.json")) and not list(tune.rglob(STATE_FILE))
+    best = registry.require(NAME).best_trial_number
+    for trial in registry.trials(NAME):
+        assert bool(list(Path(trial.ray_trial_dir).glob("checkpoint_*/best"))) == (trial.number == best), trial.number
+
+
+def test_a_second_sweep_with_the_same_name_is_refused(study, tiny_bert, small_sst2):
+    root, _, _, _ = study
+    again = hpo(["--storage-root", str(root), *_sweep_args(root, tiny_bert, small_sst2)[2:]], root, root)
+    assert again.returncode == 2 and "already exists" in again.stderr, again.stderr[-2000:]
+
+
 def test_the_study_report_is_written_to_the_study_folder_and_to_mlflow(study):
     root, _, registry, client = study
     report = root / NAME / "report"
@@ -107,8 +177,7 @@ def test_the_study_report_is_written_to_the_study_folder_and_to_mlflow(study):
 
 def test_hpo_report_draws_it_again_into_a_folder(study, tmp_path):
     root, _, _, _ = study
-    proc = subprocess.run(HPO + ["--storage-root", str(root), "report", NAME, "--to", str(tmp_path / "r")],
-                          capture_output=True, text=True, timeout=300)
+    proc = hpo(["--storage-root", str(root), "report", NAME, "--to", str(tmp_path / "r")], root, root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "r" / "report.md").read_text().startswith(f"# Study `{NAME}`")
     assert (tmp_path / "r" / "learning_curves.png").is_file()
@@ -155,6 +224,7 @@ def test_the_champion_alias_points_at_the_best_trials_registered_model(study):
     _, _, registry, client = study
     record = registry.require(NAME)
     champion = client.get_model_version_by_alias(NAME, "champion")
+    assert champion.version == "1" and champion.run_id == record.mlflow_parent_run_id, "the study's own run, once"
     assert record.best_model_uri == f"models:/{NAME}/{champion.version}"
     assert float(champion.tags["hpo.value"]) == pytest.approx(record.best_metric)
     assert champion.tags["hpo.trial_number"] == str(record.best_trial_number)
@@ -168,8 +238,7 @@ def test_export_and_onnx_give_the_registered_models_predictions(study, small_sst
 
     root, _, _, _ = study
     out = tmp_path / "export"
-    proc = subprocess.run(HPO + ["--storage-root", str(root), "export", NAME, "--to", str(out), "--onnx"],
-                          capture_output=True, text=True, timeout=600)
+    proc = hpo(["--storage-root", str(root), "export", NAME, "--to", str(out), "--onnx"], root, root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     print(proc.stdout)
     assert {"config.json", "model.safetensors", "tokenizer.json", "README.md", "model.onnx"} <= {
@@ -195,10 +264,9 @@ def test_export_and_onnx_give_the_registered_models_predictions(study, small_sst
 
 def test_predict_reads_texts_from_arguments_and_stdin(study):
     root, _, _, _ = study
-    args = HPO + ["--storage-root", str(root), "predict", NAME]
-    from_args = subprocess.run(args + ["a gorgeous film", "a dull mess"], capture_output=True, text=True, timeout=300)
-    from_stdin = subprocess.run(args, input="a gorgeous film\na dull mess\n", capture_output=True, text=True,
-                                timeout=300)
+    args = ["--storage-root", str(root), "predict", NAME]
+    from_args = hpo([*args, "a gorgeous film", "a dull mess"], root, root)
+    from_stdin = hpo(args, root, root, stdin="a gorgeous film\na dull mess\n")
     assert from_args.returncode == 0, from_args.stderr[-2000:]
     rows = from_args.stdout.strip().splitlines()
     assert rows[0].split("\t") == ["label", "p_0", "p_1", "input"] and len(rows) == 3
@@ -223,8 +291,7 @@ def test_refit_trains_the_best_config_for_its_best_epochs_and_registers_the_next
     root, _, registry, client = study
     record = registry.require(NAME)
     before = client.get_model_version_by_alias(NAME, "champion").version
-    proc = subprocess.run(HPO + ["--storage-root", str(root), "refit", NAME, "--with-validation"],
-                          capture_output=True, text=True, timeout=600)
+    proc = hpo(["--storage-root", str(root), "refit", NAME, "--with-validation"], root, root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     refit = client.get_model_version_by_alias(NAME, "refit")
     assert int(refit.version) == int(before) + 1 and refit.tags["hpo.kind"] == "refit"

@@ -1,6 +1,8 @@
 """Riding out a database that goes away for a moment (a PostgreSQL restart or failover, SQLite busy): a
 registry call that fails to reach its database is tried again with backoff for up to ``RETRY_FOR_S``, on a fresh
 connection (the engine pings pooled ones before use), instead of failing the study at the first lost connection.
+The first failure of a call is logged (a warning on stderr unless the application configures logging): an
+operator sees that the database went away and was ridden out, not only that nothing failed.
 
 Example::
 
@@ -18,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -25,6 +28,7 @@ from typing import TypeVar
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 RETRY_FOR_S = 60.0
+_log = logging.getLogger(__name__)
 _TRANSIENT = (OperationalError, InterfaceError, DisconnectionError)
 T = TypeVar("T")
 
@@ -36,9 +40,12 @@ def retrying(call: Callable[..., T]) -> Callable[..., T]:
         while True:
             try:
                 return call(*args, **kwargs)
-            except _TRANSIENT:
+            except _TRANSIENT as err:
                 if time.monotonic() + wait > deadline:
                     raise
+                if wait == 0.05:  # the first failure of this call
+                    _log.warning("registry: its database did not answer (%s); trying again for up to %.0f s",
+                                 type(getattr(err, "orig", None) or err).__name__, RETRY_FOR_S)
                 time.sleep(wait)
                 wait = min(wait * 2, 5.0)
     return again

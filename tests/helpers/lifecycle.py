@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from sqlalchemy import inspect
 
 from hpo.stores.registry import Registry, StudyRecord, TrialRecord
+from tests.helpers.cli import run_in_process
 from tests.helpers.polling import until
 
 TINY_SWEEP = [
@@ -100,11 +101,15 @@ def _running(pid: int) -> bool:
         return False
 
 
-def hpo(args: list[str], root: Path, sst2_dir: Path, timeout: float = 300,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HPO_DATA_DIR": str(sst2_dir), "HPO_STORAGE_ROOT": str(root), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "hpo", *args], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+def hpo(args: list[str], root: Path, sst2_dir: Path, timeout: float = 300, env: dict[str, str] | None = None,
+        stdin: str | None = None, process: bool = False) -> subprocess.CompletedProcess:
+    """``hpo ARGS`` with ``root`` as storage root and working folder: in this process (tests/helpers/cli.py), or as
+    a real subprocess where ``process`` (one that runs beside another command, or whose point is the process)."""
+    env = {"HPO_DATA_DIR": str(sst2_dir), "HPO_STORAGE_ROOT": str(root), **(env or {})}
+    if not process:
+        return run_in_process(args, root, env, stdin)
+    return subprocess.run([sys.executable, "-m", "hpo", *args], cwd=root, env={**os.environ, **env},
+                          capture_output=True, input=stdin, text=True, timeout=timeout, check=False)
 
 
 def wait_for(driver: Driver, registry_url: str, name: str, condition: Callable[[list[TrialRecord]], bool],
@@ -121,7 +126,7 @@ def wait_for(driver: Driver, registry_url: str, name: str, condition: Callable[[
         trials = registry.trials(name) if registry else []
         return trials if trials and condition(trials) else None
 
-    return until(probe, timeout, lambda: f"waiting on the registry:\n{driver.output()[-3000:]}", every_s=0.1)
+    return until(probe, timeout, lambda: f"waiting on the registry:\n{driver.output()[-3000:]}", every_s=0.5)
 
 
 def _registry_once_created(url: str) -> Registry | None:

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from hpo.stores.registry import Registry
 from tests.helpers.servers import fresh_database
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a whole study
 PG_PASSWORD, S3_SECRET, S3_KEY_ID = "pg-Secr3t-42", "s3-Secr3t-99", "AKIDHPOTEST"
 NAME = "secrets"
 
