@@ -51,12 +51,16 @@ def _run(args, tmp_path, sst2_dir, timeout=600):
 @pytest.mark.integration
 @pytest.mark.slow  # a whole study (the CLI's real process, on its own local Ray)
 def test_sweep_with_overrides_runs_a_study(tmp_path, sst2_dir):
+    """The console script's study on the local path: hpo starts its own Ray, here with the State API a study of DDP
+    groups needs (each trial two gloo workers of one CPU: the local DDP path; tests/test_cluster.py has the
+    multi-node one, with its kills)."""
     proc = _run([
         "--storage-root", "runs", "sweep", "experiment=sst2_minilm", "model=tiny_bert", "sampler=random",
         "scheduler=fifo", "study.num_samples=2", "study.name=cli_study", "data.train_limit=200",
-        "data.validation_limit=100", "trainer.max_epochs=1", "cluster.num_cpus=2",
+        "data.validation_limit=100", "trainer.max_epochs=1", "cluster.num_cpus=2", "resources.workers_per_trial=2",
     ], tmp_path, sst2_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "cluster: 1 node(s), room for 2 worker(s)" in proc.stdout and "1 trial(s) of 2 workers" in proc.stdout
     assert "=== study cli_study" in proc.stdout
     assert "trials: 2 completed" in proc.stdout
     # Piped, not a terminal: plain lines, one per event, no escape sequences (the live block is for terminals).

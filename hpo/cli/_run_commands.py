@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from hpo.cli._common import fail, open_registry, require
-from hpo.config.compose import build_spec, compose, stored_config
+from hpo.config.compose import build_spec, compose, stored_config, with_kind_changes
 from hpo.config.overrides import check_overrides
 from hpo.config.resolvers import CONFIG_DIR, register
 from hpo.config.sections import as_study_config
@@ -92,6 +92,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     register()
 
     try:
+        overrides = with_kind_changes(overrides)
         check_overrides([*overrides, *_search_path(overrides)])
     except ConfigError as err:
         fail(f"config error: {err}")

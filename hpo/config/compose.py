@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hpo.config import spec as s
+from hpo.config.dimension_overrides import kind_changes
 from hpo.config.model_check import check_input_length, resolve_model
 from hpo.config.model_choice import model_choices, with_choice_configs
 from hpo.config.resolvers import CONFIG_DIR, register
@@ -56,7 +57,15 @@ ALLOWED_TARGETS_ENV = "HPO_ALLOWED_TARGETS"
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:
     """The composed config, as ``hpo sweep OVERRIDES`` would see it (for tests and notebooks)."""
+    return _compose_plain(with_kind_changes(overrides))
 
+
+def with_kind_changes(overrides: Sequence[str]) -> list[str]:
+    """``overrides`` with a dimension given a mapping of another kind replaced (:mod:`.dimension_overrides`)."""
+    return kind_changes(overrides, _compose_plain)
+
+
+def _compose_plain(overrides: Sequence[str]) -> DictConfig:
     register()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return hydra_compose("config", overrides=list(overrides))
