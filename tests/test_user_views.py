@@ -224,7 +224,7 @@ def test_the_champion_alias_points_at_the_best_trials_registered_model(study):
     _, _, registry, client = study
     record = registry.require(NAME)
     champion = client.get_model_version_by_alias(NAME, "champion")
-    assert champion.version == "1" and champion.run_id == record.mlflow_parent_run_id, "the study's own run, once"
+    assert str(champion.version) == "1" and champion.run_id == record.mlflow_parent_run_id, "the study's run, once"
     assert record.best_model_uri == f"models:/{NAME}/{champion.version}"
     assert float(champion.tags["hpo.value"]) == pytest.approx(record.best_metric)
     assert champion.tags["hpo.trial_number"] == str(record.best_trial_number)
