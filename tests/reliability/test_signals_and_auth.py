@@ -1,6 +1,5 @@
-"""The MLflow-server story: one study on a real `mlflow server --app-name basic-auth` (MLflow's built-in
-authentication), taken through what a first-day user meets, each step an `hpo` command (the drivers that are signalled
-or outlive the server are real processes):
+"""One study on a real `mlflow server --app-name basic-auth` (MLflow's built-in authentication), taken through what
+a first-day user meets, each step a real `hpo` process:
 
 1. a wrong password (in the URL, then in MLFLOW_TRACKING_PASSWORD) is refused before anything is recorded: one line,
    exit 2, naming ``tracking.uri``, without the password;
@@ -8,22 +7,16 @@ or outlive the server are real processes):
    stops the study as ``hpo stop`` does: exit 143, trial interrupted, MLflow run KILLED, a resume line;
 3. ``hpo resume`` with the credentials in the environment instead: Ctrl-C twice (SIGINT to the driver) stops it,
    exit 130, still resumable;
-4. resumed again, the tracking server goes away for 10 s and comes back (same port and store): the study goes on;
-   the registry recorded an event while the server was down, so its MLflow write waited out the outage, and what
-   was recorded then (an epoch, when it was one) reaches MLflow afterwards, once (retried, not lost);
-   then the server is stopped for good: after ``tracking.retry_s`` the driver ends with one line, exit 1, the study
-   failed and resumable;
-5. the server back, ``hpo resume`` completes the study: the three stores agree (every epoch's metrics once), every
-   trial run has its params, its checkpoint artifact and its system metrics, and the password is nowhere in what
-   hpo printed, the registry, MLflow's store or the study's files.
+4. resumed again, the tracking server is stopped for good: after ``tracking.retry_s`` the driver ends with one
+   line, exit 1, the study failed and resumable;
+5. the server back, ``hpo resume`` completes the study: the three stores agree, every trial run has its system
+   metrics, and the password is nowhere in what hpo printed, the registry, MLflow's store or the study's files.
 """
 
 from __future__ import annotations
 
-import re
 import signal
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -36,10 +29,7 @@ from tests.helpers.servers import MlflowServer
 from tests.helpers.stores import assert_stores_agree
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # one whole study, resumed three times
-NAME, TRIALS, EPOCHS, PASSWORD, OUTAGE_S = "guarded", 3, 4, "hpo-Pw-7391-secret", 10
-# The retry budget: the outage (OUTAGE_S plus the server's own start, several seconds) must fit in it with room to
-# spare (at 20 s a run found the budget spent before the server answered again); the server gone for good costs it.
-RETRY_S = 40
+NAME, TRIALS, EPOCHS, PASSWORD = "guarded", 3, 3, "hpo-Pw-7391-secret"
 SYSTEM_KEYS = {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes",
                "system/trial_cpu_percentage", "system/trial_memory_megabytes"}
 
@@ -58,12 +48,11 @@ def _one_line(text: str) -> str:
     return lines[0]
 
 
-def test_a_password_server_study_survives_sigterm_ctrl_c_an_outage_and_the_server_leaving(tmp_path, sst2_dir,
-                                                                                          server, capsys):
+def test_a_password_server_study_survives_sigterm_ctrl_c_and_the_server_leaving(tmp_path, sst2_dir, server, capsys):
     root, registry_url = tmp_path / "runs", f"sqlite:///{tmp_path}/runs/registry.db"
     right = server.uri_with(PASSWORD)
     args = with_overrides(TINY_SWEEP, f"study.name={NAME}", f"study.num_samples={TRIALS}", f"storage.root={root}",
-                          f"trainer.max_epochs={EPOCHS}", f"tracking.retry_s={RETRY_S}", f"tracking.uri={right}")
+                          f"trainer.max_epochs={EPOCHS}", "tracking.retry_s=10", f"tracking.uri={right}")
     printed: list[str] = []
 
     # 1. Wrong credentials: refused by the preflight, nothing recorded, the password not echoed.
@@ -109,20 +98,9 @@ def test_a_password_server_study_survives_sigterm_ctrl_c_an_outage_and_the_serve
     assert record.status == StudyStatus.STOPPED and record.stop_reason.startswith("Ctrl-C (SIGINT) received")
     assert not [t for t in Registry(registry_url).trials(NAME) if t.state == TrialState.RUNNING]
 
-    # 4. Resumed; the tracking server goes away for OUTAGE_S and comes back, then leaves for good mid-trial. The
-    # outage starts once this driver has printed an epoch (its ledger has written it to every store and waits for
-    # the next event): the next event's registry write comes before its MLflow write, which must wait out the outage.
+    # 4. Resumed; the tracking server leaves for good mid-trial.
     driver = Driver([*resume, f"tracking.uri={right}"], tmp_path, sst2_dir)
-    wait_for(driver, registry_url, NAME, lambda _: re.search(r"\] trial \d+ epoch \d+: ", driver.output()))
-    server.stop()
-    down_at = _snapshot(registry_url)
-    time.sleep(OUTAGE_S)
-    during = _snapshot(registry_url)
-    server.start()
-    assert driver.proc.poll() is None, f"4: the driver outlived the outage:\n{driver.output()[-3000:]}"
-    assert during - down_at, f"4: the registry recorded nothing while MLflow was down: {sorted(down_at)}"
-    written_down = [(n, e) for n, _, e in during - down_at if e]
-    done = sum(e for _, _, e in during)
+    done = sum(t.epochs for t in Registry(registry_url).trials(NAME))
     wait_for(driver, registry_url, NAME, lambda trials: sum(t.epochs for t in trials) > done)
     server.stop()
     assert driver.wait() == 1, driver.output()[-3000:]
@@ -141,12 +119,6 @@ def test_a_password_server_study_survives_sigterm_ctrl_c_an_outage_and_the_serve
     assert sorted(s["registry"]) == list(range(TRIALS))
     assert {t.state for t in s["registry"].values()} == {TrialState.COMPLETED}
     client = MlflowClient(right)
-    for number, epoch in written_down:  # what the registry held while MLflow was down reached MLflow, once
-        steps = [m.step for m in client.get_metric_history(s["mlflow"][number].info.run_id, "val_accuracy")]
-        assert steps.count(epoch) == 1, f"4: trial {number} epoch {epoch} written during the outage: {steps}"
-    for number, run in s["mlflow"].items():
-        assert {"learning_rate", "batch_size", "freeze_depth"} <= set(run.data.params), number
-        assert client.list_artifacts(run.info.run_id, "checkpoint"), f"trial {number}'s checkpoint"
     system = {n: {k: v for k, v in client.get_run(run.info.run_id).data.metrics.items() if k.startswith("system/")}
               for n, run in s["mlflow"].items()}
     for number, metrics in system.items():
@@ -163,15 +135,8 @@ def test_a_password_server_study_survives_sigterm_ctrl_c_an_outage_and_the_serve
     leaks += [f"artifact {p}" for p in _files(server.root / "artifacts") if PASSWORD.encode() in p.read_bytes()]
     assert not leaks and not [text for text in printed if PASSWORD in text], leaks
     with capsys.disabled():
-        print(f"\n[mlflow story] SIGTERM -> 143, Ctrl-C x2 -> 130, MLflow down {OUTAGE_S} s -> went on "
-              f"({len(written_down)} epoch(s) recorded meanwhile, in MLflow once), MLflow gone for good -> 1 "
-              "(resumable), "
+        print(f"\n[signals and auth] SIGTERM -> 143, Ctrl-C x2 -> 130, MLflow gone for good -> 1 (resumable), "
               f"resume -> {TRIALS} completed; trial 0's system metrics: {system[0]}")
-
-
-def _snapshot(registry_url: str) -> set[tuple[int, str, int]]:
-    """Every trial's (number, state, epochs) in the registry now."""
-    return {(t.number, str(t.state), t.epochs) for t in Registry(registry_url).trials(NAME)}
 
 
 def _files(folder: Path) -> list[Path]:
