@@ -8,7 +8,7 @@ dimension. This rewrites such an override into Hydra's delete-then-add pair (``~
 before Hydra composes; a mapping of the same kind still merges (``search.X={high: 1e-3}`` changes the bound only),
 and a key that is no dimension is left to Hydra, whose refusal keeps hpo's "did you mean" hint.
 
-    >>> base = {"search": {"learning_rate": {"low": 1e-5, "high": 1e-3, "log": True}}}
+    >>> base = OmegaConf.create({"search": {"learning_rate": {"low": 1e-5, "high": 1e-3, "log": True}}})
     >>> kind_changes(["search.learning_rate={choices: [0.0001, 0.001]}", "study.seed=1"], lambda _: base)
     ['~search.learning_rate', '+search.learning_rate={choices: [0.0001, 0.001]}', 'study.seed=1']
     >>> kind_changes(["search.learning_rate={high: 0.01}"], lambda _: base)
@@ -22,6 +22,7 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 SEARCH = "search."
@@ -43,7 +44,7 @@ def _kind(dimension: Mapping[str, Any]) -> str:
     return "set" if "choices" in dimension else "range" if {"low", "high"} & set(dimension) else "other"
 
 
-def kind_changes(overrides: Sequence[str], compose_plain: Callable[[list[str]], Any]) -> list[str]:
+def kind_changes(overrides: Sequence[str], compose_plain: Callable[[list[str]], DictConfig]) -> list[str]:
     """``overrides`` with each mapping that changes a dimension's kind as a delete-then-add pair. ``compose_plain``
     composes a list of overrides as Hydra would (the config the dimension is looked up in, a preset's own
     dimensions included); it is called only when some override gives a search dimension a mapping. Where the other
@@ -61,18 +62,10 @@ def kind_changes(overrides: Sequence[str], compose_plain: Callable[[list[str]], 
     for i, override in enumerate(overrides):
         if i in found:
             key, new = found[i]
-            old = _select(base, key)
+            old = OmegaConf.select(base, key)
             if isinstance(old, Mapping) and _kind(old) != _kind(new):
                 rewritten += [f"~{key}", f"+{override}"]
                 continue
         rewritten.append(override)
     return rewritten
 
-
-def _select(config: Any, dotted: str) -> Any:
-    node = config
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node

@@ -36,14 +36,15 @@ T = TypeVar("T")
 def retrying(call: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(call)
     def again(*args, **kwargs) -> T:
-        deadline, wait = time.monotonic() + RETRY_FOR_S, 0.05
+        deadline, wait, said = time.monotonic() + RETRY_FOR_S, 0.05, False
         while True:
             try:
                 return call(*args, **kwargs)
             except _TRANSIENT as err:
                 if time.monotonic() + wait > deadline:
                     raise
-                if wait == 0.05:  # the first failure of this call
+                if not said:  # once per call
+                    said = True
                     _log.warning("registry: its database did not answer (%s); trying again for up to %.0f s",
                                  type(getattr(err, "orig", None) or err).__name__, RETRY_FOR_S)
                 time.sleep(wait)
